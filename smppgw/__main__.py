@@ -1,0 +1,5 @@
+import sys
+
+from smppgw.cli import main
+
+sys.exit(main())
