@@ -151,6 +151,10 @@ class CarrierConfig:
     resend_on_timeout: bool = False
     #: How long a receipt that beat its submit_sm_resp is held for matching, in seconds.
     receipt_hold: float = 30.0
+    #: How message ids are written in submit_sm_resp and in receipts: "string" (compared
+    #: case-insensitively without leading zeros), "hex" or "decimal" (compared as numbers).
+    submit_id_base: str = "string"
+    receipt_id_base: str = "string"
     #: Connect to the SMSC over TLS.
     tls: TlsConfig | None = None
     address_range: str = ""
