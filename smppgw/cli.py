@@ -12,7 +12,9 @@ import importlib
 import sys
 
 #: sub-command → (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("smppgw.commands.bench", "run benchmarks (codec)"),
+}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
