@@ -15,10 +15,12 @@ from enum import StrEnum
 class Secret:
     """A password that prints as ``'***'``; ``reveal()`` is the one way to read it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "origin")
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, origin: str = "") -> None:
         self._value = value
+        #: Where the value came from, safe to print: "env NAME", "file PATH" or "" (inline).
+        self.origin = origin
 
     def reveal(self) -> str:
         return self._value
