@@ -35,6 +35,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    disable_created_metrics,
     make_wsgi_app,
 )
 from prometheus_client.gc_collector import GCCollector
@@ -42,6 +43,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from smppgw.health import HealthState, Verdict
+from smppgw.settings import CarrierConfig
 from smppgw.smpp.constants import status_name
 
 #: Why a job was refused before any submit_sm (the ``reason`` label of jobs_rejected).
@@ -106,6 +108,9 @@ class Metrics:
     """
 
     def __init__(self, *, version: str | None = None, process_metrics: bool = True) -> None:
+        # ``*_created`` gauges double the series count for a timestamp nobody alerts on
+        # (Prometheus uses it only for OpenMetrics start times); process-wide switch.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         if process_metrics:
@@ -413,6 +418,11 @@ class Metrics:
             self.window_in_use.labels(carrier=name, session=str(index))
         if tps is not None:
             self.tps_limit.labels(carrier=name).set(tps)
+
+    def init_carriers(self, carriers: Iterable[CarrierConfig]) -> None:
+        """:meth:`init_carrier` for each configured carrier (names, sessions, TPS only)."""
+        for carrier in carriers:
+            self.init_carrier(carrier.name, carrier.sessions, carrier.tps)
 
     def job_rejected(self, reason: str) -> None:
         self.jobs_rejected.labels(reason=_bounded(reason, REJECT_REASONS)).inc()
