@@ -1,0 +1,30 @@
+"""The gateway's durable state: SQLite in WAL mode, one writer thread, group commit.
+
+``Store`` (in ``api``) is the asyncio face; ``ops`` holds the SQL of each operation,
+``writer`` the thread and its batching, ``schema`` the tables and the durability argument,
+``model`` the values that cross the boundary.
+"""
+
+from smppgw.store.api import Store
+from smppgw.store.model import (
+    JobState,
+    JobView,
+    OutboxEvent,
+    ReceiptOutcome,
+    RecoveryReport,
+    StoredJob,
+    StoreError,
+    StoreStats,
+)
+
+__all__ = [
+    "JobState",
+    "JobView",
+    "OutboxEvent",
+    "ReceiptOutcome",
+    "RecoveryReport",
+    "Store",
+    "StoreError",
+    "StoreStats",
+    "StoredJob",
+]

@@ -1,0 +1,309 @@
+"""``Store``: the gateway's durable state behind an asyncio API.
+
+Every method queues one small operation (``smppgw.store.ops``) to the writer thread and
+returns only after the transaction that carried it COMMITTED; reads go through the same
+thread, so what they see is consistent with every write acknowledged before them.
+
+A cancelled caller does not cancel its operation: it may still commit. That is safe by
+design (adding a job twice is deduplicated; state changes are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Sequence
+from functools import partial
+from types import TracebackType
+from typing import TypeVar
+
+from smppgw.store import ops
+from smppgw.store.model import (
+    JobView,
+    OutboxEvent,
+    ReceiptOutcome,
+    RecoveryReport,
+    StoredJob,
+    StoreStats,
+)
+from smppgw.store.schema import connect
+from smppgw.store.writer import Tx, Writer
+
+T = TypeVar("T")
+EventMaker = Callable[[JobView, str], list[OutboxEvent]]
+
+#: Jobs deleted per transaction by ``purge``: long enough to be efficient, short enough not
+#: to hold up the jobs and receipts queued behind it.
+PURGE_CHUNK = 2000
+
+
+class Store:
+    """SQLite (WAL) job queue, dedup keys, message-id map and event outbox."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        commit_interval: float = 0.002,
+        max_batch: int = 5000,
+        busy_timeout: float = 5.0,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        """``commit_interval``: when the previous batch carried several operations, how
+        long the writer waits for more before committing (zero: never wait).
+        ``synchronous``: ``NORMAL`` survives any process death; ``FULL`` also survives
+        power loss, at one fsync per batch (see ``smppgw.store.schema``)."""
+        self.path = path
+        self._depths: Counter[tuple[str, int]] = Counter()
+        self._outbox = 0
+        self._writer = Writer(
+            partial(self._connect, path, busy_timeout, synchronous),
+            commit_interval=commit_interval,
+            max_batch=max_batch,
+            on_commit=self._committed,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create or upgrade the database and start the writer thread."""
+        await self._writer.start()
+
+    async def close(self) -> None:
+        """Commit everything queued, checkpoint the WAL, close the connection."""
+        await self._writer.stop()
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _connect(self, path: str, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
+        conn = connect(path, busy_timeout=busy_timeout, synchronous=synchronous)
+        tx = Tx(conn, 0.0)
+        self._depths = Counter(ops.count_queued(tx))
+        self._outbox = ops.count_outbox(tx)
+        return conn
+
+    def _committed(self, tx: Tx) -> None:
+        """Writer thread, after a COMMIT: apply the batch's counter changes."""
+        if tx.depth:
+            depths = self._depths
+            for key, change in tx.depth.items():
+                value = depths[key] + change
+                if value:
+                    depths[key] = value
+                else:
+                    del depths[key]
+        self._outbox += tx.outbox
+
+    def _run(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
+        return self._writer.submit(fn)
+
+    # -- jobs in ---------------------------------------------------------------------
+    async def add_jobs(self, jobs: Sequence[StoredJob]) -> list[bool]:
+        """Queue jobs; per job True if new, False if its id is already known (in any
+        state, until purged: nothing is written for it)."""
+        return await self._run(partial(ops.add_jobs, jobs=list(jobs)))
+
+    async def add_rejected(
+        self,
+        job_id: str,
+        events: Sequence[OutboxEvent],
+        *,
+        carrier: str | None = None,
+        code: str | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+        received_at: float = 0.0,
+    ) -> bool:
+        """Record an invalid job as final ``rejected`` (its id is a dedup key like any
+        other) together with its events. False, and nothing written, for a known id."""
+        return await self._run(
+            partial(
+                ops.add_rejected,
+                job_id=job_id,
+                events=list(events),
+                carrier=carrier,
+                code=code,
+                response_topic=response_topic,
+                correlation_data=correlation_data,
+                received_at=received_at,
+            )
+        )
+
+    # -- the send path ---------------------------------------------------------------
+    async def claim(self, carrier: str, limit: int, now: float) -> list[StoredJob]:
+        """Up to ``limit`` queued jobs of ``carrier`` due at ``now``, lane by lane in
+        arrival order, now marked ``sending``."""
+        return await self._run(partial(ops.claim, carrier=carrier, limit=limit, now=now))
+
+    async def release(self, job_ids: Sequence[str]) -> int:
+        """Put claimed (``sending`` or ``in_flight``) jobs back in their lanes at their
+        original place in arrival order; returns how many moved. Releasing an in-flight
+        job means the caller knows its submit_sm was refused or never written."""
+        return await self._run(partial(ops.release, job_ids=list(job_ids)))
+
+    async def mark_in_flight(self, job_ids: Sequence[str]) -> None:
+        """Record that a submit_sm for these claimed jobs is about to be written: from
+        here on a crash leaves their outcome unknown (see ``recover``)."""
+        await self._run(partial(ops.mark_in_flight, job_ids=list(job_ids)))
+
+    async def retry_later(self, job_id: str, attempt: int, next_attempt: float) -> bool:
+        """Back to its lane, not claimable before ``next_attempt`` (wall clock). False if
+        the job is unknown, submitted or final."""
+        return await self._run(
+            partial(ops.retry_later, job_id=job_id, attempt=attempt, next_attempt=next_attempt)
+        )
+
+    async def next_due(self, carrier: str) -> float | None:
+        """Earliest ``next_attempt`` among ``carrier``'s jobs waiting for a retry."""
+        return await self._run(partial(ops.next_due, carrier=carrier))
+
+    async def mark_submitted(
+        self,
+        job_id: str,
+        carrier: str,
+        normalized_ids: Sequence[str],
+        raw_ids: Sequence[str],
+        final: bool,
+        events: Sequence[OutboxEvent],
+    ) -> None:
+        """Every part accepted: state ``submitted`` (``final`` when no receipt is
+        wanted), map each part's normalised id to (job, part, parts), and queue
+        ``events``, all in one transaction. Raises KeyError for an unknown job and
+        ValueError for a final one or mismatched id lists (nothing written)."""
+        await self._run(
+            partial(
+                ops.mark_submitted,
+                job_id=job_id,
+                carrier=carrier,
+                normalized_ids=list(normalized_ids),
+                raw_ids=list(raw_ids),
+                final=final,
+                events=list(events),
+            )
+        )
+
+    async def finish(
+        self,
+        job_id: str,
+        status: str,
+        events: Sequence[OutboxEvent],
+        *,
+        code: str | None = None,
+    ) -> bool:
+        """Record a final status and its events atomically. False (nothing written) if
+        the job is unknown or already final, so a job gets exactly one final status."""
+        return await self._run(
+            partial(ops.finish, job_id=job_id, status=status, events=list(events), code=code)
+        )
+
+    # -- receipts --------------------------------------------------------------------
+    async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
+        """(job_id, part, parts) for a carrier's normalised message id."""
+        return await self._run(partial(ops.lookup, carrier=carrier, normalized_id=normalized_id))
+
+    async def apply_receipt(
+        self, job_id: str, part: int, state: str, make_events: EventMaker
+    ) -> str | None:
+        """Record part ``part``'s (0-based) receipt ``state``; when that makes the job
+        final (``delivered`` once every part is DELIVRD/ACCEPTD; ``undelivered`` or
+        ``expired`` as soon as one part failed) set the final status and store
+        ``make_events(view, status)`` in the same transaction, and return the status.
+        ``make_events`` runs in the writer thread: keep it pure and quick."""
+        return await self._run(
+            partial(
+                ops.apply_receipt, job_id=job_id, part=part, state=state, make_events=make_events
+            )
+        )
+
+    async def match_receipt(
+        self, carrier: str, normalized_id: str, state: str, make_events: EventMaker
+    ) -> ReceiptOutcome | None:
+        """``lookup`` and ``apply_receipt`` in one round trip; None when the id is not
+        mapped (yet): hold the receipt and try again, or publish it as unmatched."""
+        return await self._run(
+            partial(
+                ops.match_receipt,
+                carrier=carrier,
+                normalized_id=normalized_id,
+                state=state,
+                make_events=make_events,
+            )
+        )
+
+    # -- outbox ----------------------------------------------------------------------
+    async def add_events(self, events: Sequence[OutboxEvent]) -> list[int]:
+        """Queue events (MO, unmatched receipts); sets and returns their event ids."""
+        return await self._run(partial(ops.add_events, events=list(events)))
+
+    async def pending_events(self, limit: int, after_id: int = 0) -> list[OutboxEvent]:
+        """Oldest first, ids greater than ``after_id``."""
+        return await self._run(partial(ops.pending_events, limit=limit, after_id=after_id))
+
+    async def ack_events(self, event_ids: Sequence[int]) -> int:
+        """Delete published (PUBACKed) events; returns how many existed."""
+        return await self._run(partial(ops.ack_events, event_ids=list(event_ids)))
+
+    # -- start-up and housekeeping ---------------------------------------------------
+    async def recover(
+        self, resend_on_timeout: Callable[[str], bool], make_events: EventMaker
+    ) -> RecoveryReport:
+        """Run once at start, before any carrier claims. ``sending`` jobs go back to
+        their lanes; ``in_flight`` ones too when ``resend_on_timeout(carrier)``, else
+        they become final ``failed`` with code ``unknown_outcome`` and
+        ``make_events(view, "failed")`` is stored. One transaction."""
+        return await self._run(
+            partial(ops.recover, resend_on_timeout=resend_on_timeout, make_events=make_events)
+        )
+
+    async def purge(self, older_than: float) -> int:
+        """Delete jobs submitted or finished before ``older_than`` (wall clock), with
+        their message-id rows, in chunks; returns how many. A job still waiting for a
+        receipt after the whole retention period is purged too: none will come."""
+        total = 0
+        while True:
+            removed = await self._run(
+                partial(ops.purge_some, older_than=older_than, limit=PURGE_CHUNK)
+            )
+            total += removed
+            if removed < PURGE_CHUNK:
+                return total
+
+    async def queue_depths(self) -> dict[tuple[str, int], int]:
+        """(carrier, lane) → queued jobs, from counters kept in step with each commit."""
+        return await self._run(lambda tx: dict(self._depths))
+
+    async def outbox_size(self) -> int:
+        """Events waiting for the broker."""
+        return await self._run(lambda tx: self._outbox)
+
+    async def job(self, job_id: str) -> JobView | None:
+        return await self._run(partial(ops.job, job_id=job_id))
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` in the writer thread inside a batch's transaction: for
+        maintenance (pragmas, ``EXPLAIN QUERY PLAN``) and tests, not for the gateway."""
+        return await self._run(lambda tx: fn(tx.conn))
+
+    # -- metrics ---------------------------------------------------------------------
+    def size_bytes(self) -> int:
+        """Database plus WAL file size on disk."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(self.path + suffix)
+        return total
+
+    def stats(self) -> StoreStats:
+        return self._writer.stats()

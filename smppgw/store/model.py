@@ -1,0 +1,169 @@
+"""The values that cross the store's boundary: jobs in, job views and events out.
+
+Kept apart from the SQL so that the gateway, the carriers and the tests can build and read
+them without knowing the schema.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from smppgw.outbound import OutboundMessage, Priority
+from smppgw.settings import SourceConfig
+
+
+class StoreError(Exception):
+    """A write or read did not happen (database locked, disk full, I/O error, closed store).
+
+    The gateway treats it as "not durable": it does not PUBACK the job nor answer the
+    deliver_sm, so the broker or the SMSC sends it again later.
+    """
+
+
+class JobState(IntEnum):
+    """Where a job is in its life; stored as a small integer in the queue index."""
+
+    #: Waiting in its carrier's lane (possibly until ``next_attempt``).
+    QUEUED = 0
+    #: Claimed by a carrier scheduler; no submit_sm written yet, so safe to re-queue.
+    SENDING = 1
+    #: A submit_sm may have left: after a crash its outcome is unknown.
+    IN_FLIGHT = 2
+    #: Every part accepted by the SMSC; waiting for receipts.
+    SUBMITTED = 3
+    #: A final status was recorded (and its event put in the outbox).
+    FINAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+#: Receipt states that make the whole job ``undelivered`` / ``expired`` at once.
+FAILED_RECEIPTS: dict[str, str] = {
+    "UNDELIV": "undelivered",
+    "REJECTD": "undelivered",
+    "DELETED": "undelivered",
+    "UNKNOWN": "undelivered",
+    "EXPIRED": "expired",
+}
+#: Receipt states that count as delivered once every part has one. ACCEPTD is final in
+#: SMPP 3.4 ("read on behalf of the subscriber"); nothing later will come for that part.
+DELIVERED_RECEIPTS = frozenset({"DELIVRD", "ACCEPTD"})
+
+
+@dataclass(slots=True)
+class StoredJob:
+    """One routed, validated job as the store keeps it."""
+
+    job_id: str
+    carrier: str
+    #: 0 high, 1 normal, 2 low (``Priority``); lower lanes are always claimed first.
+    lane: int
+    #: E.164 digits, no "+".
+    destination: str
+    text: str
+    source: SourceConfig | None = None
+    dlr: bool = True
+    #: Wall-clock deadline (``time.time()``) from the job's ttl.
+    expires_at: float | None = None
+    #: MQTT 5 Response Topic / Correlation Data of the submit PUBLISH, echoed on events.
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+    attempt: int = 0
+    received_at: float = field(default_factory=time.time)
+
+    def outbound(self) -> OutboundMessage:
+        """The carrier's view of this job."""
+        return OutboundMessage(
+            job_id=self.job_id,
+            destination=self.destination,
+            text=self.text,
+            priority=Priority(self.lane),
+            source=self.source,
+            dlr=self.dlr,
+            expires_at=self.expires_at,
+            attempt=self.attempt,
+        )
+
+
+@dataclass(slots=True)
+class OutboxEvent:
+    """ "Publish ``payload`` to ``topic`` at QoS 1", kept until the broker PUBACKs it.
+
+    A Response Topic echo is a second event whose ``topic`` is the response topic and whose
+    ``correlation_data`` is the job's Correlation Data.
+    """
+
+    topic: str
+    payload: bytes
+    correlation_data: bytes | None = None
+    #: Assigned by the store; increasing, never reused (so ``after_id`` paging is safe).
+    event_id: int = 0
+
+
+@dataclass(slots=True)
+class JobView:
+    """Everything the gateway needs to build a status event for a job."""
+
+    job_id: str
+    carrier: str | None
+    lane: int
+    state: str
+    #: ``submitted`` or a final status; ``None`` while not yet submitted.
+    status: str | None
+    #: Error code of a final status (``unknown_outcome``, ``no_route``, an SMPP status name).
+    error_code: str | None
+    destination: str | None
+    dlr: bool
+    attempt: int
+    parts: int
+    #: Raw message ids as the SMSC wrote them, in part order (index = part number).
+    message_ids: list[str]
+    #: Last receipt state per part (``DELIVRD``, ``ENROUTE``, ...), ``None`` before any.
+    part_states: list[str | None]
+    response_topic: str | None
+    correlation_data: bytes | None
+    received_at: float
+    expires_at: float | None
+    #: When the job was submitted or became final (purge age).
+    done_at: float | None
+
+
+@dataclass(slots=True, frozen=True)
+class ReceiptOutcome:
+    """What a receipt did: which job and part it matched, and the final status it caused."""
+
+    job_id: str
+    part: int
+    parts: int
+    #: The job's final status when this receipt completed it, else ``None``.
+    status: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class RecoveryReport:
+    """What ``Store.recover`` did with jobs a previous run left mid-send."""
+
+    #: Claimed but never written to an SMSC: back in their lanes, in arrival order.
+    requeued: int
+    #: Possibly sent; re-queued because the carrier has ``resend_on_timeout``.
+    resent: int
+    #: Possibly sent; final ``failed`` / ``unknown_outcome`` (resending could duplicate).
+    failed: list[str]
+
+
+@dataclass(slots=True, frozen=True)
+class StoreStats:
+    """Counters for metrics; a snapshot, cheap to take from any thread."""
+
+    commits: int
+    failed_batches: int
+    operations: int
+    #: Largest number of operations one transaction carried.
+    max_batch: int
+    #: Seconds from BEGIN to the end of COMMIT of the last batch.
+    last_commit_seconds: float
+    commit_seconds_total: float

@@ -1,0 +1,422 @@
+"""The store's operations as plain functions of a transaction.
+
+Each function runs in the writer thread inside the batch's transaction (and its own
+SAVEPOINT): it may read and write freely, and either all of its writes commit or none do.
+Queue-depth and outbox counters are reported through ``tx.depth`` / ``tx.outbox`` so that
+the in-memory figures change only when the batch commits.
+
+Nothing here loads an unbounded number of rows: claims, purges and event reads all take a
+``limit`` and walk an index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from smppgw.settings import SourceConfig
+from smppgw.store.model import (
+    DELIVERED_RECEIPTS,
+    FAILED_RECEIPTS,
+    JobState,
+    JobView,
+    OutboxEvent,
+    ReceiptOutcome,
+    RecoveryReport,
+    StoredJob,
+)
+from smppgw.store.writer import Tx
+
+EventMaker = Callable[[JobView, str], list[OutboxEvent]]
+
+QUEUED = int(JobState.QUEUED)
+SENDING = int(JobState.SENDING)
+IN_FLIGHT = int(JobState.IN_FLIGHT)
+SUBMITTED = int(JobState.SUBMITTED)
+FINAL = int(JobState.FINAL)
+
+_JOB_COLUMNS = (
+    "job_id, carrier, lane, destination, text, source_address, source_ton, source_npi, dlr,"
+    " expires_at, response_topic, correlation_data, attempt, received_at"
+)
+_VIEW_COLUMNS = (
+    "job_id, carrier, lane, state, status, error_code, destination, dlr, attempt, parts,"
+    " message_ids, part_states, response_topic, correlation_data, received_at, expires_at,"
+    " done_at"
+)
+_INSERT_JOB = (
+    f"INSERT OR IGNORE INTO jobs ({_JOB_COLUMNS}, state) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+)
+_CLAIM = (
+    f"SELECT seq, {_JOB_COLUMNS} FROM jobs "
+    "WHERE carrier = ? AND state = 0 AND next_attempt <= ? ORDER BY lane, seq LIMIT ?"
+)
+_INSERT_EVENT = "INSERT INTO outbox (topic, payload, correlation_data) VALUES (?, ?, ?)"
+
+
+def _job_row(job: StoredJob) -> tuple[Any, ...]:
+    source = job.source
+    return (
+        job.job_id,
+        job.carrier,
+        int(job.lane),
+        job.destination,
+        job.text,
+        source.address if source else None,
+        source.ton if source else None,
+        source.npi if source else None,
+        int(job.dlr),
+        job.expires_at,
+        job.response_topic,
+        job.correlation_data,
+        job.attempt,
+        job.received_at,
+    )
+
+
+def _job_from_row(row: Sequence[Any]) -> StoredJob:
+    (job_id, carrier, lane, destination, text, address, ton, npi, dlr, expires_at) = row[:10]
+    response_topic, correlation_data, attempt, received_at = row[10:14]
+    return StoredJob(
+        job_id=job_id,
+        carrier=carrier,
+        lane=lane,
+        destination=destination,
+        text=text,
+        source=None if address is None else SourceConfig(address, ton, npi),
+        dlr=bool(dlr),
+        expires_at=expires_at,
+        response_topic=response_topic,
+        correlation_data=correlation_data,
+        attempt=attempt,
+        received_at=received_at,
+    )
+
+
+def _view_from_row(row: Sequence[Any]) -> JobView:
+    return JobView(
+        job_id=row[0],
+        carrier=row[1],
+        lane=row[2],
+        state=JobState(row[3]).label,
+        status=row[4],
+        error_code=row[5],
+        destination=row[6],
+        dlr=bool(row[7]),
+        attempt=row[8],
+        parts=row[9],
+        message_ids=json.loads(row[10]) if row[10] else [],
+        part_states=json.loads(row[11]) if row[11] else [],
+        response_topic=row[12],
+        correlation_data=row[13],
+        received_at=row[14],
+        expires_at=row[15],
+        done_at=row[16],
+    )
+
+
+def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
+    ids: list[int] = []
+    execute = tx.conn.execute
+    for event in events:
+        cursor = execute(_INSERT_EVENT, (event.topic, event.payload, event.correlation_data))
+        event_id = cursor.lastrowid
+        assert event_id is not None
+        event.event_id = event_id
+        ids.append(event_id)
+    tx.outbox += len(events)
+    return ids
+
+
+def _state(tx: Tx, job_id: str) -> tuple[int, str | None, int] | None:
+    row = tx.conn.execute("SELECT state, carrier, lane FROM jobs WHERE job_id = ?", (job_id,))
+    found = row.fetchone()
+    return None if found is None else (found[0], found[1], found[2])
+
+
+def _leave_queue(tx: Tx, state: int, carrier: str | None, lane: int) -> None:
+    if state == QUEUED and carrier is not None:
+        tx.depth[(carrier, lane)] -= 1
+
+
+# -- operations --------------------------------------------------------------------------
+def add_jobs(tx: Tx, jobs: Sequence[StoredJob]) -> list[bool]:
+    execute = tx.conn.execute
+    added: list[bool] = []
+    for job in jobs:
+        new = execute(_INSERT_JOB, _job_row(job)).rowcount == 1
+        added.append(new)
+        if new:
+            tx.depth[(job.carrier, int(job.lane))] += 1
+    return added
+
+
+def add_rejected(
+    tx: Tx,
+    job_id: str,
+    events: Sequence[OutboxEvent],
+    carrier: str | None,
+    code: str | None,
+    response_topic: str | None,
+    correlation_data: bytes | None,
+    received_at: float,
+) -> bool:
+    cursor = tx.conn.execute(
+        "INSERT OR IGNORE INTO jobs (job_id, carrier, state, status, error_code,"
+        " response_topic, correlation_data, received_at, done_at)"
+        " VALUES (?, ?, ?, 'rejected', ?, ?, ?, ?, ?)",
+        (job_id, carrier, FINAL, code, response_topic, correlation_data, received_at, tx.now),
+    )
+    if cursor.rowcount != 1:
+        return False
+    _add_events(tx, events)
+    return True
+
+
+def claim(tx: Tx, carrier: str, limit: int, now: float) -> list[StoredJob]:
+    rows = tx.conn.execute(_CLAIM, (carrier, now, limit)).fetchall()
+    if not rows:
+        return []
+    tx.conn.executemany(
+        "UPDATE jobs SET state = 1, next_attempt = 0 WHERE seq = ?", [(row[0],) for row in rows]
+    )
+    jobs = [_job_from_row(row[1:]) for row in rows]
+    for job in jobs:
+        tx.depth[(carrier, job.lane)] -= 1
+    return jobs
+
+
+def release(tx: Tx, job_ids: Sequence[str]) -> int:
+    execute = tx.conn.execute
+    released = 0
+    for job_id in job_ids:
+        row = execute(
+            "UPDATE jobs SET state = 0 WHERE job_id = ? AND state IN (1, 2)"
+            " RETURNING carrier, lane",
+            (job_id,),
+        ).fetchone()
+        if row is not None:
+            tx.depth[(row[0], row[1])] += 1
+            released += 1
+    return released
+
+
+def retry_later(tx: Tx, job_id: str, attempt: int, next_attempt: float) -> bool:
+    current = _state(tx, job_id)
+    if current is None or current[0] >= SUBMITTED:
+        return False
+    state, carrier, lane = current
+    tx.conn.execute(
+        "UPDATE jobs SET state = 0, attempt = ?, next_attempt = ? WHERE job_id = ?",
+        (attempt, next_attempt, job_id),
+    )
+    if state != QUEUED and carrier is not None:
+        tx.depth[(carrier, lane)] += 1
+    return True
+
+
+def mark_in_flight(tx: Tx, job_ids: Sequence[str]) -> None:
+    tx.conn.executemany(
+        "UPDATE jobs SET state = 2 WHERE job_id = ? AND state = 1", [(j,) for j in job_ids]
+    )
+
+
+def mark_submitted(
+    tx: Tx,
+    job_id: str,
+    carrier: str,
+    normalized_ids: Sequence[str],
+    raw_ids: Sequence[str],
+    final: bool,
+    events: Sequence[OutboxEvent],
+) -> None:
+    if len(normalized_ids) != len(raw_ids) or not raw_ids:
+        raise ValueError("normalized_ids and raw_ids must be non-empty and of equal length")
+    current = _state(tx, job_id)
+    if current is None:
+        raise KeyError(f"unknown job {job_id!r}")
+    if current[0] == FINAL:
+        raise ValueError(f"job {job_id!r} is already final")
+    _leave_queue(tx, *current)
+    parts = len(raw_ids)
+    tx.conn.execute(
+        "UPDATE jobs SET state = ?, status = 'submitted', parts = ?, message_ids = ?,"
+        " norm_ids = ?, part_states = ?, done_at = ? WHERE job_id = ?",
+        (
+            FINAL if final else SUBMITTED,
+            parts,
+            json.dumps(list(raw_ids)),
+            json.dumps(list(normalized_ids)),
+            json.dumps([None] * parts),
+            tx.now,
+            job_id,
+        ),
+    )
+    # A recycled message id (SMSC counters wrap) now points at the newer job.
+    tx.conn.executemany(
+        "INSERT OR REPLACE INTO msgids (carrier, normalized_id, job_id, part, parts)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [(carrier, nid, job_id, part, parts) for part, nid in enumerate(normalized_ids)],
+    )
+    _add_events(tx, events)
+
+
+def finish(
+    tx: Tx, job_id: str, status: str, events: Sequence[OutboxEvent], code: str | None
+) -> bool:
+    current = _state(tx, job_id)
+    if current is None or current[0] == FINAL:
+        return False
+    _leave_queue(tx, *current)
+    tx.conn.execute(
+        "UPDATE jobs SET state = 4, status = ?, error_code = ?, done_at = ? WHERE job_id = ?",
+        (status, code, tx.now, job_id),
+    )
+    _add_events(tx, events)
+    return True
+
+
+def lookup(tx: Tx, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
+    row = tx.conn.execute(
+        "SELECT job_id, part, parts FROM msgids WHERE carrier = ? AND normalized_id = ?",
+        (carrier, normalized_id),
+    ).fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def job(tx: Tx, job_id: str) -> JobView | None:
+    row = tx.conn.execute(f"SELECT {_VIEW_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,))
+    found = row.fetchone()
+    return None if found is None else _view_from_row(found)
+
+
+def _job_outcome(states: Sequence[str | None]) -> str | None:
+    """The job's final status from its parts' receipts, if it has one yet."""
+    for state in states:
+        if state in FAILED_RECEIPTS:
+            return FAILED_RECEIPTS[state]
+    if all(state in DELIVERED_RECEIPTS for state in states):
+        return "delivered"
+    return None
+
+
+def apply_receipt(
+    tx: Tx, job_id: str, part: int, state: str, make_events: EventMaker
+) -> str | None:
+    view = job(tx, job_id)
+    if view is None or not 0 <= part < view.parts:
+        return None
+    view.part_states[part] = state
+    tx.conn.execute(
+        "UPDATE jobs SET part_states = ? WHERE job_id = ?",
+        (json.dumps(view.part_states), job_id),
+    )
+    if view.state != JobState.SUBMITTED.label:
+        return None  # already final (dlr off, or an earlier part decided it): keep it
+    status = _job_outcome(view.part_states)
+    if status is None:
+        return None
+    tx.conn.execute(
+        "UPDATE jobs SET state = 4, status = ?, done_at = ? WHERE job_id = ?",
+        (status, tx.now, job_id),
+    )
+    view.state, view.status, view.done_at = JobState.FINAL.label, status, tx.now
+    _add_events(tx, make_events(view, status))
+    return status
+
+
+def match_receipt(
+    tx: Tx, carrier: str, normalized_id: str, state: str, make_events: EventMaker
+) -> ReceiptOutcome | None:
+    found = lookup(tx, carrier, normalized_id)
+    if found is None:
+        return None
+    job_id, part, parts = found
+    status = apply_receipt(tx, job_id, part, state, make_events)
+    return ReceiptOutcome(job_id, part, parts, status)
+
+
+def add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
+    return _add_events(tx, events)
+
+
+def pending_events(tx: Tx, limit: int, after_id: int) -> list[OutboxEvent]:
+    rows = tx.conn.execute(
+        "SELECT event_id, topic, payload, correlation_data FROM outbox"
+        " WHERE event_id > ? ORDER BY event_id LIMIT ?",
+        (after_id, limit),
+    ).fetchall()
+    return [OutboxEvent(topic, payload, corr, event_id) for event_id, topic, payload, corr in rows]
+
+
+def ack_events(tx: Tx, event_ids: Sequence[int]) -> int:
+    cursor = tx.conn.executemany("DELETE FROM outbox WHERE event_id = ?", [(i,) for i in event_ids])
+    tx.outbox -= cursor.rowcount
+    return cursor.rowcount
+
+
+def recover(
+    tx: Tx, resend_on_timeout: Callable[[str], bool], make_events: EventMaker
+) -> RecoveryReport:
+    rows = tx.conn.execute(
+        "SELECT job_id, carrier, lane, state FROM jobs WHERE state IN (1, 2) ORDER BY seq"
+    ).fetchall()
+    requeued = resent = 0
+    failed: list[str] = []
+    for job_id, carrier, lane, state in rows:
+        if state == SENDING or resend_on_timeout(carrier):
+            tx.conn.execute("UPDATE jobs SET state = 0 WHERE job_id = ?", (job_id,))
+            tx.depth[(carrier, lane)] += 1
+            if state == SENDING:
+                requeued += 1
+            else:
+                resent += 1
+            continue
+        tx.conn.execute(
+            "UPDATE jobs SET state = 4, status = 'failed', error_code = 'unknown_outcome',"
+            " done_at = ? WHERE job_id = ?",
+            (tx.now, job_id),
+        )
+        view = job(tx, job_id)
+        assert view is not None
+        _add_events(tx, make_events(view, "failed"))
+        failed.append(job_id)
+    return RecoveryReport(requeued=requeued, resent=resent, failed=failed)
+
+
+def purge_some(tx: Tx, older_than: float, limit: int) -> int:
+    rows = tx.conn.execute(
+        "SELECT seq, job_id, carrier, norm_ids FROM jobs WHERE done_at < ? LIMIT ?",
+        (older_than, limit),
+    ).fetchall()
+    execute = tx.conn.execute
+    for seq, job_id, carrier, norm_ids in rows:
+        for nid in json.loads(norm_ids) if norm_ids else ():
+            # Only this job's mapping: a recycled id may belong to a newer job by now.
+            execute(
+                "DELETE FROM msgids WHERE carrier = ? AND normalized_id = ? AND job_id = ?",
+                (carrier, nid, job_id),
+            )
+        execute("DELETE FROM jobs WHERE seq = ?", (seq,))
+    return len(rows)
+
+
+def next_due(tx: Tx, carrier: str) -> float | None:
+    row = tx.conn.execute(
+        "SELECT min(next_attempt) FROM jobs WHERE carrier = ? AND state = 0 AND next_attempt > 0",
+        (carrier,),
+    ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def count_queued(tx: Tx) -> dict[tuple[str, int], int]:
+    rows = tx.conn.execute(
+        "SELECT carrier, lane, count(*) FROM jobs WHERE state = 0 GROUP BY carrier, lane"
+    )
+    return {(carrier, lane): n for carrier, lane, n in rows if carrier is not None}
+
+
+def count_outbox(tx: Tx) -> int:
+    return int(tx.conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
