@@ -14,6 +14,7 @@ import sys
 #: sub-command → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("smppgw.commands.bench", "run benchmarks (codec)"),
+    "check-config": ("smppgw.commands.check_config", "validate a config file and print a summary"),
 }
 
 
