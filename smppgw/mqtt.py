@@ -1,0 +1,661 @@
+"""MQTT for the gateway: the job intake subscription and the QoS 1 event publisher.
+
+This is the only module that imports gmqtt (chosen by measurement, see DESIGN.md); the rest
+of the gateway sees :class:`MqttClient`, :class:`Message` and :class:`MqttUnavailable`.
+
+What the gateway needs from MQTT, and how gmqtt 0.8.0 is made to give it (each point was
+read in gmqtt's source, not assumed):
+
+* **PUBACK only after the job is durable.** With ``optimistic_acknowledgement=False`` gmqtt
+  runs an ``async`` on_message as a task (``asyncio.ensure_future``) and sends the PUBACK
+  from the task's done-callback with the reason code the coroutine returned. Handlers
+  therefore run concurrently, which the store's group commit relies on. If the handler
+  raises, gmqtt sends nothing (``f.result()`` raises inside its callback) but logs noise,
+  so :meth:`MqttClient._dispatch` never raises: it returns a reserved reason code that our
+  ``_send_command_with_mid`` override swallows instead of sending.
+* **Redelivery of what was not acknowledged.** MQTT 5 brokers redeliver an unacknowledged
+  QoS 1 message only on a new connection of the same session. So a failed handler drops the
+  connection (gmqtt reconnects with ``clean_start`` false), and a handler that finishes
+  after its connection was lost withholds its PUBACK: on the new connection the broker has
+  resent the message under the same packet id (it will be handled again and deduplicated
+  by job id), and a late PUBACK for that id could acknowledge a *different* message the
+  broker has since given the id.
+* **Publish completion = PUBACK.** gmqtt's ``publish()`` neither returns the packet id nor
+  waits; it pushes the packet into its ``persistent_storage`` keyed by packet id and removes
+  it on PUBACK. :class:`_AckStorage` watches both to resolve a future per publish.
+* **Receive Maximum.** gmqtt raises ``OverflowError`` once every packet id allowed by the
+  broker's CONNACK Receive Maximum is taken (ids ``1 .. max-1``, SUBSCRIBE included), instead
+  of queueing. Publishes wait here for a slot; the window is ``receive_maximum - 1`` minus one
+  id reserved per subscription.
+* **Broker away.** A publish while disconnected raises :class:`MqttUnavailable` at once, and
+  publishes waiting for their PUBACK when the connection drops fail with it too, so the caller
+  commits the event to the store's outbox instead of holding an SMSC's deliver_sm_resp for the
+  length of a broker outage. gmqtt still replays those packets on reconnect when the session
+  survived, so an event may be delivered twice: at-least-once, never lost.
+* **Persistent session.** ``clean_start`` false plus a Session Expiry Interval; when the
+  broker reports no session on CONNACK (it lost it), the subscriptions are sent again.
+  gmqtt does not resubscribe by itself, and it leaks the packet ids of publishes it discards
+  with a lost session, so ids are reconciled with its in-flight store on every CONNACK.
+* **Reconnect forever.** gmqtt retries with a fixed ``reconnect_delay``; a small supervisor
+  doubles that delay while the broker stays away (``reconnect_min`` .. ``reconnect_max``).
+  If the broker is down when the gateway starts, the first connection is retried in the
+  background the same way; nothing is raised because the broker is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import gmqtt
+import structlog
+from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTCommands, MQTTv50, PubAckReasonCode
+from gmqtt.storage import PersistentStorage
+
+from smppgw.settings import MqttConfig, TlsConfig
+
+__all__ = ["Message", "MqttClient", "MqttError", "MqttUnavailable"]
+
+log = structlog.get_logger("smppgw.mqtt")
+
+#: Reason code our dispatcher returns when the PUBACK must NOT be sent. It has to be a valid
+#: PUBACK code (gmqtt validates it) and is intercepted in ``_GmqttClient`` before the wire.
+_WITHHOLD: Final = int(PubAckReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+_SUCCESS: Final = int(PubAckReasonCode.SUCCESS)
+_PUBACK: Final = int(MQTTCommands.PUBACK)
+
+
+class MqttError(Exception):
+    """The broker refused us (bad credentials, refused subscription, ...)."""
+
+
+class MqttUnavailable(MqttError):
+    """Not connected, or the connection was lost before the PUBACK: use the outbox."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An incoming PUBLISH, with the MQTT 5 request/response properties the contract uses."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    #: MQTT 5 Response Topic: where the job's status events are also published.
+    response_topic: str | None
+    #: MQTT 5 Correlation Data, echoed on every event sent to the Response Topic.
+    correlation_data: bytes | None
+    retain: bool
+
+
+MessageHandler = Callable[[Message], Awaitable[None]]
+ConnectionHandler = Callable[[bool], None]
+
+
+def _first(properties: dict[str, Any], name: str) -> Any:
+    """gmqtt parses every property into a list (``defaultdict(list)``)."""
+    values = properties.get(name)
+    if isinstance(values, list):
+        return values[0] if values else None
+    return values
+
+
+def _ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+    """Verification on unless the config turns it off explicitly."""
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    if tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class _AckStorage(PersistentStorage):  # type: ignore[misc]
+    """gmqtt's in-flight QoS store, watched: a push is a publish, a removal its PUBACK."""
+
+    def __init__(self, owner: MqttClient) -> None:
+        super().__init__()
+        self._owner = owner
+
+    def push_message(self, mid: int, raw_package: bytes) -> None:
+        super().push_message(mid, raw_package)
+        self._owner._stored(mid)
+
+    def remove_message_by_mid(self, mid: int) -> None:
+        super().remove_message_by_mid(mid)
+        self._owner._acknowledged(mid)
+
+    def clear(self) -> None:
+        mids = list(self._messages)
+        super().clear()
+        self._owner._discarded(mids)
+
+    @property
+    def size(self) -> int:
+        return len(self._messages)
+
+    @property
+    def mids(self) -> set[int]:
+        return set(self._messages)
+
+
+class _GmqttClient(gmqtt.Client):  # type: ignore[misc]
+    """gmqtt's client with one change: a PUBACK carrying ``_WITHHOLD`` is not sent.
+
+    Every PUBACK gmqtt sends goes through ``_send_command_with_mid`` (the package handler
+    holds this bound method), so this is the single place to stop one.
+    """
+
+    def _send_command_with_mid(self, cmd: int, mid: int, dup: bool, reason_code: int = 0) -> None:
+        if cmd == _PUBACK and reason_code == _WITHHOLD:
+            return
+        super()._send_command_with_mid(cmd, mid, dup, reason_code=reason_code)
+
+
+@dataclass(slots=True)
+class _Subscription:
+    topic: str
+    qos: int
+    #: SUBACKed on the current session; False means (re)send it on the next CONNACK.
+    acked: bool = False
+
+
+class MqttClient:
+    """One MQTT 5 connection with a persistent session: intake handler plus QoS 1 publisher.
+
+    Use as ``async with MqttClient(config, on_message=handle) as mqtt: ...``. ``on_message``
+    is awaited for every incoming message, many at a time; the message is acknowledged when
+    it returns, and redelivered by the broker if it raises.
+    """
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        *,
+        on_message: MessageHandler | None = None,
+        on_connection_change: ConnectionHandler | None = None,
+        receive_maximum: int = 1000,
+        reconnect_min: float = 0.5,
+        reconnect_max: float = 30.0,
+        connect_timeout: float = 10.0,
+        drain_timeout: float = 5.0,
+    ) -> None:
+        """``receive_maximum`` bounds how many unacknowledged jobs the broker sends us (and so
+        how many handlers run at once); ``drain_timeout`` is how long ``__aexit__`` lets
+        running handlers finish so their PUBACKs still go out."""
+        if not 1 <= receive_maximum <= 65535:
+            raise ValueError("receive_maximum must be in 1..65535")
+        self._config = config
+        self._on_message = on_message
+        self._on_connection_change = on_connection_change
+        self._receive_maximum = receive_maximum
+        self._reconnect_min = reconnect_min
+        self._reconnect_max = reconnect_max
+        self._connect_timeout = connect_timeout
+        self._drain_timeout = drain_timeout
+
+        self._storage = _AckStorage(self)
+        self._gm = _GmqttClient(
+            config.client_id,
+            clean_session=False,
+            optimistic_acknowledgement=False,
+            persistent_storage=self._storage,
+            session_expiry_interval=int(config.session_expiry),
+            receive_maximum=receive_maximum,
+        )
+        if config.username is not None:
+            password = config.password.reveal() if config.password is not None else None
+            self._gm.set_auth_credentials(config.username, password)
+        self._gm.on_connect = self._handle_connect
+        self._gm.on_disconnect = self._handle_disconnect
+        self._gm.on_subscribe = self._handle_suback
+        self._gm.on_message = self._dispatch
+        self._gm.reconnect_delay = reconnect_min
+        self._gm.reconnect_retries = UNLIMITED_RECONNECTS
+
+        self._connected = False
+        self._closing = False
+        self._entered = False
+        #: Bumped on every connection loss: a handler started on an older connection
+        #: must not acknowledge on a newer one.
+        self._generation = 0
+        #: Server's Receive Maximum from the last CONNACK (65535 when absent).
+        self._server_receive_maximum = 65535
+        self._connected_event = asyncio.Event()
+
+        self._subscriptions: dict[str, _Subscription] = {}
+        self._suback_waiters: dict[int, tuple[_Subscription, asyncio.Future[int]]] = {}
+
+        self._publish_futures: dict[int, asyncio.Future[None]] = {}
+        self._pending_future: asyncio.Future[None] | None = None
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
+
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._handlers_idle = asyncio.Event()
+        self._handlers_idle.set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._backoff_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def connected(self) -> bool:
+        """CONNACK received and the socket still open."""
+        return self._connected and bool(self._gm.is_connected)
+
+    @property
+    def inflight(self) -> int:
+        """Our QoS 1 publishes still waiting for their PUBACK (replayed ones included)."""
+        return self._storage.size
+
+    @property
+    def window(self) -> int:
+        """Most publishes allowed in flight on this connection (from Receive Maximum)."""
+        reserved = max(1, len(self._subscriptions))
+        return max(1, min(self._server_receive_maximum, 65535) - 1 - reserved)
+
+    @property
+    def handling(self) -> int:
+        """Incoming messages whose handler is still running (not yet acknowledged)."""
+        return len(self._handlers)
+
+    def topic_filter(self, topic: str) -> str:
+        """The filter actually subscribed: ``$share/<group>/<topic>`` with ``shared_group``."""
+        group = self._config.shared_group
+        return f"$share/{group}/{topic}" if group else topic
+
+    @property
+    def subscriptions(self) -> list[str]:
+        return list(self._subscriptions)
+
+    async def __aenter__(self) -> MqttClient:
+        if self._entered:
+            raise RuntimeError("MqttClient is not reentrant")
+        self._entered = True
+        try:
+            await self._connect_once()
+        except MqttError:
+            await self._close_gmqtt()
+            raise
+        except (OSError, TimeoutError) as exc:
+            log.warning(
+                "mqtt.connect_failed",
+                host=self._config.host,
+                port=self._config.port,
+                error=str(exc) or type(exc).__name__,
+                retry="background",
+            )
+            self._spawn(self._connect_until_up())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._closing = True
+        if self._handlers and self.connected:
+            # Let jobs being committed finish so their PUBACKs go out now rather than
+            # being redelivered (and deduplicated) after the next start.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._handlers_idle.wait(), self._drain_timeout)
+        for task in list(self._background):
+            task.cancel()
+        if self._backoff_task is not None:
+            self._backoff_task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._close_gmqtt()
+        self._set_connected(False)
+        self._fail_publishes("client closed")
+        self._wake_slot_waiters(all_of_them=True)
+        for _, waiter in self._suback_waiters.values():
+            if not waiter.done():
+                waiter.cancel()
+        self._suback_waiters.clear()
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:
+        """True once connected; False if ``timeout`` seconds pass first."""
+        try:
+            await asyncio.wait_for(self._connected_event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def subscribe(self, topic: str, qos: int = 1, *, timeout: float = 10.0) -> None:
+        """Subscribe for the life of the session (``shared_group`` applied).
+
+        When connected, waits for the SUBACK and raises :class:`MqttError` if the broker
+        refuses. When not connected (or the connection drops first), returns: the
+        subscription is sent on the next CONNACK, and again whenever the broker has lost
+        our session.
+        """
+        if self._on_message is None:
+            raise ValueError("subscribe() needs an on_message handler")
+        full = self.topic_filter(topic)
+        sub = self._subscriptions.get(full)
+        if sub is None:
+            sub = self._subscriptions[full] = _Subscription(full, qos)
+        else:
+            sub.qos, sub.acked = qos, False
+        if not self.connected:
+            return
+        waiter = self._send_subscription(sub)
+        try:
+            granted = await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except asyncio.CancelledError:
+            if waiter.cancelled():  # connection lost: resent on the next CONNACK
+                return
+            raise
+        except TimeoutError:
+            raise MqttUnavailable(f"no SUBACK for {full!r} within {timeout} s") from None
+        if granted >= 0x80:
+            del self._subscriptions[full]
+            raise MqttError(f"broker refused subscription to {full!r} (reason 0x{granted:02x})")
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        correlation_data: bytes | None = None,
+        retain: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Publish; with QoS 1 return only once the broker's PUBACK arrived.
+
+        Raises :class:`MqttUnavailable` at once when not connected, when the connection is
+        lost before the PUBACK, or when ``timeout`` seconds pass without one. The message
+        may still reach the broker in those cases (retransmitted on reconnect), so a caller
+        falling back to its outbox gets at-least-once, never a loss.
+        """
+        if qos not in (0, 1):
+            raise ValueError("qos must be 0 or 1")
+        properties: dict[str, Any] = {}
+        if correlation_data is not None:
+            properties["correlation_data"] = correlation_data
+        message = gmqtt.Message(topic, payload, qos=qos, retain=retain, **properties)
+        if qos == 0:
+            self._require_connected()
+            self._gm.publish(message)
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self._acquire_slot()
+                future = self._send_publish(message)
+                await future
+        except TimeoutError:
+            raise MqttUnavailable(f"no PUBACK for {topic!r} within {timeout} s") from None
+
+    # ------------------------------------------------------------------ connecting
+
+    async def _connect_once(self) -> None:
+        context: ssl.SSLContext | bool = False
+        if self._config.tls is not None:
+            context = _ssl_context(self._config.tls)
+        try:
+            await asyncio.wait_for(
+                self._gm.connect(
+                    self._config.host,
+                    self._config.port,
+                    ssl=context,
+                    keepalive=self._config.keepalive,
+                    version=MQTTv50,
+                ),
+                self._connect_timeout,
+            )
+        except gmqtt.MQTTConnectError as exc:
+            raise MqttError(f"broker refused the connection: {exc}") from exc
+        except TimeoutError:
+            # TCP up but no CONNACK: close it so a late CONNACK cannot revive it.
+            await self._close_gmqtt()
+            raise
+
+    async def _connect_until_up(self) -> None:
+        """First connection when the broker was down at start; gmqtt takes over after it."""
+        delay = self._reconnect_min
+        while not self._closing:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect_once()
+                return
+            except MqttError as exc:
+                log.error("mqtt.connect_refused", error=str(exc))
+                await self._close_gmqtt()
+            except (OSError, TimeoutError) as exc:
+                log.info("mqtt.connect_retry", error=str(exc) or type(exc).__name__, delay=delay)
+            delay = min(delay * 2, self._reconnect_max)
+
+    async def _reconnect_backoff(self) -> None:
+        """Double gmqtt's fixed reconnect delay while the broker stays away."""
+        delay = self._reconnect_min
+        self._gm.reconnect_delay = delay
+        while not self._closing and not self._connected:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._reconnect_max)
+            self._gm.reconnect_delay = delay
+
+    async def _close_gmqtt(self) -> None:
+        """DISCONNECT (the session stays on the broker); gmqtt stops reconnecting.
+
+        Not ``stop_reconnect()``: it sets ``reconnect_retries`` to 0 for good, which would
+        end automatic reconnects after the first failed attempt of a later connection.
+        ``disconnect()`` clears gmqtt's ``_is_active`` flag instead, which ``connect()`` sets.
+        """
+        with contextlib.suppress(Exception):
+            await self._gm.disconnect()
+
+    def _handle_connect(self, _client: Any, session_present: int, _rc: int, _props: Any) -> None:
+        if self._closing:
+            # A reconnect gmqtt had already scheduled completed after close: undo it.
+            self._spawn(self._close_gmqtt())
+            return
+        connack = getattr(self._gm._package_handler, "_connack_properties", {})
+        maximum = _first(connack, "receive_maximum")
+        self._server_receive_maximum = int(maximum) if maximum else 65535
+        self._reconcile_packet_ids()
+        self._gm.reconnect_delay = self._reconnect_min
+        if not session_present:
+            for sub in self._subscriptions.values():
+                sub.acked = False
+        log.info(
+            "mqtt.connected",
+            host=self._config.host,
+            port=self._config.port,
+            session_present=bool(session_present),
+            receive_maximum=self._server_receive_maximum,
+            replaying=self._storage.size,
+        )
+        self._set_connected(True)
+        for sub in self._subscriptions.values():
+            if not sub.acked:
+                self._send_subscription(sub)
+        self._wake_slot_waiters(all_of_them=True)
+
+    def _handle_disconnect(self, _client: Any, _packet: Any, exc: Any = None) -> None:
+        self._generation += 1
+        was_connected = self._connected
+        self._set_connected(False)
+        for sub, waiter in self._suback_waiters.values():
+            sub.acked = False
+            if not waiter.done():
+                waiter.cancel()
+        self._suback_waiters.clear()
+        self._fail_publishes("connection lost before PUBACK")
+        self._wake_slot_waiters(all_of_them=True)
+        if was_connected and not self._closing:
+            log.warning("mqtt.disconnected", host=self._config.host, port=self._config.port)
+        if not self._closing and (self._backoff_task is None or self._backoff_task.done()):
+            self._backoff_task = asyncio.ensure_future(self._reconnect_backoff())
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected == self._connected:
+            return
+        self._connected = connected
+        if connected:
+            self._connected_event.set()
+        else:
+            self._connected_event.clear()
+        if self._on_connection_change is not None:
+            try:
+                self._on_connection_change(connected)
+            except Exception:
+                log.exception("mqtt.connection_callback_failed")
+
+    def _reconcile_packet_ids(self) -> None:
+        """Free packet ids gmqtt leaked; only publishes still in its store hold one now.
+
+        gmqtt frees an id on PUBACK/SUBACK only, so ids of publishes discarded with a lost
+        session, and of SUBSCRIBEs whose connection died, stay taken forever and would
+        shrink the window until ``OverflowError``. At CONNACK nothing else can hold one.
+        """
+        generator = getattr(self._gm._package_handler, "id_generator", None)
+        used = getattr(generator, "_used_ids", None)
+        if isinstance(used, set):
+            used.intersection_update(self._storage.mids)
+
+    # ------------------------------------------------------------------ subscribing
+
+    def _send_subscription(self, sub: _Subscription) -> asyncio.Future[int]:
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        mid = self._gm.resubscribe(gmqtt.Subscription(sub.topic, qos=sub.qos))
+        self._suback_waiters[mid] = (sub, waiter)
+        return waiter
+
+    def _handle_suback(self, _client: Any, mid: int, granted: Iterable[int], _props: Any) -> None:
+        entry = self._suback_waiters.pop(mid, None)
+        if entry is None:
+            return
+        sub, waiter = entry
+        code = next(iter(granted), 0x80)
+        if code < 0x80:
+            sub.acked = True
+            log.info("mqtt.subscribed", topic=sub.topic, qos=code)
+        else:
+            log.error("mqtt.subscribe_refused", topic=sub.topic, reason=code)
+        if not waiter.done():
+            waiter.set_result(code)
+
+    # ------------------------------------------------------------------ intake
+
+    async def _dispatch(
+        self, _client: Any, topic: str, payload: bytes, qos: int, properties: dict[str, Any]
+    ) -> int:
+        """gmqtt's on_message: run the handler, then say whether to PUBACK (never raises)."""
+        generation = self._generation
+        handler = self._on_message
+        if self._closing or handler is None:
+            return _WITHHOLD  # redelivered to whoever runs next
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            self._handlers_idle.clear()
+        try:
+            response_topic = _first(properties, "response_topic")
+            correlation_data = _first(properties, "correlation_data")
+            message = Message(
+                topic=topic,
+                payload=bytes(payload),
+                qos=qos,
+                response_topic=str(response_topic) if response_topic is not None else None,
+                correlation_data=bytes(correlation_data) if correlation_data is not None else None,
+                retain=bool(properties.get("retain", False)),
+            )
+            await handler(message)
+        except Exception:
+            log.exception("mqtt.handler_failed", topic=topic)
+            if qos > 0 and generation == self._generation:
+                # The broker resends an unacknowledged message only on a new connection.
+                self._generation += 1
+                self._spawn(self._gm.reconnect(delay=True))
+            return _WITHHOLD
+        finally:
+            if task is not None:
+                self._handlers.discard(task)
+                if not self._handlers:
+                    self._handlers_idle.set()
+        if generation != self._generation or not self.connected:
+            return _WITHHOLD
+        return _SUCCESS
+
+    # ------------------------------------------------------------------ publishing
+
+    def _require_connected(self) -> None:
+        if not self.connected:
+            raise MqttUnavailable(
+                f"not connected to MQTT broker {self._config.host}:{self._config.port}"
+            )
+
+    async def _acquire_slot(self) -> None:
+        """Wait until a packet id is free under the broker's Receive Maximum."""
+        while True:
+            self._require_connected()
+            if self._storage.size < self.window:
+                return
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._slot_waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_slot_waiters()  # pass the slot we were handed on
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._slot_waiters.remove(waiter)
+                raise
+
+    def _wake_slot_waiters(self, *, all_of_them: bool = False) -> None:
+        free = len(self._slot_waiters) if all_of_them else self.window - self._storage.size
+        while free > 0 and self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
+
+    def _send_publish(self, message: gmqtt.Message) -> asyncio.Future[None]:
+        self._require_connected()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_future = future
+        try:
+            self._gm.publish(message)
+        except OverflowError as exc:  # the window should make this impossible
+            log.error("mqtt.packet_ids_exhausted", inflight=self._storage.size)
+            raise MqttUnavailable("no free MQTT packet id") from exc
+        finally:
+            self._pending_future = None
+        return future
+
+    def _stored(self, mid: int) -> None:
+        """gmqtt stored a QoS>0 packet under ``mid``: it is the publish being sent now."""
+        future = self._pending_future
+        if future is not None:
+            self._pending_future = None
+            self._publish_futures[mid] = future
+
+    def _acknowledged(self, mid: int) -> None:
+        future = self._publish_futures.pop(mid, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+        self._wake_slot_waiters()
+
+    def _discarded(self, mids: list[int]) -> None:
+        """gmqtt dropped its in-flight packets (session lost): they will never be PUBACKed."""
+        for mid in mids:
+            future = self._publish_futures.pop(mid, None)
+            if future is not None and not future.done():
+                future.set_exception(MqttUnavailable("broker lost the session before PUBACK"))
+        if mids:
+            log.warning("mqtt.inflight_discarded", count=len(mids))
+        self._wake_slot_waiters()
+
+    def _fail_publishes(self, reason: str) -> None:
+        futures, self._publish_futures = self._publish_futures, {}
+        for future in futures.values():
+            if not future.done():
+                future.set_exception(MqttUnavailable(reason))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

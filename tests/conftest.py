@@ -1,0 +1,55 @@
+"""Shared fixtures: a real mosquitto on a free loopback port (never a mock broker)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.broker import Mosquitto, find_mosquitto
+
+_NO_MOSQUITTO = "mosquitto is not installed (apt-get install mosquitto, or put it on PATH)"
+
+
+def _require_mosquitto() -> None:
+    if find_mosquitto() is None:
+        pytest.skip(_NO_MOSQUITTO)
+
+
+@pytest.fixture
+def make_mosquitto(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """Factory for brokers with non-default settings (``Mosquitto`` keyword arguments);
+    every broker it started is stopped at the end of the test."""
+    _require_mosquitto()
+    brokers: list[Mosquitto] = []
+
+    def make(**kwargs: Any) -> Mosquitto:
+        directory = tmp_path / f"mosquitto-{len(brokers)}"
+        directory.mkdir()
+        broker = Mosquitto(directory=directory, **kwargs)
+        brokers.append(broker)
+        broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.close()
+
+
+@pytest.fixture
+def mosquitto(make_mosquitto: Callable[..., Mosquitto]) -> Mosquitto:
+    """A fresh broker for this test: ``.host``, ``.port``, ``.stop()``, ``.start()``,
+    ``.kill()``; persistence on, so a restart keeps sessions and queued QoS 1 messages."""
+    return make_mosquitto()
+
+
+@pytest.fixture(scope="session")
+def mosquitto_shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """One broker for the whole run, for tests that neither stop it nor depend on its
+    state: use unique client ids and topics."""
+    _require_mosquitto()
+    broker = Mosquitto(directory=tmp_path_factory.mktemp("mosquitto-shared"))
+    broker.start()
+    yield broker
+    broker.close()

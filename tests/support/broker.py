@@ -1,0 +1,186 @@
+"""A real mosquitto broker for tests, started on a free loopback port.
+
+Why a real broker: the properties the gateway relies on (PUBACK timing, redelivery of
+unacknowledged QoS 1 messages after a reconnect, persistent sessions surviving a broker
+restart, Receive Maximum) are broker behaviour; a mock would only echo our assumptions.
+
+The generated config avoids mosquitto's lossy defaults (``max_queued_messages 1000`` drops
+QoS 1 messages for slow or offline clients) and turns persistence on, so ``stop()`` then
+``start()`` keeps sessions and queued messages, as a production restart would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["Mosquitto", "MosquittoNotFound", "find_mosquitto", "free_port"]
+
+
+class MosquittoNotFound(RuntimeError):
+    """No mosquitto binary on PATH or at /usr/sbin/mosquitto."""
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto binary, or None: Debian installs it outside a user's PATH."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel just handed out, so concurrent test runs do not collide."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Mosquitto:
+    """One mosquitto process with its own config, persistence file and log in a tmp dir.
+
+    ``start()`` after ``stop()`` or ``kill()`` reuses the port and the persistence file.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        directory: str | os.PathLike[str] | None = None,
+        max_inflight_messages: int = 1000,
+        autosave_interval: int = 1,
+        extra_config: str = "",
+    ) -> None:
+        binary = find_mosquitto()
+        if binary is None:
+            raise MosquittoNotFound("mosquitto is not installed (apt-get install mosquitto)")
+        self.binary = binary
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self._owns_dir = directory is None
+        self.dir = (
+            Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="mosq-"))
+        )
+        self.config_path = self.dir / "mosquitto.conf"
+        self.log_path = self.dir / "mosquitto.log"
+        self.max_inflight_messages = max_inflight_messages
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._write_config(autosave_interval, extra_config)
+
+    def _write_config(self, autosave_interval: int, extra_config: str) -> None:
+        lines = [
+            f"listener {self.port} {self.host}",
+            "allow_anonymous true",
+            # 0 = no limit: the default 1000 silently drops QoS 1 messages for a slow client.
+            "max_queued_messages 0",
+            "max_queued_bytes 0",
+            f"max_inflight_messages {self.max_inflight_messages}",
+            "persistence true",
+            f"persistence_location {self.dir}/",
+            "persistence_file mosquitto.db",
+            f"autosave_interval {autosave_interval}",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+            "log_timestamp true",
+        ]
+        if os.geteuid() == 0:
+            # As root, mosquitto would switch to user "mosquitto", who cannot write the tmp dir.
+            lines.append("user root")
+        if extra_config:
+            lines.append(extra_config)
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start (or restart) on the same port; return once the port accepts connections."""
+        if self.running:
+            return
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        try:
+            self._proc = subprocess.Popen(
+                [self.binary, "-c", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(
+                    f"mosquitto exited with {self._proc.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"mosquitto did not listen on {self.port}:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM and wait: mosquitto saves its persistence file on the way out."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout)
+        self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: whatever was not autosaved is lost, like a power cut."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(10.0)
+        self._proc = None
+
+    def close(self) -> None:
+        """Stop and remove the tmp dir if we created it."""
+        self.stop()
+        if self._owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def __enter__(self) -> Mosquitto:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Mosquitto({self.host}:{self.port}, running={self.running})"
