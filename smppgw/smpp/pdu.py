@@ -64,7 +64,24 @@ class PduError(Exception):
 
 
 class FrameError(PduError):
-    """The byte stream itself is broken (absurd command_length): the connection must close."""
+    """The byte stream itself is broken (absurd command_length): the connection must close.
+
+    ``frames`` holds the whole PDUs that :meth:`FrameReader.feed` cut from the same read
+    before it met the broken length, so a session can still answer them (a receipt among
+    them gets its deliver_sm_resp) before it closes.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        command_id: int | None = None,
+        sequence: int | None = None,
+        status: int = Status.ESME_RSYSERR,
+        frames: list[bytes] | None = None,
+    ) -> None:
+        super().__init__(reason, command_id=command_id, sequence=sequence, status=status)
+        self.frames: list[bytes] = frames if frames is not None else []
 
 
 class UnknownCommandError(PduError):
@@ -190,7 +207,10 @@ class Pdu:
 
     def response(self, status: int = Status.ESME_ROK, **fields: Any) -> Pdu:
         """The matching ``*_resp`` PDU with this PDU's sequence number."""
-        cls = PDU_CLASSES[self.command_id | RESPONSE_BIT]
+        cls = PDU_CLASSES.get(self.command_id | RESPONSE_BIT)
+        if cls is None or self.command_id & RESPONSE_BIT:
+            # outbind and alert_notification are never answered; responses are not either.
+            raise ValueError(f"{self.name} has no response PDU")
         return cls(sequence=self.sequence, status=status, **fields)
 
     def encode(self) -> bytes:
@@ -447,7 +467,12 @@ def encode(pdu: Pdu) -> bytes:
     try:
         for seg in pdu._layout:
             if type(seg) is _Cstr:
-                append(getattr(pdu, seg.name).encode("latin-1"))
+                raw = getattr(pdu, seg.name).encode("latin-1")
+                if 0 in raw:
+                    # An embedded NUL would end the C-string early and shift every later
+                    # field: the peer would read a different PDU than the one we meant.
+                    raise ValueError(seg.name)
+                append(raw)
                 append(b"\x00")
             elif type(seg) is _Ints:
                 append(seg.packer.pack(*seg.getter(pdu)))
@@ -455,17 +480,21 @@ def encode(pdu: Pdu) -> bytes:
                 sm = getattr(pdu, seg.name)  # type: ignore[union-attr]
                 append(bytes((len(sm),)))
                 append(sm)
-    except (UnicodeEncodeError, struct.error, ValueError, AttributeError) as exc:
+        for tag, value in pdu.tlvs:
+            append(TLV_HEADER.pack(tag, len(value)))
+            append(value)
+        body = b"".join(parts)
+        return HEADER.pack(HEADER_SIZE + len(body), pdu.command_id, pdu.status, pdu.sequence) + body
+    except (UnicodeEncodeError, struct.error, ValueError, AttributeError, TypeError) as exc:
         raise ValueError(f"{pdu.name}: {_explain_encode_error(pdu)}") from exc
-    for tag, value in pdu.tlvs:
-        append(TLV_HEADER.pack(tag, len(value)))
-        append(value)
-    body = b"".join(parts)
-    return HEADER.pack(HEADER_SIZE + len(body), pdu.command_id, pdu.status, pdu.sequence) + body
 
 
 def _explain_encode_error(pdu: Pdu) -> str:
     """Slow path: find which field made encode() fail, for a message a person can act on."""
+    for name in ("sequence", "status"):
+        value = getattr(pdu, name)
+        if not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
+            return f"{name}: {value!r} is not an unsigned 32-bit integer"
     for seg in pdu._layout:
         if isinstance(seg, _Cstr):
             value = getattr(pdu, seg.name)
@@ -475,6 +504,8 @@ def _explain_encode_error(pdu: Pdu) -> str:
                 value.encode("latin-1")
             except UnicodeEncodeError:
                 return f"{seg.name}: {value!r} is not an ASCII/Latin-1 C-Octet String"
+            if "\x00" in value:
+                return f"{seg.name}: {value!r} contains NUL, which would end the C-Octet String"
         elif isinstance(seg, _Ints):
             for name in seg.names:
                 value = getattr(pdu, name)
@@ -482,8 +513,22 @@ def _explain_encode_error(pdu: Pdu) -> str:
                     return f"{name}: {value!r} is not an integer 0..255"
         else:
             sm = getattr(pdu, seg.name)
+            if not isinstance(sm, bytes | bytearray | memoryview):
+                return f"{seg.name}: expected bytes, got {type(sm).__name__}"
             if len(sm) > 255:
                 return f"{seg.name}: {len(sm)} octets, at most 255 (use message_payload)"
+    tlvs: list[Any] = pdu.tlvs  # typed as pairs, but this path exists for what is not
+    for item in tlvs:
+        try:
+            tag, value = item
+        except (TypeError, ValueError):
+            return f"tlvs: {item!r} is not a (tag, value) pair"
+        if not isinstance(tag, int) or not 0 <= tag <= 0xFFFF:
+            return f"TLV tag {tag!r} is not an unsigned 16-bit integer"
+        if not isinstance(value, bytes | bytearray | memoryview):
+            return f"TLV 0x{tag:04x}: value must be bytes, got {type(value).__name__}"
+        if len(value) > 0xFFFF:
+            return f"TLV 0x{tag:04x}: {len(value)} octets, at most 65535"
     return "cannot encode"
 
 
@@ -666,6 +711,7 @@ class FrameReader:
                     command_id=command_id,
                     sequence=sequence,
                     status=Status.ESME_RINVCMDLEN,
+                    frames=frames,
                 )
             if size - pos < length:
                 break
