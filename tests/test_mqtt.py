@@ -407,3 +407,55 @@ def test_secret_never_in_repr(mosquitto: Mosquitto) -> None:
     cfg = config(mosquitto, username="u", password=Secret("hunter2"))
     mqtt = MqttClient(cfg)
     assert "hunter2" not in repr(mqtt) and "hunter2" not in repr(cfg)
+
+
+async def test_handler_finishing_after_a_reconnect_does_not_acknowledge(
+    mosquitto: Mosquitto,
+) -> None:
+    """A PUBACK from a handler of a lost connection would land on the new one, where the
+    broker has resent the message under the same packet id (and may reuse that id): it
+    must be withheld, leaving the redelivered copy unacknowledged until its own handler
+    returns."""
+    gates = [asyncio.Event(), asyncio.Event()]
+    deliveries: list[bytes] = []
+
+    async def blocked(message: Message) -> None:
+        index = len(deliveries)
+        deliveries.append(message.payload)
+        if index < len(gates):
+            await gates[index].wait()
+
+    cfg = config(mosquitto)
+    async with client(cfg, on_message=blocked, drain_timeout=0) as gw:
+        await gw.subscribe("stale/topic")
+        async with publisher(mosquitto) as pub:
+            await pub.publish("stale/topic", b"job")
+        await until(lambda: len(deliveries) == 1)
+        mosquitto.stop()
+        mosquitto.start()
+        await until(lambda: len(deliveries) == 2)  # redelivered on the new connection
+        gates[0].set()  # the first handler now finishes: stale, no PUBACK
+        await asyncio.sleep(0.3)
+    # The second handler never finished, so the broker still holds the message.
+    got = Collector()
+    async with client(cfg, on_message=got):
+        await got.wait_for(1)
+    assert got.payloads == [b"job"]
+
+
+async def test_packet_ids_of_publishes_lost_with_the_session_are_reused(
+    make_mosquitto: Callable[..., Mosquitto],
+) -> None:
+    broker = make_mosquitto(max_inflight_messages=20)
+    async with client(config(broker)) as gw:
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGSTOP)
+        stuck = [asyncio.create_task(gw.publish("ids/topic", b"x")) for _ in range(gw.window)]
+        await until(lambda: gw.inflight == gw.window)
+        broker.kill()
+        await asyncio.gather(*stuck, return_exceptions=True)
+        (broker.dir / "mosquitto.db").unlink(missing_ok=True)
+        broker.start()  # no session: gmqtt drops its in-flight packets
+        assert await gw.wait_connected(5)
+        await until(lambda: gw.inflight == 0)
+        await asyncio.gather(*(gw.publish("ids/topic", b"%d" % i) for i in range(200)))
