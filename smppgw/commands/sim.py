@@ -1,0 +1,7 @@
+"""``smppgw sim``: the SMSC simulator (the implementation lives in :mod:`smppgw.sim.cli`)."""
+
+from __future__ import annotations
+
+from smppgw.sim.cli import configure, run
+
+__all__ = ["configure", "run"]
