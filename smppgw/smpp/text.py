@@ -285,6 +285,17 @@ def _byte_cuts(data: bytes, cap: int, escapes: bool) -> list[int]:
     return cuts
 
 
+def _cluster_fits(text: str, offsets: list[int], first: int, cut: int, cap: int) -> bool:
+    """Does the cluster starting at ``first`` (and running past ``cut``) fit in one part?"""
+    n = len(text)
+    j = cut
+    while j < n and offsets[j + 1] - offsets[first] <= cap:
+        j += 1
+        if j == n or _is_boundary(text, j):
+            return True
+    return False
+
+
 def _char_cuts(text: str, offsets: list[int], cap: int) -> list[int]:
     """Cut points (character indexes) given each character's starting octet offset."""
     n = len(text)
@@ -299,9 +310,9 @@ def _char_cuts(text: str, offsets: list[int], cap: int) -> list[int]:
             back = end
             while back > start and not _is_boundary(text, back):
                 back -= 1
-            if back > start:
+            if back > start and _cluster_fits(text, offsets, back, end, cap):
                 end = back
-            # else: one cluster longer than a part; cut at the code point
+            # else: the cluster across the cut is longer than a part; cut at the code point
         cuts.append(end)
         start = end
     return cuts
