@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from smppgw.routing import Router, is_digits, sender_problem
+from smppgw.routing import Router, is_digits, numeric_sender, sender_problem
 from smppgw.settings import (
     BindMode,
     CarrierConfig,
@@ -350,7 +350,7 @@ class _Reader:
             problem = sender_problem(address)
             if problem is not None:
                 self.problem(_join(path, "address"), problem)
-            address = address.removeprefix("+")
+            address = numeric_sender(address) or address
         numeric = isinstance(address, str) and is_digits(address)
         ton = self.integer(_join(path, "ton"), data.get("ton", 1 if numeric else 5), 0, 255)
         npi = self.integer(_join(path, "npi"), data.get("npi", 1 if numeric else 0), 0, 255)

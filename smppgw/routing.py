@@ -114,8 +114,8 @@ def sender_problem(address: str) -> str | None:
     """
     if not address:
         return "must not be empty"
-    number = address[1:] if address.startswith("+") else address
-    if is_digits(number):
+    number = numeric_sender(address)
+    if number is not None:
         if len(number) > MAX_NUMERIC_SENDER:
             return f"a numeric sender has at most {MAX_NUMERIC_SENDER} digits, got {len(number)}"
         return None
@@ -127,6 +127,12 @@ def sender_problem(address: str) -> str | None:
             f"got {len(address)}"
         )
     return None
+
+
+def numeric_sender(address: str) -> str | None:
+    """The digits of a numeric sender (``+84 912-345-678`` → ``84912345678``), else None."""
+    compact = address.strip().translate(_SEPARATORS).removeprefix("+")
+    return compact if is_digits(compact) else None
 
 
 def sender_source(address: str, country_code: str | None) -> SourceConfig:
@@ -143,9 +149,10 @@ def sender_source(address: str, country_code: str | None) -> SourceConfig:
     problem = sender_problem(address)
     if problem is not None:
         raise RoutingError("invalid_sender", f"sender {address!r}: {problem}")
-    number = address[1:] if address.startswith("+") else address
-    if not is_digits(number):
+    number = numeric_sender(address)
+    if number is None:
         return SourceConfig(address=address, ton=5, npi=0)
+    address = address.strip()
     if not address.startswith(("+", "0")) and len(number) < MIN_DIGITS:
         return SourceConfig(address=number, ton=0, npi=1)
     if address.startswith("0") and not address.startswith("00") and not country_code:
