@@ -106,7 +106,8 @@ def _text_fields(text: str) -> dict[str, str]:
     """The known fields of a receipt text; the first occurrence of a key wins."""
     fields: dict[str, str] = {}
     matches = list(_KEY.finditer(text))
-    for m, following in zip(matches, [*matches[1:], None], strict=True):
+    for n, m in enumerate(matches):
+        following = matches[n + 1] if n + 1 < len(matches) else None
         key = re.sub(r"[\s_-]+", " ", m.group(1).lower())
         if key == "text":  # free text runs to the end and may contain anything
             fields.setdefault(key, text[m.end() :].rstrip("\x00 \t\r\n"))
@@ -118,19 +119,29 @@ def _text_fields(text: str) -> dict[str, str]:
 
 
 def _parse_date(value: str | None) -> datetime | None:
-    """YYMMDDhhmm, YYMMDDhhmmss or YYYYMMDDhhmmss (SMSC local time); None when unreadable."""
-    if not value or not value.isdigit() or not value.isascii():
+    """YYMMDDhhmm, YYMMDDhhmmss or YYYYMMDDhhmmss (SMSC local time); None when unreadable.
+
+    Two-digit years are 20YY (strptime's %y would read "69" as 1969).
+    """
+    if not value or not value.isascii() or not value.isdigit():
+        return None
+    if len(value) == 14:
+        year, rest = int(value[:4]), value[4:]
+    elif len(value) in (10, 12):
+        year, rest = 2000 + int(value[:2]), value[2:]
+    else:
         return None
     try:
-        if len(value) == 10:
-            return datetime.strptime(value, "%y%m%d%H%M")
-        if len(value) == 12:
-            return datetime.strptime(value, "%y%m%d%H%M%S")
-        if len(value) == 14:
-            return datetime.strptime(value, "%Y%m%d%H%M%S")
+        return datetime(
+            year,
+            int(rest[0:2]),
+            int(rest[2:4]),
+            int(rest[4:6]),
+            int(rest[6:8]),
+            int(rest[8:10] or 0),
+        )
     except ValueError:
         return None
-    return None
 
 
 def _state_from_stat(stat: str | None) -> str | None:
