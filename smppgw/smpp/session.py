@@ -1,0 +1,578 @@
+"""One SMPP bind (ESME side), and the keeper that holds it up across failures.
+
+:class:`Session` is an asyncio Protocol over one TCP connection: it binds, keeps a window of
+outstanding requests (sequence number → future, each with its own response timeout),
+answers the SMSC's enquire_link, sends its own when the link is quiet, and hands every
+deliver_sm / data_sm to an async handler, answering only when the handler returns. It
+never guesses: a request whose response does not come resolves to :class:`NoResponse`,
+which callers must treat as "the SMSC may or may not have it".
+
+:class:`SessionKeeper` owns the reconnect loop for one bind slot: connect, bind, wait for the
+connection to end, back off (exponential, jittered, never below ``reconnect_min``), again.
+The old socket is always closed before the next connect, and a refused bind backs off like
+a failed connect, so a misconfigured password or an SMSC that says ESME_RALYBND sees a few
+attempts a minute, not a storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from smppgw.logs import get_logger
+from smppgw.settings import CarrierConfig, TlsConfig
+from smppgw.smpp.constants import RESPONSE_BIT, CommandId, Status, status_name
+from smppgw.smpp.pdu import (
+    BIND_CLASSES,
+    DEFAULT_MAX_PDU_LENGTH,
+    PDU_CLASSES,
+    DataSm,
+    DeliverSm,
+    EnquireLink,
+    FrameError,
+    FrameReader,
+    Pdu,
+    PduError,
+    Unbind,
+    decode,
+    encode,
+    generic_nack,
+    peek_header,
+)
+
+log = get_logger("smppgw.session")
+
+#: Highest sequence number (SMPP 3.4 section 3.2: 0x00000001 to 0x7FFFFFFF).
+MAX_SEQUENCE = 0x7FFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class NoResponse:
+    """A request's outcome is unknown: no response before the timeout, or the link died.
+
+    Not an error code: the SMSC may have acted on the request. For a submit_sm that means
+    the message may be on its way (and may still produce a receipt).
+    """
+
+    reason: str
+
+
+#: What a request resolves to: the response PDU (any status) or :class:`NoResponse`.
+Result = Pdu | NoResponse
+
+
+class BindError(Exception):
+    """The bind did not succeed: refused with ``status``, or no bind response at all."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(reason)
+
+
+class NotBound(RuntimeError):
+    """A request on a session that is not connected (a caller bug: check ``can_submit``)."""
+
+
+class State(StrEnum):
+    CONNECTING = "connecting"
+    BINDING = "binding"
+    BOUND = "bound"
+    UNBINDING = "unbinding"
+    CLOSED = "closed"
+
+
+class DeliverHandler(Protocol):
+    """Receives what the SMSC sends us; the returned status goes into the *_resp."""
+
+    async def deliver(self, session: Session, pdu: DeliverSm | DataSm) -> int: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: asyncio.Future[Result]
+    timer: asyncio.TimerHandle | None
+    in_window: bool
+
+
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=tls.ca_file)
+    if tls.cert_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    if not tls.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Session(asyncio.Protocol):
+    """One TCP connection and its bind.
+
+    ``mode`` is ``transmitter``, ``receiver`` or ``transceiver``. The window counts only
+    submit-like requests (``request(..., in_window=True)``); enquire_link and unbind go
+    outside it so a full window never stops the keepalive.
+    """
+
+    def __init__(
+        self,
+        config: CarrierConfig,
+        mode: str,
+        handler: DeliverHandler,
+        *,
+        name: str = "",
+        max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH,
+    ) -> None:
+        if mode not in BIND_CLASSES:
+            raise ValueError(f"bind mode {mode!r}: transmitter, receiver or transceiver")
+        self.config = config
+        self.mode = mode
+        self.name = name or f"{config.name}/{mode}"
+        self.handler = handler
+        self.state = State.CONNECTING
+        self.window = max(1, config.window)
+        self._max_pdu_length = max_pdu_length
+        self._reader = FrameReader(max_pdu_length)
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._pending: dict[int, _Pending] = {}
+        self._in_window = 0
+        self._seq = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._keepalive: asyncio.Task[None] | None = None
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self.close_reason = ""
+        self.last_rx = time.monotonic()
+        self.smsc_system_id = ""
+        #: Counters for metrics and tests.
+        self.enquire_links_sent = 0
+        self.delivers = 0
+        self.generic_nacks_sent = 0
+        self.timeouts = 0
+
+    # ------------------------------------------------------------------ state
+    @property
+    def can_submit(self) -> bool:
+        return (
+            self.state is State.BOUND
+            and self.mode != "receiver"
+            and self._transport is not None
+            and not self._transport.is_closing()
+        )
+
+    @property
+    def free_window(self) -> int:
+        return self.window - self._in_window if self.can_submit else 0
+
+    @property
+    def in_flight(self) -> int:
+        """Window slots in use (submits awaiting their response)."""
+        return self._in_window
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.done()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.last_rx = time.monotonic()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.close_reason:
+            self.close_reason = f"connection lost: {exc}" if exc else "closed by the SMSC"
+        was = self.state
+        self.state = State.CLOSED
+        self._transport = None
+        pending, self._pending = self._pending, {}
+        self._in_window = 0
+        outcome = NoResponse(self.close_reason)
+        for entry in pending.values():
+            if entry.timer is not None:
+                entry.timer.cancel()
+            if not entry.future.done():
+                entry.future.set_result(outcome)
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        if not self._closed.done():
+            self._closed.set_result(None)
+        if was in (State.BOUND, State.UNBINDING):
+            log.info(
+                "session closed",
+                session=self.name,
+                reason=self.close_reason,
+                outstanding=len(pending),
+            )
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._reader.feed(data)
+        except FrameError as exc:
+            self.abort(f"framing error: {exc}")
+            return
+        self.last_rx = time.monotonic()
+        for frame in frames:
+            try:
+                pdu = decode(frame, self._max_pdu_length)
+            except FrameError as exc:
+                self.abort(f"framing error: {exc}")
+                return
+            except PduError as exc:
+                self._unreadable(exc, frame)
+                continue
+            self._dispatch(pdu)
+            if self._transport is None:
+                return
+
+    # ------------------------------------------------------------------ requests
+    def request(
+        self, pdu: Pdu, timeout: float | None = None, *, in_window: bool = True
+    ) -> asyncio.Future[Result]:
+        """Send ``pdu`` with a fresh sequence number; the future resolves to its outcome.
+
+        Raises :class:`NotBound` when the connection is gone (nothing was sent) and
+        ``ValueError`` when the PDU cannot be encoded (nothing was sent either).
+        """
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise NotBound(f"{self.name}: not connected")
+        seq = self._seq % MAX_SEQUENCE + 1
+        pdu.sequence = seq
+        data = encode(pdu)
+        self._seq = seq
+        fut: asyncio.Future[Result] = self._loop.create_future()
+        if timeout is None:
+            timeout = self.config.response_timeout
+        timer = self._loop.call_later(timeout, self._expire, seq) if timeout > 0 else None
+        self._pending[seq] = _Pending(fut, timer, in_window)
+        if in_window:
+            self._in_window += 1
+        transport.write(data)
+        return fut
+
+    def _expire(self, seq: int) -> None:
+        entry = self._pending.pop(seq, None)
+        if entry is None:
+            return
+        if entry.in_window:
+            self._in_window -= 1
+        self.timeouts += 1
+        if not entry.future.done():
+            entry.future.set_result(NoResponse("no response within the response timeout"))
+
+    def _resolve(self, pdu: Pdu) -> None:
+        entry = self._pending.pop(pdu.sequence, None)
+        if entry is None:
+            log.info(
+                "response for no outstanding request (late, after its timeout?)",
+                session=self.name,
+                command=pdu.name,
+                sequence=pdu.sequence,
+                status=status_name(pdu.status),
+            )
+            return
+        if entry.timer is not None:
+            entry.timer.cancel()
+        if entry.in_window:
+            self._in_window -= 1
+        if not entry.future.done():
+            entry.future.set_result(pdu)
+
+    def _send(self, pdu: Pdu) -> bool:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(encode(pdu))
+        return True
+
+    # ------------------------------------------------------------------ incoming
+    def _dispatch(self, pdu: Pdu) -> None:
+        cid = pdu.command_id
+        if cid & RESPONSE_BIT:
+            self._resolve(pdu)
+        elif cid == CommandId.ENQUIRE_LINK:
+            self._send(pdu.response())
+        elif cid == CommandId.DELIVER_SM or cid == CommandId.DATA_SM:
+            assert isinstance(pdu, DeliverSm | DataSm)
+            self.delivers += 1
+            task = self._loop.create_task(self._answer(pdu))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif cid == CommandId.UNBIND:
+            self._send(pdu.response())
+            self.close_reason = "unbind from the SMSC"
+            self.state = State.UNBINDING
+            self.close()
+        elif cid in (CommandId.ALERT_NOTIFICATION, CommandId.OUTBIND):
+            pass  # no response is defined for these
+        else:
+            self.generic_nacks_sent += 1
+            self._send(generic_nack(pdu.sequence, Status.ESME_RINVCMDID))
+
+    async def _answer(self, pdu: DeliverSm | DataSm) -> None:
+        """Run the handler; the response goes out only after it returns (it is durable then).
+
+        A handler that fails answers ESME_RX_T_APPN, so the SMSC keeps the message and
+        delivers it again later; it is never acknowledged unless it was kept.
+        """
+        try:
+            status = await self.handler.deliver(self, pdu)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("deliver handler failed; answering ESME_RX_T_APPN", session=self.name)
+            status = Status.ESME_RX_T_APPN
+        self._send(pdu.response(status=status))
+
+    def _unreadable(self, exc: PduError, frame: bytes) -> None:
+        cid, seq = exc.command_id, exc.sequence
+        if cid is not None and cid & RESPONSE_BIT:
+            # A response we cannot read must still settle its request: with its error
+            # status when it has one, else as unknown (accepted, but we lost the id).
+            header = peek_header(frame)
+            status = header[2] if header else 0
+            entry = self._pending.get(seq) if seq is not None else None
+            log.warning("unreadable response", session=self.name, error=str(exc))
+            if entry is None or seq is None:
+                return
+            if status and cid in PDU_CLASSES:
+                self._resolve(PDU_CLASSES[cid](sequence=seq, status=status))
+            else:
+                self._pending.pop(seq)
+                if entry.timer is not None:
+                    entry.timer.cancel()
+                if entry.in_window:
+                    self._in_window -= 1
+                if not entry.future.done():
+                    entry.future.set_result(NoResponse(f"unreadable response: {exc.reason}"))
+            return
+        log.warning("unreadable PDU; generic_nack", session=self.name, error=str(exc))
+        if seq is not None:
+            self.generic_nacks_sent += 1
+            self._send(generic_nack(seq, exc.status))
+
+    # ------------------------------------------------------------------ lifecycle
+    async def bind(self) -> None:
+        """Bind; raises :class:`BindError` on refusal or when no bind response comes."""
+        cfg = self.config
+        cls = BIND_CLASSES[self.mode]
+        pdu = cls(
+            system_id=cfg.system_id,
+            password=cfg.password.reveal(),
+            system_type=cfg.system_type,
+            address_range=cfg.address_range,
+        )
+        self.state = State.BINDING
+        result = await self.request(pdu, cfg.bind_timeout, in_window=False)
+        if isinstance(result, NoResponse):
+            raise BindError(f"no bind response: {result.reason}")
+        if result.status != Status.ESME_ROK:
+            raise BindError(f"bind refused: {status_name(result.status)}", result.status)
+        if self._transport is None:
+            raise BindError("connection closed right after the bind response")
+        self.smsc_system_id = str(getattr(result, "system_id", ""))
+        self.state = State.BOUND
+        if cfg.enquire_link_interval > 0:
+            self._keepalive = self._loop.create_task(self._keep_alive())
+
+    async def _keep_alive(self) -> None:
+        """enquire_link when nothing arrived for an interval; no answer means a dead link."""
+        interval = self.config.enquire_link_interval
+        while self.state is State.BOUND:
+            idle = time.monotonic() - self.last_rx
+            if idle < interval:
+                await asyncio.sleep(interval - idle)
+                continue
+            try:
+                fut = self.request(EnquireLink(), in_window=False)
+            except NotBound:
+                return
+            self.enquire_links_sent += 1
+            result = await fut
+            if isinstance(result, NoResponse) and self.state is State.BOUND:
+                self.abort("enquire_link unanswered")
+                return
+
+    async def unbind(self, timeout: float) -> None:
+        """unbind, wait for unbind_resp (bounded), close; safe in any state."""
+        if self.state is State.BOUND and self._transport is not None:
+            self.state = State.UNBINDING
+            try:
+                fut = self.request(Unbind(), timeout, in_window=False)
+            except NotBound:
+                pass
+            else:
+                await fut
+        self.close("unbound")
+        try:
+            await asyncio.wait_for(self.wait_closed(), timeout)
+        except TimeoutError:
+            self.abort("unbind: close timed out")
+
+    def close(self, reason: str = "") -> None:
+        """Graceful close: what is written is flushed first."""
+        if reason and not self.close_reason:
+            self.close_reason = reason
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self, reason: str) -> None:
+        """Close now, dropping unsent data; outstanding requests resolve as unknown."""
+        if not self.close_reason:
+            self.close_reason = reason
+        log.warning("closing session", session=self.name, reason=reason)
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def wait_handlers(self, timeout: float) -> None:
+        """Wait (bounded) for running deliver handlers, then cancel the rest unanswered."""
+        tasks = list(self._tasks)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+
+def backoff(
+    failures: int, low: float, high: float, rng: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait after ``failures`` consecutive failures (1, 2, ...).
+
+    Exponential with full jitter above a floor: uniform in ``[low, min(high, low * 2**n)]``.
+    The floor keeps a refused bind from being retried at once; the jitter spreads many
+    gateways reconnecting after one SMSC restart.
+    """
+    cap = min(high, low * (2.0 ** max(0, failures)))
+    if cap <= low:
+        return low
+    return low + (cap - low) * rng()
+
+
+class SessionKeeper:
+    """Holds one bind slot up: the current bound :class:`Session`, or ``None``."""
+
+    def __init__(
+        self,
+        config: CarrierConfig,
+        mode: str,
+        handler: DeliverHandler,
+        *,
+        name: str,
+        on_change: Callable[[], None] = lambda: None,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.mode = mode
+        self.name = name
+        self.handler = handler
+        self._on_change = on_change
+        self._rng = rng
+        self.session: Session | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._wake: asyncio.Event | None = None
+        self._ssl = tls_context(config.tls) if config.tls else None
+        #: Counters for metrics and tests.
+        self.connect_attempts = 0
+        self.bind_attempts = 0
+        self.binds = 0
+        self.bind_refusals = 0
+        self.last_error = ""
+
+    def is_stopping(self) -> bool:
+        """A method, not an attribute test, so type checkers do not assume it is constant."""
+        return self._stopping
+
+    @property
+    def bound(self) -> bool:
+        s = self.session
+        return s is not None and s.state is State.BOUND
+
+    def start(self) -> None:
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    async def stop(self, timeout: float) -> None:
+        """Unbind (bounded by ``timeout``) and stop reconnecting."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        session = self.session
+        if session is not None:
+            await session.unbind(timeout)
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                session = await self._connect_and_bind()
+            except BindError as exc:
+                failures += 1
+                self.last_error = str(exc)
+                if exc.status is not None:
+                    self.bind_refusals += 1
+                log.warning("bind failed", session=self.name, error=str(exc), failures=failures)
+            except (OSError, TimeoutError) as exc:
+                failures += 1
+                self.last_error = f"connect: {exc!r}"
+                log.warning("connect failed", session=self.name, error=repr(exc), failures=failures)
+            else:
+                failures = 0
+                self.binds += 1
+                self.session = session
+                log.info("bound", session=self.name, smsc=session.smsc_system_id)
+                self._on_change()
+                try:
+                    await session.wait_closed()
+                finally:
+                    self.session = None
+                    self._on_change()
+                self.last_error = session.close_reason
+            if self.is_stopping():
+                break
+            await self._pause(
+                backoff(
+                    failures + 1, self.config.reconnect_min, self.config.reconnect_max, self._rng
+                )
+            )
+
+    async def _pause(self, delay: float) -> None:
+        assert self._wake is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _connect_and_bind(self) -> Session:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self.connect_attempts += 1
+
+        def factory() -> Session:
+            return Session(cfg, self.mode, self.handler, name=self.name)
+
+        _transport, session = await asyncio.wait_for(
+            loop.create_connection(factory, cfg.host, cfg.port, ssl=self._ssl),
+            cfg.bind_timeout,
+        )
+        try:
+            self.bind_attempts += 1
+            await session.bind()
+        except BaseException:
+            session.abort("bind failed")
+            raise
+        return session
