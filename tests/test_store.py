@@ -580,3 +580,22 @@ async def test_200k_queued_jobs_are_claimed_by_index_in_small_batches(store: Sto
     assert seen[34_000:35_000] == [f"b{i:06d}" for i in range(100_000, 101_000)]
     # 41k claimed jobs as rows would be tens of MB; claiming in batches stays flat.
     assert _rss_bytes() - rss_before < 30 * 2**20
+
+
+async def test_a_writer_bug_never_leaves_callers_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(str(tmp_path / "gw.db"))
+    await store.open()
+
+    def broken(tx: object) -> None:
+        raise RuntimeError("bug in the writer")
+
+    monkeypatch.setattr(store._writer, "_on_commit", broken)
+    # The batch committed before the bug: its caller hears so.
+    assert await asyncio.wait_for(store.add_jobs([job("w")]), 5) == [True]
+    with pytest.raises(StoreError):
+        await asyncio.wait_for(store.add_jobs([job("w2")]), 5)
+    await asyncio.wait_for(store.close(), 5)
+    async with Store(str(tmp_path / "gw.db")) as reopened:
+        assert await reopened.add_jobs([job("w")]) == [False]

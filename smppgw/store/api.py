@@ -47,13 +47,16 @@ class Store:
         self,
         path: str,
         *,
-        commit_interval: float = 0.002,
+        commit_interval: float = 0.0,
         max_batch: int = 5000,
         busy_timeout: float = 5.0,
         synchronous: str = "NORMAL",
     ) -> None:
         """``commit_interval``: when the previous batch carried several operations, how
-        long the writer waits for more before committing (zero: never wait).
+        long the writer waits for more before committing. Zero (never wait) is best as
+        measured: a WAL commit costs ~0.1 ms, and operations that arrive while one batch
+        commits already form the next batch, so waiting only adds latency (see
+        tests/perf/bench_store.py).
         ``synchronous``: ``NORMAL`` survives any process death; ``FULL`` also survives
         power loss, at one fsync per batch (see ``smppgw.store.schema``)."""
         self.path = path

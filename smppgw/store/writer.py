@@ -28,9 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from smppgw.logs import get_logger
 from smppgw.store.model import StoreError, StoreStats
 
 T = TypeVar("T")
+log = get_logger("smppgw.store")
 
 
 @dataclass(slots=True)
@@ -97,6 +99,9 @@ class Writer:
         self._queue: queue.SimpleQueue[Op[Any] | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
+        # Makes "check closed, then enqueue" atomic against the thread's "close, then fail
+        # what is queued", so no operation can slip in after the last drain and hang.
+        self._gate = threading.Lock()
         self._stopped: asyncio.Future[None] | None = None
         # statistics (plain ints/floats: written by the thread, read anywhere)
         self._commits = 0
@@ -122,20 +127,22 @@ class Writer:
         """Queue ``fn``; the future resolves after the transaction carrying it committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        if self._closed or self._thread is None:
-            future.set_exception(StoreError("store is not open"))
-            return future
-        self._queue.put(Op(fn, loop, future))
+        with self._gate:
+            if not self._closed and self._thread is not None:
+                self._queue.put(Op(fn, loop, future))
+                return future
+        future.set_exception(StoreError("store is not open"))
         return future
 
     async def stop(self) -> None:
         """Finish everything queued so far, commit, close the connection, end the thread."""
-        if self._closed or self._thread is None:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
-        assert self._stopped is not None
-        await self._stopped
+        with self._gate:
+            first = not self._closed and self._thread is not None
+            self._closed = True
+        if first:
+            self._queue.put(_STOP)
+        if self._stopped is not None:
+            await asyncio.shield(self._stopped)
 
     def stats(self) -> StoreStats:
         return StoreStats(
@@ -161,6 +168,11 @@ class Writer:
         loop.call_soon_threadsafe(_resolve, success)
         try:
             self._loop(conn)
+        except Exception as exc:  # a bug in the writer itself: never leave callers hanging
+            with self._gate:
+                self._closed = True
+            self._fail_queued(StoreError(f"store writer stopped: {exc!r}"))
+            log.exception("store writer stopped by a bug; every later operation will fail")
         finally:
             try:
                 conn.close()
@@ -217,6 +229,17 @@ class Writer:
                 self._drain_after_stop(conn)
                 return
 
+    def _fail_queued(self, error: StoreError) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, Op):
+                failed: list[Result] = [(item.future, None, error)]
+                with contextlib.suppress(RuntimeError):
+                    item.loop.call_soon_threadsafe(_resolve, failed)
+
     def _drain_after_stop(self, conn: sqlite3.Connection) -> None:
         """Operations queued after stop() was called (a race) still get an answer."""
         leftovers: list[Op[Any]] = []
@@ -263,12 +286,22 @@ class Writer:
             error: BaseException = _as_store_error(exc)
             results = [(op, None, error) for op in batch]
             self._failed += 1
+            log.warning("store batch failed", error=str(exc), operations=len(batch))
         else:
-            self._on_commit(batch_tx)
             self._commits += 1
             elapsed = time.perf_counter() - started
             self._last_commit = elapsed
             self._commit_total += elapsed
+            try:
+                self._on_commit(batch_tx)
+            finally:  # committed is committed: the callers hear so whatever happens here
+                self._deliver(batch, results)
+            return
+        self._deliver(batch, results)
+
+    def _deliver(
+        self, batch: list[Op[Any]], results: list[tuple[Op[Any], Any, BaseException | None]]
+    ) -> None:
         self._operations += len(batch)
         self._max_seen = max(self._max_seen, len(batch))
         by_loop: dict[asyncio.AbstractEventLoop, list[Result]] = {}

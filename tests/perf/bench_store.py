@@ -93,6 +93,49 @@ async def bench_stream(path: str, jobs: int, window: int, **store_kw: object) ->
     }
 
 
+async def bench_paced(path: str, jobs: int, rate: float, **store_kw: object) -> dict[str, float]:
+    """Jobs arriving at a steady ``rate`` per second, each handled by its own task: the
+    CPU spent per job and the latency a publisher sees (time to PUBACK)."""
+    async with Store(path, **store_kw) as store:  # type: ignore[arg-type]
+        before = store.stats()
+        latencies: list[float] = []
+
+        async def handle(i: int) -> None:
+            t0 = time.perf_counter()
+            assert await store.add_jobs([make_job(i)]) == [True]
+            latencies.append(time.perf_counter() - t0)
+
+        tasks = []
+        cpu0, start = time.process_time(), time.perf_counter()
+        tick = 0.001  # release a burst of rate/1000 jobs every millisecond
+        per_tick = rate * tick
+        due = 0.0
+        i = 0
+        while i < jobs:
+            due += per_tick
+            while i < jobs and i < due:
+                tasks.append(asyncio.create_task(handle(i)))
+                i += 1
+            next_tick = start + (due / rate)
+            await asyncio.sleep(max(0.0, next_tick - time.perf_counter()))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu0
+        after = store.stats()
+    commits = after.commits - before.commits
+    ops = after.operations - before.operations
+    latencies.sort()
+    return {
+        "jobs_per_s": jobs / elapsed,
+        "cpu_pct": 100 * cpu / elapsed,
+        "cpu_us_per_job": 1e6 * cpu / jobs,
+        "commits_per_s": commits / elapsed,
+        "mean_batch": ops / max(commits, 1),
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+    }
+
+
 async def bench_pipeline(path: str, jobs: int, batch: int) -> dict[str, float]:
     """Bulk-load, then claim in batches of ``batch``, then mark each job submitted from
     ``batch`` concurrent coroutines (as the carrier's submit_sm_resp handlers would)."""
@@ -156,6 +199,19 @@ async def main(args: argparse.Namespace) -> None:
                 f"{r['commits_per_s']:7.0f} commits/s  mean batch {r['mean_batch']:6.1f}  "
                 f"max batch {r['max_batch']:4.0f}"
             )
+        for rate in (2000, 10000):
+            for label, kw in [
+                ("commit_interval=0.002 (default)", {}),
+                ("commit_interval=0", {"commit_interval": 0.0}),
+            ]:
+                path = os.path.join(tmp, f"paced-{time.monotonic_ns()}.db")
+                r = await bench_paced(path, min(args.jobs, rate * 2), rate, **kw)
+                print(
+                    f"paced {rate:5d}/s {label:31s} {r['jobs_per_s']:7.0f} jobs/s  "
+                    f"cpu {r['cpu_pct']:4.0f}% ({r['cpu_us_per_job']:4.0f} us/job)  "
+                    f"{r['commits_per_s']:6.0f} commits/s  mean batch {r['mean_batch']:5.1f}  "
+                    f"p50 {r['p50_ms']:5.2f} ms  p99 {r['p99_ms']:5.2f} ms"
+                )
         path = os.path.join(tmp, "seq.db")
         r = await bench_add(path, min(args.jobs, 5000), 1)
         print(
