@@ -310,7 +310,7 @@ def _char_cuts(text: str, offsets: list[int], cap: int) -> list[int]:
             back = end
             while back > start and not _is_boundary(text, back):
                 back -= 1
-            if back > start and _cluster_fits(text, offsets, back, end, cap):
+            if back == end or (back > start and _cluster_fits(text, offsets, back, end, cap)):
                 end = back
             # else: the cluster across the cut is longer than a part; cut at the code point
         cuts.append(end)
