@@ -28,6 +28,7 @@ from smppgw.store import (
     StoreError,
 )
 from smppgw.store import api as store_api
+from smppgw.store import ops as store_ops
 from smppgw.store.schema import SCHEMA_VERSION
 
 CARRIER = "viettel"
@@ -196,9 +197,7 @@ async def test_retry_later_holds_the_job_until_due(store: Store) -> None:
 
 async def test_claim_walks_the_queue_index(store: Store) -> None:
     plan = await store.run(
-        lambda c: c.execute(
-            "EXPLAIN QUERY PLAN " + store_api.ops._CLAIM, (CARRIER, 0.0, 10)
-        ).fetchall()
+        lambda c: c.execute("EXPLAIN QUERY PLAN " + store_ops._CLAIM, (CARRIER, 0.0, 10)).fetchall()
     )
     details = " ".join(row[-1] for row in plan)
     assert "USING INDEX jobs_queue (carrier=? AND state=?)" in details

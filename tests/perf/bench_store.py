@@ -170,39 +170,65 @@ async def bench_pipeline(path: str, jobs: int, batch: int) -> dict[str, float]:
     }
 
 
+async def bench_large(path: str, jobs: int) -> None:
+    """A deep backlog: bulk load, reopen (queue depths are counted once at open), then
+    claim from the front of the high lane and from behind ``jobs`` rows."""
+    async with Store(path) as store:
+        t0 = time.perf_counter()
+        for start in range(0, jobs, 20_000):
+            await store.add_jobs([make_job(i) for i in range(start, min(start + 20_000, jobs))])
+        load = time.perf_counter() - t0
+        size = store.size_bytes() / 2**20
+    t0 = time.perf_counter()
+    async with Store(path) as store:
+        reopen = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        claimed = 0
+        for _ in range(100):
+            claimed += len(await store.claim("viettel", 1000, time.time()))
+        claim = time.perf_counter() - t0
+    print(
+        f"large     {jobs} queued: bulk load {jobs / load:7.0f} jobs/s, {size:5.0f} MiB, "
+        f"reopen {reopen * 1000:5.0f} ms, claim 1000 {claim * 10:5.1f} ms each ({claimed} total)"
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         cpus = os.cpu_count()
         print(f"store bench: {args.jobs} jobs, {args.callers} concurrent callers, cpu={cpus}")
         for label, kw in [
-            ("commit_interval=0.002 (default)", {}),
-            ("commit_interval=0", {"commit_interval": 0.0}),
+            ("default (commit_interval=0)", {}),
+            ("commit_interval=0.002", {"commit_interval": 0.002}),
             ("synchronous=FULL", {"synchronous": "FULL"}),
         ]:
             path = os.path.join(tmp, f"add-{len(label)}-{time.monotonic_ns()}.db")
             r = await bench_add(path, args.jobs, args.callers, **kw)
             print(
-                f"add_jobs  {label:34s} {r['jobs_per_s']:9.0f} jobs/s  "
+                f"add_jobs  {label:40s} {r['jobs_per_s']:9.0f} jobs/s  "
                 f"{r['commits_per_s']:7.0f} commits/s  mean batch {r['mean_batch']:6.1f}  "
                 f"max batch {r['max_batch']:4.0f}"
             )
         for label, kw in [
-            ("commit_interval=0.002 (default)", {}),
-            ("commit_interval=0", {"commit_interval": 0.0}),
+            ("default (commit_interval=0)", {}),
+            ("commit_interval=0.002", {"commit_interval": 0.002}),
             ("synchronous=FULL", {"synchronous": "FULL"}),
-            ("synchronous=FULL, commit_interval=0", {"synchronous": "FULL", "commit_interval": 0}),
+            (
+                "synchronous=FULL, commit_interval=0.002",
+                {"synchronous": "FULL", "commit_interval": 0.002},
+            ),
         ]:
             path = os.path.join(tmp, f"stream-{time.monotonic_ns()}.db")
             r = await bench_stream(path, args.jobs, args.callers, **kw)
             print(
-                f"streamed  {label:34s} {r['jobs_per_s']:9.0f} jobs/s  "
+                f"streamed  {label:40s} {r['jobs_per_s']:9.0f} jobs/s  "
                 f"{r['commits_per_s']:7.0f} commits/s  mean batch {r['mean_batch']:6.1f}  "
                 f"max batch {r['max_batch']:4.0f}"
             )
         for rate in (2000, 10000):
             for label, kw in [
-                ("commit_interval=0.002 (default)", {}),
-                ("commit_interval=0", {"commit_interval": 0.0}),
+                ("default (commit_interval=0)", {}),
+                ("commit_interval=0.002", {"commit_interval": 0.002}),
             ]:
                 path = os.path.join(tmp, f"paced-{time.monotonic_ns()}.db")
                 r = await bench_paced(path, min(args.jobs, rate * 2), rate, **kw)
@@ -224,6 +250,8 @@ async def main(args: argparse.Namespace) -> None:
             f"mark_in_flight + mark_submitted, {args.batch} concurrent "
             f"{r['submitted_per_s']:9.0f} jobs/s"
         )
+        if args.large:
+            await bench_large(os.path.join(tmp, "large.db"), args.large)
 
 
 if __name__ == "__main__":
@@ -232,6 +260,7 @@ if __name__ == "__main__":
     parser.add_argument("--callers", type=int, default=500)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--dir", default=None, help="directory for the database files")
+    parser.add_argument("--large", type=int, default=0, help="also queue this many jobs")
     parser.add_argument("--no-uvloop", action="store_true")
     ns = parser.parse_args()
     if uvloop is not None and not ns.no_uvloop:
