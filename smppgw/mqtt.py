@@ -234,6 +234,10 @@ class MqttClient:
         self._publish_futures: dict[int, asyncio.Future[None]] = {}
         self._pending_future: asyncio.Future[None] | None = None
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        #: Slots handed to woken waiters that have not published yet.
+        self._promised = 0
+        self._window = 1
+        self._update_window()
 
         self._handlers: set[asyncio.Task[Any]] = set()
         self._handlers_idle = asyncio.Event()
@@ -256,8 +260,13 @@ class MqttClient:
     @property
     def window(self) -> int:
         """Most publishes allowed in flight on this connection (from Receive Maximum)."""
+        return self._window
+
+    def _update_window(self) -> None:
+        # gmqtt hands out ids 1 .. max-1 to PUBLISH and SUBSCRIBE alike: keep one per
+        # subscription free so a resubscribe after CONNACK never meets OverflowError.
         reserved = max(1, len(self._subscriptions))
-        return max(1, min(self._server_receive_maximum, 65535) - 1 - reserved)
+        self._window = max(1, min(self._server_receive_maximum, 65535) - 1 - reserved)
 
     @property
     def handling(self) -> int:
@@ -308,7 +317,7 @@ class MqttClient:
         await self._close_gmqtt()
         self._set_connected(False)
         self._fail_publishes("client closed")
-        self._wake_slot_waiters(all_of_them=True)
+        self._fail_slot_waiters("client closed")
         for _, waiter in self._suback_waiters.values():
             if not waiter.done():
                 waiter.cancel()
@@ -336,6 +345,7 @@ class MqttClient:
         sub = self._subscriptions.get(full)
         if sub is None:
             sub = self._subscriptions[full] = _Subscription(full, qos)
+            self._update_window()
         else:
             sub.qos, sub.acked = qos, False
         if not self.connected:
@@ -351,6 +361,7 @@ class MqttClient:
             raise MqttUnavailable(f"no SUBACK for {full!r} within {timeout} s") from None
         if granted >= 0x80:
             del self._subscriptions[full]
+            self._update_window()
             raise MqttError(f"broker refused subscription to {full!r} (reason 0x{granted:02x})")
 
     async def publish(
@@ -454,6 +465,7 @@ class MqttClient:
         connack = getattr(self._gm._package_handler, "_connack_properties", {})
         maximum = _first(connack, "receive_maximum")
         self._server_receive_maximum = int(maximum) if maximum else 65535
+        self._update_window()
         self._reconcile_packet_ids()
         self._gm.reconnect_delay = self._reconnect_min
         if not session_present:
@@ -471,7 +483,7 @@ class MqttClient:
         for sub in self._subscriptions.values():
             if not sub.acked:
                 self._send_subscription(sub)
-        self._wake_slot_waiters(all_of_them=True)
+        self._wake_slot_waiters()
 
     def _handle_disconnect(self, _client: Any, _packet: Any, exc: Any = None) -> None:
         self._generation += 1
@@ -483,7 +495,7 @@ class MqttClient:
                 waiter.cancel()
         self._suback_waiters.clear()
         self._fail_publishes("connection lost before PUBACK")
-        self._wake_slot_waiters(all_of_them=True)
+        self._fail_slot_waiters("connection lost")
         if was_connected and not self._closing:
             log.warning("mqtt.disconnected", host=self._config.host, port=self._config.port)
         if not self._closing and (self._backoff_task is None or self._backoff_task.done()):
@@ -588,30 +600,43 @@ class MqttClient:
             )
 
     async def _acquire_slot(self) -> None:
-        """Wait until a packet id is free under the broker's Receive Maximum."""
-        while True:
-            self._require_connected()
-            if self._storage.size < self.window:
-                return
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._slot_waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_slot_waiters()  # pass the slot we were handed on
-                else:
-                    with contextlib.suppress(ValueError):
-                        self._slot_waiters.remove(waiter)
-                raise
+        """Wait, first come first served, until a packet id is free under Receive Maximum.
 
-    def _wake_slot_waiters(self, *, all_of_them: bool = False) -> None:
-        free = len(self._slot_waiters) if all_of_them else self.window - self._storage.size
+        A woken waiter is *promised* its slot (``_promised``) so that a publisher arriving
+        meanwhile cannot take it: without that, 1000 concurrent publishers on a window of
+        18 woke and re-queued about ten times per publish.
+        """
+        self._require_connected()
+        if not self._slot_waiters and self._storage.size + self._promised < self._window:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._promised -= 1  # we were handed a slot we will not use: pass it on
+                self._wake_slot_waiters()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._slot_waiters.remove(waiter)
+            raise
+        self._promised -= 1
+
+    def _wake_slot_waiters(self) -> None:
+        free = self._window - self._storage.size - self._promised
         while free > 0 and self._slot_waiters:
             waiter = self._slot_waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                self._promised += 1
                 free -= 1
+
+    def _fail_slot_waiters(self, reason: str) -> None:
+        waiters, self._slot_waiters = self._slot_waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(MqttUnavailable(reason))
 
     def _send_publish(self, message: gmqtt.Message) -> asyncio.Future[None]:
         self._require_connected()
