@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from smppgw.errors import Action, parse_status
 from smppgw.routing import Router, is_digits, numeric_sender, sender_problem
 from smppgw.settings import (
     BindMode,
@@ -50,6 +51,10 @@ ID_BASES = ("string", "hex", "decimal")
 _PASSWORD_KEYS = ("password", "password_env", "password_file")
 _TLS_KEYS = ("ca_file", "cert_file", "key_file", "verify")
 _SOURCE_KEYS = ("address", "ton", "npi")
+_STORE_KEYS = ("path", "retention", "commit_interval")
+_METRICS_KEYS = ("listen",)
+_LOG_KEYS = ("level", "format")
+_ROUTING_KEYS = ("country_code",)
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -383,9 +388,7 @@ def _units(text: str) -> float | None:
 
 # ---------------------------------------------------------------------- sections
 
-_MQTT_KEYS = (*tuple(f.name for f in fields(MqttConfig)), "password_env", "password_file")
-_CARRIER_KEYS = (*tuple(f.name for f in fields(CarrierConfig)), "password_env", "password_file")
-_TOP_KEYS = tuple(f.name for f in fields(Config))
+_TOP_KEYS = ("mqtt", "store", "metrics", "log", "routing", "carriers", "drain_timeout")
 #: Keys that are often put in the wrong section.
 _HINTS = {
     "country_code": "it belongs in routing",
@@ -420,24 +423,9 @@ def _mqtt(r: _Reader, value: object) -> MqttConfig | _Invalid:
         return data
     before = len(r.problems)
     kwargs: dict[str, Any] = {}
-    checks: dict[str, Callable[[str, object], object]] = {
-        "host": r.string,
-        "port": r.port,
-        "client_id": r.string,
-        "username": r.optional_string,
-        "tls": r.tls,
-        "submit_topic": lambda p, v: _topic(r, p, v),
-        "status_topic": lambda p, v: _topic(r, p, v),
-        "inbound_topic": lambda p, v: _topic(r, p, v),
-        "rejected_topic": lambda p, v: _topic(r, p, v),
-        "shared_group": lambda p, v: _share_group(r, p, v),
-        "keepalive": lambda p, v: r.integer(p, v, 0, 65535),
-        "session_expiry": lambda p, v: _expiry(r, p, v),
-        "max_payload": lambda p, v: r.integer(p, v, 1, _MQTT_MAX_PAYLOAD),
-    }
-    for key, check in checks.items():
+    for key, check in _MQTT_CHECKS.items():
         if key in data:
-            kwargs[key] = check(_join(path, key), data[key])
+            kwargs[key] = check(r, _join(path, key), data[key])
     kwargs["password"] = r.secret(path, data, required=False)
     if len(r.problems) > before:
         return INVALID
@@ -463,9 +451,7 @@ def _expiry(r: _Reader, path: str, value: object) -> int | _Invalid:
 
 
 def _store(r: _Reader, value: object) -> StoreConfig | _Invalid:
-    data = r.mapping(
-        "store", {} if value is None else value, ("path", "retention", "commit_interval")
-    )
+    data = r.mapping("store", {} if value is None else value, _STORE_KEYS)
     if isinstance(data, _Invalid):
         return data
     before = len(r.problems)
@@ -482,7 +468,7 @@ def _store(r: _Reader, value: object) -> StoreConfig | _Invalid:
 
 
 def _metrics(r: _Reader, value: object) -> MetricsConfig | _Invalid:
-    data = r.mapping("metrics", {} if value is None else value, ("listen",))
+    data = r.mapping("metrics", {} if value is None else value, _METRICS_KEYS)
     if isinstance(data, _Invalid):
         return data
     if "listen" not in data:
@@ -514,7 +500,7 @@ def parse_listen(listen: str) -> tuple[str, int] | None:
 
 
 def _log(r: _Reader, value: object) -> LogConfig | _Invalid:
-    data = r.mapping("log", {} if value is None else value, ("level", "format"))
+    data = r.mapping("log", {} if value is None else value, _LOG_KEYS)
     if isinstance(data, _Invalid):
         return data
     before = len(r.problems)
@@ -531,7 +517,7 @@ def _log(r: _Reader, value: object) -> LogConfig | _Invalid:
 
 
 def _routing(r: _Reader, value: object) -> RoutingConfig | _Invalid:
-    data = r.mapping("routing", {} if value is None else value, ("country_code",))
+    data = r.mapping("routing", {} if value is None else value, _ROUTING_KEYS)
     if isinstance(data, _Invalid):
         return data
     if "country_code" not in data:
@@ -594,41 +580,9 @@ def _carrier(
         if key not in data:
             r.problem(_join(path, key), "required")
     kwargs: dict[str, Any] = {}
-    checks: dict[str, Callable[[str, object], object]] = {
-        "name": lambda p, v: _carrier_name(r, p, v),
-        "host": r.string,
-        "port": r.port,
-        "system_id": lambda p, v: r.c_string(p, v, 15),
-        "system_type": lambda p, v: r.c_string(p, v, 12, empty=True),
-        "address_range": lambda p, v: r.c_string(p, v, 40, empty=True),
-        "bind": lambda p, v: _bind(r, p, v),
-        "sessions": lambda p, v: r.integer(p, v, 1, 64),
-        "tps": lambda p, v: r.number(p, v),
-        "window": lambda p, v: r.integer(p, v, 1, 1000),
-        "source": r.source,
-        "prefixes": lambda p, v: _prefixes(r, p, v),
-        "coding": lambda p, v: r.choice(p, v, CODINGS),
-        "concat": lambda p, v: r.choice(p, v, CONCATS),
-        "max_parts": lambda p, v: r.integer(p, v, 1, 255),
-        "registered_delivery": r.boolean,
-        "enquire_link_interval": r.duration,
-        "response_timeout": r.duration,
-        "bind_timeout": r.duration,
-        "reconnect_min": r.duration,
-        "reconnect_max": r.duration,
-        "throttle_backoff": r.duration,
-        "throttle_backoff_max": r.duration,
-        "max_retries": lambda p, v: r.integer(p, v, 0, 1000),
-        "retry_backoff": lambda p, v: r.duration(p, v, zero=True),
-        "resend_on_timeout": r.boolean,
-        "receipt_hold": lambda p, v: r.duration(p, v, zero=True),
-        "submit_id_base": lambda p, v: r.choice(p, v, ID_BASES),
-        "receipt_id_base": lambda p, v: r.choice(p, v, ID_BASES),
-        "tls": r.tls,
-    }
-    for key, check in checks.items():
+    for key, check in _CARRIER_CHECKS.items():
         if key in data:
-            kwargs[key] = check(_join(path, key), data[key])
+            kwargs[key] = check(r, _join(path, key), data[key])
     password = r.secret(path, data, required=True)
     if isinstance(password, Secret):
         if "\x00" in password.reveal() or any(ord(c) > 0xFF for c in password.reveal()):
@@ -654,6 +608,42 @@ def _ordered(r: _Reader, path: str, kwargs: dict[str, Any], low: str, high: str,
             _join(path, high if high in kwargs else low),
             f"{high} ({high_value:g}s) must not be less than {low} ({low_value:g}s)",
         )
+
+
+def _error_policy(r: _Reader, path: str, value: object) -> tuple[tuple[str, str], ...] | _Invalid:
+    """``{ESME_RSYSERR: permanent, 0x58: throttle}``: per-status overrides of smppgw.errors."""
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        return r.problem(
+            path,
+            f"must be a mapping of status to action (like ESME_RSYSERR: permanent), "
+            f"got {_show(value)}",
+        )
+    before = len(r.problems)
+    result: list[tuple[str, str]] = []
+    seen: dict[int, str] = {}
+    actions = [a.value for a in Action]
+    for key, action in value.items():
+        where = _join(path, str(key))
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            r.problem(
+                where, "must be an SMPP command_status (a name like ESME_RSYSERR, or a number)"
+            )
+            continue
+        try:
+            status = parse_status(key)
+        except ValueError as exc:
+            r.problem(where, str(exc))
+            continue
+        if status in seen:
+            r.problem(where, f"the same status as {seen[status]}")
+            continue
+        seen[status] = str(key)
+        chosen = r.choice(where, action.lower() if isinstance(action, str) else action, actions)
+        if isinstance(chosen, str):
+            result.append((str(key), chosen))
+    return INVALID if len(r.problems) > before else tuple(result)
 
 
 def _carrier_name(r: _Reader, path: str, value: object) -> str | _Invalid:
@@ -716,6 +706,64 @@ def _carriers(r: _Reader, value: object) -> tuple[CarrierConfig, ...] | _Invalid
     if len(carriers) < len(value):
         return INVALID
     return tuple(carriers)
+
+
+_Check = Callable[[_Reader, str, object], object]
+
+#: One check per MqttConfig field (``password`` is resolved by ``_Reader.secret``). A field
+#: added to settings without a check here is refused as an unknown key, never ignored.
+_MQTT_CHECKS: dict[str, _Check] = {
+    "host": _Reader.string,
+    "port": _Reader.port,
+    "client_id": _Reader.string,
+    "username": _Reader.optional_string,
+    "tls": _Reader.tls,
+    "submit_topic": _topic,
+    "status_topic": _topic,
+    "inbound_topic": _topic,
+    "rejected_topic": _topic,
+    "shared_group": _share_group,
+    "keepalive": lambda r, p, v: r.integer(p, v, 0, 65535),
+    "session_expiry": _expiry,
+    "max_payload": lambda r, p, v: r.integer(p, v, 1, _MQTT_MAX_PAYLOAD),
+}
+
+#: One check per CarrierConfig field (``password`` is resolved by ``_Reader.secret``).
+_CARRIER_CHECKS: dict[str, _Check] = {
+    "name": _carrier_name,
+    "host": _Reader.string,
+    "port": _Reader.port,
+    "system_id": lambda r, p, v: r.c_string(p, v, 15),
+    "system_type": lambda r, p, v: r.c_string(p, v, 12, empty=True),
+    "address_range": lambda r, p, v: r.c_string(p, v, 40, empty=True),
+    "bind": _bind,
+    "sessions": lambda r, p, v: r.integer(p, v, 1, 64),
+    "tps": lambda r, p, v: r.number(p, v),
+    "window": lambda r, p, v: r.integer(p, v, 1, 1000),
+    "source": _Reader.source,
+    "prefixes": _prefixes,
+    "coding": lambda r, p, v: r.choice(p, v, CODINGS),
+    "concat": lambda r, p, v: r.choice(p, v, CONCATS),
+    "max_parts": lambda r, p, v: r.integer(p, v, 1, 255),
+    "registered_delivery": _Reader.boolean,
+    "enquire_link_interval": lambda r, p, v: r.duration(p, v),
+    "response_timeout": lambda r, p, v: r.duration(p, v),
+    "bind_timeout": lambda r, p, v: r.duration(p, v),
+    "reconnect_min": lambda r, p, v: r.duration(p, v),
+    "reconnect_max": lambda r, p, v: r.duration(p, v),
+    "throttle_backoff": lambda r, p, v: r.duration(p, v),
+    "throttle_backoff_max": lambda r, p, v: r.duration(p, v),
+    "max_retries": lambda r, p, v: r.integer(p, v, 0, 1000),
+    "retry_backoff": lambda r, p, v: r.duration(p, v, zero=True),
+    "resend_on_timeout": _Reader.boolean,
+    "receipt_hold": lambda r, p, v: r.duration(p, v, zero=True),
+    "submit_id_base": lambda r, p, v: r.choice(p, v, ID_BASES),
+    "receipt_id_base": lambda r, p, v: r.choice(p, v, ID_BASES),
+    "tls": _Reader.tls,
+    "error_policy": _error_policy,
+}
+_MQTT_KEYS = (*_MQTT_CHECKS, *_PASSWORD_KEYS)
+_CARRIER_KEYS = (*_CARRIER_CHECKS, *_PASSWORD_KEYS)
 
 
 # ---------------------------------------------------------------------- entry points

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,32 @@ from typing import Any
 import pytest
 
 from smppgw.cli import main
-from smppgw.config import ConfigError, load_config, parse_config, parse_duration, summary
+from smppgw.config import (
+    _CARRIER_CHECKS,
+    _LOG_KEYS,
+    _METRICS_KEYS,
+    _MQTT_CHECKS,
+    _ROUTING_KEYS,
+    _SOURCE_KEYS,
+    _STORE_KEYS,
+    _TLS_KEYS,
+    _TOP_KEYS,
+    ConfigError,
+    load_config,
+    parse_config,
+    parse_duration,
+    summary,
+)
+from smppgw.errors import Action, ErrorPolicy
 from smppgw.settings import (
     BindMode,
     CarrierConfig,
     Config,
+    LogConfig,
     LogFormat,
+    MetricsConfig,
     MqttConfig,
+    RoutingConfig,
     Secret,
     SourceConfig,
     StoreConfig,
@@ -880,3 +900,68 @@ def test_parse_does_not_mutate_its_input() -> None:
     before = copy.deepcopy(data)
     parse_config(data)
     assert data == before
+
+
+# ---------------------------------------------------------------------- error policy
+
+
+def test_error_policy_overrides() -> None:
+    policy = {"ESME_RSYSERR": "permanent", "RSUBMITFAIL": "Throttle", 0x400: "transient"}
+    config = parse_config(with_carrier(error_policy=policy))
+    assert config.carriers[0].error_policy == (
+        ("ESME_RSYSERR", "permanent"),
+        ("RSUBMITFAIL", "throttle"),
+        ("1024", "transient"),
+    )
+    # What the carrier builds from it.
+    assert ErrorPolicy(dict(config.carriers[0].error_policy)).classify(0x08) is Action.PERMANENT
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (
+            {"ESME_NOPE": "permanent"},
+            "carriers[0].error_policy.ESME_NOPE: 'ESME_NOPE' is not an SMPP command_status "
+            "(a name like ESME_RSYSERR, or a number)",
+        ),
+        (
+            {"ESME_RSYSERR": "ignore"},
+            "carriers[0].error_policy.ESME_RSYSERR: must be one of permanent, transient, "
+            "throttle, got 'ignore'",
+        ),
+        (
+            {"ESME_RSYSERR": "permanent", 8: "transient"},
+            "carriers[0].error_policy.8: the same status as ESME_RSYSERR",
+        ),
+        (
+            ["ESME_RSYSERR"],
+            "carriers[0].error_policy: must be a mapping of status to action "
+            "(like ESME_RSYSERR: permanent), got a list",
+        ),
+    ],
+)
+def test_error_policy_errors(policy: object, message: str) -> None:
+    assert only(with_carrier(error_policy=policy)) == message
+
+
+# ---------------------------------------------------------------------- completeness
+
+
+@pytest.mark.parametrize(
+    ("cls", "keys"),
+    [
+        (Config, _TOP_KEYS),
+        (MqttConfig, (*_MQTT_CHECKS, "password")),
+        (CarrierConfig, (*_CARRIER_CHECKS, "password")),
+        (StoreConfig, _STORE_KEYS),
+        (MetricsConfig, _METRICS_KEYS),
+        (LogConfig, _LOG_KEYS),
+        (RoutingConfig, _ROUTING_KEYS),
+        (TlsConfig, _TLS_KEYS),
+        (SourceConfig, _SOURCE_KEYS),
+    ],
+)
+def test_every_settings_field_is_parsed(cls: type, keys: tuple[str, ...]) -> None:
+    """A field added to settings.py without a parser here would be silently unsettable."""
+    assert {f.name for f in dataclasses.fields(cls)} == set(keys)
