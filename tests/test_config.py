@@ -179,6 +179,7 @@ def test_example_file_loads(tmp_path: Path) -> None:
     assert mobifone.source == SourceConfig("SHOPVN", 5, 0)
     assert mobifone.concat == "sar"
     assert (viettel.submit_id_base, viettel.receipt_id_base) == ("hex", "decimal")
+    assert viettel.error_policy == (("ESME_RSYSERR", "transient"), ("1025", "permanent"))
     assert config.mqtt.session_expiry == 7 * 86400
     assert config.drain_timeout == 10.0
     text = summary(config)
