@@ -452,6 +452,22 @@ def test_every_tlv_by_name_sets_and_reads_back(name: str) -> None:
     assert decode(encode(pdu)) == pdu
 
 
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [
+        (Tag.MESSAGE_STATE, 256),
+        (Tag.SAR_MSG_REF_NUM, 1 << 16),
+        (Tag.SOURCE_PORT, -1),
+        (0x1400, 300),
+    ],
+)
+def test_set_tlv_refuses_an_integer_that_does_not_fit(tag: int, value: int) -> None:
+    pdu = SubmitSm()
+    with pytest.raises(ValueError, match=f"0x{tag:04x}"):
+        pdu.set_tlv(tag, value)
+    assert pdu.tlvs == []
+
+
 def test_set_tlv_replaces_every_earlier_value_of_the_tag() -> None:
     pdu = SubmitSm(tlvs=[(0x0427, b"\x01"), (0x1400, b"v"), (0x0427, b"\x02")])
     pdu.set_tlv(Tag.MESSAGE_STATE, MessageState.REJECTED)

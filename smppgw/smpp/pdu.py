@@ -221,7 +221,12 @@ def tlv_value(tag: int, value: int | str | bytes) -> bytes:
     """Wire bytes of a TLV value: integers sized by tag, C-strings NUL-terminated."""
     if isinstance(value, int):
         size = TLV_INT_SIZE.get(tag, 1)
-        return int(value).to_bytes(size, "big")
+        try:
+            return int(value).to_bytes(size, "big")
+        except OverflowError:
+            raise ValueError(
+                f"TLV 0x{tag:04x}: {value} does not fit an unsigned {size}-octet integer"
+            ) from None
     if isinstance(value, str):
         raw = value.encode("latin-1")
         return raw + b"\x00" if tag in TLV_CSTRING else raw
