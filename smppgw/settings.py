@@ -86,7 +86,7 @@ class StoreConfig:
     #: Finished jobs are purged after this many seconds.
     retention: float = 7 * 86400.0
     #: Longest a write waits for its group commit, in seconds.
-    commit_interval: float = 0.002
+    commit_interval: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,222 @@
+"""Carrier outcomes → durable state and outbox events (the gateway's ``CarrierEvents``).
+
+Each method returns only after the store has committed the state change together with the
+events it causes, which is what lets the carrier answer a deliver_sm (invariant 1) and what
+makes every status event reach the broker even across a crash.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import structlog
+
+from smppgw.jobs import (
+    ErrorInfo,
+    InboundEvent,
+    StatusEvent,
+    encode_event,
+    format_at,
+)
+from smppgw.metrics import LANES, Metrics
+from smppgw.settings import CarrierConfig, MqttConfig
+from smppgw.smpp.receipt import Receipt, normalize_message_id
+from smppgw.store import JobView, OutboxEvent, Store, StoredJob
+
+log = structlog.get_logger("smppgw.events")
+
+#: Topic (under the status topic's parent) for receipts no job could be found for.
+UNMATCHED_SUFFIX = "unmatched"
+
+
+class EventFactory:
+    """Builds the outbox events for a status change: ``<status_topic>/<id>`` and, when the
+    job came with an MQTT 5 Response Topic, a copy there with its Correlation Data."""
+
+    def __init__(self, mqtt: MqttConfig) -> None:
+        self.status_topic = mqtt.status_topic.rstrip("/")
+        self.inbound_topic = mqtt.inbound_topic.rstrip("/")
+        self.rejected_topic = mqtt.rejected_topic
+        self.unmatched_topic = f"{self.status_topic}-{UNMATCHED_SUFFIX}"
+
+    def status(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        carrier: str | None,
+        parts: int = 0,
+        message_ids: tuple[str, ...] | list[str] = (),
+        code: str | None = None,
+        reason: str | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> list[OutboxEvent]:
+        error = ErrorInfo(code=code, reason=reason or code) if code is not None else None
+        payload = encode_event(
+            StatusEvent(
+                id=job_id,
+                status=status,  # type: ignore[arg-type]
+                carrier=carrier,
+                parts=parts,
+                message_ids=tuple(message_ids),
+                error=error,
+                at=format_at(time.time()),
+            )
+        )
+        events = [OutboxEvent(f"{self.status_topic}/{job_id}", payload)]
+        if response_topic:
+            events.append(OutboxEvent(response_topic, payload, correlation_data))
+        return events
+
+    def for_view(self, view: JobView, status: str, reason: str | None = None) -> list[OutboxEvent]:
+        """Events for a job the store already knows (receipts, recovery)."""
+        failed_parts = [
+            f"part {i + 1}: {s}"
+            for i, s in enumerate(view.part_states)
+            if s is not None and s not in ("DELIVRD", "ACCEPTD", "ENROUTE")
+        ]
+        code = None
+        if status in ("undelivered", "expired", "failed", "rejected"):
+            code = view.error_code or status
+            reason = reason or ", ".join(failed_parts) or code
+        return self.status(
+            view.job_id,
+            status,
+            carrier=view.carrier,
+            parts=view.parts,
+            message_ids=view.message_ids,
+            code=code,
+            reason=reason,
+            response_topic=view.response_topic,
+            correlation_data=view.correlation_data,
+        )
+
+
+class GatewayEvents:
+    """The gateway's side of the carrier interface, backed by the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        factory: EventFactory,
+        carriers: Mapping[str, CarrierConfig],
+        metrics: Metrics,
+        on_events: Callable[[], None],
+    ) -> None:
+        self._store = store
+        self._factory = factory
+        self._carriers = carriers
+        self._metrics = metrics
+        self._on_events = on_events
+        #: Jobs handed to a carrier and not yet submitted or final, by id: what the
+        #: status events need (parts, response topic) without a store read.
+        self.active: dict[str, StoredJob] = {}
+        self._submitted_at: dict[str, float] = {}
+
+    def claimed(self, job: StoredJob) -> None:
+        self.active[job.job_id] = job
+
+    async def sending(self, carrier: str, job_ids: list[str]) -> None:
+        """A submit_sm for these jobs is about to be written: after a crash their outcome
+        is unknown (recover() then fails them unless resend_on_timeout)."""
+        await self._store.mark_in_flight(job_ids)
+
+    async def submitted(self, carrier: str, job_id: str, message_ids: list[str]) -> None:
+        job = self.active.get(job_id)
+        config = self._carriers[carrier]
+        normalized = [normalize_message_id(m, config.submit_id_base) for m in message_ids]
+        dlr = job.dlr if job is not None else True
+        events = self._factory.status(
+            job_id,
+            "submitted",
+            carrier=carrier,
+            parts=len(message_ids),
+            message_ids=message_ids,
+            response_topic=job.response_topic if job else None,
+            correlation_data=job.correlation_data if job else None,
+        )
+        await self._store.mark_submitted(
+            job_id, carrier, normalized, message_ids, final=not dlr, events=events
+        )
+        self.active.pop(job_id, None)
+        self._metrics.parts_submitted.labels(carrier).inc(len(message_ids))
+        if job is not None:
+            self._metrics.queue_latency.labels(carrier, LANES[job.lane]).observe(
+                max(0.0, time.time() - job.received_at)
+            )
+            if dlr:
+                self._submitted_at[job_id] = time.time()
+        self._on_events()
+
+    async def finished(
+        self, carrier: str, job_id: str, status: str, code: str, reason: str
+    ) -> None:
+        job = self.active.get(job_id)
+        events = self._factory.status(
+            job_id,
+            status,
+            carrier=carrier,
+            code=code,
+            reason=reason,
+            response_topic=job.response_topic if job else None,
+            correlation_data=job.correlation_data if job else None,
+        )
+        await self._store.finish(job_id, status, events, code=code)
+        self.active.pop(job_id, None)
+        self._metrics.jobs_final.labels(carrier, status).inc()
+        log.info("job_finished", carrier=carrier, job_id=job_id, status=status, code=code)
+        self._on_events()
+
+    async def receipt(
+        self, carrier: str, job_id: str, part: int, parts: int, receipt: Receipt
+    ) -> None:
+        final = await self._store.apply_receipt(
+            job_id, part - 1, receipt.state, self._factory.for_view
+        )
+        submitted_at = self._submitted_at.pop(job_id, None) if final else None
+        self._metrics.receipt(
+            carrier,
+            receipt.state,
+            latency=(time.time() - submitted_at) if submitted_at is not None else None,
+        )
+        if final is not None:
+            self._metrics.jobs_final.labels(carrier, final).inc()
+            self._on_events()
+
+    async def unmatched_receipt(self, carrier: str, receipt: Receipt) -> None:
+        payload = encode_event(
+            StatusEvent(
+                id=receipt.message_id[:64] or "-",
+                status="delivered" if receipt.state == "DELIVRD" else "undelivered",
+                carrier=carrier,
+                error=ErrorInfo(code="unmatched_receipt", reason=f"stat {receipt.state}"),
+                at=format_at(time.time()),
+            )
+        )
+        await self._store.add_events([OutboxEvent(self._factory.unmatched_topic, payload)])
+        self._metrics.receipts_unmatched.labels(carrier).inc()
+        log.warning(
+            "receipt_unmatched", carrier=carrier, message_id=receipt.message_id, state=receipt.state
+        )
+        self._on_events()
+
+    async def inbound(self, carrier: str, source: str, destination: str, text: str) -> None:
+        payload = encode_event(
+            InboundEvent(
+                carrier=carrier, sender=source, to=destination, text=text, at=format_at(time.time())
+            )
+        )
+        await self._store.add_events(
+            [OutboxEvent(f"{self._factory.inbound_topic}/{carrier}", payload)]
+        )
+        self._metrics.mo_messages.labels(carrier).inc()
+        self._on_events()
+
+    async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
+        found = await self._store.lookup(carrier, normalized_id)
+        if found is None:
+            return None
+        job_id, part, parts = found
+        return job_id, part + 1, parts

@@ -1,0 +1,349 @@
+"""Composition root: builds the parts from a ``Config``, runs them, drains them.
+
+Data flows one way (DESIGN.md): MQTT intake → store → feeder → carrier → SMSC, and carrier
+outcomes → store (with outbox events) → outbox publisher → MQTT. This module owns only the
+wiring and the lifecycle: start order, SIGHUP reloads, and the SIGTERM drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import Any
+
+import structlog
+
+from smppgw import notify
+from smppgw.carrier import Carrier
+from smppgw.config import ConfigError, load_config
+from smppgw.events import EventFactory, GatewayEvents
+from smppgw.feeder import Feeder
+from smppgw.health import HealthState
+from smppgw.intake import Intake
+from smppgw.logs import register_secret, set_level, setup_logging
+from smppgw.metrics import LANES, Metrics
+from smppgw.mqtt import MqttClient
+from smppgw.outbox import OutboxPublisher
+from smppgw.routing import Router
+from smppgw.settings import CarrierConfig, Config
+from smppgw.store import Store, StoreError
+
+log = structlog.get_logger("smppgw.gateway")
+
+#: Seconds between metric refreshes from the store and the carriers.
+METRICS_EVERY = 1.0
+#: Seconds between purges of finished jobs older than the retention period.
+PURGE_EVERY = 3600.0
+#: Seconds the outbox gets to empty itself at shutdown.
+FLUSH_TIMEOUT = 5.0
+
+
+class Gateway:
+    """The daemon. ``await Gateway(config).run()`` until SIGTERM/SIGINT; returns the exit
+    code. ``stop()`` does what SIGTERM does (for tests and embedding)."""
+
+    def __init__(self, config: Config, *, config_path: str | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.metrics = Metrics()
+        self.health = HealthState()
+        self.store = Store(config.store.path, commit_interval=config.store.commit_interval)
+        self.factory = EventFactory(config.mqtt)
+        self.carrier_configs: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
+        self.carriers: dict[str, Carrier] = {}
+        self.feeders: dict[str, Feeder] = {}
+        self._feeder_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self.mqtt = MqttClient(
+            config.mqtt,
+            on_message=self._on_message,
+            on_connection_change=self._on_connection_change,
+        )
+        self.outbox = OutboxPublisher(self.store, self.mqtt)
+        self.events = GatewayEvents(
+            self.store, self.factory, self.carrier_configs, self.metrics, self.outbox.wake
+        )
+        self.intake = Intake(
+            config,
+            self.store,
+            Router(config.carriers),
+            self.factory,
+            self.metrics,
+            on_job=self._job_committed,
+            on_events=self.outbox.wake,
+        )
+        self._accepting = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> int:
+        self._install_signals()
+        try:
+            await self._start()
+        except StoreError as exc:
+            log.error("store_unusable", path=self.config.store.path, error=str(exc))
+            return 1
+        notify.ready("connected; binds attempted")
+        log.info(
+            "gateway_ready",
+            carriers=list(self.carriers),
+            submit_topic=self.config.mqtt.submit_topic,
+        )
+        await self._stop.wait()
+        await self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _start(self) -> None:
+        config = self.config
+        if config.metrics.listen:
+            self.metrics.init_carriers(config.carriers)
+            self.metrics.serve(config.metrics.listen, self.health)
+        self.health.set_carriers(self.carrier_configs)
+        await self.store.open()
+        report = await self.store.recover(
+            lambda name: (
+                self.carrier_configs[name].resend_on_timeout
+                if name in self.carrier_configs
+                else False
+            ),
+            self.factory.for_view,
+        )
+        if report.requeued or report.resent or report.failed:
+            log.warning(
+                "recovered",
+                requeued=report.requeued,
+                resent=report.resent,
+                unknown_outcome=len(report.failed),
+            )
+        for carrier_config in config.carriers:
+            await self._add_carrier(carrier_config)
+        await self.mqtt.__aenter__()
+        self._accepting = True
+        self._spawn(self._subscribe(), "subscribe")
+        self._spawn(self.outbox.run(), "outbox")
+        self._spawn(self._refresh_metrics(), "metrics")
+        self._spawn(self._purge(), "purge")
+        self._spawn(notify.run_watchdog(self.health.alive), "watchdog")
+
+    async def _subscribe(self) -> None:
+        """Subscribe, retrying while the broker is away (the session keeps it afterwards)."""
+        while not self._stop.is_set():
+            try:
+                await self.mqtt.subscribe(self.config.mqtt.submit_topic, qos=1)
+                return
+            except Exception as exc:
+                log.warning("subscribe_failed", error=str(exc))
+                await asyncio.sleep(1.0)
+
+    async def _add_carrier(self, carrier_config: CarrierConfig) -> None:
+        carrier = Carrier(carrier_config, self.events)
+        self.carriers[carrier_config.name] = carrier
+        feeder = Feeder(carrier_config.name, self.store, carrier, on_claimed=self.events.claimed)
+        self.feeders[carrier_config.name] = feeder
+        await carrier.start()
+        self._feeder_tasks[carrier_config.name] = asyncio.get_running_loop().create_task(
+            feeder.run(), name=f"feeder/{carrier_config.name}"
+        )
+
+    async def _remove_carrier(self, name: str, drain_timeout: float) -> None:
+        feeder = self.feeders.pop(name)
+        feeder.stop()
+        task = self._feeder_tasks.pop(name)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        carrier = self.carriers.pop(name)
+        await carrier.stop(drain_timeout)
+        await self._release_unsent(name)
+
+    async def _release_unsent(self, carrier: str | None = None) -> None:
+        """Jobs a stopped carrier never sent go back to their lanes, in arrival order."""
+        ids = [
+            job_id
+            for job_id, job in self.events.active.items()
+            if carrier is None or job.carrier == carrier
+        ]
+        if not ids:
+            return
+        try:
+            moved = await self.store.release(ids)
+        except StoreError as exc:
+            log.error("release_failed", jobs=len(ids), error=str(exc))
+            return
+        for job_id in ids:
+            self.events.active.pop(job_id, None)
+        log.info("released_unsent", jobs=moved)
+
+    async def _shutdown(self) -> None:
+        notify.stopping("draining")
+        self.health.set_draining()
+        log.info("gateway_stopping", drain_timeout=self.config.drain_timeout)
+        names = list(self.carriers)
+        await asyncio.gather(
+            *(self._remove_carrier(name, self.config.drain_timeout) for name in names)
+        )
+        await self._release_unsent()
+        flushed = await self.outbox.flush(FLUSH_TIMEOUT)
+        if not flushed:
+            log.warning("outbox_not_empty_at_exit", note="published at next start")
+        self._accepting = False
+        self.outbox.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.mqtt.__aexit__(None, None, None)
+        await self.store.close()
+        self.metrics.stop()
+        log.info("gateway_stopped")
+
+    # ------------------------------------------------------------------ wiring
+
+    async def _on_message(self, message: Any) -> None:
+        if not self._accepting:
+            raise RuntimeError("gateway not accepting jobs")  # no PUBACK: redelivered later
+        await self.intake.handle(message)
+
+    def _on_connection_change(self, connected: bool) -> None:
+        self.health.set_mqtt_connected(connected)
+        self.metrics.mqtt_connected.set(1 if connected else 0)
+        if connected:
+            self.outbox.wake()
+
+    def _job_committed(self, carrier: str) -> None:
+        feeder = self.feeders.get(carrier)
+        if feeder is not None:
+            feeder.wake()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+
+    async def _refresh_metrics(self) -> None:
+        while True:
+            self.health.beat()
+            try:
+                depths = await self.store.queue_depths()
+                self.metrics.set_queue_depths(
+                    {(carrier, LANES[lane]): n for (carrier, lane), n in depths.items()}
+                )
+                self.metrics.mqtt_outbox_depth.set(await self.store.outbox_size())
+                self.metrics.store_size.set(self.store.size_bytes())
+            except StoreError as exc:
+                self.health.set_problem("store", str(exc))
+            else:
+                self.health.set_problem("store", None)
+            for name, carrier in self.carriers.items():
+                self.health.set_binds(name, carrier.bound_sessions)
+                stats = carrier.stats()
+                self.metrics.window_in_use.labels(name).set(stats["window_in_use"])
+            self.metrics.heartbeat_age.set(self.health.heartbeat_age())
+            await asyncio.sleep(METRICS_EVERY)
+
+    async def _purge(self) -> None:
+        while True:
+            try:
+                purged = await self.store.purge(time.time() - self.config.store.retention)
+                if purged:
+                    log.info("purged", jobs=purged)
+            except StoreError as exc:
+                log.warning("purge_failed", error=str(exc))
+            await asyncio.sleep(PURGE_EVERY)
+
+    # ------------------------------------------------------------------ signals, reload
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            # Everything acknowledged is committed; what is in flight is recovered at start.
+            log.warning("second_signal_exit_now", signal=sig.name)
+            os._exit(1)
+        log.info("stop_signal", signal=sig.name)
+        self._stop.set()
+
+    def _on_reload_signal(self) -> None:
+        if self.config_path is None:
+            log.warning("reload_ignored", reason="no config file")
+            return
+        self._spawn(self.reload(), "reload")
+
+    async def reload(self) -> bool:
+        """Re-read the config file: log level, routes, TPS/window/… of changed carriers,
+        added and removed carriers. Unchanged carriers keep their binds. A broken file is
+        refused and the running config stays."""
+        assert self.config_path is not None
+        notify.reloading()
+        try:
+            new = load_config(self.config_path)
+            if new.mqtt != self.config.mqtt or new.store != self.config.store:
+                log.warning(
+                    "reload_partial",
+                    note="mqtt and store settings need a restart; the rest is applied",
+                )
+                new = replace(new, mqtt=self.config.mqtt, store=self.config.store)
+        except (ConfigError, OSError) as exc:
+            log.error("reload_refused", error=str(exc))
+            self.metrics.config_reloads.labels("failed").inc()
+            notify.ready("reload refused; old config kept")
+            return False
+        for carrier_config in new.carriers:
+            register_secret(carrier_config.password)
+        set_level(new.log.level)
+        old = self.carrier_configs
+        wanted = {c.name: c for c in new.carriers}
+        for name in list(old):
+            if name not in wanted or wanted[name] != old[name]:
+                await self._remove_carrier(name, new.drain_timeout)
+                if name not in wanted:
+                    self.metrics.remove_carrier(name)
+        self.carrier_configs.clear()
+        self.carrier_configs.update(wanted)
+        self.config = new
+        self.intake.reconfigure(new, Router(new.carriers))
+        self.health.set_carriers(wanted)
+        for name, carrier_config in wanted.items():
+            if name not in self.carriers:
+                self.metrics.init_carrier(name, carrier_config.sessions, carrier_config.tps)
+                await self._add_carrier(carrier_config)
+        self.metrics.config_reloads.labels("ok").inc()
+        log.info("reloaded", carriers=list(wanted))
+        notify.ready("reloaded")
+        return True
+
+
+def run_gateway(config: Config, *, config_path: str | None = None) -> int:
+    """Set up logging and the event loop (uvloop when installed) and run until stopped."""
+    setup_logging(config.log)
+    register_secret(config.mqtt.password)
+    for carrier_config in config.carriers:
+        register_secret(carrier_config.password)
+    runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
+    try:
+        import uvloop
+
+        def runner(coro: Coroutine[Any, Any, int]) -> int:
+            return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        pass
+
+    async def main() -> int:
+        return await Gateway(config, config_path=config_path).run()
+
+    return runner(main())

@@ -1,0 +1,129 @@
+"""MQTT ``sms/submit`` → store: validate, route, commit, and only then acknowledge.
+
+The handler returns (and the MQTT client sends the PUBACK) only once the job, or its
+rejection, is committed. If the store cannot commit, the handler raises: no PUBACK, and
+the broker delivers the job again. Many handlers run at once, so the store's group commit
+turns a burst of jobs into a few transactions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+
+from smppgw.events import EventFactory
+from smppgw.jobs import JobError, decode_job, encode_event, format_at, rejected_event, to_outbound
+from smppgw.metrics import LANES, Metrics
+from smppgw.mqtt import Message
+from smppgw.routing import Router, RoutingError, normalize_msisdn
+from smppgw.settings import Config
+from smppgw.store import OutboxEvent, Store, StoredJob
+
+log = structlog.get_logger("smppgw.intake")
+
+
+class Intake:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        router: Router,
+        factory: EventFactory,
+        metrics: Metrics,
+        *,
+        on_job: Callable[[str], None],
+        on_events: Callable[[], None],
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._router = router
+        self._factory = factory
+        self._metrics = metrics
+        self._on_job = on_job
+        self._on_events = on_events
+
+    def reconfigure(self, config: Config, router: Router) -> None:
+        """Take a reloaded config's routes and limits for the next jobs."""
+        self._config = config
+        self._router = router
+
+    async def handle(self, message: Message) -> None:
+        now = time.time()
+        try:
+            job = decode_job(message.payload, max_payload=self._config.mqtt.max_payload)
+        except JobError as exc:
+            if exc.job_id is None:
+                await self._garbage(message.payload, exc.reason)
+            else:
+                await self._reject(exc.job_id, "invalid", exc.reason, message, now)
+            return
+        try:
+            destination = normalize_msisdn(job.to, self._config.routing.country_code)
+            carrier = self._router.route(destination, job.carrier)
+            outbound = to_outbound(
+                job, destination, now, country_code=self._config.routing.country_code
+            )
+        except RoutingError as exc:
+            await self._reject(job.id, exc.code, f"to: {exc.reason}", message, now)
+            return
+        except JobError as exc:
+            await self._reject(job.id, "invalid", exc.reason, message, now)
+            return
+        stored = StoredJob(
+            job_id=job.id,
+            carrier=carrier,
+            lane=int(outbound.priority),
+            destination=destination,
+            text=outbound.text,
+            source=outbound.source,
+            dlr=outbound.dlr,
+            expires_at=outbound.expires_at,
+            response_topic=message.response_topic,
+            correlation_data=message.correlation_data,
+            received_at=now,
+        )
+        (new,) = await self._store.add_jobs([stored])
+        if new:
+            self._metrics.jobs_received.labels(LANES[stored.lane]).inc()
+            self._on_job(carrier)
+        else:
+            self._metrics.jobs_duplicate.inc()
+            log.info("job_duplicate", job_id=job.id)
+
+    async def _reject(
+        self, job_id: str, code: str, reason: str, message: Message, now: float
+    ) -> None:
+        events = self._factory.status(
+            job_id,
+            "rejected",
+            carrier=None,
+            code=code,
+            reason=reason,
+            response_topic=message.response_topic,
+            correlation_data=message.correlation_data,
+        )
+        new = await self._store.add_rejected(
+            job_id,
+            events,
+            code=code,
+            response_topic=message.response_topic,
+            correlation_data=message.correlation_data,
+            received_at=now,
+        )
+        if new:
+            self._metrics.job_rejected(code)
+            log.info("job_rejected", job_id=job_id, code=code, reason=reason)
+            self._on_events()
+        else:
+            self._metrics.jobs_duplicate.inc()
+
+    async def _garbage(self, payload: bytes, reason: str) -> None:
+        event = rejected_event(payload, reason, format_at(time.time()))
+        await self._store.add_events(
+            [OutboxEvent(self._factory.rejected_topic, encode_event(event))]
+        )
+        self._metrics.garbage_payloads.inc()
+        log.warning("payload_garbage", reason=reason, size=len(payload))
+        self._on_events()
