@@ -418,6 +418,9 @@ class MqttClient:
             )
         except gmqtt.MQTTConnectError as exc:
             raise MqttError(f"broker refused the connection: {exc}") from exc
+        except ssl.SSLCertVerificationError as exc:
+            # A configuration problem, like bad credentials, not an outage.
+            raise MqttError(f"broker certificate not trusted: {exc.verify_message}") from exc
         except TimeoutError:
             # TCP up but no CONNACK: close it so a late CONNACK cannot revive it.
             await self._close_gmqtt()

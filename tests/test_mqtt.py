@@ -9,6 +9,7 @@ import itertools
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -459,3 +460,79 @@ async def test_packet_ids_of_publishes_lost_with_the_session_are_reused(
         assert await gw.wait_connected(5)
         await until(lambda: gw.inflight == 0)
         await asyncio.gather(*(gw.publish("ids/topic", b"%d" % i) for i in range(200)))
+
+
+async def test_publish_timeout_while_waiting_for_a_slot_leaks_nothing(
+    make_mosquitto: Callable[..., Mosquitto],
+) -> None:
+    broker = make_mosquitto(max_inflight_messages=20)
+    async with publisher(broker) as pub:
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            stuck = [asyncio.create_task(pub.publish("slot/t", b"x")) for _ in range(pub.window)]
+            await until(lambda: pub.inflight == pub.window)
+            late = [pub.publish("slot/t", b"late", timeout=0.2) for _ in range(5)]
+            results = await asyncio.gather(*late, return_exceptions=True)
+            assert all(isinstance(r, MqttUnavailable) for r in results)
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        await asyncio.wait_for(asyncio.gather(*stuck), 5)
+        peak = 0
+
+        async def sample() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, pub.inflight)
+                await asyncio.sleep(0)
+
+        sampler = asyncio.create_task(sample())
+        await asyncio.gather(*(pub.publish("slot/t", b"%d" % i) for i in range(300)))
+        sampler.cancel()
+        assert peak == pub.window  # the whole window is usable again
+        assert pub.inflight == 0
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    d = tmp_path_factory.mktemp("tls")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def run(*args: str) -> None:
+        proc = subprocess.run(["openssl", *args], cwd=d, capture_output=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr.decode()
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "2", "-subj", "/CN=smppgw test CA")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=localhost")  # fmt: skip
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+    return {name: d / name for name in ("ca.crt", "server.crt", "server.key")}
+
+
+async def test_tls_verifies_the_broker_certificate(
+    make_mosquitto: Callable[..., Mosquitto], tls_files: dict[str, Path]
+) -> None:
+    from smppgw.mqtt import MqttError
+    from smppgw.settings import TlsConfig
+
+    broker = make_mosquitto(
+        extra_config=f"certfile {tls_files['server.crt']}\nkeyfile {tls_files['server.key']}"
+    )
+    got = Collector()
+    trusted = TlsConfig(ca_file=str(tls_files["ca.crt"]))
+    async with client(config(broker, tls=trusted), on_message=got) as gw:
+        assert gw.connected
+        await gw.subscribe("tls/topic")
+        await gw.publish("tls/topic", b"over tls")
+        await got.wait_for(1)
+    # Verification is on by default: a certificate from an unknown CA is refused ...
+    with pytest.raises(MqttError, match="not trusted"):
+        async with client(config(broker, tls=TlsConfig())):
+            pass
+    # ... unless explicitly turned off.
+    async with client(config(broker, tls=TlsConfig(verify=False))) as gw:
+        assert gw.connected
