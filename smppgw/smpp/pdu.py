@@ -153,6 +153,33 @@ def _attrgetter_tuple(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]
 
 _HEADER_FIELDS = frozenset({"sequence", "status", "tlvs"})
 
+# The layout flattened for the hot loops: (kind, getter or name, struct function, size).
+# Small-int kinds and pre-bound functions save an isinstance test and two attribute lookups
+# per segment, which is ~10 % of an encode.
+_CSTR, _INTS, _SM = 0, 1, 2
+_EncodeOp = tuple[int, Callable[[Any], Any], Callable[..., bytes] | None]
+_DecodeOp = tuple[int, str, Callable[[bytes, int], tuple[Any, ...]] | None, int]
+
+
+def _compile_ops(
+    layout: tuple[_Segment, ...],
+) -> tuple[tuple[_EncodeOp, ...], tuple[_DecodeOp, ...]]:
+    from operator import attrgetter
+
+    enc: list[_EncodeOp] = []
+    dec: list[_DecodeOp] = []
+    for seg in layout:
+        if isinstance(seg, _Cstr):
+            enc.append((_CSTR, attrgetter(seg.name), None))
+            dec.append((_CSTR, seg.name, None, 0))
+        elif isinstance(seg, _Ints):
+            enc.append((_INTS, seg.getter, seg.packer.pack))
+            dec.append((_INTS, ",".join(seg.names), seg.packer.unpack_from, seg.packer.size))
+        else:
+            enc.append((_SM, attrgetter(seg.name), None))
+            dec.append((_SM, seg.name, None, 0))
+    return tuple(enc), tuple(dec)
+
 
 @dataclass(slots=True)
 class Pdu:
@@ -160,6 +187,8 @@ class Pdu:
 
     command_id: ClassVar[int]
     _layout: ClassVar[tuple[_Segment, ...]] = ()
+    _encode_ops: ClassVar[tuple[_EncodeOp, ...]] = ()
+    _decode_ops: ClassVar[tuple[_DecodeOp, ...]] = ()
     _body_field_count: ClassVar[int] = 0
     #: Whether the PDU may carry TLVs after its mandatory body.
     has_tlvs: ClassVar[bool] = False
@@ -450,6 +479,7 @@ for _cls in (
     AlertNotification,
 ):
     _cls._layout = _compile_layout(_cls)
+    _cls._encode_ops, _cls._decode_ops = _compile_ops(_cls._layout)
     _cls._body_field_count = sum(
         1 for f in dataclasses.fields(_cls) if f.name not in _HEADER_FIELDS
     )
@@ -470,19 +500,18 @@ def encode(pdu: Pdu) -> bytes:
     parts: list[bytes] = []
     append = parts.append
     try:
-        for seg in pdu._layout:
-            if type(seg) is _Cstr:
-                raw = getattr(pdu, seg.name).encode("latin-1")
+        for kind, get, pack in pdu._encode_ops:
+            if kind == _CSTR:
+                raw = get(pdu).encode("latin-1")
                 if 0 in raw:
                     # An embedded NUL would end the C-string early and shift every later
                     # field: the peer would read a different PDU than the one we meant.
-                    raise ValueError(seg.name)
-                append(raw)
-                append(b"\x00")
-            elif type(seg) is _Ints:
-                append(seg.packer.pack(*seg.getter(pdu)))
+                    raise ValueError("NUL in C-Octet String")
+                append(raw + b"\x00")
+            elif kind == _INTS:
+                append(pack(*get(pdu)))  # type: ignore[misc]
             else:
-                sm = getattr(pdu, seg.name)  # type: ignore[union-attr]
+                sm = get(pdu)
                 append(bytes((len(sm),)))
                 append(sm)
         for tag, value in pdu.tlvs:
@@ -587,8 +616,8 @@ def decode(frame: bytes | bytearray | memoryview, max_length: int = DEFAULT_MAX_
     pos = HEADER_SIZE
     is_resp = bool(command_id & RESPONSE_BIT)
     try:
-        for seg in cls._layout:
-            if type(seg) is _Cstr:
+        for kind, name, unpack_from, width in cls._decode_ops:
+            if kind == _CSTR:
                 end = data.find(0, pos)
                 if end < 0:
                     if is_resp:
@@ -597,16 +626,16 @@ def decode(frame: bytes | bytearray | memoryview, max_length: int = DEFAULT_MAX_
                         pos = size
                         continue
                     raise PduError(
-                        f"{seg.name}: C-Octet String not NUL-terminated",
+                        f"{name}: C-Octet String not NUL-terminated",
                         command_id=command_id,
                         sequence=sequence,
                         status=Status.ESME_RINVMSGLEN,
                     )
                 values.append(data[pos:end].decode("latin-1"))
                 pos = end + 1
-            elif type(seg) is _Ints:
-                values.extend(seg.packer.unpack_from(data, pos))
-                pos += seg.packer.size
+            elif kind == _INTS:
+                values.extend(unpack_from(data, pos))  # type: ignore[misc]
+                pos += width
             else:
                 sm_length = data[pos]
                 pos += 1
