@@ -60,6 +60,8 @@ class Gateway:
         self._feeder_tasks: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
+        #: Set once everything is started (tests and embedding wait for it).
+        self.started = asyncio.Event()
         self._signals = 0
         self.mqtt = MqttClient(
             config.mqtt,
@@ -83,8 +85,11 @@ class Gateway:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def run(self) -> int:
-        self._install_signals()
+    async def run(self, *, install_signals: bool = True) -> int:
+        """Run until ``stop()`` or a signal; ``install_signals=False`` leaves the process's
+        signal handling alone (embedding, tests)."""
+        if install_signals:
+            self._install_signals()
         try:
             await self._start()
         except StoreError as exc:
@@ -96,6 +101,7 @@ class Gateway:
             carriers=list(self.carriers),
             submit_topic=self.config.mqtt.submit_topic,
         )
+        self.started.set()
         await self._stop.wait()
         await self._shutdown()
         return 0
