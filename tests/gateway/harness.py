@@ -22,6 +22,7 @@ from smppgw.mqtt import Message, MqttClient
 from smppgw.settings import Config, MqttConfig
 from smppgw.sim.config import SimAccount, SimConfig
 from smppgw.sim.server import Simulator
+
 from support.broker import Mosquitto
 
 FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
@@ -123,10 +124,8 @@ class Observer:
     async def _record(self, message: Message) -> None:
         self.messages.append((message.topic, message.payload))
         self.correlation[message.topic].append(message.correlation_data)
-        try:
+        with contextlib.suppress(orjson.JSONDecodeError):
             self.by_topic[message.topic].append(orjson.loads(message.payload))
-        except orjson.JSONDecodeError:
-            pass
         self._changed.set()
 
     async def submit(self, **job: Any) -> None:

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from smppgw.sim.server import Simulator
-from smppgw.smpp.constants import Tag
+
 from gateway.harness import Observer, gateway_config, running, sim_config
 from support.broker import Mosquitto
 
