@@ -341,6 +341,9 @@ class MqttClient:
         """
         if self._on_message is None:
             raise ValueError("subscribe() needs an on_message handler")
+        if qos not in (0, 1):
+            # QoS 2 would need PUBREC withheld too; at-least-once plus dedup suffices.
+            raise ValueError("qos must be 0 or 1")
         full = self.topic_filter(topic)
         sub = self._subscriptions.get(full)
         if sub is None:
