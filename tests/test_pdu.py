@@ -855,6 +855,7 @@ def test_bench_codec_command_prints_the_table_quickly() -> None:
         assert row, out
         ours, smpplib = (int(g.replace(",", "")) for g in row.group(1, 2))
         assert ours > 1000 and smpplib > 100
+    assert re.search(r"build \+ encode the same submit_sm\s+[\d,]+\s+[\d,]+\s+\d+x$", out, re.M)
 
 
 def test_bench_codec_json_figures_and_check_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
@@ -863,6 +864,7 @@ def test_bench_codec_json_figures_and_check_exit_code(capsys: pytest.CaptureFixt
     code = main(["bench", "codec", "--seconds", "0.05", "--no-smpplib", "--json", "--check"])
     figures = json.loads(capsys.readouterr().out)
     assert figures["encode_submit_sm"] > 1000 and figures["decode_dlr"] > 1000
+    assert 1000 < figures["build_encode_submit_sm"] < figures["encode_submit_sm"]
     assert figures["smpplib_encode_submit_sm"] is None  # --no-smpplib
     assert figures["python"].startswith("CPython")
     meets = figures["encode_submit_sm"] >= 150_000 and figures["decode_dlr"] >= 100_000
