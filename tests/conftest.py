@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.broker import Mosquitto, find_mosquitto
 
 _NO_MOSQUITTO = "mosquitto is not installed (apt-get install mosquitto, or put it on PATH)"

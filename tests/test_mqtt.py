@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from support.broker import Mosquitto
 
 from smppgw.mqtt import Message, MqttClient, MqttUnavailable
 from smppgw.settings import MqttConfig
+
+from support.broker import Mosquitto
 
 REPO = Path(__file__).resolve().parents[1]
 _ids = itertools.count()

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, cast
 
 from smppgw.logs import get_logger
 from smppgw.settings import CarrierConfig, TlsConfig
@@ -183,8 +183,8 @@ class Session(asyncio.Protocol):
 
     # ------------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: a cast, not a check.
+        self._transport = cast(asyncio.Transport, transport)
         self.last_rx = time.monotonic()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for support.broker
 
-from support.broker import Mosquitto
-
 from smppgw.mqtt import Message, MqttClient
 from smppgw.settings import MqttConfig
+
+from support.broker import Mosquitto
 
 PAYLOAD = (
     b'{"id":"order-00001984","to":"84912345678","text":"Don hang 1984 da duoc giao.",'
