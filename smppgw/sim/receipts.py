@@ -15,6 +15,7 @@ import bisect
 import heapq
 import itertools
 import random
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -180,10 +181,16 @@ def receipt_text_field(short_message: bytes, data_coding: int, esm_class: int) -
 
 
 class Timeline:
-    """Callbacks due at monotonic times, kept in one heap behind one event-loop timer."""
+    """Callbacks due at event-loop times, behind one event-loop timer.
+
+    Most entries come with a constant delay (the receipt delay), so they arrive in time
+    order: those go in a FIFO at O(1); the rest (retries, a delay changed at run time) in
+    a heap. Everything due is run in one batch.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._fifo: deque[tuple[float, Callable[[Any], None], Any]] = deque()
         self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -191,10 +198,14 @@ class Timeline:
         self.closed = False
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self._fifo) + len(self._heap)
 
     def at(self, when: float, callback: Callable[[Any], None], arg: Any) -> None:
-        heapq.heappush(self._heap, (when, next(self._seq), callback, arg))
+        fifo = self._fifo
+        if not fifo or when >= fifo[-1][0]:
+            fifo.append((when, callback, arg))
+        else:
+            heapq.heappush(self._heap, (when, next(self._seq), callback, arg))
         if self._timer is None or when < self._timer_at:
             self._arm(when)
 
@@ -208,19 +219,24 @@ class Timeline:
 
     def _fire(self) -> None:
         self._timer = None
+        fifo = self._fifo
         heap = self._heap
-        now = self._loop.time()
         # Everything due within the next millisecond goes out in this batch.
-        edge = now + 0.001
+        edge = self._loop.time() + 0.001
+        while fifo and fifo[0][0] <= edge:
+            _, callback, arg = fifo.popleft()
+            callback(arg)
         while heap and heap[0][0] <= edge:
             _, _, callback, arg = heapq.heappop(heap)
             callback(arg)
-        if heap:
-            self._arm(heap[0][0])
+        if fifo or heap:
+            nexts = [q[0][0] for q in (fifo, heap) if q]
+            self._arm(min(nexts))
 
     def close(self) -> None:
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._fifo.clear()
         self._heap.clear()

@@ -110,6 +110,8 @@ class Simulator:
         self._next_id = random.randrange(1 << 24, 1 << 31)
         self._refuse_until = 0.0
         self._skew = 0.0
+        self._dirty: set[AccountState] = set()
+        self._pump_scheduled = False
         self._server: asyncio.base_events.Server | None = None
         self._control: Any = None
         self._housekeeper: asyncio.Task[None] | None = None
@@ -281,6 +283,20 @@ class Simulator:
             return
         account.enqueue(OutItem("receipt", pdu, account))
         if pump:
+            self._touch(account)
+
+    def _touch(self, account: AccountState) -> None:
+        """Pump ``account`` soon: once for all the deliveries queued in this loop turn."""
+        self._dirty.add(account)
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.loop.call_soon(self._pump_dirty)
+
+    def _pump_dirty(self) -> None:
+        self._pump_scheduled = False
+        dirty = list(self._dirty)
+        self._dirty.clear()
+        for account in dirty:
             account.pump()
 
     def retry_later(self, item: OutItem, delay: float) -> None:
@@ -291,14 +307,14 @@ class Simulator:
         account = item.account
         if delay <= 0 or self._timeline is None or self._timeline.closed:
             account.enqueue(item, front=True)
-            account.pump()
+            self._touch(account)
         else:
             self._timeline.at(self.loop.time() + delay, self._requeue, (item, account))
 
     def _requeue(self, arg: tuple[OutItem, AccountState]) -> None:
         item, account = arg
         account.enqueue(item, front=True)
-        account.pump()
+        self._touch(account)
 
     async def send_mo(
         self,
