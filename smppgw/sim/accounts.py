@@ -96,19 +96,18 @@ class AccountState:
             self.pending.append(item)
 
     def pump(self) -> None:
-        """Hand waiting deliver_sm to receivers with room in their window, round-robin."""
+        """Hand waiting deliver_sm to receivers with room in their window, one each in turn."""
         pending = self.pending
         receivers = self.receivers
-        while pending and receivers:
-            count = len(receivers)
-            for _ in range(count):
-                self._rr = (self._rr + 1) % count
-                conn = receivers[self._rr]
-                if conn.deliver_room() > 0:
-                    break
-            else:
-                return  # every receiver's window is full; resumes on the next response
-            room = conn.deliver_room()
-            while pending and room > 0:
+        if not pending or not receivers:
+            return
+        count = len(receivers)
+        full = 0
+        while pending and full < count:
+            self._rr = (self._rr + 1) % count
+            conn = receivers[self._rr]
+            if conn.deliver_room() > 0:
                 conn.send_deliver(pending.popleft())
-                room -= 1
+                full = 0
+            else:
+                full += 1  # resumes when a response frees a window
