@@ -753,7 +753,8 @@ class Carrier:
         if job is not None and not job.settled.is_set():
             # Report the job's submit outcome before its receipts.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(job.settled.wait(), self.config.receipt_hold)
+                async with asyncio.timeout(self.config.receipt_hold):
+                    await job.settled.wait()
         c.receipts_matched += 1
         await self.events.receipt(self.name, ref.job_id, ref.part, ref.parts, receipt)
         return Status.ESME_ROK

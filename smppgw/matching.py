@@ -73,7 +73,8 @@ class ReceiptMatcher:
         fut: asyncio.Future[PartRef] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(message_id, []).append(fut)
         try:
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                return await fut
         except TimeoutError:
             return None
         finally:

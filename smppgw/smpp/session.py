@@ -414,7 +414,8 @@ class Session(asyncio.Protocol):
                 await fut
         self.close("unbound")
         try:
-            await asyncio.wait_for(self.wait_closed(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.wait_closed()
         except TimeoutError:
             self.abort("unbind: close timed out")
 
@@ -515,7 +516,16 @@ class SessionKeeper:
         task = self._task
         if task is not None and not task.done():
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.wait({task}, timeout=timeout)
+            if not task.done():
+                # The cancellation was lost in a race with a bind completing; the run
+                # loop sees _stopping once the new session is unbound.
+                session = self.session
+                if session is not None:
+                    await session.unbind(timeout)
+                await asyncio.wait({task}, timeout=timeout)
+            if not task.done():
+                log.error("session keeper did not stop", session=self.name)
 
     async def _run(self) -> None:
         failures = 0
@@ -536,6 +546,10 @@ class SessionKeeper:
                 failures = 0
                 self.binds += 1
                 self.session = session
+                if self.is_stopping():
+                    await session.unbind(self.config.response_timeout)
+                    self.session = None
+                    break
                 log.info("bound", session=self.name, smsc=session.smsc_system_id)
                 self._on_change()
                 try:
@@ -555,7 +569,8 @@ class SessionKeeper:
     async def _pause(self, delay: float) -> None:
         assert self._wake is not None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
 
     async def _connect_and_bind(self) -> Session:
         cfg = self.config
@@ -565,10 +580,12 @@ class SessionKeeper:
         def factory() -> Session:
             return Session(cfg, self.mode, self.handler, name=self.name)
 
-        _transport, session = await asyncio.wait_for(
-            loop.create_connection(factory, cfg.host, cfg.port, ssl=self._ssl),
-            cfg.bind_timeout,
-        )
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+        # that races with completion, and stop() relies on cancelling this.
+        async with asyncio.timeout(cfg.bind_timeout):
+            _transport, session = await loop.create_connection(
+                factory, cfg.host, cfg.port, ssl=self._ssl
+            )
         try:
             self.bind_attempts += 1
             await session.bind()
