@@ -46,6 +46,7 @@ _SMSC_FLAGS = (
     "no_response_fraction",
     "drop_after",
     "refuse_binds_for",
+    "keep_submits",
 )
 
 
@@ -75,6 +76,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--enquire-link", type=float, metavar="S", help="enquire_link idle clients (30; 0: off)"
+    )
+    parser.add_argument(
+        "--keep-submits", type=int, metavar="N", help="accepted submits kept for GET /submits"
     )
     faults = parser.add_argument_group("faults (also settable at run time: POST /config)")
     faults.add_argument("--reject-fraction", type=float, metavar="F")
@@ -112,6 +116,8 @@ def configs_from_args(args: argparse.Namespace) -> list[SimConfig]:
     config.receipt_id_other_base = bool(args.receipt_id_other_base)
     if args.enquire_link is not None:
         config.enquire_link_interval = args.enquire_link
+    if args.keep_submits is not None:
+        config.keep_submits = args.keep_submits
     config.faults = Faults(
         reject_fraction=args.reject_fraction or 0.0,
         reject_status=parse_status(args.reject_status)
