@@ -16,6 +16,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "smppgw.commands.bench_codec",
         "PDU codec: submit_sm encodes and DLR decodes a second on one core",
     ),
+    "e2e": (
+        "smppgw.bench.cli",
+        "end to end: broker, simulator, gateway and load as processes; throughput, "
+        "latency, CPU, throttle accuracy, OTP priority, memory",
+    ),
 }
 
 

@@ -1,0 +1,344 @@
+"""The benchmark's processes: mosquitto, ``smppgw sim`` and ``smppgw run``, and what the
+kernel says about them.
+
+Each part is a separate OS process, as in production, so the gateway's figures include
+everything it really does (MQTT parsing, SQLite commits in its writer thread, SMPP I/O) and
+nothing the other parts do. CPU time and memory come from ``/proc/<pid>``: the kernel's own
+accounting of the whole process (all threads), not the gateway's opinion of itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+__all__ = [
+    "Broker",
+    "Child",
+    "ProcSample",
+    "free_port",
+    "http_json",
+    "sample",
+    "start_gateway",
+    "start_sim",
+]
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel just handed out (nothing listens on it once this returns)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True)
+class ProcSample:
+    """One reading of a process: CPU seconds so far (user + system, all threads), resident
+    set size now and its peak (``VmHWM``), in bytes."""
+
+    at: float
+    cpu: float
+    rss: int
+    hwm: int
+
+
+def sample(pid: int) -> ProcSample:
+    """Read ``/proc/<pid>/stat`` and ``/proc/<pid>/status`` (Linux)."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        stat = fh.read()
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
+    rss = hwm = 0
+    with open(f"/proc/{pid}/status", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+            elif line.startswith(b"VmHWM:"):
+                hwm = int(line.split()[1]) * 1024
+    return ProcSample(time.monotonic(), cpu, rss, hwm)
+
+
+def http_json(host: str, port: int, path: str, timeout: float = 10.0) -> Any:
+    """GET ``path`` and decode the JSON body (the simulator's control port)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"GET {path}: HTTP {response.status}: {body[:200]!r}")
+        return orjson.loads(body)
+    finally:
+        conn.close()
+
+
+def http_text(host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int, str]:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+class Child:
+    """A child process with its output in a log file; ``stop()`` is SIGTERM, then SIGKILL."""
+
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, *, capture_stdout: bool = False
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE if capture_stdout else log,
+                stderr=log if capture_stdout else subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def sample(self) -> ProcSample:
+        return sample(self.pid)
+
+    def check(self) -> None:
+        """Raise if the process has exited (with the tail of its log)."""
+        code = self.proc.poll()
+        if code is not None:
+            raise RuntimeError(f"{self.name} exited with {code}:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5.0)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            text = self.log_path.read_text(errors="replace")
+            return "\n".join(text.splitlines()[-lines:])
+        return ""
+
+
+def find_mosquitto() -> str:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+
+
+class Broker(Child):
+    """mosquitto on a free loopback port. ``max_queued_messages 0``: the default (1000)
+    silently drops QoS 1 messages queued for a client that is behind, which would make a
+    benchmark that outruns the gateway lose jobs. No persistence: the gateway's store is
+    the durable part under test, and the broker is restarted for every scenario."""
+
+    def __init__(self, workdir: Path, *, max_inflight: int = 1000) -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port(self.host)
+        config = workdir / "mosquitto.conf"
+        lines = [
+            f"listener {self.port} {self.host}",
+            "allow_anonymous true",
+            "max_queued_messages 0",
+            "max_queued_bytes 0",
+            f"max_inflight_messages {max_inflight}",
+            "persistence false",
+            "log_type error",
+            "log_type warning",
+        ]
+        if os.geteuid() == 0:
+            lines.append("user root")
+        config.write_text("\n".join(lines) + "\n")
+        super().__init__(
+            "mosquitto", [find_mosquitto(), "-c", str(config)], workdir / "mosquitto.log"
+        )
+        wait_port(self.host, self.port, 10.0, self)
+
+
+def wait_port(host: str, port: int, timeout: float, child: Child | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None:
+            child.check()
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout} s")
+
+
+class SimProcess(Child):
+    """``smppgw sim`` with an HTTP control port; ``port`` / ``control_port`` are read from
+    the lines it prints once bound."""
+
+    port: int
+    control_port: int
+    host = "127.0.0.1"
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = http_json(self.host, self.control_port, "/stats")
+        return result
+
+    def submits(self, since: int, limit: int = 10_000) -> dict[str, Any]:
+        result: dict[str, Any] = http_json(
+            self.host, self.control_port, f"/submits?since={since}&limit={limit}", timeout=30.0
+        )
+        return result
+
+    def all_submits(self, since: int = 0) -> list[dict[str, Any]]:
+        """Every accepted submit from index ``since`` on, paged."""
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self.submits(since)
+            items = page["submits"]
+            out.extend(items)
+            if not items or page["next"] >= page["total"]:
+                return out
+            since = page["next"]
+
+
+_LISTEN = re.compile(rb"listening on [^\s:]+:(\d+)")
+_CONTROL = re.compile(rb"control on http://[^\s:]+:(\d+)")
+
+
+def start_sim(
+    workdir: Path,
+    accounts: str,
+    *,
+    receipt_delay: float = 0.0,
+    extra: list[str] | None = None,
+    timeout: float = 20.0,
+) -> SimProcess:
+    """Start ``smppgw sim --accounts ACCOUNTS`` on free ports and wait until it listens."""
+    argv = [
+        sys.executable,
+        "-m",
+        "smppgw",
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--control",
+        "127.0.0.1:0",
+        "--accounts",
+        accounts,
+        "--receipt-delay",
+        str(receipt_delay),
+        *(extra or []),
+    ]
+    sim = SimProcess("smppgw sim", argv, workdir / "sim.log", capture_stdout=True)
+    assert sim.proc.stdout is not None
+    fd = sim.proc.stdout.fileno()  # raw reads: a buffered readline() would hide lines from select
+    port = control = None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while (port is None or control is None) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            sim.check()
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            sim.check()
+            time.sleep(0.05)
+            continue
+        seen += chunk
+        if (m := _LISTEN.search(seen)) is not None:
+            port = int(m.group(1))
+        if (m := _CONTROL.search(seen)) is not None:
+            control = int(m.group(1))
+    if port is None or control is None:
+        sim.stop()
+        raise RuntimeError(f"smppgw sim did not start: {seen!r}\n{sim.log_tail()}")
+    sim.port, sim.control_port = port, control
+    return sim
+
+
+class GatewayProcess(Child):
+    metrics_port: int
+    config_path: Path
+    store_path: Path
+
+    def metrics(self) -> dict[str, float]:
+        """The gateway's Prometheus samples, ``name{labels}`` → value."""
+        status, text = http_text("127.0.0.1", self.metrics_port, "/metrics")
+        if status != 200:
+            raise RuntimeError(f"/metrics: HTTP {status}")
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+        return out
+
+    def metric_sum(self, prefix: str) -> float:
+        """Sum of every sample whose name (before the labels) is ``prefix``."""
+        total = 0.0
+        for name, value in self.metrics().items():
+            if name == prefix or name.startswith(prefix + "{"):
+                total += value
+        return total
+
+
+def start_gateway(
+    workdir: Path, broker: Broker, carriers: list[dict[str, Any]], *, log_level: str = "warning"
+) -> GatewayProcess:
+    """Write a config and start ``smppgw run``; returns once its metrics port answers."""
+    metrics_port = free_port()
+    store_path = workdir / "gateway.db"
+    config = {
+        "mqtt": {"host": broker.host, "port": broker.port, "client_id": "smppgw-bench"},
+        "store": {"path": str(store_path)},
+        "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
+        "log": {"level": log_level, "format": "json"},
+        "carriers": carriers,
+    }
+    config_path = workdir / "gateway.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    argv = [sys.executable, "-m", "smppgw", "run", "--config", str(config_path)]
+    gateway = GatewayProcess("smppgw run", argv, workdir / "gateway.log")
+    gateway.metrics_port = metrics_port
+    gateway.config_path = config_path
+    gateway.store_path = store_path
+    wait_port("127.0.0.1", metrics_port, 20.0, gateway)
+    return gateway

@@ -1,0 +1,622 @@
+"""One function per measured figure of issue #8, each on a fresh stack of processes.
+
+Every scenario starts its own broker, simulator and gateway (fresh store, fresh broker
+session), so no scenario inherits another's backlog, and the gateway's CPU and memory
+figures are its own. A scenario returns a :class:`ScenarioResult`: the figures, and the
+checks against the issue's targets.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from smppgw.bench.load import DEST_PREFIX, Collector, Publisher, index_of_destination
+from smppgw.bench.procs import (
+    Broker,
+    Child,
+    GatewayProcess,
+    ProcSample,
+    SimProcess,
+    free_port,
+    start_gateway,
+    start_sim,
+)
+from smppgw.bench.stats import Latency, max_in_window, mean_rate
+
+__all__ = [
+    "SCENARIOS",
+    "Check",
+    "Options",
+    "Progress",
+    "ScenarioResult",
+]
+
+#: The issue's targets on a 2-core machine.
+TARGET_THROUGHPUT = 5000.0  # jobs/s published → delivered, with receipts
+TARGET_CPU_US = 150.0  # gateway CPU per message
+TARGET_P99_MS = 20.0  # publish → submit_sm at half capacity
+TARGET_RSS_MB = 200.0  # gateway RSS with a million jobs queued
+THROTTLE_TPS = 100
+TARGET_THROTTLE_MEAN = 98.0
+#: Job numbers of the OTPs, far above any backlog's.
+OTP_BASE = 90_000_000
+OTP_COUNT = 5
+
+
+@dataclass
+class Options:
+    """Sizes of the runs (``quick()`` gives the ``--quick`` ones)."""
+
+    jobs: int = 50_000
+    latency_seconds: float = 20.0
+    rate: float | None = None
+    throttle_seconds: float = 60.0
+    otp_backlog: int = 100_000
+    memory_jobs: int = 1_000_000
+    workdir: Path | None = None
+    keep: bool = False
+    #: Throughput the latency scenario runs at half of, when it did not run first.
+    capacity: float | None = None
+
+    @classmethod
+    def quick(cls) -> Options:
+        return cls(
+            jobs=10_000,
+            latency_seconds=5.0,
+            throttle_seconds=10.0,
+            otp_backlog=5_000,
+            memory_jobs=50_000,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One target: ``value`` compared with ``limit`` (``at_most`` or at least)."""
+
+    name: str
+    value: float
+    limit: float
+    unit: str
+    at_most: bool
+
+    @property
+    def ok(self) -> bool:
+        if math.isnan(self.value):
+            return False
+        return self.value <= self.limit if self.at_most else self.value >= self.limit
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Progress:
+    """One status line on stderr, rewritten in place on a terminal, else every 5 s."""
+
+    def __init__(self, stream: TextIO | None = None, *, enabled: bool = True) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.tty = self.stream.isatty()
+        self._last = 0.0
+        self._width = 0
+
+    def show(self, text: str) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty:
+            pad = max(0, self._width - len(text))
+            self.stream.write("\r" + text + " " * pad)
+            self._width = len(text)
+            self.stream.flush()
+        elif now - self._last >= 5.0:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self._last = now
+
+    def line(self, text: str) -> None:
+        """A permanent line (ends the status line)."""
+        if not self.enabled:
+            return
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self._last = 0.0
+
+
+def carrier(port: int, *, tps: float, sessions: int = 2, window: int = 100) -> dict[str, Any]:
+    return {
+        "name": "bench",
+        "host": "127.0.0.1",
+        "port": port,
+        "system_id": "bench",
+        "password": "bench",
+        "tps": tps,
+        "sessions": sessions,
+        "window": window,
+        "source": {"address": "SHOPVN"},
+        "prefixes": [DEST_PREFIX],
+        "reconnect_min": 0.2,
+        "reconnect_max": 2.0,
+    }
+
+
+@dataclass
+class Stack:
+    """The processes of one scenario."""
+
+    workdir: Path
+    broker: Broker
+    gateway: GatewayProcess
+    collector: Collector
+    publisher: Publisher
+    sim: SimProcess | None = None
+
+    def children(self) -> dict[str, int]:
+        pids = {
+            "gateway": self.gateway.pid,
+            "mosquitto": self.broker.pid,
+            "publisher": self.publisher.pid,
+            "collector": self.collector.pid,
+        }
+        if self.sim is not None:
+            pids["sim"] = self.sim.pid
+        return pids
+
+
+def _close(child: Child | Collector | Publisher) -> None:
+    if isinstance(child, Child):
+        child.stop()
+    else:
+        child.close()
+
+
+@contextmanager
+def stack(
+    options: Options,
+    name: str,
+    *,
+    tps: float,
+    sim_tps: float | None = None,
+    carriers_up: bool = True,
+    sessions: int = 2,
+    window: int = 100,
+) -> Iterator[Stack]:
+    """Broker, simulator (unless the carrier is to be down), gateway and load processes,
+    started in that order and proven working: the gateway answered a probe job over MQTT
+    and every bind is up."""
+    base = options.workdir
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"smppgw-bench-{name}-", dir=base))
+    with ExitStack() as cleanup:
+        if not options.keep:
+            cleanup.callback(shutil.rmtree, workdir, True)
+        broker = Broker(workdir)
+        cleanup.callback(_close, broker)
+        sim: SimProcess | None = None
+        if carriers_up:
+            accounts = "bench:bench" + (f":{sim_tps:g}" if sim_tps else "")
+            sim = start_sim(workdir, accounts, extra=["--enquire-link", "0"])
+            cleanup.callback(_close, sim)
+            port = sim.port
+        else:
+            port = free_port()  # nothing listens: the carrier is down
+        gateway = start_gateway(
+            workdir, broker, [carrier(port, tps=tps, sessions=sessions, window=window)]
+        )
+        cleanup.callback(_close, gateway)
+        collector = Collector(broker.host, broker.port)
+        cleanup.callback(_close, collector)
+        if not collector.probe(30.0):
+            gateway.check()
+            raise RuntimeError(f"the gateway never answered a probe job:\n{gateway.log_tail()}")
+        if sim is not None:
+            deadline = time.monotonic() + 20.0
+            while sim.stats()["binds"] < sessions:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"binds not up:\n{gateway.log_tail()}")
+                time.sleep(0.05)
+        publisher = Publisher(broker.host, broker.port)
+        cleanup.callback(_close, publisher)
+        yield Stack(workdir, broker, gateway, collector, publisher, sim)
+        gateway.check()
+
+
+def wait_until(
+    done: Callable[[], bool], timeout: float, tick: Callable[[], None], what: str
+) -> None:
+    deadline = time.monotonic() + timeout
+    last_tick = 0.0
+    while not done():
+        now = time.monotonic()
+        if now > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        if now - last_tick >= 0.5:
+            tick()
+            last_tick = now
+        time.sleep(0.05)
+
+
+class CpuMeter:
+    """CPU seconds of several processes between ``start()`` and ``stop()``."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.first: dict[str, ProcSample] = {}
+        self.last: dict[str, ProcSample] = {}
+
+    def start(self) -> None:
+        self.first = self._read()
+
+    def stop(self) -> None:
+        self.last = self._read()
+
+    def _read(self) -> dict[str, ProcSample]:
+        from smppgw.bench.procs import sample
+
+        return {name: sample(pid) for name, pid in self.pids.items()}
+
+    def seconds(self, name: str) -> float:
+        return self.last[name].cpu - self.first[name].cpu
+
+    def shares(self) -> dict[str, float]:
+        """Cores used by each process over the interval (1.0 = one core busy)."""
+        out = {}
+        for name in self.pids:
+            wall = self.last[name].at - self.first[name].at
+            out[name] = round(self.seconds(name) / wall, 2) if wall > 0 else math.nan
+        return out
+
+
+class Ticker:
+    """The progress line of a running scenario: counts, rates, the gateway's CPU use."""
+
+    def __init__(self, progress: Progress, name: str, s: Stack, total: int) -> None:
+        self.progress = progress
+        self.name = name
+        self.stack = s
+        self.total = total
+        self.started = time.monotonic()
+        self._prev = s.gateway.sample()
+        self._prev_done = 0
+        self.extra: Callable[[], str] | None = None
+
+    def __call__(self) -> None:
+        s = self.stack
+        now = s.gateway.sample()
+        wall = now.at - self._prev.at
+        cpu = (now.cpu - self._prev.cpu) / wall * 100 if wall > 0 else 0.0
+        done = int(s.collector.finals.value)
+        rate = (done - self._prev_done) / wall if wall > 0 else 0.0
+        self._prev, self._prev_done = now, done
+        text = (
+            f"[{self.name}] {time.monotonic() - self.started:5.1f}s  "
+            f"published {int(s.publisher.published.value):,}/{self.total:,}  "
+            f"submitted {int(s.collector.submitted.value):,}  final {done:,} ({rate:,.0f}/s)  "
+            f"gateway cpu {cpu:.0f}% rss {now.rss / 2**20:.0f} MB"
+        )
+        if self.extra is not None:
+            text += "  " + self.extra()
+        self.progress.show(text)
+
+
+# ============================================================================ scenarios
+
+
+def throughput(options: Options, progress: Progress) -> ScenarioResult:
+    """Jobs published → ``delivered`` events, flat out, carriers unthrottled, receipts
+    immediate: how many jobs a second the whole pipeline carries, and what one job costs
+    the gateway in CPU."""
+    result = ScenarioResult("throughput")
+    n = options.jobs
+    with stack(options, "throughput", tps=100_000, sessions=2, window=100) as s:
+        warm = max(100, min(2000, n // 10))
+        tick = Ticker(progress, "throughput warm-up", s, warm)
+        s.publisher.burst(1_000_000_000 - warm - 1, warm, tick=tick)
+        wait_until(lambda: s.collector.finals.value >= warm, 120, tick, "the warm-up jobs")
+        s.collector.reset()
+        s.publisher.published.value = 0
+        meter = CpuMeter(s.children())
+        tick = Ticker(progress, "throughput", s, n)
+        meter.start()
+        start, published_at = s.publisher.burst(0, n, tick=tick)
+        wait_until(
+            lambda: s.collector.finals.value >= n, 60 + n / 500, tick, "every delivered event"
+        )
+        meter.stop()
+        end = s.collector.last_final.value
+        events = s.collector.result()
+        gw = s.gateway.sample()
+    elapsed = end - start
+    delivered = sum(1 for status, _ in events.final.values() if status == "delivered")
+    rate = n / elapsed
+    cpu_us = meter.seconds("gateway") / n * 1e6
+    result.figures.update(
+        jobs=n,
+        seconds=round(elapsed, 3),
+        jobs_per_second=round(rate, 1),
+        publish_seconds=round(published_at - start, 3),
+        publish_rate=round(n / (published_at - start), 1),
+        delivered=delivered,
+        statuses=events.counts,
+        gateway_cpu_us_per_job=round(cpu_us, 1),
+        gateway_cpu_seconds=round(meter.seconds("gateway"), 2),
+        gateway_rss_mb=round(gw.rss / 2**20, 1),
+        gateway_peak_rss_mb=round(gw.hwm / 2**20, 1),
+        cores_used=meter.shares(),
+    )
+    result.checks.append(
+        Check("throughput with receipts", rate, TARGET_THROUGHPUT, "jobs/s", at_most=False)
+    )
+    result.checks.append(
+        Check("gateway CPU per job (flat out)", cpu_us, TARGET_CPU_US, "µs", at_most=True)
+    )
+    if delivered != n:
+        result.notes.append(f"only {delivered} of {n} jobs ended delivered: {events.counts}")
+    options.capacity = rate
+    return result
+
+
+def latency(options: Options, progress: Progress) -> ScenarioResult:
+    """Publish → submit_sm at the SMSC and publish → ``submitted`` event, with the load at
+    half the measured capacity (paced evenly, not in bursts)."""
+    result = ScenarioResult("latency")
+    if options.rate is not None:
+        rate = options.rate
+    else:
+        if options.capacity is None:
+            progress.line("latency: measuring capacity first (throughput scenario)")
+            throughput(options, progress)
+        assert options.capacity is not None
+        rate = options.capacity / 2
+    seconds = options.latency_seconds
+    count = max(1, int(rate * seconds))
+    warm = max(1, int(rate * min(2.0, seconds / 4)))
+    with stack(options, "latency", tps=100_000, sessions=2, window=100) as s:
+        tick = Ticker(progress, f"latency warm-up @ {rate:,.0f}/s", s, warm)
+        s.publisher.paced(50_000_000, warm, rate, tick=tick)
+        wait_until(lambda: s.collector.finals.value >= warm, 60, tick, "the warm-up jobs")
+        s.collector.reset()
+        s.publisher.published.value = 0
+        assert s.sim is not None
+        since = s.sim.stats()["submits_accepted"]
+        meter = CpuMeter(s.children())
+        tick = Ticker(progress, f"latency @ {rate:,.0f}/s", s, count)
+        meter.start()
+        times = s.publisher.paced(0, count, rate, tick=tick)
+        wait_until(lambda: s.collector.finals.value >= count, 120, tick, "every final event")
+        meter.stop()
+        events = s.collector.result()
+        progress.show("[latency] reading the simulator's submits")
+        submits = s.sim.all_submits(since)
+    arrived: dict[int, float] = {}
+    for item in submits:
+        index = index_of_destination(item["destination"])
+        if index is not None and index < count:
+            arrived.setdefault(index, item["at"])
+    to_smsc = Latency.of(arrived[i] - times[i] for i in arrived)
+    to_event = Latency.of(events.submitted[i] - times[i] for i in events.submitted if i < count)
+    to_final = Latency.of(t - times[i] for i, (_, t) in events.final.items() if i < count)
+    cpu_us = meter.seconds("gateway") / count * 1e6
+    result.figures.update(
+        rate=round(rate, 1),
+        jobs=count,
+        publish_to_submit_sm_ms=_lat(to_smsc),
+        publish_to_submitted_event_ms=_lat(to_event),
+        publish_to_delivered_event_ms=_lat(to_final),
+        gateway_cpu_us_per_job=round(cpu_us, 1),
+        cores_used=meter.shares(),
+    )
+    result.checks.append(
+        Check("p99 publish → submit_sm @ 50 %", to_smsc.p99, TARGET_P99_MS, "ms", at_most=True)
+    )
+    result.checks.append(
+        Check("gateway CPU per job @ 50 %", cpu_us, TARGET_CPU_US, "µs", at_most=True)
+    )
+    if to_smsc.count != count:
+        result.notes.append(f"{count - to_smsc.count} submits missing at the simulator")
+    return result
+
+
+def throttle(options: Options, progress: Progress) -> ScenarioResult:
+    """A carrier at tps 100 with a backlog: the most submit_sm the SMSC sees in any
+    sliding second (≤ 100) and the mean rate over the measuring period (≥ 98). The
+    simulated account enforces 100 TPS too and counts what it would have throttled."""
+    result = ScenarioResult("throttle")
+    tps = THROTTLE_TPS
+    seconds = options.throttle_seconds
+    backlog = int(tps * (seconds + 5))
+    with stack(options, "throttle", tps=tps, sim_tps=tps, sessions=2, window=10) as s:
+        assert s.sim is not None
+        sim = s.sim
+        tick = Ticker(progress, f"throttle {tps} TPS", s, backlog)
+        first: list[float] = []
+
+        def at_sim() -> str:
+            return f"smsc {sim.stats()['accepted_per_second']:.0f}/s"
+
+        tick.extra = at_sim
+        s.publisher.burst(0, backlog, "normal", tick=tick)
+
+        def started() -> bool:
+            page = sim.submits(0, 1)["submits"]
+            if page:
+                first.append(page[0]["at"])
+            return bool(first)
+
+        wait_until(started, 30, tick, "the first submit")
+        wait_until(
+            lambda: time.monotonic() > first[0] + seconds + 1.5,
+            seconds + 30,
+            tick,
+            f"{seconds:g} s of submits",
+        )
+        stats = sim.stats()
+        times = sorted(item["at"] for item in sim.all_submits(0))
+    peak, _ = max_in_window(times, 1.0)
+    mean = mean_rate(times, times[0], seconds)
+    result.figures.update(
+        tps=tps,
+        seconds=seconds,
+        backlog=backlog,
+        submits=len(times),
+        max_in_any_1s_window=peak,
+        mean_rate=round(mean, 2),
+        smsc_throttled=stats["submits_throttled"],
+    )
+    result.checks.append(
+        Check(f"max submit_sm in any 1 s (tps {tps})", peak, tps, "", at_most=True)
+    )
+    result.checks.append(
+        Check(f"mean rate over {seconds:g} s", mean, TARGET_THROTTLE_MEAN, "/s", at_most=False)
+    )
+    return result
+
+
+def otp(options: Options, progress: Progress) -> ScenarioResult:
+    """``low`` campaign of ``otp_backlog`` jobs queued at a tps-100 carrier, then ``high``
+    jobs one at a time: publish → submit_sm of each (target: two token intervals)."""
+    result = ScenarioResult("otp")
+    tps = THROTTLE_TPS
+    backlog = options.otp_backlog
+    with stack(options, "otp", tps=tps, sim_tps=tps, sessions=2, window=10) as s:
+        assert s.sim is not None
+        sim = s.sim
+        gateway = s.gateway
+        tick = Ticker(progress, "otp: queueing the campaign", s, backlog)
+        received = [0.0]
+
+        def intake() -> str:
+            received[0] = gateway.metric_sum("smppgw_jobs_received_total")
+            return f"committed {received[0]:,.0f}"
+
+        tick.extra = intake
+        s.publisher.burst(0, backlog, "low", tick=tick)
+        wait_until(
+            lambda: gateway.metric_sum("smppgw_jobs_received_total") >= backlog,
+            120 + backlog / 500,
+            tick,
+            "the gateway to commit the campaign",
+        )
+        since = sim.stats()["submits_accepted"]
+        sent: list[float] = []
+        for k in range(OTP_COUNT):
+            time.sleep(0.5)
+            sent.append(s.publisher.one(OTP_BASE + k, "high"))
+            progress.show(f"[otp] high job {k + 1}/{OTP_COUNT} published")
+        wanted = set(range(OTP_BASE, OTP_BASE + OTP_COUNT))
+        arrived: dict[int, tuple[float, int]] = {}
+
+        def all_arrived() -> bool:
+            for item in sim.all_submits(since):
+                index = index_of_destination(item["destination"])
+                if index in wanted:
+                    arrived.setdefault(index, (item["at"], item["index"]))
+            return len(arrived) == OTP_COUNT
+
+        wait_until(all_arrived, 30, lambda: None, "the high jobs at the SMSC")
+        events = s.collector.result()
+        queued_low = backlog - int(
+            sum(1 for i in events.submitted if i < backlog)
+        )  # low jobs still waiting when the last OTP went
+    latencies = [(arrived[OTP_BASE + k][0] - sent[k]) * 1000 for k in range(OTP_COUNT)]
+    to_event = [
+        (events.submitted[OTP_BASE + k] - sent[k]) * 1000
+        for k in range(OTP_COUNT)
+        if OTP_BASE + k in events.submitted
+    ]
+    worst = max(latencies)
+    result.figures.update(
+        tps=tps,
+        campaign=backlog,
+        low_jobs_still_queued=queued_low,
+        publish_to_submit_sm_ms=[round(x, 1) for x in latencies],
+        publish_to_submitted_event_ms=[round(x, 1) for x in to_event],
+        max_ms=round(worst, 1),
+    )
+    result.checks.append(
+        Check("OTP publish → submit_sm behind a campaign", worst, 2000.0 / tps, "ms", True)
+    )
+    return result
+
+
+def memory(options: Options, progress: Progress) -> ScenarioResult:
+    """``memory_jobs`` jobs queued with the carrier down: the gateway's RSS after intake."""
+    result = ScenarioResult("memory")
+    n = options.memory_jobs
+    with stack(options, "memory", tps=THROTTLE_TPS, carriers_up=False) as s:
+        gateway = s.gateway
+        tick = Ticker(progress, "memory: carrier down, queueing", s, n)
+        committed = [0.0]
+
+        def intake() -> str:
+            committed[0] = gateway.metric_sum("smppgw_jobs_received_total")
+            return f"committed {committed[0]:,.0f}"
+
+        tick.extra = intake
+        meter = CpuMeter({"gateway": gateway.pid})
+        meter.start()
+        start, _ = s.publisher.burst(0, n, "normal", tick=tick)
+        wait_until(
+            lambda: gateway.metric_sum("smppgw_jobs_received_total") >= n,
+            300 + n / 200,
+            tick,
+            "the gateway to commit every job",
+        )
+        done = time.monotonic()
+        meter.stop()
+        time.sleep(1.0)
+        gw = gateway.sample()
+        db = sum(
+            p.stat().st_size for p in gateway.store_path.parent.glob(gateway.store_path.name + "*")
+        )
+    rss = gw.rss / 2**20
+    result.figures.update(
+        jobs=n,
+        intake_seconds=round(done - start, 2),
+        intake_jobs_per_second=round(n / (done - start), 1),
+        gateway_cpu_us_per_job_intake=round(meter.seconds("gateway") / n * 1e6, 1),
+        gateway_rss_mb=round(rss, 1),
+        gateway_peak_rss_mb=round(gw.hwm / 2**20, 1),
+        store_mb=round(db / 2**20, 1),
+    )
+    scaled = f"{n:,} jobs queued"
+    result.checks.append(Check(f"gateway RSS, {scaled}", rss, TARGET_RSS_MB, "MB", True))
+    return result
+
+
+def _lat(latency: Latency) -> dict[str, float]:
+    return {
+        "count": latency.count,
+        "p50": round(latency.p50, 2),
+        "p90": round(latency.p90, 2),
+        "p99": round(latency.p99, 2),
+        "max": round(latency.max, 2),
+        "mean": round(latency.mean, 2),
+    }
+
+
+SCENARIOS: dict[str, Callable[[Options, Progress], ScenarioResult]] = {
+    "throughput": throughput,
+    "latency": latency,
+    "throttle": throttle,
+    "otp": otp,
+    "memory": memory,
+}
