@@ -15,6 +15,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("smppgw.commands.bench", "run benchmarks (codec)"),
     "check-config": ("smppgw.commands.check_config", "validate a config file and print a summary"),
+    "demo": (
+        "smppgw.commands.demo",
+        "run a demo: simulator, broker, gateway and real-looking jobs",
+    ),
     "run": ("smppgw.commands.run", "run the gateway daemon"),
     "parts": ("smppgw.commands.parts", "show how a text is encoded and split into SMS parts"),
     "sim": ("smppgw.commands.sim", "run the SMSC simulator"),
