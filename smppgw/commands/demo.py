@@ -21,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--broker",
         metavar="HOST:PORT",
         help="MQTT broker to use (default: 127.0.0.1:1883 if one answers, else a mosquitto "
-        "started for the run on a free port)",
+        "started for the run on a free port); 'own' always starts one",
     )
     parser.add_argument(
         "--quick", action="store_true", help="a smaller burst (40 reminders): for tests and CI"
@@ -46,9 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _broker(text: str | None) -> tuple[str, int] | None:
-    if text is None:
-        return None
+def _broker(text: str | None) -> tuple[str, int] | str | None:
+    if text is None or text == "own":
+        return text
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = "127.0.0.1", text

@@ -35,7 +35,8 @@ PROGRESS_EVERY = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    broker: tuple[str, int] | None = None
+    #: (host, port), "own" (always start a private mosquitto) or None (1883, else own).
+    broker: tuple[str, int] | str | None = None
     quick: bool = False
     keep_running: bool = False
     burst: int | None = None
@@ -70,7 +71,9 @@ class Demo:
         self.notes: list[str] = []
 
     def say(self, line: str = "") -> None:
-        print(line, file=self.out, flush=True)
+        # A reader that went away (``smppgw demo | head``) must not stop the teardown.
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            print(line, file=self.out, flush=True)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -138,14 +141,14 @@ class Demo:
     # ------------------------------------------------------------------ set-up
 
     def _start_broker(self) -> None:
-        if self.options.broker is not None:
+        if isinstance(self.options.broker, tuple):
             host, port = self.options.broker
             if not reachable(host, port):
                 raise BrokerError(f"no MQTT broker answers at {host}:{port} (--broker)")
             self.broker = (host, port)
             self.say(f"broker     {host}:{port} (--broker)")
             return
-        if reachable(*DEFAULT_BROKER):
+        if self.options.broker is None and reachable(*DEFAULT_BROKER):
             self.broker = DEFAULT_BROKER
             self.say("broker     local mosquitto at 127.0.0.1:1883 (topics under demo/)")
             return
@@ -153,8 +156,9 @@ class Demo:
         self.own_broker = broker
         broker.start()
         self.broker = (broker.host, broker.port)
+        why = "--broker own" if self.options.broker == "own" else "none at 127.0.0.1:1883"
         self.say(
-            f"broker     none at 127.0.0.1:1883: started mosquitto on {broker.host}:{broker.port} "
+            f"broker     {why}: started mosquitto on {broker.host}:{broker.port} "
             "(max_queued_messages 0, no persistence)"
         )
 

@@ -126,7 +126,8 @@ class Watcher:
         await self.client.publish(self.topics.submit_topic, orjson.dumps(job), qos=1, timeout=10)
 
     def say(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            print(line, file=self.out, flush=True)
 
     async def _on_message(self, message: Message) -> None:
         seen_at, mono = time.time(), time.monotonic()
