@@ -319,33 +319,32 @@ class Carrier:
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop taking jobs, let started ones finish (bounded), unbind, close.
 
-        Jobs that never sent a part stay unreported (the gateway still holds them as
-        queued and sends them after a restart). A job cut off half-way through its parts
-        is reported ``failed`` / ``shutdown`` with the accepted parts in the reason; parts
-        still in a window at the deadline resolve as unknown outcomes when the binds close.
+        Until the deadline, jobs already started keep sending their remaining parts and
+        windows drain; no new job starts. Then the binds are unbound, which resolves
+        anything still in a window as an unknown outcome (reported ``unknown_outcome``).
+
+        Afterwards a job has no event only if the SMSC accepted none of it and holds
+        none of it in doubt: never started, or refused with transient errors and waiting
+        for its retry. Those are safe to send again after a restart. A job that has parts
+        accepted but others never sent is reported ``failed`` / ``shutdown`` with the
+        accepted parts in the reason, so it is not sent twice.
         """
         if self._stopped or not self._started:
             self._stopped = True
             return
         self._closing = True
         self._wake()
-        loop_deadline = time.monotonic() + max(0.0, drain_timeout)
+        deadline = time.monotonic() + max(0.0, drain_timeout)
 
         def busy() -> bool:
             return any(j.started and not j.reported for j in self._active.values())
 
-        while busy() and time.monotonic() < loop_deadline:
+        while busy() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)
-        for job in list(self._active.values()):
-            if job.started and not job.reported and job.failure is None:
-                self._fail(
-                    job, "failed", "shutdown", "the gateway stopped before every part was sent"
-                )
-                self._settle(job)
-        remaining = max(0.0, loop_deadline - time.monotonic())
+        remaining = max(0.0, deadline - time.monotonic())
         sessions = [k.session for k in self.keepers if k.session is not None]
         await asyncio.gather(*(s.wait_handlers(remaining) for s in sessions))
         unbind_timeout = min(self.config.response_timeout, 5.0)
@@ -353,8 +352,23 @@ class Carrier:
         if self._housekeeper is not None:
             self._housekeeper.cancel()
             await asyncio.gather(self._housekeeper, return_exceptions=True)
+        await asyncio.sleep(0)  # let the closed windows' results run their callbacks
+        for job in list(self._active.values()):
+            if job.reported or not job.started:
+                continue
+            if job.failure is None and job.accepted:
+                self._fail(job, "failed", "shutdown", "stopped before every part was sent")
+            elif job.retry is not None:
+                job.retry.cancel()
+                job.retry = None
+                self._retrying -= 1
+            self._settle(job)
+            if not job.reported and job.inflight:
+                log.error(
+                    "job still in flight at stop", carrier=self.name, job_id=job.message.job_id
+                )
         # Outcome events (including unknown outcomes from the closed windows) must land.
-        grace = max(2.0, loop_deadline - time.monotonic())
+        grace = max(2.0, deadline - time.monotonic())
         if self._tasks:
             _done, pending = await asyncio.wait(list(self._tasks), timeout=grace)
             for task in pending:

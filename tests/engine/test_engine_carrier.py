@@ -236,3 +236,28 @@ async def test_wants_keeps_about_two_seconds_queued(
     assert sum(carrier.backlog().values()) <= 30
     with pytest.raises(ValueError):
         carrier.submit(message(29))
+
+
+async def test_stop_reports_window_at_deadline_as_unknown(
+    make_sim: SimFactory, make_carrier: CarrierFactory, recorder: Recorder
+) -> None:
+    sim = await make_sim(faults=Faults(response_delay=1.0))
+    carrier = await make_carrier(sim)
+    carrier.submit(message(1))
+    await until(lambda: len(sim.submits) == 1)
+    await carrier.stop(drain_timeout=0.1)
+    assert recorder.outcome("j1").args[1:3] == ("failed", "unknown_outcome")
+
+
+async def test_stop_leaves_a_job_waiting_for_retry_unreported(
+    make_sim: SimFactory, make_carrier: CarrierFactory, recorder: Recorder
+) -> None:
+    """Refused with a transient error, nothing of it at the SMSC: safe to send after a
+    restart, so no event."""
+    sim = await make_sim(faults=Faults(reject_fraction=1.0, reject_status=Status.ESME_RSYSERR))
+    carrier = await make_carrier(sim, retry_backoff=5.0)
+    carrier.submit(message(1))
+    await until(lambda: carrier.counters.retries == 1)
+    await carrier.stop(drain_timeout=0.2)
+    assert recorder.outcomes() == {}
+    assert carrier.stats()["retrying"] == 0
