@@ -67,6 +67,7 @@ class Demo:
         self.plan: GatewayPlan | None = None
         self.workdir = Path(tempfile.mkdtemp(prefix="smppgw-demo-"))
         self.readyz = ""
+        self._log_shown = False
         #: Things worth telling in the summary that are not checks.
         self.notes: list[str] = []
 
@@ -91,6 +92,7 @@ class Demo:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.Event().wait()
                 self._uncancel()
+                self.say()
         except asyncio.CancelledError:
             if self.interrupted is None:
                 raise
@@ -100,6 +102,7 @@ class Demo:
         except (BrokerError, StackError, ChildError, MqttError, OSError) as exc:
             self.say(f"\ndemo failed: {exc}")
             code, keep_logs = 2, True
+            self._log_shown = isinstance(exc, ChildError)
         finally:
             await self._teardown()
             if keep_logs:
@@ -209,13 +212,31 @@ class Demo:
         self.say(f"gateway    smppgw run --config {plan.path} (pid {child.pid})")
         last_note = started
         while True:
-            child.check_alive()
+            try:
+                child.check_alive()
+            except ChildError as exc:
+                if self.own_broker is None and "refused the connection" in str(exc):
+                    host, port = self.broker
+                    raise ChildError(
+                        f"{exc}\nthe broker at {host}:{port} refused the gateway; "
+                        "--broker own starts a private mosquitto"
+                    ) from None
+                raise
             ready, reasons = await self._gateway_ready(plan, child)
             if ready:
                 break
             now = time.monotonic()
             if now - started > 20:
-                raise ChildError(f"gateway not ready after 20 s: {reasons}\n{child.log_tail()}")
+                hint = ""
+                if any(r.startswith("not subscribed") for r in reasons):
+                    host, port = self.broker
+                    hint = (
+                        f"\n(does the broker at {host}:{port} let anonymous clients in? "
+                        "--broker own starts a private one)"
+                    )
+                raise ChildError(
+                    f"gateway not ready after 20 s: {'; '.join(reasons)}{hint}\n{child.log_tail()}"
+                )
             if now - last_note > 2:
                 last_note = now
                 self.say(f"           … waiting for the gateway: {'; '.join(reasons)}")
@@ -422,7 +443,7 @@ class Demo:
         if self.gateway is not None:
             code = await self.gateway.stop()
             stopped.append(f"gateway (SIGTERM, drained, exit {code})")
-            if code not in (0, None):
+            if code not in (0, None) and not self._log_shown:
                 self.say(f"gateway log tail:\n{self.gateway.log_tail()}")
             self.gateway = None
         if self.sim is not None:
