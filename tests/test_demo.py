@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -129,6 +130,11 @@ def test_a_job_that_misses_its_expected_status_fails_the_run(
     assert "ok   order confirmation:" in out  # the other carriers were fine
     assert "RESULT: FAILED" in out
     assert gone(gateway_pid(out))
+    # A failed run keeps its logs for the user to read; the test cleans up after reading.
+    kept = re.search(r"logs and configs kept in (\S+)", out)
+    assert kept, out
+    assert (Path(kept.group(1)) / "gateway.log").is_file()
+    shutil.rmtree(kept.group(1))
 
 
 class Running:
