@@ -10,11 +10,12 @@ lateness for good, so at 50 TPS a 1 ms late timer costs 5 % of the contract.
 This module combines two rules:
 
 * **GCRA** (the virtual-scheduling form of a token bucket) with emission interval
-  ``T = (1 + margin) / tps`` and a small tolerance ``tau``: a send is allowed once the
+  ``T = (1 + margin) / tps`` and a tolerance ``tau``: a send is allowed once the
   theoretical arrival time is at most ``tau`` ahead. The tolerance lets a late wake-up catch
-  up (a few sends at once) instead of losing the time; ``tau`` is below ``T`` at low rates
-  (no double sends) and a few milliseconds at thousands of TPS (small bursts, so timer
-  granularity does not cap the rate).
+  up instead of losing the time: a wake-up late by less than ``tau`` costs nothing. ``tau``
+  is 0.9 interval clamped to 20..50 ms: below 45 TPS two sends share a wake-up only right
+  after a late one; at thousands of TPS it allows bursts of 20-50 ms worth, so timer
+  granularity does not cap the rate.
 * An exact **sliding-window guard**: the time of the last ``floor(tps)`` sends is kept, and a
   send is allowed only when the oldest of them is more than ``1 + guard`` seconds old. GCRA's
   tolerance alone could put ``tps + 1`` sends in ``1 + margin - tau`` seconds; the guard
@@ -43,8 +44,14 @@ GUARD = 0.005
 
 
 def tolerance_for(interval: float) -> float:
-    """GCRA tolerance: absorb late wake-ups without letting low rates double-send."""
-    return max(0.005, min(0.5 * interval, 0.010))
+    """GCRA tolerance: how late a timer wake-up may be without losing sending time.
+
+    Nine tenths of an interval, but at least 20 ms (a busy event loop is that late now and
+    then) and at most 50 ms. Below 45 TPS two sends never share a wake-up except right
+    after a late one; above, it allows bursts of up to 20-50 ms worth, which the
+    sliding-window guard keeps within the limit.
+    """
+    return min(max(0.9 * interval, 0.020), 0.050)
 
 
 class Throttle:

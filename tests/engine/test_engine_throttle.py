@@ -49,7 +49,7 @@ def run_backlog(tps: float, seconds: float, lateness: list[float]) -> list[float
 @settings(max_examples=60, deadline=None)
 @given(
     tps=st.sampled_from([1, 3, 10, 50, 99.5, 200, 1000, 5000]),
-    lateness=st.lists(st.floats(0.0, 0.004), min_size=1, max_size=20),
+    lateness=st.lists(st.floats(0.0, 0.015), min_size=1, max_size=20),
 )
 def test_no_second_over_tps_and_full_use(tps: float, lateness: list[float]) -> None:
     seconds = 12.0
@@ -61,14 +61,20 @@ def test_no_second_over_tps_and_full_use(tps: float, lateness: list[float]) -> N
 
 
 def test_burst_after_idle_is_bounded() -> None:
-    """After a long idle time the throttle does not release a second's worth at once."""
+    """After a long idle time the throttle does not release a second's worth at once, and
+    at low rates not even two."""
+    now = 100.0
+    slow = Throttle(20, clock=lambda: now)
+    assert slow.delay(now) == 0.0
+    slow.take(now)
+    assert slow.delay(now) > 0.0
     now = 100.0
     throttle = Throttle(1000, clock=lambda: now)
     burst = 0
     while throttle.delay(now) == 0.0:
         throttle.take(now)
         burst += 1
-    assert 1 <= burst <= 10  # a few ms worth at 1000 TPS, not 1000
+    assert 1 <= burst <= 21  # 20 ms worth at 1000 TPS, not 1000
 
 
 def test_very_late_wakeups_never_exceed() -> None:
@@ -133,11 +139,13 @@ async def test_throttle_pause_backs_off_then_probes(
     carrier = await make_carrier(sim, throttle_backoff=0.1, throttle_backoff_max=0.4, window=10)
     for i in range(5):
         carrier.submit(message(i))
+    await until(lambda: carrier.counters.throttle_pauses == 1)
+    sent_before = carrier.counters.submit_sm_sent  # the first burst, before the answer
     await until(lambda: carrier.counters.throttle_pauses >= 4, timeout=3.0)
-    # 0.1 + 0.2 + 0.4 + 0.4 ... : one probe per pause after the first burst.
+    # 0.1 + 0.2 + 0.4 + 0.4 ... : exactly one probe per pause since then.
     assert carrier.stats()["pause_level"] == 0.4
-    sent = carrier.counters.submit_sm_sent
-    assert sent <= 1 + carrier.counters.throttle_pauses, sent
+    probes = carrier.counters.submit_sm_sent - sent_before
+    assert probes <= carrier.counters.throttle_pauses, probes
     sim.set_faults(reject_fraction=0.0)
     await until(lambda: len(recorder.outcomes()) == 5, timeout=3.0)
     assert [job_of(s) for s in sim.submits] == [f"j{i}" for i in range(5)]
