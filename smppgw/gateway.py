@@ -23,11 +23,11 @@ from smppgw.carrier import Carrier
 from smppgw.config import ConfigError, load_config
 from smppgw.events import EventFactory, GatewayEvents
 from smppgw.feeder import Feeder
-from smppgw.health import HealthState
+from smppgw.health import HealthState, run_heartbeat
 from smppgw.intake import Intake
 from smppgw.logs import register_secret, set_level, setup_logging
 from smppgw.metrics import LANES, Metrics
-from smppgw.mqtt import MqttClient
+from smppgw.mqtt import MqttClient, MqttError
 from smppgw.outbox import OutboxPublisher
 from smppgw.routing import Router
 from smppgw.settings import CarrierConfig, Config
@@ -95,6 +95,10 @@ class Gateway:
         except StoreError as exc:
             log.error("store_unusable", path=self.config.store.path, error=str(exc))
             return 1
+        except MqttError as exc:  # refused credentials, untrusted certificate
+            log.error("mqtt_refused", host=self.config.mqtt.host, error=str(exc))
+            await self.store.close()
+            return 1
         notify.ready("connected; binds attempted")
         log.info(
             "gateway_ready",
@@ -137,6 +141,7 @@ class Gateway:
         self._accepting = True
         self._spawn(self._subscribe(), "subscribe")
         self._spawn(self.outbox.run(), "outbox")
+        self._spawn(run_heartbeat(self.health), "heartbeat")
         self._spawn(self._refresh_metrics(), "metrics")
         self._spawn(self._purge(), "purge")
         self._spawn(notify.run_watchdog(self.health.alive), "watchdog")
@@ -235,25 +240,35 @@ class Gateway:
         self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
 
     async def _refresh_metrics(self) -> None:
+        """Gauges that are cheaper to sample than to track: queue depths, outbox, binds.
+        A failure is logged and the next round tries again; the heartbeat is separate."""
         while True:
-            self.health.beat()
             try:
-                depths = await self.store.queue_depths()
-                self.metrics.set_queue_depths(
-                    {(carrier, LANES[lane]): n for (carrier, lane), n in depths.items()}
-                )
-                self.metrics.mqtt_outbox_depth.set(await self.store.outbox_size())
-                self.metrics.store_size.set(self.store.size_bytes())
-            except StoreError as exc:
-                self.health.set_problem("store", str(exc))
-            else:
-                self.health.set_problem("store", None)
-            for name, carrier in self.carriers.items():
-                self.health.set_binds(name, carrier.bound_sessions)
-                stats = carrier.stats()
-                self.metrics.window_in_use.labels(name).set(stats["window_in_use"])
-            self.metrics.heartbeat_age.set(self.health.heartbeat_age())
+                await self._refresh_once()
+            except Exception:
+                log.exception("metrics_refresh_failed")
             await asyncio.sleep(METRICS_EVERY)
+
+    async def _refresh_once(self) -> None:
+        try:
+            depths = await self.store.queue_depths()
+            self.metrics.set_queue_depths(
+                {(carrier, LANES[lane]): n for (carrier, lane), n in depths.items()}
+            )
+            self.metrics.mqtt_outbox_depth.set(await self.store.outbox_size())
+            self.metrics.store_size.set(self.store.size_bytes())
+        except StoreError as exc:
+            self.health.set_problem("store", str(exc))
+        else:
+            self.health.set_problem("store", None)
+        for name, carrier in self.carriers.items():
+            self.health.set_binds(name, carrier.bound_sessions)
+            for keeper in carrier.keepers:
+                session = keeper.session
+                in_flight = session.in_flight if session is not None else 0
+                self.metrics.window_in_use.labels(carrier=name, session=keeper.name).set(
+                    in_flight
+                )
 
     async def _purge(self) -> None:
         while True:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -12,7 +14,7 @@ import pytest
 from smppgw.sim.server import Simulator
 
 from gateway.harness import Observer, gateway_config, running, sim_config
-from support.broker import Mosquitto
+from support.broker import Mosquitto, free_port
 
 VIETNAMESE = "Đơn hàng #1984 của bạn đã được giao"
 
@@ -151,3 +153,32 @@ async def test_response_topic_and_correlation_data_are_echoed(
     assert all(r["id"] == "rt-1" for r in replies)
     assert obs.correlation["shop/replies/7"] == [b"req-42", b"req-42"]
     assert obs.correlation["sms/status/rt-1"] == [None, None]
+
+
+async def test_metrics_and_readiness_of_a_running_gateway(
+    tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
+) -> None:
+    port = free_port()
+    config = gateway_config(
+        tmp_path, mosquitto, {"viettel": viettel}, metrics={"listen": f"127.0.0.1:{port}"}
+    )
+    async with running(config), Observer(mosquitto) as obs:
+        await obs.submit(id="m-1", to="0981234567", text="OTP 4321")
+        await obs.wait_final(["m-1"])
+        await asyncio.sleep(1.2)  # one metrics refresh
+        ready = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz")
+        scrape = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+    assert ready[0] == 200, ready
+    body = scrape[1]
+    assert 'smppgw_jobs_received_total{lane="normal"} 1.0' in body
+    assert 'smppgw_receipts_total{carrier="viettel",state="DELIVRD"} 1.0' in body
+    assert 'smppgw_jobs_final_total{carrier="viettel",status="delivered"} 1.0' in body
+    assert "secret" not in body
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
