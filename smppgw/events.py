@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 
@@ -30,6 +31,28 @@ log = structlog.get_logger("smppgw.events")
 UNMATCHED_SUFFIX = "unmatched"
 
 
+class _At:
+    """``format_at`` with the date and time of day cached per whole second.
+
+    Every status event carries ``at``; formatting a datetime costs more than the rest of
+    the event, and a busy gateway stamps thousands of events within the same second. The
+    cache is one tuple, swapped whole, so the store's writer thread (receipt events) and
+    the event loop can share it without a lock."""
+
+    __slots__ = ("_cached",)
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, str] = (-1, "")
+
+    def __call__(self, timestamp: float) -> str:
+        seconds, ms = divmod(round(timestamp * 1000), 1000)
+        cached = self._cached
+        if cached[0] != seconds:
+            cached = (seconds, format_at(seconds)[:-5])  # drop ".000Z"
+            self._cached = cached
+        return f"{cached[1]}.{ms:03d}Z"
+
+
 class EventFactory:
     """Builds the outbox events for a status change: ``<status_topic>/<id>`` and, when the
     job came with an MQTT 5 Response Topic, a copy there with its Correlation Data."""
@@ -39,6 +62,7 @@ class EventFactory:
         self.inbound_topic = mqtt.inbound_topic.rstrip("/")
         self.rejected_topic = mqtt.rejected_topic
         self.unmatched_topic = f"{self.status_topic}-{UNMATCHED_SUFFIX}"
+        self._at = _At()
 
     def status(
         self,
@@ -62,7 +86,7 @@ class EventFactory:
                 parts=parts,
                 message_ids=tuple(message_ids),
                 error=error,
-                at=format_at(time.time()),
+                at=self._at(time.time()),
             )
         )
         events = [OutboxEvent(f"{self.status_topic}/{job_id}", payload)]
@@ -94,6 +118,20 @@ class EventFactory:
         )
 
 
+class _CarrierMetrics:
+    """One carrier's metric children, looked up once instead of per event (``labels()``
+    takes a lock and hashes the label values). Tied to the carrier's config object: a
+    reload that removes a carrier (and its series) or changes it builds a new one."""
+
+    __slots__ = ("config", "final", "latency", "parts")
+
+    def __init__(self, metrics: Metrics, carrier: str, config: CarrierConfig | None) -> None:
+        self.config = config
+        self.parts = metrics.parts_submitted.labels(carrier)
+        self.latency = tuple(metrics.queue_latency.labels(carrier, lane) for lane in LANES)
+        self.final: dict[str, Any] = {}
+
+
 class GatewayEvents:
     """The gateway's side of the carrier interface, backed by the store."""
 
@@ -114,6 +152,21 @@ class GatewayEvents:
         #: status events need (parts, response topic) without a store read.
         self.active: dict[str, StoredJob] = {}
         self._submitted_at: dict[str, float] = {}
+        self._carrier_metrics: dict[str, _CarrierMetrics] = {}
+
+    def _metrics_of(self, carrier: str) -> _CarrierMetrics:
+        config = self._carriers.get(carrier)
+        found = self._carrier_metrics.get(carrier)
+        if found is None or found.config is not config:
+            found = self._carrier_metrics[carrier] = _CarrierMetrics(self._metrics, carrier, config)
+        return found
+
+    def _count_final(self, carrier: str, status: str) -> None:
+        final = self._metrics_of(carrier).final
+        child = final.get(status)
+        if child is None:
+            child = final[status] = self._metrics.jobs_final.labels(carrier, status)
+        child.inc()
 
     def claimed(self, job: StoredJob) -> None:
         self.active[job.job_id] = job
@@ -141,13 +194,13 @@ class GatewayEvents:
             job_id, carrier, normalized, message_ids, final=not dlr, events=events
         )
         self.active.pop(job_id, None)
-        self._metrics.parts_submitted.labels(carrier).inc(len(message_ids))
+        metrics = self._metrics_of(carrier)
+        metrics.parts.inc(len(message_ids))
         if job is not None:
-            self._metrics.queue_latency.labels(carrier, LANES[job.lane]).observe(
-                max(0.0, time.time() - job.received_at)
-            )
+            now = time.time()
+            metrics.latency[job.lane].observe(max(0.0, now - job.received_at))
             if dlr:
-                self._submitted_at[job_id] = time.time()
+                self._submitted_at[job_id] = now
         self._on_events()
 
     async def finished(
@@ -165,7 +218,7 @@ class GatewayEvents:
         )
         await self._store.finish(job_id, status, events, code=code)
         self.active.pop(job_id, None)
-        self._metrics.jobs_final.labels(carrier, status).inc()
+        self._count_final(carrier, status)
         log.info("job_finished", carrier=carrier, job_id=job_id, status=status, code=code)
         self._on_events()
 
@@ -182,7 +235,7 @@ class GatewayEvents:
             latency=(time.time() - submitted_at) if submitted_at is not None else None,
         )
         if final is not None:
-            self._metrics.jobs_final.labels(carrier, final).inc()
+            self._count_final(carrier, final)
             self._on_events()
 
     async def unmatched_receipt(self, carrier: str, receipt: Receipt) -> None:

@@ -4,10 +4,17 @@ The handler returns (and the MQTT client sends the PUBACK) only once the job, or
 rejection, is committed. If the store cannot commit, the handler raises: no PUBACK, and
 the broker delivers the job again. Many handlers run at once, so the store's group commit
 turns a burst of jobs into a few transactions.
+
+Jobs validated in the same event-loop turn go to the store as one ``add_jobs`` call (one
+writer operation for the whole burst instead of one per job): the writer's per-operation
+cost (a SAVEPOINT, a future, a cross-thread wake-up) was a tenth of the gateway's CPU per
+job in the end-to-end benchmark, and batching adds no wait, because the batch is flushed
+at the end of the turn in which its first job arrived.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -43,6 +50,11 @@ class Intake:
         self._metrics = metrics
         self._on_job = on_job
         self._on_events = on_events
+        #: Jobs waiting for the end of this event-loop turn, with their handlers' futures.
+        self._batch: list[tuple[StoredJob, asyncio.Future[bool]]] = []
+        self._commits: set[asyncio.Future[None]] = set()
+        #: The jobs_received counter of each lane (``labels()`` is a dict lookup under a lock).
+        self._received = tuple(metrics.jobs_received.labels(name) for name in LANES)
 
     def reconfigure(self, config: Config, router: Router) -> None:
         """Take a reloaded config's routes and limits for the next jobs."""
@@ -84,13 +96,44 @@ class Intake:
             correlation_data=message.correlation_data,
             received_at=now,
         )
-        (new,) = await self._store.add_jobs([stored])
+        new = await self._add(stored)
         if new:
-            self._metrics.jobs_received.labels(LANES[stored.lane]).inc()
+            self._received[stored.lane].inc()
             self._on_job(carrier)
         else:
             self._metrics.jobs_duplicate.inc()
             log.info("job_duplicate", job_id=job.id)
+
+    def _add(self, job: StoredJob) -> asyncio.Future[bool]:
+        """Queue ``job`` for this turn's ``add_jobs``; resolves to True if it was new."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        if not self._batch:
+            loop.call_soon(self._flush)
+        self._batch.append((job, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.ensure_future(self._commit(batch))
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)
+
+    async def _commit(self, batch: list[tuple[StoredJob, asyncio.Future[bool]]]) -> None:
+        try:
+            added = await self._store.add_jobs([job for job, _ in batch])
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # every handler of the batch raises: no PUBACKs
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), new in zip(batch, added, strict=True):
+            if not future.done():
+                future.set_result(new)
 
     async def _reject(
         self, job_id: str, code: str, reason: str, message: Message, now: float

@@ -43,12 +43,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate", type=float, metavar="JOBS/S", help="latency load (default: half the capacity)"
     )
+    parser.add_argument(
+        "--fast-tps", type=float, metavar="TPS", help="the unthrottled carrier's tps (100,000)"
+    )
     parser.add_argument("--latency-seconds", type=float, metavar="S", help="(20)")
     parser.add_argument("--throttle-seconds", type=float, metavar="S", help="(60)")
     parser.add_argument("--otp-backlog", type=int, metavar="N", help="campaign size (100,000)")
     parser.add_argument("--memory-jobs", type=int, metavar="N", help="jobs queued (1,000,000)")
     parser.add_argument("--workdir", type=Path, help="where the runs' files go (a tmp dir)")
     parser.add_argument("--keep", action="store_true", help="keep configs, logs and stores")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="py-spy the gateway; profiles go to DIR"
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
     parser.add_argument(
@@ -66,6 +72,8 @@ def options_from(args: argparse.Namespace) -> Options:
         "otp_backlog",
         "memory_jobs",
         "workdir",
+        "profile",
+        "fast_tps",
     ):
         value = getattr(args, name, None)
         if value is not None:

@@ -336,6 +336,10 @@ def start_gateway(
     config_path = workdir / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     argv = [sys.executable, "-m", "smppgw", "run", "--config", str(config_path)]
+    prelude = os.environ.get("SMPPGW_BENCH_PRELUDE")
+    if prelude:  # experiments: code run in the gateway process before smppgw starts
+        code = f"import sys\n{prelude}\nfrom smppgw.cli import main\nsys.exit(main())"
+        argv = [sys.executable, "-c", code, "run", "--config", str(config_path)]
     gateway = GatewayProcess("smppgw run", argv, workdir / "gateway.log")
     gateway.metrics_port = metrics_port
     gateway.config_path = config_path

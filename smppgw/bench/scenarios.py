@@ -66,6 +66,11 @@ class Options:
     keep: bool = False
     #: Throughput the latency scenario runs at half of, when it did not run first.
     capacity: float | None = None
+    #: The "unthrottled" carrier's tps in the throughput and latency scenarios: far above
+    #: what the gateway can do, so the limit never binds.
+    fast_tps: float = 100_000.0
+    #: Directory for py-spy profiles of the gateway during the measured phases.
+    profile: Path | None = None
 
     @classmethod
     def quick(cls) -> Options:
@@ -239,6 +244,26 @@ def stack(
         gateway.check()
 
 
+@contextmanager
+def profiling(options: Options, pid: int, name: str, result: ScenarioResult) -> Iterator[None]:
+    """py-spy on the gateway for the duration of the block, when ``--profile`` asked."""
+    if options.profile is None:
+        yield
+        return
+    from smppgw.bench.profile import Profiler, summarise
+
+    options.profile.mkdir(parents=True, exist_ok=True)
+    raw = options.profile / f"{name}.raw"
+    profiler = Profiler(pid, raw)
+    try:
+        yield
+    finally:
+        profiler.stop()
+    summary = options.profile / f"{name}.txt"
+    summary.write_text(summarise(raw).format(40) + "\n")
+    result.notes.append(f"profile: {summary} (collapsed stacks: {raw})")
+
+
 def wait_until(
     done: Callable[[], bool], timeout: float, tick: Callable[[], None], what: str
 ) -> None:
@@ -326,7 +351,7 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
     the gateway in CPU."""
     result = ScenarioResult("throughput")
     n = options.jobs
-    with stack(options, "throughput", tps=100_000, sessions=2, window=100) as s:
+    with stack(options, "throughput", tps=options.fast_tps, sessions=2, window=100) as s:
         warm = max(100, min(2000, n // 10))
         tick = Ticker(progress, "throughput warm-up", s, warm)
         s.publisher.burst(1_000_000_000 - warm - 1, warm, tick=tick)
@@ -335,12 +360,13 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
         s.publisher.published.value = 0
         meter = CpuMeter(s.children())
         tick = Ticker(progress, "throughput", s, n)
-        meter.start()
-        start, published_at = s.publisher.burst(0, n, tick=tick)
-        wait_until(
-            lambda: s.collector.finals.value >= n, 60 + n / 500, tick, "every delivered event"
-        )
-        meter.stop()
+        with profiling(options, s.gateway.pid, "throughput", result):
+            meter.start()
+            start, published_at = s.publisher.burst(0, n, tick=tick)
+            wait_until(
+                lambda: s.collector.finals.value >= n, 60 + n / 500, tick, "every delivered event"
+            )
+            meter.stop()
         end = s.collector.last_final.value
         events = s.collector.result()
         gw = s.gateway.sample()
@@ -389,7 +415,7 @@ def latency(options: Options, progress: Progress) -> ScenarioResult:
     seconds = options.latency_seconds
     count = max(1, int(rate * seconds))
     warm = max(1, int(rate * min(2.0, seconds / 4)))
-    with stack(options, "latency", tps=100_000, sessions=2, window=100) as s:
+    with stack(options, "latency", tps=options.fast_tps, sessions=2, window=100) as s:
         tick = Ticker(progress, f"latency warm-up @ {rate:,.0f}/s", s, warm)
         s.publisher.paced(50_000_000, warm, rate, tick=tick)
         wait_until(lambda: s.collector.finals.value >= warm, 60, tick, "the warm-up jobs")
@@ -399,10 +425,11 @@ def latency(options: Options, progress: Progress) -> ScenarioResult:
         since = s.sim.stats()["submits_accepted"]
         meter = CpuMeter(s.children())
         tick = Ticker(progress, f"latency @ {rate:,.0f}/s", s, count)
-        meter.start()
-        times = s.publisher.paced(0, count, rate, tick=tick)
-        wait_until(lambda: s.collector.finals.value >= count, 120, tick, "every final event")
-        meter.stop()
+        with profiling(options, s.gateway.pid, "latency", result):
+            meter.start()
+            times = s.publisher.paced(0, count, rate, tick=tick)
+            wait_until(lambda: s.collector.finals.value >= count, 120, tick, "every final event")
+            meter.stop()
         events = s.collector.result()
         progress.show("[latency] reading the simulator's submits")
         submits = s.sim.all_submits(since)
@@ -572,16 +599,17 @@ def memory(options: Options, progress: Progress) -> ScenarioResult:
 
         tick.extra = intake
         meter = CpuMeter({"gateway": gateway.pid})
-        meter.start()
-        start, _ = s.publisher.burst(0, n, "normal", tick=tick)
-        wait_until(
-            lambda: gateway.metric_sum("smppgw_jobs_received_total") >= n,
-            300 + n / 200,
-            tick,
-            "the gateway to commit every job",
-        )
-        done = time.monotonic()
-        meter.stop()
+        with profiling(options, s.gateway.pid, "memory", result):
+            meter.start()
+            start, _ = s.publisher.burst(0, n, "normal", tick=tick)
+            wait_until(
+                lambda: gateway.metric_sum("smppgw_jobs_received_total") >= n,
+                300 + n / 200,
+                tick,
+                "the gateway to commit every job",
+            )
+            done = time.monotonic()
+            meter.stop()
         time.sleep(1.0)
         gw = gateway.sample()
         db = sum(
