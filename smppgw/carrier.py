@@ -67,12 +67,19 @@ log = get_logger("smppgw.carrier")
 INF = math.inf
 #: The dispatcher yields to the event loop after this many sends in a row.
 _BURST = 64
+#: Seconds before a failed ``events.sending`` call is tried again.
+_ARM_RETRY = 0.5
 #: Completed multi-part MO texts kept while their inbound event is retried.
 _MO_UNSENT_MAX = 1000
 
 
 class CarrierEvents(Protocol):
     """Implemented by the gateway; each coroutine returns only once its effect is durable."""
+
+    async def sending(self, carrier: str, job_ids: list[str]) -> None:
+        """These jobs' first submit_sm may be written once this returns: record it
+        durably, so that after a crash their outcome is known to be unknown (and they
+        are not sent twice). Called once per job, in batches, ahead of the sends."""
 
     async def submitted(self, carrier: str, job_id: str, message_ids: list[str]) -> None:
         """Every part accepted; ids in part order, as the SMSC wrote them."""
@@ -129,6 +136,8 @@ class _Job:
     reported: bool = False
     #: Set once the job's submitted/finished event has returned.
     settled: asyncio.Event = field(default_factory=asyncio.Event)
+    #: ``events.sending`` returned for this job: its parts may go out.
+    armed: bool = False
 
     @property
     def parts(self) -> int:
@@ -183,6 +192,14 @@ class Carrier:
         self._refs = RefCounter(bits)
         self.throttle = Throttle(config.tps)
         self._lanes: tuple[deque[_Job], ...] = tuple(deque() for _ in Priority)
+        #: Jobs not yet armed (``events.sending``), per lane, in arrival order.
+        self._to_arm: tuple[deque[_Job], ...] = tuple(deque() for _ in Priority)
+        self._arming = False
+        #: Armed jobs not yet started: when it runs low the next batch is armed ahead.
+        self._armed_ready = 0
+        # Small batches: after a kill -9 every armed-but-unsent job counts as an unknown
+        # outcome, so arm about 50 ms of sending at a time (one commit each).
+        self._arm_batch = max(8, min(200, int(config.tps * 0.05)), config.window)
         self._active: dict[str, _Job] = {}
         self._order = 0
         self._retrying = 0
@@ -260,6 +277,7 @@ class Carrier:
         job = _Job(message=message, order=self._order, attempt=message.attempt, lane=lane)
         self._active[message.job_id] = job
         self._lanes[lane].append(job)
+        self._to_arm[lane].append(job)
         job.queued = True
         self._wake()
 
@@ -449,6 +467,10 @@ class Carrier:
                     self._fail(job, "rejected", "text", str(exc))
                     self._settle(job)
                     return None
+            if not job.armed:
+                if not self._arming:
+                    self._start_arming()
+                return INF  # _arm() wakes the dispatcher
         session = self._pick_session(job)
         if session is None:
             return INF
@@ -480,6 +502,10 @@ class Carrier:
         if not job.todo:
             self._unqueue(job)
         job.inflight += 1
+        if not job.started:
+            self._armed_ready -= 1
+            if self._armed_ready < self._arm_batch // 2 and not self._arming:
+                self._start_arming()
         job.started = True
         job.session = session
         probe = self._probing
@@ -487,6 +513,34 @@ class Carrier:
             self._probe_inflight = True
         fut.add_done_callback(partial(self._on_result, job, part, self._epoch, probe))
         return None
+
+    def _start_arming(self) -> None:
+        """Arm the next jobs (highest lanes first) with one ``events.sending`` call."""
+        batch: list[_Job] = []
+        for pending in self._to_arm:
+            while pending and len(batch) < self._arm_batch:
+                job = pending.popleft()
+                if job.queued and not job.armed and job.failure is None:
+                    batch.append(job)
+        if batch:
+            self._arming = True
+            self._spawn(self._arm(batch))
+
+    async def _arm(self, batch: list[_Job]) -> None:
+        try:
+            await self.events.sending(self.name, [job.message.job_id for job in batch])
+        except Exception as exc:
+            log.warning("sending_record_failed", carrier=self.name, jobs=len(batch), error=str(exc))
+            for job in reversed(batch):
+                self._to_arm[job.lane].appendleft(job)
+            await asyncio.sleep(_ARM_RETRY)
+        else:
+            for job in batch:
+                job.armed = True
+            self._armed_ready = max(0, self._armed_ready) + len(batch)
+        finally:
+            self._arming = False
+            self._wake()
 
     def _pick_session(self, job: _Job) -> Session | None:
         pinned = job.session

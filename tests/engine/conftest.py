@@ -45,6 +45,8 @@ class Recorder:
         self.store: dict[str, tuple[str, int, int]] = {}
         #: kind → calls currently inside the coroutine.
         self.running: dict[str, int] = {}
+        #: Job ids whose ``sending`` call returned, in order.
+        self.armed: list[str] = []
 
     async def _hook(self, kind: str) -> None:
         self.running[kind] = self.running.get(kind, 0) + 1
@@ -56,6 +58,10 @@ class Recorder:
                 raise RuntimeError(f"{kind}: injected failure")
         finally:
             self.running[kind] -= 1
+
+    async def sending(self, carrier: str, job_ids: list[str]) -> None:
+        await self._hook("sending")
+        self.armed.extend(job_ids)
 
     async def submitted(self, carrier: str, job_id: str, message_ids: list[str]) -> None:
         await self._hook("submitted")

@@ -1,0 +1,53 @@
+"""No submit_sm leaves before the gateway has durably recorded that it may (invariant 2:
+after a crash, a job whose submit may have left is known as such and not sent again)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from engine.conftest import CarrierFactory, Recorder, SimFactory, message, until
+from smppgw.outbound import Priority
+
+
+async def test_no_part_leaves_before_sending_returned(
+    make_sim: SimFactory, make_carrier: CarrierFactory, recorder: Recorder
+) -> None:
+    sim = await make_sim()
+    carrier = await make_carrier(sim)
+    recorder.delay["sending"] = 0.3
+    carrier.submit(message(1, text="x" * 300))  # two parts
+    await asyncio.sleep(0.15)
+    assert sim.submits == [] and recorder.running.get("sending") == 1
+    await until(lambda: len(sim.submits) == 2, timeout=3)
+    assert recorder.armed == ["j1"]
+
+
+async def test_failed_sending_record_is_retried_and_the_job_sent_once(
+    make_sim: SimFactory, make_carrier: CarrierFactory, recorder: Recorder
+) -> None:
+    sim = await make_sim()
+    carrier = await make_carrier(sim)
+    recorder.fail["sending"] = 2
+    for i in range(5):
+        carrier.submit(message(i))
+    await until(lambda: len(recorder.of("submitted")) == 5, timeout=5)
+    assert sorted(s.pdu.short_message for s in sim.submits) == [
+        f"message {i}".encode() for i in range(5)
+    ]
+    assert recorder.armed == [f"j{i}" for i in range(5)]
+
+
+async def test_jobs_are_armed_in_batches_highest_lane_first(
+    make_sim: SimFactory, make_carrier: CarrierFactory, recorder: Recorder
+) -> None:
+    sim = await make_sim()
+    carrier = await make_carrier(sim, tps=1000, window=50)
+    recorder.delay["sending"] = 0.05
+    for i in range(100):
+        carrier.submit(message(i, priority=Priority.LOW))
+    carrier.submit(message(1000, priority=Priority.HIGH))
+    await until(lambda: len(recorder.of("submitted")) == 101, timeout=10)
+    assert recorder.armed[0] == "j1000"
+    calls = recorder.running  # every call finished
+    assert calls.get("sending") == 0
+    assert len(recorder.armed) == 101
