@@ -169,7 +169,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        asyncio.run(serve(configs))
+        runner = asyncio.run
     else:
-        uvloop.run(serve(configs))
+        runner = uvloop.run
+    try:
+        runner(serve(configs))
+    except OSError as exc:  # a port in use, a log file that cannot be opened
+        print(f"smppgw sim: {exc}", file=sys.stderr)
+        return 1
     return 0

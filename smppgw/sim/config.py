@@ -90,10 +90,10 @@ class SimConfig:
     receipt_id_other_base: bool = False
     #: Port of the HTTP control interface (0: any free port); None: no control interface.
     control_port: int | None = None
-    control_host: str = "127.0.0.1"
     #: JSON-lines PDU log file; None: no PDU log.
     pdu_log: str | None = None
     faults: Faults = field(default_factory=Faults)
+    control_host: str = "127.0.0.1"
     #: Name in logs, in the "listening" line and the system_id of bind responses.
     name: str = "sim"
     #: Seconds of silence from a bound client before the simulator sends enquire_link;
