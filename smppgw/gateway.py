@@ -266,9 +266,7 @@ class Gateway:
             for keeper in carrier.keepers:
                 session = keeper.session
                 in_flight = session.in_flight if session is not None else 0
-                self.metrics.window_in_use.labels(carrier=name, session=keeper.name).set(
-                    in_flight
-                )
+                self.metrics.window_in_use.labels(carrier=name, session=keeper.name).set(in_flight)
 
     async def _purge(self) -> None:
         while True:
