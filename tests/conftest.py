@@ -7,8 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from support.broker import Mosquitto, find_mosquitto
+
+# CI machines are small and shared: a slow example is not a failure. Timing is measured in
+# benchmarks, never asserted by hypothesis.
+settings.register_profile(
+    "smppgw", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("smppgw")
 
 _NO_MOSQUITTO = "mosquitto is not installed (apt-get install mosquitto, or put it on PATH)"
 
