@@ -58,7 +58,15 @@ from smppgw.smpp.receipt import (
     normalize_message_id,
     parse_receipt,
 )
-from smppgw.smpp.session import NoResponse, NotBound, Result, Session, SessionKeeper
+from smppgw.smpp.session import (
+    NoResponse,
+    NotBound,
+    Result,
+    Session,
+    SessionKeeper,
+    SessionObserver,
+    Unobserved,
+)
 from smppgw.smpp.text import Concat, Reassembler, RefCounter, TextError, decode_mo, split
 from smppgw.throttle import Throttle
 
@@ -103,6 +111,69 @@ class CarrierEvents(Protocol):
 
     async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
         """(job_id, part, parts) for an id not in memory (e.g. submitted before a restart)."""
+
+
+class CarrierObserver(SessionObserver, Protocol):
+    """What the carrier (and its binds) report for metrics; see :mod:`smppgw.telemetry`.
+
+    Keeps this engine free of any metrics library. Called on the event loop, some methods
+    once per submit_sm: they must be cheap and must not raise.
+    """
+
+    def submit_sent(self, carrier: str) -> None:
+        """A submit_sm was written (one per part, retries included)."""
+
+    def submit_response(self, carrier: str, status: int, latency: float) -> None:
+        """Its submit_sm_resp came, ``latency`` seconds after the submit_sm was written."""
+
+    def submit_timeout(self, carrier: str) -> None:
+        """No submit_sm_resp (timeout, or the bind went with it in the window)."""
+
+    def retry(self, carrier: str) -> None:
+        """A part went back to be sent again (transient error, throttling, resend)."""
+
+    def receipt_early(self, carrier: str) -> None:
+        """A receipt matched no known id yet and is held for its submit_sm_resp."""
+
+    def mo_part(self, carrier: str) -> None:
+        """An MO deliver_sm / data_sm arrived (one per part)."""
+
+    def throttle_wait(self, carrier: str, seconds: float) -> None:
+        """The next submit waited this long for a token of the carrier's TPS limit."""
+
+    def throttle_backoff(self, carrier: str, seconds: float) -> None:
+        """SMSC throttling: the carrier sends nothing for ``seconds`` from now."""
+
+
+class _Unobserved(Unobserved):
+    """The default :class:`CarrierObserver`: reports nothing."""
+
+    def submit_sent(self, carrier: str) -> None:
+        pass
+
+    def submit_response(self, carrier: str, status: int, latency: float) -> None:
+        pass
+
+    def submit_timeout(self, carrier: str) -> None:
+        pass
+
+    def retry(self, carrier: str) -> None:
+        pass
+
+    def receipt_early(self, carrier: str) -> None:
+        pass
+
+    def mo_part(self, carrier: str) -> None:
+        pass
+
+    def throttle_wait(self, carrier: str, seconds: float) -> None:
+        pass
+
+    def throttle_backoff(self, carrier: str, seconds: float) -> None:
+        pass
+
+
+UNOBSERVED: CarrierObserver = _Unobserved()
 
 
 def relative_validity(seconds: float) -> str:
@@ -180,10 +251,12 @@ class Carrier:
         *,
         matcher: ReceiptMatcher | None = None,
         reassembly_timeout: float = 300.0,
+        observer: CarrierObserver = UNOBSERVED,
     ) -> None:
         self.config = config
         self.name = config.name
         self.events = events
+        self.observer = observer
         self.policy = ErrorPolicy(dict(config.error_policy))
         self.matcher = matcher if matcher is not None else ReceiptMatcher()
         self._reassembler = Reassembler(reassembly_timeout)
@@ -247,6 +320,8 @@ class Carrier:
                 self,
                 name=f"{self.name}/{mode[:3]}{counts[mode]}",
                 on_change=self._wake,
+                observer=self.observer,
+                slot=counts[mode] - 1,
             )
             self.keepers.append(keeper)
             if mode != "receiver":
@@ -481,6 +556,7 @@ class Carrier:
             return wait
         if self._throttled_since is not None:
             self.counters.throttle_wait_seconds += now - self._throttled_since
+            self.observer.throttle_wait(self.name, now - self._throttled_since)
             self._throttled_since = None
         assert job.pdus is not None
         part = job.todo[0]
@@ -498,6 +574,7 @@ class Carrier:
             return None
         self.throttle.take()
         self.counters.submit_sm_sent += 1
+        self.observer.submit_sent(self.name)
         job.todo.pop(0)
         if not job.todo:
             self._unqueue(job)
@@ -511,7 +588,7 @@ class Carrier:
         probe = self._probing
         if probe:
             self._probe_inflight = True
-        fut.add_done_callback(partial(self._on_result, job, part, self._epoch, probe))
+        fut.add_done_callback(partial(self._on_result, job, part, self._epoch, probe, now))
         return None
 
     def _start_arming(self) -> None:
@@ -622,7 +699,13 @@ class Carrier:
 
     # ================================================================== results
     def _on_result(
-        self, job: _Job, part: int, epoch: int, probe: bool, fut: asyncio.Future[Result]
+        self,
+        job: _Job,
+        part: int,
+        epoch: int,
+        probe: bool,
+        sent: float,
+        fut: asyncio.Future[Result],
     ) -> None:
         result = fut.result()
         job.inflight -= 1
@@ -634,6 +717,7 @@ class Carrier:
         c = self.counters
         if isinstance(result, NoResponse):
             c.submit_sm_unknown += 1
+            self.observer.submit_timeout(self.name)
             if self.config.resend_on_timeout:
                 self._retry(job, part, f"{where}: no response ({result.reason}); resending")
             else:
@@ -644,6 +728,7 @@ class Carrier:
                     f"{where}: no submit_sm_resp ({result.reason}); the SMSC may have accepted it",
                 )
         elif result.status == Status.ESME_ROK:
+            self.observer.submit_response(self.name, 0, time.monotonic() - sent)
             c.submit_sm_accepted += 1
             if probe:
                 self._pause_level = self.config.throttle_backoff
@@ -657,6 +742,7 @@ class Carrier:
                     key = normalize_message_id(message_id)
                 self.matcher.add(key, PartRef(job.message.job_id, part + 1, n))
         else:
+            self.observer.submit_response(self.name, result.status, time.monotonic() - sent)
             action = self.policy.classify(result.status)
             code = self.policy.describe(result.status)
             if action is Action.THROTTLE:
@@ -675,6 +761,7 @@ class Carrier:
         if job.failure is None:
             bisect.insort(job.todo, part)
             self._requeue_front(job)
+            self.observer.retry(self.name)
         if epoch != self._epoch:
             return  # sent before the pause we are already in: no extra back-off
         self._epoch += 1
@@ -683,6 +770,7 @@ class Carrier:
         self._paused_until = time.monotonic() + pause
         self._probing = True
         self.counters.throttle_pauses += 1
+        self.observer.throttle_backoff(self.name, pause)
         log.warning("SMSC throttling; pausing", carrier=self.name, seconds=pause)
 
     def _retry(self, job: _Job, part: int, why: str) -> None:
@@ -690,6 +778,7 @@ class Carrier:
             return
         bisect.insort(job.todo, part)
         if job.retry is not None:
+            self.observer.retry(self.name)
             return  # one back-off covers every part that failed in the same round
         job.attempt += 1
         self.counters.retries += 1
@@ -698,6 +787,7 @@ class Carrier:
                 job, "failed", "retries_exhausted", f"{why}; gave up after {job.attempt} attempts"
             )
             return
+        self.observer.retry(self.name)
         self._unqueue(job)
         delay = self.config.retry_backoff * (2.0 ** (job.attempt - 1))
         self._retrying += 1
@@ -808,6 +898,7 @@ class Carrier:
         if ref is None:
             # Maybe it beat its submit_sm_resp: hold it (unanswered) until the id appears.
             c.receipts_held += 1
+            self.observer.receipt_early(self.name)
             ref = await self.matcher.wait(key, self.config.receipt_hold)
             if ref is None:
                 hit = await self.events.lookup(self.name, key)
@@ -836,6 +927,7 @@ class Carrier:
         mo = decode_mo(short_message, pdu.data_coding, pdu.esm_class, pdu.tlvs)
         source, destination = pdu.source_addr, pdu.destination_addr
         c.mo_parts += 1
+        self.observer.mo_part(self.name)
         if mo.concat is None:
             await self.events.inbound(self.name, source, destination, mo.text)
             c.mo_messages += 1

@@ -94,6 +94,53 @@ class DeliverHandler(Protocol):
     async def deliver(self, session: Session, pdu: DeliverSm | DataSm) -> int: ...
 
 
+class SessionObserver(Protocol):
+    """What a bind reports for metrics, so this module needs no metrics library.
+
+    Called on the event loop, in the middle of protocol handling: every method must be
+    cheap and must not raise. ``session`` is the bind's slot within its ``bind`` mode
+    (0-based); ``bind`` is the mode (transmitter, receiver, transceiver).
+    """
+
+    def session_state(self, carrier: str, session: int, bind: str, state: str) -> None:
+        """The bind moved to ``state`` (a :class:`State` value)."""
+
+    def bind_result(self, carrier: str, result: int | str) -> None:
+        """A bind attempt ended: the bind_resp command_status, or "connect_error",
+        "timeout" (no bind_resp) or "closed" (the connection went during the bind)."""
+
+    def reconnect(self, carrier: str) -> None:
+        """A bound session was lost (not stopped by us) and will be re-established."""
+
+    def malformed_pdu(self, carrier: str) -> None:
+        """The SMSC sent a PDU that could not be decoded."""
+
+    def enquire_link_timeout(self, carrier: str) -> None:
+        """Our enquire_link got no response: the link is considered dead."""
+
+
+class Unobserved:
+    """The default :class:`SessionObserver`: reports nothing."""
+
+    def session_state(self, carrier: str, session: int, bind: str, state: str) -> None:
+        pass
+
+    def bind_result(self, carrier: str, result: int | str) -> None:
+        pass
+
+    def reconnect(self, carrier: str) -> None:
+        pass
+
+    def malformed_pdu(self, carrier: str) -> None:
+        pass
+
+    def enquire_link_timeout(self, carrier: str) -> None:
+        pass
+
+
+UNOBSERVED: SessionObserver = Unobserved()
+
+
 @dataclass(slots=True)
 class _Pending:
     future: asyncio.Future[Result]
@@ -127,6 +174,8 @@ class Session(asyncio.Protocol):
         *,
         name: str = "",
         max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH,
+        observer: SessionObserver = UNOBSERVED,
+        slot: int = 0,
     ) -> None:
         if mode not in BIND_CLASSES:
             raise ValueError(f"bind mode {mode!r}: transmitter, receiver or transceiver")
@@ -134,6 +183,8 @@ class Session(asyncio.Protocol):
         self.mode = mode
         self.name = name or f"{config.name}/{mode}"
         self.handler = handler
+        self._observer = observer
+        self._slot = slot
         self.state = State.CONNECTING
         self.window = max(1, config.window)
         self._max_pdu_length = max_pdu_length
@@ -178,6 +229,10 @@ class Session(asyncio.Protocol):
     def closed(self) -> bool:
         return self._closed.done()
 
+    def _set_state(self, state: State) -> None:
+        self.state = state
+        self._observer.session_state(self.config.name, self._slot, self.mode, state)
+
     async def wait_closed(self) -> None:
         await asyncio.shield(self._closed)
 
@@ -191,7 +246,7 @@ class Session(asyncio.Protocol):
         if not self.close_reason:
             self.close_reason = f"connection lost: {exc}" if exc else "closed by the SMSC"
         was = self.state
-        self.state = State.CLOSED
+        self._set_state(State.CLOSED)
         self._transport = None
         pending, self._pending = self._pending, {}
         self._in_window = 0
@@ -217,6 +272,7 @@ class Session(asyncio.Protocol):
         try:
             frames = self._reader.feed(data)
         except FrameError as exc:
+            self._observer.malformed_pdu(self.config.name)
             self.abort(f"framing error: {exc}")
             return
         self.last_rx = time.monotonic()
@@ -224,6 +280,7 @@ class Session(asyncio.Protocol):
             try:
                 pdu = decode(frame, self._max_pdu_length)
             except FrameError as exc:
+                self._observer.malformed_pdu(self.config.name)
                 self.abort(f"framing error: {exc}")
                 return
             except PduError as exc:
@@ -310,7 +367,7 @@ class Session(asyncio.Protocol):
         elif cid == CommandId.UNBIND:
             self._send(pdu.response())
             self.close_reason = "unbind from the SMSC"
-            self.state = State.UNBINDING
+            self._set_state(State.UNBINDING)
             self.close()
         elif cid in (CommandId.ALERT_NOTIFICATION, CommandId.OUTBIND):
             pass  # no response is defined for these
@@ -334,6 +391,7 @@ class Session(asyncio.Protocol):
         self._send(pdu.response(status=status))
 
     def _unreadable(self, exc: PduError, frame: bytes) -> None:
+        self._observer.malformed_pdu(self.config.name)
         cid, seq = exc.command_id, exc.sequence
         if cid is not None and cid & RESPONSE_BIT:
             # A response we cannot read must still settle its request: with its error
@@ -371,16 +429,18 @@ class Session(asyncio.Protocol):
             system_type=cfg.system_type,
             address_range=cfg.address_range,
         )
-        self.state = State.BINDING
+        self._set_state(State.BINDING)
         result = await self.request(pdu, cfg.bind_timeout, in_window=False)
         if isinstance(result, NoResponse):
+            self._observer.bind_result(cfg.name, "timeout" if self._transport else "closed")
             raise BindError(f"no bind response: {result.reason}")
+        self._observer.bind_result(cfg.name, result.status)
         if result.status != Status.ESME_ROK:
             raise BindError(f"bind refused: {status_name(result.status)}", result.status)
         if self._transport is None:
             raise BindError("connection closed right after the bind response")
         self.smsc_system_id = str(getattr(result, "system_id", ""))
-        self.state = State.BOUND
+        self._set_state(State.BOUND)
         if cfg.enquire_link_interval > 0:
             self._keepalive = self._loop.create_task(self._keep_alive())
 
@@ -399,13 +459,14 @@ class Session(asyncio.Protocol):
             self.enquire_links_sent += 1
             result = await fut
             if isinstance(result, NoResponse) and self.state is State.BOUND:
+                self._observer.enquire_link_timeout(self.config.name)
                 self.abort("enquire_link unanswered")
                 return
 
     async def unbind(self, timeout: float) -> None:
         """unbind, wait for unbind_resp (bounded), close; safe in any state."""
         if self.state is State.BOUND and self._transport is not None:
-            self.state = State.UNBINDING
+            self._set_state(State.UNBINDING)
             try:
                 fut = self.request(Unbind(), timeout, in_window=False)
             except NotBound:
@@ -472,11 +533,16 @@ class SessionKeeper:
         name: str,
         on_change: Callable[[], None] = lambda: None,
         rng: Callable[[], float] = random.random,
+        observer: SessionObserver = UNOBSERVED,
+        slot: int = 0,
     ) -> None:
         self.config = config
         self.mode = mode
         self.name = name
         self.handler = handler
+        self._observer = observer
+        #: This bind's index among the carrier's binds of the same mode (metrics label).
+        self.slot = slot
         self._on_change = on_change
         self._rng = rng
         self.session: Session | None = None
@@ -540,6 +606,8 @@ class SessionKeeper:
                 log.warning("bind failed", session=self.name, error=str(exc), failures=failures)
             except (OSError, TimeoutError) as exc:
                 failures += 1
+                self._observer.bind_result(self.config.name, "connect_error")
+                self._observer.session_state(self.config.name, self.slot, self.mode, State.CLOSED)
                 self.last_error = f"connect: {exc!r}"
                 log.warning("connect failed", session=self.name, error=repr(exc), failures=failures)
             else:
@@ -558,6 +626,8 @@ class SessionKeeper:
                     self.session = None
                     self._on_change()
                 self.last_error = session.close_reason
+                if not self.is_stopping():
+                    self._observer.reconnect(self.config.name)
             if self.is_stopping():
                 break
             await self._pause(
@@ -578,8 +648,16 @@ class SessionKeeper:
         self.connect_attempts += 1
 
         def factory() -> Session:
-            return Session(cfg, self.mode, self.handler, name=self.name)
+            return Session(
+                cfg,
+                self.mode,
+                self.handler,
+                name=self.name,
+                observer=self._observer,
+                slot=self.slot,
+            )
 
+        self._observer.session_state(cfg.name, self.slot, self.mode, State.CONNECTING)
         # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
         # that races with completion, and stop() relies on cancelling this.
         async with asyncio.timeout(cfg.bind_timeout):
