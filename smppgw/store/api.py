@@ -51,6 +51,7 @@ class Store:
         max_batch: int = 5000,
         busy_timeout: float = 5.0,
         synchronous: str = "NORMAL",
+        on_batch: Callable[[int, float | None], None] | None = None,
     ) -> None:
         """``commit_interval``: when the previous batch carried several operations, how
         long the writer waits for more before committing. Zero (never wait) is best as
@@ -58,7 +59,9 @@ class Store:
         commits already form the next batch, so waiting only adds latency (see
         tests/perf/bench_store.py).
         ``synchronous``: ``NORMAL`` survives any process death; ``FULL`` also survives
-        power loss, at one fsync per batch (see ``smppgw.store.schema``)."""
+        power loss, at one fsync per batch (see ``smppgw.store.schema``).
+        ``on_batch(operations, seconds)``: called from the writer thread after each
+        transaction, ``seconds`` None when it failed (for metrics; must be cheap)."""
         self.path = path
         self._depths: Counter[tuple[str, int]] = Counter()
         self._outbox = 0
@@ -67,6 +70,7 @@ class Store:
             commit_interval=commit_interval,
             max_batch=max_batch,
             on_commit=self._committed,
+            on_batch=on_batch,
         )
 
     # -- lifecycle -------------------------------------------------------------------

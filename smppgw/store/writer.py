@@ -91,11 +91,15 @@ class Writer:
         commit_interval: float,
         max_batch: int,
         on_commit: Callable[[Tx], None],
+        on_batch: Callable[[int, float | None], None] | None = None,
     ) -> None:
+        """``on_batch(operations, seconds)`` runs in the writer thread after every batch:
+        ``seconds`` from BEGIN to the end of COMMIT, or None when the batch failed."""
         self._connect = connect
         self._commit_interval = commit_interval
         self._max_batch = max_batch
         self._on_commit = on_commit
+        self._on_batch = on_batch
         self._queue: queue.SimpleQueue[Op[Any] | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -287,17 +291,27 @@ class Writer:
             results = [(op, None, error) for op in batch]
             self._failed += 1
             log.warning("store batch failed", error=str(exc), operations=len(batch))
+            self._observe(len(batch), None)
         else:
             self._commits += 1
             elapsed = time.perf_counter() - started
             self._last_commit = elapsed
             self._commit_total += elapsed
+            self._observe(len(batch), elapsed)
             try:
                 self._on_commit(batch_tx)
             finally:  # committed is committed: the callers hear so whatever happens here
                 self._deliver(batch, results)
             return
         self._deliver(batch, results)
+
+    def _observe(self, operations: int, seconds: float | None) -> None:
+        """Metrics must never stop the store: a failing observer is logged, not raised."""
+        if self._on_batch is not None:
+            try:
+                self._on_batch(operations, seconds)
+            except Exception:
+                log.exception("store batch observer failed")
 
     def _deliver(
         self, batch: list[Op[Any]], results: list[tuple[Op[Any], Any, BaseException | None]]
