@@ -32,6 +32,7 @@ from smppgw.outbox import OutboxPublisher
 from smppgw.routing import Router
 from smppgw.settings import CarrierConfig, Config
 from smppgw.store import Store, StoreError
+from smppgw.telemetry import Telemetry
 
 log = structlog.get_logger("smppgw.gateway")
 
@@ -51,8 +52,13 @@ class Gateway:
         self.config = config
         self.config_path = config_path
         self.metrics = Metrics()
+        self.telemetry = Telemetry(self.metrics)
         self.health = HealthState()
-        self.store = Store(config.store.path, commit_interval=config.store.commit_interval)
+        self.store = Store(
+            config.store.path,
+            commit_interval=config.store.commit_interval,
+            on_batch=self.telemetry.store_batch,
+        )
         self.factory = EventFactory(config.mqtt)
         self.carrier_configs: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
         self.carriers: dict[str, Carrier] = {}
@@ -68,7 +74,7 @@ class Gateway:
             on_message=self._on_message,
             on_connection_change=self._on_connection_change,
         )
-        self.outbox = OutboxPublisher(self.store, self.mqtt)
+        self.outbox = OutboxPublisher(self.store, self.telemetry.publisher(self.mqtt, config.mqtt))
         self.events = GatewayEvents(
             self.store, self.factory, self.carrier_configs, self.metrics, self.outbox.wake
         )
@@ -157,7 +163,7 @@ class Gateway:
                 await asyncio.sleep(1.0)
 
     async def _add_carrier(self, carrier_config: CarrierConfig) -> None:
-        carrier = Carrier(carrier_config, self.events)
+        carrier = Carrier(carrier_config, self.events, observer=self.telemetry)
         self.carriers[carrier_config.name] = carrier
         feeder = Feeder(carrier_config.name, self.store, carrier, on_claimed=self.events.claimed)
         self.feeders[carrier_config.name] = feeder
@@ -227,7 +233,7 @@ class Gateway:
 
     def _on_connection_change(self, connected: bool) -> None:
         self.health.set_mqtt_connected(connected)
-        self.metrics.mqtt_connected.set(1 if connected else 0)
+        self.telemetry.mqtt_connection(connected)
         if connected:
             self.outbox.wake()
 
@@ -264,9 +270,13 @@ class Gateway:
         for name, carrier in self.carriers.items():
             self.health.set_binds(name, carrier.bound_sessions)
             for keeper in carrier.keepers:
+                if keeper.mode == "receiver":
+                    continue  # sends no submits: no window
                 session = keeper.session
                 in_flight = session.in_flight if session is not None else 0
-                self.metrics.window_in_use.labels(carrier=name, session=keeper.name).set(in_flight)
+                # session: the bind's slot, as in init_carrier and smppgw_session_state
+                slot = str(keeper.slot)
+                self.metrics.window_in_use.labels(carrier=name, session=slot).set(in_flight)
 
     async def _purge(self) -> None:
         while True:
@@ -331,7 +341,7 @@ class Gateway:
             if name not in wanted or wanted[name] != old[name]:
                 await self._remove_carrier(name, new.drain_timeout)
                 if name not in wanted:
-                    self.metrics.remove_carrier(name)
+                    self.telemetry.remove_carrier(name)
         self.carrier_configs.clear()
         self.carrier_configs.update(wanted)
         self.config = new
