@@ -685,3 +685,57 @@ def reconcile(
         elif n > 1:
             ledger.mo_duplicates += 1
     return ledger
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+@dataclass
+class Run:
+    """A broker's worth of parts for one scenario: SMSC, gateway and observer, started."""
+
+    sim: SimProc
+    gw: GatewayProc
+    obs: Observer
+    stats: dict[str, Any] = field(default_factory=dict)
+    submits: list[Submit] = field(default_factory=list)
+    store: StoreView | None = None
+
+    async def finish(
+        self, ids: Iterable[str], *, mo_texts: Iterable[str] = (), timeout: float = 60.0
+    ) -> Ledger:
+        """Wait for every job's final status and a quiet SMSC, stop the gateway (SIGTERM),
+        read the SMSC's record and the store, and reconcile."""
+        ids = list(ids)
+        await self.obs.wait_final(ids, timeout=timeout)
+        await self.sim.wait_quiet(timeout=timeout)
+        assert await self.gw.terminate() == 0
+        await asyncio.sleep(0.3)
+        self.stats = await self.sim.astats()
+        self.submits = await self.sim.asubmits()
+        self.store = self.gw.read_store()
+        return reconcile(ids, self.obs, self.submits, mo_texts=mo_texts, store=self.store)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    tmp_path: Path,
+    broker: Mosquitto,
+    *,
+    sim: dict[str, Any] | None = None,
+    carrier: dict[str, Any] | None = None,
+    gateway: dict[str, Any] | None = None,
+    keep_events: bool = True,
+) -> Any:
+    """Start ``smppgw sim``, ``smppgw run`` and an observer; stop them all at the end."""
+    sim_proc = SimProc(tmp_path / "sim", **(sim or {})).start()
+    gw = GatewayProc(
+        tmp_path / "gw", broker, [carrier_entry(sim_proc, **(carrier or {}))], **(gateway or {})
+    )
+    try:
+        async with Observer(broker, keep=keep_events) as obs:
+            await gw.start()
+            yield Run(sim_proc, gw, obs)
+    finally:
+        gw.close()
+        sim_proc.stop()
