@@ -27,6 +27,7 @@ from smppgw.bench.procs import (
     ProcSample,
     SimProcess,
     free_port,
+    machine_busy,
     start_gateway,
     start_sim,
 )
@@ -288,10 +289,20 @@ class CpuMeter:
         self.last: dict[str, ProcSample] = {}
 
     def start(self) -> None:
+        self._machine0 = machine_busy()
         self.first = self._read()
 
     def stop(self) -> None:
         self.last = self._read()
+        self._machine1 = machine_busy()
+
+    def others(self) -> float:
+        """Cores used by processes that are not part of the benchmark (other load on the
+        machine during the measurement; it competes with the gateway for the CPUs)."""
+        busy = self._machine1[0] - self._machine0[0]
+        wall = next(iter(self.last.values())).at - next(iter(self.first.values())).at
+        ours = sum(self.seconds(name) for name in self.pids)
+        return round(max(0.0, busy - ours) / wall, 2) if wall > 0 else math.nan
 
     def _read(self) -> dict[str, ProcSample]:
         from smppgw.bench.procs import sample
@@ -307,6 +318,7 @@ class CpuMeter:
         for name in self.pids:
             wall = self.last[name].at - self.first[name].at
             out[name] = round(self.seconds(name) / wall, 2) if wall > 0 else math.nan
+        out["other processes"] = self.others()
         return out
 
 
@@ -598,7 +610,7 @@ def memory(options: Options, progress: Progress) -> ScenarioResult:
             return f"committed {committed[0]:,.0f}"
 
         tick.extra = intake
-        meter = CpuMeter({"gateway": gateway.pid})
+        meter = CpuMeter(s.children())
         with profiling(options, s.gateway.pid, "memory", result):
             meter.start()
             start, _ = s.publisher.burst(0, n, "normal", tick=tick)
