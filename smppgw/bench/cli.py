@@ -46,6 +46,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fast-tps", type=float, metavar="TPS", help="the unthrottled carrier's tps (100,000)"
     )
+    parser.add_argument(
+        "--commit-interval",
+        type=float,
+        metavar="S",
+        help="the gateway's store.commit_interval (default: the gateway's own default)",
+    )
     parser.add_argument("--latency-seconds", type=float, metavar="S", help="(20)")
     parser.add_argument("--throttle-seconds", type=float, metavar="S", help="(60)")
     parser.add_argument("--otp-backlog", type=int, metavar="N", help="campaign size (100,000)")
@@ -74,6 +80,7 @@ def options_from(args: argparse.Namespace) -> Options:
         "workdir",
         "profile",
         "fast_tps",
+        "commit_interval",
     ):
         value = getattr(args, name, None)
         if value is not None:

@@ -78,6 +78,20 @@ def sample(pid: int) -> ProcSample:
     return ProcSample(time.monotonic(), cpu, rss, hwm)
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of ``pid`` (thread id → user + system)."""
+    out: dict[int, float] = {}
+    for entry in os.scandir(f"/proc/{pid}/task"):
+        try:
+            with open(f"{entry.path}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy CPU seconds of the whole machine, total CPU seconds) from ``/proc/stat``.
 
@@ -338,14 +352,19 @@ class GatewayProcess(Child):
 
 
 def start_gateway(
-    workdir: Path, broker: Broker, carriers: list[dict[str, Any]], *, log_level: str = "warning"
+    workdir: Path,
+    broker: Broker,
+    carriers: list[dict[str, Any]],
+    *,
+    log_level: str = "warning",
+    store: dict[str, Any] | None = None,
 ) -> GatewayProcess:
     """Write a config and start ``smppgw run``; returns once its metrics port answers."""
     metrics_port = free_port()
     store_path = workdir / "gateway.db"
     config = {
         "mqtt": {"host": broker.host, "port": broker.port, "client_id": "smppgw-bench"},
-        "store": {"path": str(store_path)},
+        "store": {"path": str(store_path), **(store or {})},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
         "log": {"level": log_level, "format": "json"},
         "carriers": carriers,

@@ -30,6 +30,7 @@ from smppgw.bench.procs import (
     machine_busy,
     start_gateway,
     start_sim,
+    thread_cpu,
 )
 from smppgw.bench.stats import Latency, max_in_window, mean_rate
 
@@ -70,6 +71,8 @@ class Options:
     #: The "unthrottled" carrier's tps in the throughput and latency scenarios: far above
     #: what the gateway can do, so the limit never binds.
     fast_tps: float = 100_000.0
+    #: ``store.commit_interval`` for the gateway (None: the gateway's default).
+    commit_interval: float | None = None
     #: Directory for py-spy profiles of the gateway during the measured phases.
     profile: Path | None = None
 
@@ -224,8 +227,14 @@ def stack(
             port = sim.port
         else:
             port = free_port()  # nothing listens: the carrier is down
+        store = (
+            {} if options.commit_interval is None else {"commit_interval": options.commit_interval}
+        )
         gateway = start_gateway(
-            workdir, broker, [carrier(port, tps=tps, sessions=sessions, window=window)]
+            workdir,
+            broker,
+            [carrier(port, tps=tps, sessions=sessions, window=window)],
+            store=store,
         )
         cleanup.callback(_close, gateway)
         collector = Collector(broker.host, broker.port)
@@ -290,11 +299,23 @@ class CpuMeter:
 
     def start(self) -> None:
         self._machine0 = machine_busy()
+        self._threads0 = thread_cpu(self.pids["gateway"]) if "gateway" in self.pids else {}
         self.first = self._read()
 
     def stop(self) -> None:
         self.last = self._read()
+        self._threads1 = thread_cpu(self.pids["gateway"]) if "gateway" in self.pids else {}
         self._machine1 = machine_busy()
+
+    def gateway_threads(self) -> dict[str, float]:
+        """The gateway's CPU seconds split into its event loop (the main thread) and its
+        other threads (the store's writer thread, essentially)."""
+        pid = self.pids.get("gateway")
+        if pid is None:
+            return {}
+        spent = {t: c - self._threads0.get(t, 0.0) for t, c in self._threads1.items()}
+        main = spent.pop(pid, 0.0)
+        return {"event_loop": round(main, 2), "other_threads": round(sum(spent.values()), 2)}
 
     def others(self) -> float:
         """Cores used by processes that are not part of the benchmark (other load on the
@@ -320,6 +341,36 @@ class CpuMeter:
             out[name] = round(self.seconds(name) / wall, 2) if wall > 0 else math.nan
         out["other processes"] = self.others()
         return out
+
+
+class StoreMeter:
+    """The gateway's store transactions (commits) and operations between two readings,
+    from its own metrics: how well group commit is batching at this load."""
+
+    def __init__(self, gateway: GatewayProcess) -> None:
+        self.gateway = gateway
+        self.first = self._read()
+        self.last = self.first
+
+    def _read(self) -> tuple[float, float]:
+        try:
+            commits = self.gateway.metric_sum("smppgw_store_commit_seconds_count")
+            ops = self.gateway.metric_sum("smppgw_store_commit_writes_sum")
+        except (OSError, RuntimeError):
+            return (math.nan, math.nan)
+        return commits, ops
+
+    def stop(self) -> None:
+        self.last = self._read()
+
+    def figures(self, jobs: int) -> dict[str, float]:
+        commits = self.last[0] - self.first[0]
+        ops = self.last[1] - self.first[1]
+        return {
+            "commits_per_job": round(commits / jobs, 2),
+            "operations_per_job": round(ops / jobs, 2),
+            "operations_per_commit": round(ops / commits, 1) if commits else math.nan,
+        }
 
 
 class Ticker:
@@ -372,6 +423,7 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
         s.publisher.published.value = 0
         meter = CpuMeter(s.children())
         tick = Ticker(progress, "throughput", s, n)
+        store_meter = StoreMeter(s.gateway)
         with profiling(options, s.gateway.pid, "throughput", result):
             meter.start()
             start, published_at = s.publisher.burst(0, n, tick=tick)
@@ -379,6 +431,7 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
                 lambda: s.collector.finals.value >= n, 60 + n / 500, tick, "every delivered event"
             )
             meter.stop()
+            store_meter.stop()
         end = s.collector.last_final.value
         events = s.collector.result()
         gw = s.gateway.sample()
@@ -398,6 +451,10 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
         gateway_cpu_seconds=round(meter.seconds("gateway"), 2),
         gateway_rss_mb=round(gw.rss / 2**20, 1),
         gateway_peak_rss_mb=round(gw.hwm / 2**20, 1),
+        store=store_meter.figures(n),
+        gateway_cpu_us_per_job_by_thread={
+            k: round(v / n * 1e6, 1) for k, v in meter.gateway_threads().items()
+        },
         cores_used=meter.shares(),
     )
     result.checks.append(
@@ -437,11 +494,13 @@ def latency(options: Options, progress: Progress) -> ScenarioResult:
         since = s.sim.stats()["submits_accepted"]
         meter = CpuMeter(s.children())
         tick = Ticker(progress, f"latency @ {rate:,.0f}/s", s, count)
+        store_meter = StoreMeter(s.gateway)
         with profiling(options, s.gateway.pid, "latency", result):
             meter.start()
             times = s.publisher.paced(0, count, rate, tick=tick)
             wait_until(lambda: s.collector.finals.value >= count, 120, tick, "every final event")
             meter.stop()
+            store_meter.stop()
         events = s.collector.result()
         progress.show("[latency] reading the simulator's submits")
         submits = s.sim.all_submits(since)
@@ -461,6 +520,10 @@ def latency(options: Options, progress: Progress) -> ScenarioResult:
         publish_to_submitted_event_ms=_lat(to_event),
         publish_to_delivered_event_ms=_lat(to_final),
         gateway_cpu_us_per_job=round(cpu_us, 1),
+        store=store_meter.figures(count),
+        gateway_cpu_us_per_job_by_thread={
+            k: round(v / count * 1e6, 1) for k, v in meter.gateway_threads().items()
+        },
         cores_used=meter.shares(),
     )
     result.checks.append(
