@@ -434,10 +434,11 @@ class Session(asyncio.Protocol):
         if isinstance(result, NoResponse):
             self._observer.bind_result(cfg.name, "timeout" if self._transport else "closed")
             raise BindError(f"no bind response: {result.reason}")
-        self._observer.bind_result(cfg.name, result.status)
+        gone = result.status == Status.ESME_ROK and self._transport is None
+        self._observer.bind_result(cfg.name, "closed" if gone else result.status)
         if result.status != Status.ESME_ROK:
             raise BindError(f"bind refused: {status_name(result.status)}", result.status)
-        if self._transport is None:
+        if gone:
             raise BindError("connection closed right after the bind response")
         self.smsc_system_id = str(getattr(result, "system_id", ""))
         self._set_state(State.BOUND)
