@@ -235,6 +235,8 @@ class CarrierStats:
     receipts_matched: int = 0
     receipts_unmatched: int = 0
     receipts_held: int = 0
+    #: Receipts answered ESME_RX_T_APPN because their job's outcome was not durable yet.
+    receipts_deferred: int = 0
     receipts_unreadable: int = 0
     mo_messages: int = 0
     mo_parts: int = 0
@@ -914,6 +916,17 @@ class Carrier:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.receipt_hold):
                     await job.settled.wait()
+            if not job.settled.is_set():
+                # Its outcome is still not durable (the store is failing or slow), so the
+                # store has no parts to record the receipt against: acknowledging it now
+                # would drop it. Refuse it for now; the SMSC delivers it again later.
+                c.receipts_deferred += 1
+                log.warning(
+                    "receipt deferred: job outcome not yet durable",
+                    carrier=self.name,
+                    job_id=ref.job_id,
+                )
+                return Status.ESME_RX_T_APPN
         c.receipts_matched += 1
         await self.events.receipt(self.name, ref.job_id, ref.part, ref.parts, receipt)
         return Status.ESME_ROK
