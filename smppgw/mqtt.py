@@ -57,7 +57,8 @@ import structlog
 from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTCommands, MQTTv50, PubAckReasonCode
 from gmqtt.storage import PersistentStorage
 
-from smppgw.settings import MqttConfig, TlsConfig
+from smppgw.settings import MqttConfig
+from smppgw.tls import client_context
 
 __all__ = ["Message", "MqttClient", "MqttError", "MqttUnavailable"]
 
@@ -102,17 +103,6 @@ def _first(properties: dict[str, Any], name: str) -> Any:
     if isinstance(values, list):
         return values[0] if values else None
     return values
-
-
-def _ssl_context(tls: TlsConfig) -> ssl.SSLContext:
-    """Verification on unless the config turns it off explicitly."""
-    context = ssl.create_default_context(cafile=tls.ca_file)
-    if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    if not tls.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class _AckStorage(PersistentStorage):  # type: ignore[misc]
@@ -407,7 +397,7 @@ class MqttClient:
     async def _connect_once(self) -> None:
         context: ssl.SSLContext | bool = False
         if self._config.tls is not None:
-            context = _ssl_context(self._config.tls)
+            context = client_context(self._config.tls)
         try:
             await asyncio.wait_for(
                 self._gm.connect(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from enum import StrEnum
 from typing import Protocol, cast
 
 from smppgw.logs import get_logger
-from smppgw.settings import CarrierConfig, TlsConfig
+from smppgw.settings import CarrierConfig
 from smppgw.smpp.constants import RESPONSE_BIT, CommandId, Status, status_name
 from smppgw.smpp.pdu import (
     BIND_CLASSES,
@@ -46,6 +45,7 @@ from smppgw.smpp.pdu import (
     generic_nack,
     peek_header,
 )
+from smppgw.tls import client_context
 
 log = get_logger("smppgw.session")
 
@@ -146,16 +146,6 @@ class _Pending:
     future: asyncio.Future[Result]
     timer: asyncio.TimerHandle | None
     in_window: bool
-
-
-def tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=tls.ca_file)
-    if tls.cert_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    if not tls.verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 class Session(asyncio.Protocol):
@@ -550,7 +540,7 @@ class SessionKeeper:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._wake: asyncio.Event | None = None
-        self._ssl = tls_context(config.tls) if config.tls else None
+        self._ssl = client_context(config.tls) if config.tls else None
         #: Counters for metrics and tests.
         self.connect_attempts = 0
         self.bind_attempts = 0
