@@ -155,7 +155,7 @@ def carrier(port: int, *, tps: float, sessions: int = 2, window: int = 100) -> d
         "host": "127.0.0.1",
         "port": port,
         "system_id": "bench",
-        "password": "bench",
+        "password": "bench-secret",
         "tps": tps,
         "sessions": sessions,
         "window": window,
@@ -221,7 +221,7 @@ def stack(
         cleanup.callback(_close, broker)
         sim: SimProcess | None = None
         if carriers_up:
-            accounts = "bench:bench" + (f":{sim_tps:g}" if sim_tps else "")
+            accounts = "bench:bench-secret" + (f":{sim_tps:g}" if sim_tps else "")
             sim = start_sim(workdir, accounts, extra=["--enquire-link", "0"])
             cleanup.callback(_close, sim)
             port = sim.port
