@@ -233,6 +233,37 @@ async def test_handlers_run_concurrently(mosquitto: Mosquitto) -> None:
     assert peak >= 50
 
 
+async def test_intake_reads_pause_while_receive_maximum_handlers_run(
+    mosquitto: Mosquitto,
+) -> None:
+    """Once PUBACKs flow, mosquitto sends well past our Receive Maximum (measured: 2,900
+    handlers at once with 100). The client stops reading the socket at ``receive_maximum``
+    running handlers instead of starting one for every queued job."""
+    running = 0
+    peak = 0
+    done = 0
+
+    async def slow(message: Message) -> None:
+        nonlocal running, peak, done
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        done += 1
+
+    total = 20_000
+    cfg = config(mosquitto)
+    async with client(cfg, on_message=slow, receive_maximum=50) as sub:
+        await sub.subscribe("flow/topic")
+    async with publisher(mosquitto) as pub:  # queued while the subscriber is away
+        await asyncio.gather(*(pub.publish("flow/topic", b"x" * 100) for i in range(total)))
+    async with client(cfg, on_message=slow, receive_maximum=50):
+        await until(lambda: done == total, timeout=30)
+    # Bounded by receive_maximum plus what one socket read held (256 KiB of 100-byte
+    # messages at most), instead of by the queue.
+    assert peak <= 50 + 2600, f"{peak} handlers at once with receive_maximum 50"
+
+
 async def test_publish_respects_receive_maximum(make_mosquitto: Callable[..., Mosquitto]) -> None:
     """500 concurrent publishes against mosquitto's default Receive Maximum of 20."""
     broker = make_mosquitto(max_inflight_messages=20)
