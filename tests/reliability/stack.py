@@ -81,6 +81,8 @@ class Submit:
     destination: str
     answered: bool
     at: float
+    #: registered_delivery asked for a receipt
+    wants_receipt: bool = True
 
 
 class SimProc:
@@ -186,6 +188,7 @@ class SimProc:
                         destination=item["destination"],
                         answered=item["answered"],
                         at=item["at"],
+                        wants_receipt=bool(item["registered_delivery"] & 0x03),
                     )
                 )
             if not items:
@@ -413,12 +416,21 @@ class Observer:
     A persistent session (clean start off), so that events queued by the broker while this
     client is reconnecting are delivered, not dropped."""
 
-    def __init__(self, broker: Mosquitto, client_id: str = "observer", *, keep: bool = True):
+    def __init__(
+        self,
+        broker: Mosquitto,
+        client_id: str = "observer",
+        *,
+        keep: bool = True,
+        submitted_is_final: bool = False,
+    ):
         self.client = MqttClient(
             MqttConfig(host=broker.host, port=broker.port, client_id=client_id, keepalive=10),
             on_message=self._record,
         )
         self.keep = keep
+        #: Jobs sent with ``dlr: false`` end at ``submitted``.
+        self.final_statuses = FINAL | {"submitted"} if submitted_is_final else FINAL
         self.statuses: dict[str, list[Status]] = defaultdict(list)
         self.finals: dict[str, Counter[str]] = defaultdict(Counter)
         self.unmatched: Counter[str] = Counter()
@@ -443,9 +455,9 @@ class Observer:
         if topic.startswith("sms/status/"):
             job_id = topic[len("sms/status/") :]
             status = data["status"]
-            if status in FINAL:
+            if status in self.final_statuses:
                 self.finals[job_id][status] += 1
-            if self.keep or status in FINAL:
+            if self.keep or status in self.final_statuses:
                 error = data.get("error") or {}
                 self.statuses[job_id].append(
                     Status(status, tuple(data.get("message_ids") or ()), error.get("code"))
@@ -631,9 +643,9 @@ def reconcile(
         if owner is None:
             continue
         sent[owner] += 1
-        if submit.answered:
+        if submit.answered and submit.wants_receipt:
             answered[owner].append(submit.message_id)
-        else:
+        if not submit.answered:
             ledger.unanswered_submits += 1
     ledger.duplicates_at_smsc = {j: n for j, n in sent.items() if n > 1}
     for job_id in ids:
