@@ -135,6 +135,9 @@ class CarrierObserver(SessionObserver, Protocol):
     def receipt_early(self, carrier: str) -> None:
         """A receipt matched no known id yet and is held for its submit_sm_resp."""
 
+    def receipt_latency(self, carrier: str, seconds: float) -> None:
+        """A receipt matched a part this process saw accepted, this long after."""
+
     def mo_part(self, carrier: str) -> None:
         """An MO deliver_sm / data_sm arrived (one per part)."""
 
@@ -161,6 +164,9 @@ class _Unobserved(Unobserved):
         pass
 
     def receipt_early(self, carrier: str) -> None:
+        pass
+
+    def receipt_latency(self, carrier: str, seconds: float) -> None:
         pass
 
     def mo_part(self, carrier: str) -> None:
@@ -742,7 +748,7 @@ class Carrier:
                     key = normalize_message_id(message_id, self.config.submit_id_base)
                 except ValueError:
                     key = normalize_message_id(message_id)
-                self.matcher.add(key, PartRef(job.message.job_id, part + 1, n))
+                self.matcher.add(key, PartRef(job.message.job_id, part + 1, n, time.monotonic()))
         else:
             self.observer.submit_response(self.name, result.status, time.monotonic() - sent)
             action = self.policy.classify(result.status)
@@ -929,6 +935,10 @@ class Carrier:
                 return Status.ESME_RX_T_APPN
         c.receipts_matched += 1
         await self.events.receipt(self.name, ref.job_id, ref.part, ref.parts, receipt)
+        if ref.accepted_at:
+            self.observer.receipt_latency(self.name, time.monotonic() - ref.accepted_at)
+        if receipt.final:
+            self.matcher.discard(key)
         return Status.ESME_ROK
 
     async def _on_mo(self, short_message: bytes, pdu: DeliverSm | DataSm) -> int:

@@ -151,7 +151,6 @@ class GatewayEvents:
         #: Jobs handed to a carrier and not yet submitted or final, by id: what the
         #: status events need (parts, response topic) without a store read.
         self.active: dict[str, StoredJob] = {}
-        self._submitted_at: dict[str, float] = {}
         self._carrier_metrics: dict[str, _CarrierMetrics] = {}
 
     def _metrics_of(self, carrier: str) -> _CarrierMetrics:
@@ -197,10 +196,7 @@ class GatewayEvents:
         metrics = self._metrics_of(carrier)
         metrics.parts.inc(len(message_ids))
         if job is not None:
-            now = time.time()
-            metrics.latency[job.lane].observe(max(0.0, now - job.received_at))
-            if dlr:
-                self._submitted_at[job_id] = now
+            metrics.latency[job.lane].observe(max(0.0, time.time() - job.received_at))
         self._on_events()
 
     async def finished(
@@ -228,12 +224,9 @@ class GatewayEvents:
         final = await self._store.apply_receipt(
             job_id, part - 1, receipt.state, self._factory.for_view
         )
-        submitted_at = self._submitted_at.pop(job_id, None) if final else None
-        self._metrics.receipt(
-            carrier,
-            receipt.state,
-            latency=(time.time() - submitted_at) if submitted_at is not None else None,
-        )
+        # The receipt's latency is observed by the carrier, which knows when the part
+        # was accepted.
+        self._metrics.receipt(carrier, receipt.state)
         if final is not None:
             self._count_final(carrier, final)
             self._on_events()

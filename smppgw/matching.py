@@ -26,6 +26,9 @@ class PartRef(NamedTuple):
     #: 1-based part number, as in the UDH / SAR sequence.
     part: int
     parts: int
+    #: ``time.monotonic()`` when the SMSC accepted the part; 0.0 when not known here
+    #: (found in the store after a restart).
+    accepted_at: float = 0.0
 
 
 class ReceiptMatcher:
@@ -64,6 +67,11 @@ class ReceiptMatcher:
         if ref is not None:
             self._map.move_to_end(message_id)
         return ref
+
+    def discard(self, message_id: str) -> None:
+        """Forget a part whose final receipt was handled: nothing more will come for it,
+        and a long-running gateway should not keep 200k finished ids in memory."""
+        self._map.pop(message_id, None)
 
     async def wait(self, message_id: str, timeout: float) -> PartRef | None:
         """The part for ``message_id``, waiting up to ``timeout`` seconds for it to appear."""

@@ -60,6 +60,7 @@ class _CarrierChildren:
         "metrics",
         "mo_parts",
         "pause",
+        "receipt_latency",
         "receipts_early",
         "reconnects",
         "responses",
@@ -78,6 +79,7 @@ class _CarrierChildren:
         self.timeouts = metrics.submit_sm_timeouts.labels(carrier)
         self.retries = metrics.submit_retries.labels(carrier)
         self.receipts_early = metrics.receipts_early.labels(carrier)
+        self.receipt_latency = metrics.receipt_latency.labels(carrier)
         self.mo_parts = metrics.mo_parts.labels(carrier)
         self.reconnects = metrics.reconnects.labels(carrier)
         self.malformed = metrics.malformed_pdus.labels(carrier)
@@ -170,6 +172,9 @@ class Telemetry:
 
     def receipt_early(self, carrier: str) -> None:
         self._of(carrier).receipts_early.inc()
+
+    def receipt_latency(self, carrier: str, seconds: float) -> None:
+        self._of(carrier).receipt_latency.observe(seconds)
 
     def mo_part(self, carrier: str) -> None:
         self._of(carrier).mo_parts.inc()

@@ -182,3 +182,15 @@ async def test_stop_with_a_held_receipt_leaves_it_unanswered(
     await carrier.stop(drain_timeout=0.1)
     assert sim.counters.receipts_acknowledged == 0
     assert recorder.of("receipt") == []
+
+
+async def test_final_receipt_frees_its_matcher_entry(
+    make_sim: SimFactory, make_carrier: CarrierFactory, recorder: Recorder
+) -> None:
+    """A long-running gateway must not keep every finished message id in memory."""
+    sim = await make_sim(receipt_delay=0.05)
+    carrier = await make_carrier(sim)
+    for i in range(20):
+        carrier.submit(message(i))
+    await until(lambda: len(recorder.of("receipt")) == 20, timeout=5)
+    await until(lambda: len(carrier.matcher) == 0, timeout=2)
