@@ -14,7 +14,6 @@ import http.client
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,8 @@ from typing import Any
 
 import orjson
 import yaml
+
+from smppgw.mosquitto import INSTALL_HINT, config_lines, find_mosquitto, free_port
 
 __all__ = [
     "Broker",
@@ -40,14 +41,6 @@ __all__ = [
 ]
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out (nothing listens on it once this returns)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,14 +174,11 @@ class Child:
         return ""
 
 
-def find_mosquitto() -> str:
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+def _mosquitto_binary() -> str:
+    binary = find_mosquitto()
+    if binary is None:
+        raise RuntimeError(f"mosquitto is not installed ({INSTALL_HINT})")
+    return binary
 
 
 class Broker(Child):
@@ -201,25 +191,11 @@ class Broker(Child):
         self.host = "127.0.0.1"
         self.port = free_port(self.host)
         config = workdir / "mosquitto.conf"
-        lines = [
-            f"listener {self.port} {self.host}",
-            "allow_anonymous true",
-            "max_queued_messages 0",
-            "max_queued_bytes 0",
-            f"max_inflight_messages {max_inflight}",
-            "persistence false",
-            # Nagle's algorithm on the broker's sockets holds a small PUBLISH back until the
-            # previous segment is ACKed, and the receiver delays that ACK by up to 40 ms:
-            # measured here as 10-40 ms on every hop. Production brokers want it too.
-            "set_tcp_nodelay true",
-            "log_type error",
-            "log_type warning",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")
+        lines = config_lines(self.host, self.port, max_inflight_messages=max_inflight)
+        lines += ["log_type error", "log_type warning"]
         config.write_text("\n".join(lines) + "\n")
         super().__init__(
-            "mosquitto", [find_mosquitto(), "-c", str(config)], workdir / "mosquitto.log"
+            "mosquitto", [_mosquitto_binary(), "-c", str(config)], workdir / "mosquitto.log"
         )
         wait_port(self.host, self.port, 10.0, self)
 

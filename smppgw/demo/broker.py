@@ -11,47 +11,20 @@ at the end.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from smppgw.mosquitto import config_lines, find_mosquitto, free_port, reachable
 
 INSTALL_HINT = "install it (apt-get install mosquitto) or pass --broker HOST:PORT"
 
 
 class BrokerError(RuntimeError):
     """No broker can be used; the message says what to do."""
-
-
-def find_mosquitto() -> str | None:
-    """The mosquitto binary: Debian puts it in /usr/sbin, outside a normal user's PATH."""
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when something accepts TCP connections at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class OwnBroker:
@@ -70,21 +43,9 @@ class OwnBroker:
 
     def start(self, timeout: float = 10.0) -> None:
         config = self.dir / "mosquitto.conf"
-        config.write_text(
-            "\n".join(
-                [
-                    f"listener {self.port} {self.host}",
-                    "allow_anonymous true",
-                    "max_queued_messages 0",  # 0 = unlimited: never drop a queued QoS 1 message
-                    "max_inflight_messages 1000",
-                    "persistence false",
-                    "log_dest stderr",
-                    "log_type error",
-                    "log_type warning",
-                ]
-            )
-            + "\n"
-        )
+        lines = config_lines(self.host, self.port)
+        lines += ["log_dest stderr", "log_type error", "log_type warning"]
+        config.write_text("\n".join(lines) + "\n")
         with open(self.log_path, "wb") as log:
             # Own session: Ctrl-C in the terminal must not kill the broker before the gateway
             # has drained; the demo stops it last.

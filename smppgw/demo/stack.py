@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from smppgw.config import ConfigError, parse_config
-from smppgw.demo.broker import free_port
+from smppgw.mosquitto import free_port
 from smppgw.settings import Config
 from smppgw.sim.config import SimConfig, SimConfigError, configs_from_mapping
 

@@ -21,30 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from smppgw.mosquitto import config_lines, find_mosquitto, free_port
+
 __all__ = ["Mosquitto", "MosquittoNotFound", "find_mosquitto", "free_port"]
 
 
 class MosquittoNotFound(RuntimeError):
     """No mosquitto binary on PATH or at /usr/sbin/mosquitto."""
-
-
-def find_mosquitto() -> str | None:
-    """Path of the mosquitto binary, or None: Debian installs it outside a user's PATH."""
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out, so concurrent test runs do not collide."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Mosquitto:
@@ -80,17 +63,14 @@ class Mosquitto:
         self._write_config(autosave_interval, extra_config)
 
     def _write_config(self, autosave_interval: int, extra_config: str) -> None:
-        lines = [
-            f"listener {self.port} {self.host}",
-            "allow_anonymous true",
-            # 0 = no limit: the default 1000 silently drops QoS 1 messages for a slow client.
-            "max_queued_messages 0",
-            "max_queued_bytes 0",
-            f"max_inflight_messages {self.max_inflight_messages}",
-            "persistence true",
-            f"persistence_location {self.dir}/",
-            "persistence_file mosquitto.db",
-            f"autosave_interval {autosave_interval}",
+        lines = config_lines(
+            self.host,
+            self.port,
+            persistence_dir=self.dir,
+            autosave_interval=autosave_interval,
+            max_inflight_messages=self.max_inflight_messages,
+        )
+        lines += [
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",
@@ -99,9 +79,6 @@ class Mosquitto:
             "connection_messages true",
             "log_timestamp true",
         ]
-        if os.geteuid() == 0:
-            # As root, mosquitto would switch to user "mosquitto", who cannot write the tmp dir.
-            lines.append("user root")
         if extra_config:
             lines.append(extra_config)
         self.config_path.write_text("\n".join(lines) + "\n")
