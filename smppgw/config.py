@@ -749,6 +749,7 @@ _CARRIER_CHECKS: dict[str, _Check] = {
     "enquire_link_interval": lambda r, p, v: r.duration(p, v),
     "response_timeout": lambda r, p, v: r.duration(p, v),
     "bind_timeout": lambda r, p, v: r.duration(p, v),
+    "frame_timeout": lambda r, p, v: r.duration(p, v, zero=True),
     "reconnect_min": lambda r, p, v: r.duration(p, v),
     "reconnect_max": lambda r, p, v: r.duration(p, v),
     "throttle_backoff": lambda r, p, v: r.duration(p, v),

@@ -140,6 +140,9 @@ class CarrierConfig:
     response_timeout: float = 10.0
     #: Seconds to wait for a bind_*_resp.
     bind_timeout: float = 10.0
+    #: Seconds a PDU may take to arrive once its first octets did; a peer that stops or
+    #: trickles mid-PDU has its connection closed after this (0: no limit).
+    frame_timeout: float = 10.0
     #: Reconnect back-off: exponential with full jitter between these bounds, in seconds.
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0

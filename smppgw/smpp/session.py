@@ -185,6 +185,9 @@ class Session(asyncio.Protocol):
         self._in_window = 0
         self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Loop time at which the PDU now partly buffered started arriving (None: none).
+        self._partial_since: float | None = None
+        self._frame_timer: asyncio.TimerHandle | None = None
         self._keepalive: asyncio.Task[None] | None = None
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self.close_reason = ""
@@ -248,6 +251,9 @@ class Session(asyncio.Protocol):
                 entry.future.set_result(outcome)
         if self._keepalive is not None:
             self._keepalive.cancel()
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
+            self._frame_timer = None
         if not self._closed.done():
             self._closed.set_result(None)
         if was in (State.BOUND, State.UNBINDING):
@@ -266,6 +272,15 @@ class Session(asyncio.Protocol):
             self.abort(f"framing error: {exc}")
             return
         self.last_rx = time.monotonic()
+        if self._reader.buffered:
+            if frames or self._partial_since is None:  # a new PDU started in this read
+                self._partial_since = self._loop.time()
+                if self._frame_timer is None and self.config.frame_timeout > 0:
+                    self._frame_timer = self._loop.call_later(
+                        self.config.frame_timeout, self._check_partial_frame
+                    )
+        else:
+            self._partial_since = None
         for frame in frames:
             try:
                 pdu = decode(frame, self._max_pdu_length)
@@ -279,6 +294,25 @@ class Session(asyncio.Protocol):
             self._dispatch(pdu)
             if self._transport is None:
                 return
+
+    def _check_partial_frame(self) -> None:
+        """A PDU that started arriving must be complete within ``frame_timeout``: a peer
+        that stops (or trickles) mid-PDU would otherwise leave the link looking alive
+        while every response behind it is stuck, and each submit_sm sent into it would
+        end as an unknown outcome."""
+        self._frame_timer = None
+        since = self._partial_since
+        if since is None or self._transport is None:
+            return
+        remaining = since + self.config.frame_timeout - self._loop.time()
+        if remaining > 0:
+            self._frame_timer = self._loop.call_later(remaining, self._check_partial_frame)
+            return
+        self._observer.malformed_pdu(self.config.name)
+        self.abort(
+            f"incomplete PDU ({self._reader.buffered} octets) not completed within "
+            f"frame_timeout {self.config.frame_timeout:g} s"
+        )
 
     # ------------------------------------------------------------------ requests
     def request(
