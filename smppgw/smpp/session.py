@@ -51,6 +51,8 @@ log = get_logger("smppgw.session")
 
 #: Highest sequence number (SMPP 3.4 section 3.2: 0x00000001 to 0x7FFFFFFF).
 MAX_SEQUENCE = 0x7FFFFFFF
+#: deliver_sm / data_sm being handled at once per session before reading pauses.
+MAX_DELIVER_HANDLERS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +187,8 @@ class Session(asyncio.Protocol):
         self._in_window = 0
         self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Reads paused because ``MAX_DELIVER_HANDLERS`` deliver_sm are being handled.
+        self._reading_paused = False
         #: Loop time at which the PDU now partly buffered started arriving (None: none).
         self._partial_since: float | None = None
         self._frame_timer: asyncio.TimerHandle | None = None
@@ -387,7 +391,15 @@ class Session(asyncio.Protocol):
             self.delivers += 1
             task = self._loop.create_task(self._answer(pdu))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._handler_done)
+            if len(self._tasks) >= MAX_DELIVER_HANDLERS and not self._reading_paused:
+                # An SMSC that ignores its own window (or floods on purpose) would have
+                # us start a task per deliver_sm without limit: stop reading instead,
+                # which pushes back on it through TCP.
+                transport = self._transport
+                if transport is not None:
+                    transport.pause_reading()
+                    self._reading_paused = True
         elif cid == CommandId.UNBIND:
             self._send(pdu.response())
             self.close_reason = "unbind from the SMSC"
@@ -398,6 +410,14 @@ class Session(asyncio.Protocol):
         else:
             self.generic_nacks_sent += 1
             self._send(generic_nack(pdu.sequence, Status.ESME_RINVCMDID))
+
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._reading_paused and len(self._tasks) <= MAX_DELIVER_HANDLERS // 2:
+            self._reading_paused = False
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
 
     async def _answer(self, pdu: DeliverSm | DataSm) -> None:
         """Run the handler; the response goes out only after it returns (it is durable then).
