@@ -54,7 +54,7 @@ def report(request: pytest.FixtureRequest) -> Iterator[Callable[..., None]]:
             "seconds": round(time.monotonic() - started, 1),
             **figures,
         }
-        print(orjson.dumps(line).decode())
+        print(orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS).decode())
         if out:
             with Path(out).open("ab") as fh:
                 fh.write(orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS) + b"\n")
