@@ -230,8 +230,9 @@ class MqttClient:
         self._update_window()
 
         self._handlers: set[asyncio.Task[Any]] = set()
-        #: Socket reads paused because ``receive_maximum`` handlers are running.
-        self._reading_paused = False
+        #: Cleared while ``receive_maximum`` handlers run: gmqtt's read loop waits on it.
+        self._read_gate = asyncio.Event()
+        self._read_gate.set()
         self._handlers_idle = asyncio.Event()
         self._handlers_idle.set()
         self._background: set[asyncio.Task[None]] = set()
@@ -465,7 +466,8 @@ class MqttClient:
         self._server_receive_maximum = int(maximum) if maximum else 65535
         self._update_window()
         self._reconcile_packet_ids()
-        self._reading_paused = False  # a new connection, a new transport
+        self._read_gate.set()
+        self._gate_reads()  # a new connection, a new protocol
         self._gm.reconnect_delay = self._reconnect_min
         if not session_present:
             for sub in self._subscriptions.values():
@@ -563,7 +565,7 @@ class MqttClient:
             self._handlers.add(task)
             self._handlers_idle.clear()
             if len(self._handlers) >= self._receive_maximum:
-                self._pause_reading()
+                self._read_gate.clear()
         try:
             response_topic = _first(properties, "response_topic")
             correlation_data = _first(properties, "correlation_data")
@@ -588,33 +590,33 @@ class MqttClient:
                 self._handlers.discard(task)
                 if not self._handlers:
                     self._handlers_idle.set()
-                if self._reading_paused and len(self._handlers) <= self._receive_maximum // 2:
-                    self._resume_reading()
+                if len(self._handlers) <= self._receive_maximum // 2:
+                    self._read_gate.set()
         if generation != self._generation or not self.connected:
             return _WITHHOLD
         return _SUCCESS
 
-    def _transport(self) -> asyncio.BaseTransport | None:
-        connection = getattr(self._gm, "_connection", None)
-        return getattr(connection, "_transport", None)
-
-    def _pause_reading(self) -> None:
+    def _gate_reads(self) -> None:
         """Flow control on intake. Mosquitto stops honouring our Receive Maximum once
-        PUBACKs flow, so with a million jobs waiting it would hand us hundreds of
-        thousands at once (measured: 230,000 handlers, 2.3 GB). Reading from the socket
-        stops at ``receive_maximum`` running handlers and resumes at half of that."""
-        transport = self._transport()
-        if transport is not None and hasattr(transport, "pause_reading"):
-            with contextlib.suppress(Exception):
-                transport.pause_reading()
-                self._reading_paused = True
+        PUBACKs flow, so with a million jobs waiting it hands us hundreds of thousands at
+        once (measured: 230,000 handlers, 2.3 GB). gmqtt's read loop is made to wait while
+        ``receive_maximum`` handlers run (until half of them are done); its StreamReader
+        then fills up and stops reading the socket, and TCP pushes back on the broker.
+        (Pausing the transport directly does not hold: the StreamReader resumes it.)"""
+        connection = getattr(self._gm, "_connection", None)
+        protocol = getattr(connection, "_protocol", None)
+        original = getattr(protocol, "read", None)
+        if protocol is None or original is None or getattr(original, "_smppgw_gated", False):
+            return
+        gate = self._read_gate
 
-    def _resume_reading(self) -> None:
-        self._reading_paused = False
-        transport = self._transport()
-        if transport is not None and hasattr(transport, "resume_reading"):
-            with contextlib.suppress(Exception):
-                transport.resume_reading()
+        async def gated_read(n: int = -1) -> bytes:
+            await gate.wait()
+            data: bytes = await original(n)
+            return data
+
+        gated_read._smppgw_gated = True  # type: ignore[attr-defined]
+        protocol.read = gated_read
 
     # ------------------------------------------------------------------ publishing
 
