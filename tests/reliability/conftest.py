@@ -27,7 +27,12 @@ def size(ci: T, long: T) -> T:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
     if LONG:
+        # Long-run scenarios take minutes each; the suite-wide 120 s limit is for CI sizes.
+        for item in items:
+            if here in Path(item.path).parents and item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(1800))
         return
     skip = pytest.mark.skip(reason="long run only (SMPPGW_LONG=1)")
     for item in items:

@@ -122,7 +122,7 @@ def attack_bytes(rng: random.Random, seq: int) -> tuple[str, bytes]:
 async def test_session_survives_random_and_mutated_pdus(report) -> None:
     seed = int(os.environ.get("SMPPGW_FUZZ_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    rounds = size(250, 5000)
+    rounds = size(250, 2000)
     loop = asyncio.get_running_loop()
     loop_errors: list[dict[str, Any]] = []
     previous = loop.get_exception_handler()
