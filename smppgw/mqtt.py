@@ -468,6 +468,12 @@ class MqttClient:
         self._reconcile_packet_ids()
         self._read_gate.set()
         self._gate_reads()  # a new connection, a new protocol
+        # Back to the shortest delay for the next outage. The back-off task of the last
+        # outage may still be asleep: left running, it would wake into the next outage
+        # and keep doubling from where it was (30 s for a blip right after a long one).
+        if self._backoff_task is not None:
+            self._backoff_task.cancel()
+            self._backoff_task = None
         self._gm.reconnect_delay = self._reconnect_min
         if not session_present:
             for sub in self._subscriptions.values():

@@ -92,3 +92,42 @@ async def test_receipt_is_refused_until_its_jobs_outcome_is_durable() -> None:
         assert carrier.counters.receipts_deferred >= 1
         stats = sim.stats()
         assert stats["receipts_sent"] > stats["receipts_acknowledged"] == 1
+
+
+async def test_mqtt_reconnect_backoff_starts_over_after_each_reconnect(tmp_path) -> None:
+    """Found by the long broker-outage run (ten 10 s outages): the gateway and the observer
+    did not come back within 15 s of the third restart. The back-off task of the first
+    outage was still asleep when the connection came back; it woke into the next outage
+    and kept doubling from there, so a short blip after a long outage waited
+    ``reconnect_max`` (30 s). Now each reconnect ends the old back-off."""
+    from smppgw.mqtt import Message, MqttClient
+    from smppgw.settings import MqttConfig
+
+    from support.broker import Mosquitto
+
+    broker = Mosquitto(directory=tmp_path)
+    broker.start()
+
+    async def ignore(message: Message) -> None:
+        pass
+
+    took: list[float] = []
+    try:
+        client = MqttClient(
+            MqttConfig(host=broker.host, port=broker.port, client_id="backoff"),
+            on_message=ignore,
+        )
+        async with client:
+            await client.subscribe("t/x")
+            for away in (3.0, 3.0, 3.0):
+                broker.stop()
+                await asyncio.sleep(away)
+                broker.start()
+                started = time.monotonic()
+                assert await client.wait_connected(40)
+                took.append(time.monotonic() - started)
+                await asyncio.sleep(0.2)  # up only briefly, then the next outage
+    finally:
+        broker.close()
+    # A 3 s outage costs at most the back-off step it ends in (0.5, 1, 2 s: ~2 s).
+    assert max(took) < 3.0, took
