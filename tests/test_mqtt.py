@@ -210,27 +210,33 @@ async def test_handler_raising_gets_the_message_redelivered(mosquitto: Mosquitto
     assert again.messages == []
 
 
+class SlowHandler:
+    """An on_message handler that takes ``seconds`` and counts how many run at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.running = 0
+        self.peak = 0
+        self.done = 0
+
+    async def __call__(self, message: Message) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(self.seconds)
+        self.running -= 1
+        self.done += 1
+
+
 async def test_handlers_run_concurrently(mosquitto: Mosquitto) -> None:
-    running = 0
-    peak = 0
-    done = 0
-
-    async def slow(message: Message) -> None:
-        nonlocal running, peak, done
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.2)
-        running -= 1
-        done += 1
-
+    slow = SlowHandler(0.2)
     async with client(config(mosquitto), on_message=slow) as sub, publisher(mosquitto) as pub:
         await sub.subscribe("conc/topic")
         started = time.monotonic()
         await asyncio.gather(*(pub.publish("conc/topic", b"%d" % i) for i in range(100)))
-        await until(lambda: done == 100, timeout=10)
+        await until(lambda: slow.done == 100, timeout=10)
         elapsed = time.monotonic() - started
     assert elapsed < 3.0, f"100 handlers of 0.2 s took {elapsed:.1f} s: serialised?"
-    assert peak >= 50
+    assert slow.peak >= 50
 
 
 async def test_intake_reads_pause_while_receive_maximum_handlers_run(
@@ -239,18 +245,7 @@ async def test_intake_reads_pause_while_receive_maximum_handlers_run(
     """Once PUBACKs flow, mosquitto sends well past our Receive Maximum (measured: 2,900
     handlers at once with 100). The client stops reading the socket at ``receive_maximum``
     running handlers instead of starting one for every queued job."""
-    running = 0
-    peak = 0
-    done = 0
-
-    async def slow(message: Message) -> None:
-        nonlocal running, peak, done
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.01)
-        running -= 1
-        done += 1
-
+    slow = SlowHandler(0.01)
     total = 40_000
     cfg = config(mosquitto)
     async with client(cfg, on_message=slow, receive_maximum=50) as sub:
@@ -258,10 +253,10 @@ async def test_intake_reads_pause_while_receive_maximum_handlers_run(
     async with publisher(mosquitto) as pub:  # queued while the subscriber is away
         await asyncio.gather(*(pub.publish("flow/topic", b"x" * 100) for i in range(total)))
     async with client(cfg, on_message=slow, receive_maximum=50):
-        await until(lambda: done == total, timeout=30)
+        await until(lambda: slow.done == total, timeout=30)
     # Bounded by receive_maximum plus what one socket read held (256 KiB of 100-byte
     # messages at most), instead of by the queue.
-    assert peak <= 50 + 3500, f"{peak} handlers at once with receive_maximum 50"
+    assert slow.peak <= 50 + 3500, f"{slow.peak} handlers at once with receive_maximum 50"
 
 
 async def test_publish_respects_receive_maximum(make_mosquitto: Callable[..., Mosquitto]) -> None:
