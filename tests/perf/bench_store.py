@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from smppgw.store import OutboxEvent, Store, StoredJob
+from smppgw.store import OutboxEvent, Store, StoredJob, StoreStats
 
 try:
     import uvloop
@@ -34,6 +34,21 @@ def make_job(i: int, carrier: str = "viettel") -> StoredJob:
     )
 
 
+def _commit_figures(
+    before: StoreStats, after: StoreStats, jobs: int, elapsed: float
+) -> dict[str, float]:
+    """Throughput and group-commit batching between two ``Store.stats()`` snapshots."""
+    commits = after.commits - before.commits
+    ops = after.operations - before.operations
+    return {
+        "jobs_per_s": jobs / elapsed,
+        "commits_per_s": commits / elapsed,
+        "mean_batch": ops / max(commits, 1),
+        "max_batch": after.max_batch,
+        "seconds": elapsed,
+    }
+
+
 async def bench_add(path: str, jobs: int, callers: int, **store_kw: object) -> dict[str, float]:
     """``callers`` coroutines each adding single jobs until ``jobs`` are in."""
     async with Store(path, **store_kw) as store:  # type: ignore[arg-type]
@@ -49,15 +64,7 @@ async def bench_add(path: str, jobs: int, callers: int, **store_kw: object) -> d
         await asyncio.gather(*(caller() for _ in range(callers)))
         elapsed = time.perf_counter() - start
         after = store.stats()
-    commits = after.commits - before.commits
-    ops = after.operations - before.operations
-    return {
-        "jobs_per_s": jobs / elapsed,
-        "commits_per_s": commits / elapsed,
-        "mean_batch": ops / max(commits, 1),
-        "max_batch": after.max_batch,
-        "seconds": elapsed,
-    }
+    return _commit_figures(before, after, jobs, elapsed)
 
 
 async def bench_stream(path: str, jobs: int, window: int, **store_kw: object) -> dict[str, float]:
@@ -82,15 +89,7 @@ async def bench_stream(path: str, jobs: int, window: int, **store_kw: object) ->
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
         after = store.stats()
-    commits = after.commits - before.commits
-    ops = after.operations - before.operations
-    return {
-        "jobs_per_s": jobs / elapsed,
-        "commits_per_s": commits / elapsed,
-        "mean_batch": ops / max(commits, 1),
-        "max_batch": after.max_batch,
-        "seconds": elapsed,
-    }
+    return _commit_figures(before, after, jobs, elapsed)
 
 
 async def bench_paced(path: str, jobs: int, rate: float, **store_kw: object) -> dict[str, float]:
