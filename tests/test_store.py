@@ -80,6 +80,31 @@ async def test_schema_is_created_versioned_and_reopened(tmp_path: Path) -> None:
         assert await store.queue_depths() == {(CARRIER, 1): 1}
 
 
+async def test_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A store written by the previous release keeps its jobs and gains the v2 tables."""
+    from smppgw.store.schema import _CREATE
+
+    path = str(tmp_path / "gw.db")
+    conn = sqlite3.connect(path)
+    for statement in _CREATE:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO jobs (job_id, carrier, state, received_at) VALUES ('old', ?, 0, 1.0)",
+        (CARRIER,),
+    )
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    async with Store(path) as store:
+        assert await store.add_jobs([job("old")]) == [False]  # the dedup key survived
+        tables = await store.run(
+            lambda c: {r[0] for r in c.execute("SELECT name FROM sqlite_master")}
+        )
+        assert {"dead_events", "tenant_usage"} <= tables
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = str(tmp_path / "gw.db")
     conn = sqlite3.connect(path)

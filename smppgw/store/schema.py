@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from smppgw.store.model import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Jobs: ``seq`` (the rowid) is arrival order; ``job_id`` is the dedup key, kept in every
 #: state until purge. ``done_at`` is set when the job is submitted or final (purge age).
@@ -90,8 +90,38 @@ _CREATE = [
     """,
 ]
 
+#: Version 2: events the broker would not take are set aside here, out of the outbox, so
+#: that one bad event never blocks the others (kept for inspection, never retried on their
+#: own); and each tenant's parts per day, counted in the transaction that adds its jobs.
+_CREATE_V2 = [
+    """
+    CREATE TABLE dead_events (
+        event_id INTEGER PRIMARY KEY,
+        topic TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        correlation_data BLOB,
+        reason TEXT NOT NULL,
+        dead_at REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE tenant_usage (
+        tenant TEXT NOT NULL,
+        day TEXT NOT NULL,
+        parts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant, day)
+    ) WITHOUT ROWID
+    """,
+]
+
+
+def _to_v2(conn: sqlite3.Connection) -> None:
+    for statement in _CREATE_V2:
+        conn.execute(statement)
+
+
 #: version → step that upgrades a database from ``version`` to ``version + 1``.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_v2}
 
 
 def connect(path: str, *, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
@@ -126,7 +156,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         if version == 0:
-            for statement in _CREATE:
+            for statement in _CREATE + _CREATE_V2:
                 conn.execute(statement)
         else:
             for step in range(version, SCHEMA_VERSION):
