@@ -82,7 +82,7 @@ class Gateway:
         self.intake = Intake(
             config,
             self.store,
-            Router(config.carriers),
+            Router(config.carriers, config.routing),
             self.factory,
             self.metrics,
             on_job=self._job_committed,
@@ -346,7 +346,7 @@ class Gateway:
         self.carrier_configs.clear()
         self.carrier_configs.update(wanted)
         self.config = new
-        self.intake.reconfigure(new, Router(new.carriers))
+        self.intake.reconfigure(new, Router(new.carriers, new.routing))
         self.health.set_carriers(wanted)
         for name, carrier_config in wanted.items():
             if name not in self.carriers:
