@@ -989,7 +989,7 @@ def summary(config: Config) -> str:
             f"{c.tps:g} tps, window {c.window}, coding {c.coding}, concat {c.concat} "
             f"(max {c.max_parts} parts)",
             f"    source: {_source(c.source)}",
-            f"    prefixes: {' '.join(c.prefixes) if c.prefixes else 'none (forced only)'}",
+            f"    prefixes: {' '.join(c.prefixes) if c.prefixes else 'none (no job is routed here, even when forced)'}",
         ]
     table = Router(config.carriers).table()
     lines.append(f"routes ({len(table)}, longest prefix wins):")
