@@ -162,6 +162,29 @@ class _Reader:
             result[key] = item
         return result
 
+    def distinct(
+        self,
+        path: str,
+        value: object,
+        check: Callable[[_Reader, str, object], object],
+        *,
+        kind: str,
+        example: str,
+    ) -> tuple[str, ...] | _Invalid:
+        """A YAML list of distinct strings, each passing ``check`` (``kind`` names one)."""
+        if not isinstance(value, list):
+            return self.problem(path, f"must be a list like {example}, got {_show(value)}")
+        before = len(self.problems)
+        result: list[str] = []
+        for index, item in enumerate(value):
+            where = _join(path, index)
+            text = check(self, where, item)
+            if isinstance(text, str):
+                if text in result:
+                    self.problem(where, f"duplicate {kind} {text!r}")
+                result.append(text)
+        return INVALID if len(self.problems) > before else tuple(result)
+
     # ------------------------------------------------------------------ scalars
 
     def string(self, path: str, value: object, *, empty: bool = False) -> str | _Invalid:
@@ -449,20 +472,7 @@ def _response_prefixes(r: _Reader, path: str, value: object) -> tuple[str, ...] 
     """Topic prefixes (``shop/replies``) a job's Response Topic must lie under."""
     if value is None:
         return ()
-    if not isinstance(value, list):
-        return r.problem(
-            path, f'must be a list of topics (like ["shop/replies"]), got {_show(value)}'
-        )
-    before = len(r.problems)
-    result: list[str] = []
-    for index, item in enumerate(value):
-        where = _join(path, index)
-        topic = _topic(r, where, item)
-        if isinstance(topic, str):
-            if topic in result:
-                r.problem(where, f"duplicate prefix {topic!r}")
-            result.append(topic)
-    return INVALID if len(r.problems) > before else tuple(result)
+    return r.distinct(path, value, _topic, kind="topic prefix", example='["shop/replies"]')
 
 
 def _share_group(r: _Reader, path: str, value: object) -> str | _Invalid | None:
@@ -576,23 +586,16 @@ def _country_code(r: _Reader, path: str, code: object) -> str | _Invalid:
 
 def _country_codes(r: _Reader, path: str, value: object, home: object) -> Any:
     """Country codes international destinations may have (``["1", "44"]``)."""
-    if not isinstance(value, list):
-        return r.problem(
-            path, f'must be a list of country codes (like ["1", "44"]), got {_show(value)}'
-        )
-    before = len(r.problems)
-    result: list[str] = []
-    for index, item in enumerate(value):
-        where = _join(path, index)
+
+    def international(r: _Reader, where: str, item: object) -> str | _Invalid:
         code = _country_code(r, where, item)
-        if isinstance(code, _Invalid):
-            continue
         if code == home:
-            r.problem(where, f"{code!r} is routing.country_code: national numbers need no entry")
-        elif code in result:
-            r.problem(where, f"duplicate country code {code!r}")
-        result.append(code)
-    return INVALID if len(r.problems) > before else tuple(result)
+            return r.problem(
+                where, f"{code!r} is routing.country_code: national numbers need no entry"
+            )
+        return code
+
+    return r.distinct(path, value, international, kind="country code", example='["1", "44"]')
 
 
 def _prefix(r: _Reader, path: str, value: object) -> str | _Invalid:
@@ -957,6 +960,10 @@ def _source(source: SourceConfig | None) -> str:
     return f"{source.address} (ton {source.ton}, npi {source.npi})"
 
 
+#: A carrier without prefixes is sent nothing: a forced carrier must claim the number too.
+_NO_PREFIXES = "none (no job is routed here, even when forced)"
+
+
 def summary(config: Config) -> str:
     """What the gateway will do with this config, for ``check-config``: no secret values."""
     m = config.mqtt
@@ -989,7 +996,7 @@ def summary(config: Config) -> str:
             f"{c.tps:g} tps, window {c.window}, coding {c.coding}, concat {c.concat} "
             f"(max {c.max_parts} parts)",
             f"    source: {_source(c.source)}",
-            f"    prefixes: {' '.join(c.prefixes) if c.prefixes else 'none (no job is routed here, even when forced)'}",
+            f"    prefixes: {' '.join(c.prefixes) if c.prefixes else _NO_PREFIXES}",
         ]
     table = Router(config.carriers).table()
     lines.append(f"routes ({len(table)}, longest prefix wins):")

@@ -574,8 +574,7 @@ def test_response_prefixes_correlation_cap_and_international_codes() -> None:
     [
         (
             doc(mqtt={"response_prefixes": "shop/replies"}),
-            'mqtt.response_prefixes: must be a list of topics (like ["shop/replies"]), '
-            "got 'shop/replies'",
+            "mqtt.response_prefixes: must be a list like [\"shop/replies\"], got 'shop/replies'",
         ),
         (
             doc(mqtt={"response_prefixes": ["shop/#"]}),
@@ -587,7 +586,7 @@ def test_response_prefixes_correlation_cap_and_international_codes() -> None:
         ),
         (
             doc(mqtt={"response_prefixes": ["a/b", "a/b"]}),
-            "mqtt.response_prefixes[1]: duplicate prefix 'a/b'",
+            "mqtt.response_prefixes[1]: duplicate topic prefix 'a/b'",
         ),
         (
             doc(mqtt={"response_prefixes": ["sms/status/shop"]}),
@@ -605,8 +604,7 @@ def test_response_prefixes_correlation_cap_and_international_codes() -> None:
         ),
         (
             doc(routing={"allow_international": "1"}),
-            'routing.allow_international: must be a list of country codes (like ["1", "44"]), '
-            "got '1'",
+            'routing.allow_international: must be a list like ["1", "44"], got \'1\'',
         ),
         (
             doc(routing={"allow_international": [1]}),
