@@ -19,6 +19,8 @@ import asyncio
 import contextlib
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import Any
 import gmqtt
 import orjson
 import pytest
+import yaml
 from gmqtt.mqtt.handler import MqttPackageHandler
 from gmqtt.mqtt.protocol import BaseMQTTProtocol, MQTTProtocol
 from gmqtt.storage import PersistentStorage
@@ -377,3 +380,32 @@ def test_a_gmqtt_internal_of_another_shape_fails_by_name(monkeypatch: pytest.Mon
         MqttClient(MqttConfig(client_id="gmqtt-check"))
     monkeypatch.undo()
     MqttClient(MqttConfig(client_id="gmqtt-check"))  # the real gmqtt passes
+
+
+def test_the_daemon_refuses_to_start_on_such_a_gmqtt(tmp_path: Path) -> None:
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "store": {"path": str(tmp_path / "gw.db")},
+                "metrics": {"listen": None},
+                "log": {"format": "json"},
+                "carriers": [
+                    {"name": "c", "host": "127.0.0.1", "port": 1, "system_id": "s",
+                     "password": "p", "prefixes": ["8498"]}
+                ],
+            }
+        )
+    )  # fmt: skip
+    # `smppgw run`, with one internal gone from the gmqtt it imports.
+    script = (
+        "import sys; from gmqtt.mqtt import protocol; del protocol.BaseMQTTProtocol.read; "
+        "from smppgw.cli import main; sys.exit(main(['run', '--config', sys.argv[1]]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(config)], capture_output=True, timeout=60, text=True
+    )
+    assert done.returncode == 1, done.stderr
+    (line,) = [orjson.loads(x) for x in done.stderr.splitlines() if "gmqtt_incompatible" in x]
+    assert line["level"] == "error"
+    assert "changed: MQTTProtocol.read missing; smppgw's flow control needs it" in line["error"]
