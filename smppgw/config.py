@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from smppgw.envelope import own_topics, under
 from smppgw.errors import Action, parse_status
 from smppgw.routing import Router, is_digits, numeric_sender, sender_problem
 from smppgw.settings import (
@@ -54,13 +55,15 @@ _SOURCE_KEYS = ("address", "ton", "npi")
 _STORE_KEYS = ("path", "retention", "commit_interval")
 _METRICS_KEYS = ("listen",)
 _LOG_KEYS = ("level", "format")
-_ROUTING_KEYS = ("country_code",)
+_ROUTING_KEYS = ("country_code", "allow_international")
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CARRIER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _MQTT_MAX_PAYLOAD = 268_435_455
 _MQTT_MAX_EXPIRY = 0xFFFFFFFF
+#: MQTT 5 Binary Data (Correlation Data) holds at most this many octets.
+_MQTT_MAX_BINARY = 65535
 
 
 class ConfigError(ValueError):
@@ -158,6 +161,29 @@ class _Reader:
                 continue
             result[key] = item
         return result
+
+    def distinct(
+        self,
+        path: str,
+        value: object,
+        check: Callable[[_Reader, str, object], object],
+        *,
+        kind: str,
+        example: str,
+    ) -> tuple[str, ...] | _Invalid:
+        """A YAML list of distinct strings, each passing ``check`` (``kind`` names one)."""
+        if not isinstance(value, list):
+            return self.problem(path, f"must be a list like {example}, got {_show(value)}")
+        before = len(self.problems)
+        result: list[str] = []
+        for index, item in enumerate(value):
+            where = _join(path, index)
+            text = check(self, where, item)
+            if isinstance(text, str):
+                if text in result:
+                    self.problem(where, f"duplicate {kind} {text!r}")
+                result.append(text)
+        return INVALID if len(self.problems) > before else tuple(result)
 
     # ------------------------------------------------------------------ scalars
 
@@ -429,7 +455,24 @@ def _mqtt(r: _Reader, value: object) -> MqttConfig | _Invalid:
     kwargs["password"] = r.secret(path, data, required=False)
     if len(r.problems) > before:
         return INVALID
-    return MqttConfig(**kwargs)
+    config = MqttConfig(**kwargs)
+    for index, prefix in enumerate(config.response_prefixes):
+        for root in own_topics(config):
+            if under(prefix, root):
+                r.problem(
+                    _join(_join(path, "response_prefixes"), index),
+                    f"{prefix!r} is inside the gateway's own topic tree ({root}): "
+                    "replies there are always refused",
+                )
+                break
+    return INVALID if len(r.problems) > before else config
+
+
+def _response_prefixes(r: _Reader, path: str, value: object) -> tuple[str, ...] | _Invalid:
+    """Topic prefixes (``shop/replies``) a job's Response Topic must lie under."""
+    if value is None:
+        return ()
+    return r.distinct(path, value, _topic, kind="topic prefix", example='["shop/replies"]')
 
 
 def _share_group(r: _Reader, path: str, value: object) -> str | _Invalid | None:
@@ -520,15 +563,39 @@ def _routing(r: _Reader, value: object) -> RoutingConfig | _Invalid:
     data = r.mapping("routing", {} if value is None else value, _ROUTING_KEYS)
     if isinstance(data, _Invalid):
         return data
-    if "country_code" not in data:
-        return RoutingConfig()
-    code = data["country_code"]
+    before = len(r.problems)
+    kwargs: dict[str, Any] = {}
+    if "country_code" in data:
+        kwargs["country_code"] = _country_code(r, "routing.country_code", data["country_code"])
+    home = kwargs.get("country_code", RoutingConfig().country_code)
+    allowed = data.get("allow_international")
+    if allowed is not None:
+        kwargs["allow_international"] = _country_codes(
+            r, "routing.allow_international", allowed, home
+        )
+    return INVALID if len(r.problems) > before else RoutingConfig(**kwargs)
+
+
+def _country_code(r: _Reader, path: str, code: object) -> str | _Invalid:
     if isinstance(code, str) and is_digits(code) and len(code) <= 3 and not code.startswith("0"):
-        return RoutingConfig(country_code=code)
+        return code
     return r.problem(
-        "routing.country_code",
-        f'must be 1 to 3 digits as a quoted string (like "84"), got {_show(code)}',
+        path, f'must be 1 to 3 digits as a quoted string (like "84"), got {_show(code)}'
     )
+
+
+def _country_codes(r: _Reader, path: str, value: object, home: object) -> Any:
+    """Country codes international destinations may have (``["1", "44"]``)."""
+
+    def international(r: _Reader, where: str, item: object) -> str | _Invalid:
+        code = _country_code(r, where, item)
+        if code == home:
+            return r.problem(
+                where, f"{code!r} is routing.country_code: national numbers need no entry"
+            )
+        return code
+
+    return r.distinct(path, value, international, kind="country code", example='["1", "44"]')
 
 
 def _prefix(r: _Reader, path: str, value: object) -> str | _Invalid:
@@ -726,6 +793,8 @@ _MQTT_CHECKS: dict[str, _Check] = {
     "keepalive": lambda r, p, v: r.integer(p, v, 0, 65535),
     "session_expiry": _expiry,
     "max_payload": lambda r, p, v: r.integer(p, v, 1, _MQTT_MAX_PAYLOAD),
+    "response_prefixes": _response_prefixes,
+    "max_correlation": lambda r, p, v: r.integer(p, v, 0, _MQTT_MAX_BINARY),
 }
 
 #: One check per CarrierConfig field (``password`` is resolved by ``_Reader.secret``).
@@ -891,6 +960,10 @@ def _source(source: SourceConfig | None) -> str:
     return f"{source.address} (ton {source.ton}, npi {source.npi})"
 
 
+#: A carrier without prefixes is sent nothing: a forced carrier must claim the number too.
+_NO_PREFIXES = "none (no job is routed here, even when forced)"
+
+
 def summary(config: Config) -> str:
     """What the gateway will do with this config, for ``check-config``: no secret values."""
     m = config.mqtt
@@ -902,13 +975,16 @@ def summary(config: Config) -> str:
         f"  status: {m.status_topic}/<id>   inbound: {m.inbound_topic}/<carrier>   "
         f"rejected: {m.rejected_topic}",
         f"  session expiry {_seconds(m.session_expiry)}, keepalive {m.keepalive}s, "
-        f"max payload {m.max_payload} bytes",
+        f"max payload {m.max_payload} bytes, max correlation data {m.max_correlation} bytes",
+        "  response topics: "
+        + (", ".join(f"{p}/…" for p in m.response_prefixes) or "any outside the gateway's own"),
         f"store: {config.store.path} (finished jobs kept {_seconds(config.store.retention)})",
         "metrics: "
         + (f"http://{config.metrics.listen}/metrics" if config.metrics.listen else "disabled"),
         f"log: {config.log.level}, {config.log.format.value}",
         f"routing: country code {config.routing.country_code} "
-        f"(0912345678 → {config.routing.country_code}912345678)",
+        f"(0912345678 → {config.routing.country_code}912345678), international: "
+        + (", ".join(f"+{c}" for c in config.routing.allow_international) or "refused"),
         f"carriers ({len(config.carriers)}):",
     ]
     for c in config.carriers:
@@ -920,7 +996,7 @@ def summary(config: Config) -> str:
             f"{c.tps:g} tps, window {c.window}, coding {c.coding}, concat {c.concat} "
             f"(max {c.max_parts} parts)",
             f"    source: {_source(c.source)}",
-            f"    prefixes: {' '.join(c.prefixes) if c.prefixes else 'none (forced only)'}",
+            f"    prefixes: {' '.join(c.prefixes) if c.prefixes else _NO_PREFIXES}",
         ]
     table = Router(config.carriers).table()
     lines.append(f"routes ({len(table)}, longest prefix wins):")

@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 
+from smppgw.envelope import UNMATCHED_SUFFIX
 from smppgw.jobs import (
     ErrorInfo,
     InboundEvent,
@@ -26,9 +27,6 @@ from smppgw.smpp.receipt import Receipt, normalize_message_id
 from smppgw.store import JobView, OutboxEvent, Store, StoredJob
 
 log = structlog.get_logger("smppgw.events")
-
-#: Topic (under the status topic's parent) for receipts no job could be found for.
-UNMATCHED_SUFFIX = "unmatched"
 
 
 class _At:

@@ -24,6 +24,7 @@ from smppgw.carrier import Carrier
 from smppgw.config import ConfigError, load_config
 from smppgw.events import EventFactory, GatewayEvents
 from smppgw.feeder import Feeder
+from smppgw.gmqtt_internals import GmqttChanged
 from smppgw.health import HealthState, run_heartbeat
 from smppgw.intake import Intake
 from smppgw.logs import register_secret, set_level, setup_logging
@@ -82,7 +83,7 @@ class Gateway:
         self.intake = Intake(
             config,
             self.store,
-            Router(config.carriers),
+            Router(config.carriers, config.routing),
             self.factory,
             self.metrics,
             on_job=self._job_committed,
@@ -346,7 +347,7 @@ class Gateway:
         self.carrier_configs.clear()
         self.carrier_configs.update(wanted)
         self.config = new
-        self.intake.reconfigure(new, Router(new.carriers))
+        self.intake.reconfigure(new, Router(new.carriers, new.routing))
         self.health.set_carriers(wanted)
         for name, carrier_config in wanted.items():
             if name not in self.carriers:
@@ -374,7 +375,11 @@ def run_gateway(config: Config, *, config_path: str | None = None) -> int:
         pass
 
     async def main() -> int:
-        gateway = Gateway(config, config_path=config_path)
+        try:
+            gateway = Gateway(config, config_path=config_path)
+        except GmqttChanged as exc:  # an upgrade broke what the flow control relies on
+            log.error("gmqtt_incompatible", error=str(exc))
+            return 1
         # Everything built at start-up lives as long as the process: take it out of the
         # cyclic collector's generations, and collect less often (a job allocates a few
         # short-lived objects; default thresholds made collection ~15 % of CPU per job).

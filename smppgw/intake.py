@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import structlog
 
+from smppgw.envelope import Envelope, EnvelopeGuard
 from smppgw.events import EventFactory
 from smppgw.jobs import JobError, decode_job, encode_event, format_at, rejected_event, to_outbound
 from smppgw.metrics import LANES, Metrics
@@ -44,6 +45,7 @@ class Intake:
         on_events: Callable[[], None],
     ) -> None:
         self._config = config
+        self._guard = EnvelopeGuard(config.mqtt)
         self._store = store
         self._router = router
         self._factory = factory
@@ -59,17 +61,25 @@ class Intake:
     def reconfigure(self, config: Config, router: Router) -> None:
         """Take a reloaded config's routes and limits for the next jobs."""
         self._config = config
+        self._guard = EnvelopeGuard(config.mqtt)
         self._router = router
 
     async def handle(self, message: Message) -> None:
         now = time.time()
+        # Checked first, so that no rejection (whatever its cause) goes to a refused
+        # Response Topic.
+        envelope = self._guard.check(message)
         try:
             job = decode_job(message.payload, max_payload=self._config.mqtt.max_payload)
         except JobError as exc:
             if exc.job_id is None:
                 await self._garbage(message.payload, exc.reason)
             else:
-                await self._reject(exc.job_id, "invalid", exc.reason, message, now)
+                reason = "; ".join((exc.reason, *envelope.problems))
+                await self._reject(exc.job_id, "invalid", reason, envelope, now)
+            return
+        if envelope.problems:
+            await self._reject(job.id, "invalid", "; ".join(envelope.problems), envelope, now)
             return
         try:
             destination = normalize_msisdn(job.to, self._config.routing.country_code)
@@ -78,10 +88,10 @@ class Intake:
                 job, destination, now, country_code=self._config.routing.country_code
             )
         except RoutingError as exc:
-            await self._reject(job.id, exc.code, f"to: {exc.reason}", message, now)
+            await self._reject(job.id, exc.code, f"to: {exc.reason}", envelope, now)
             return
         except JobError as exc:
-            await self._reject(job.id, "invalid", exc.reason, message, now)
+            await self._reject(job.id, "invalid", exc.reason, envelope, now)
             return
         stored = StoredJob(
             job_id=job.id,
@@ -92,8 +102,8 @@ class Intake:
             source=outbound.source,
             dlr=outbound.dlr,
             expires_at=outbound.expires_at,
-            response_topic=message.response_topic,
-            correlation_data=message.correlation_data,
+            response_topic=envelope.response_topic,
+            correlation_data=envelope.correlation_data,
             received_at=now,
         )
         new = await self._add(stored)
@@ -136,7 +146,7 @@ class Intake:
                 future.set_result(new)
 
     async def _reject(
-        self, job_id: str, code: str, reason: str, message: Message, now: float
+        self, job_id: str, code: str, reason: str, envelope: Envelope, now: float
     ) -> None:
         events = self._factory.status(
             job_id,
@@ -144,15 +154,15 @@ class Intake:
             carrier=None,
             code=code,
             reason=reason,
-            response_topic=message.response_topic,
-            correlation_data=message.correlation_data,
+            response_topic=envelope.response_topic,
+            correlation_data=envelope.correlation_data,
         )
         new = await self._store.add_rejected(
             job_id,
             events,
             code=code,
-            response_topic=message.response_topic,
-            correlation_data=message.correlation_data,
+            response_topic=envelope.response_topic,
+            correlation_data=envelope.correlation_data,
             received_at=now,
         )
         if new:

@@ -1,6 +1,7 @@
 """MQTT for the gateway: the job intake subscription and the QoS 1 event publisher.
 
-This is the only module that imports gmqtt (chosen by measurement, see DESIGN.md); the rest
+This is the only module that uses gmqtt (chosen by measurement, see DESIGN.md; the internals
+it relies on are checked by :mod:`smppgw.gmqtt_internals` when a client is built); the rest
 of the gateway sees :class:`MqttClient`, :class:`Message` and :class:`MqttUnavailable`.
 
 What the gateway needs from MQTT, and how gmqtt 0.8.0 is made to give it (each point was
@@ -36,6 +37,13 @@ read in gmqtt's source, not assumed):
   broker reports no session on CONNACK (it lost it), the subscriptions are sent again.
   gmqtt does not resubscribe by itself, and it leaks the packet ids of publishes it discards
   with a lost session, so ids are reconciled with its in-flight store on every CONNACK.
+* **Oversized jobs never reach us.** CONNECT carries a Maximum Packet Size (the largest job
+  payload, Correlation Data and headers allowed, :func:`max_packet_size`): the broker drops a
+  bigger PUBLISH for this client instead of sending it, since gmqtt reads a whole packet into
+  memory before anyone can look at its size.
+* **No retained jobs.** Subscriptions use Retain Handling 2 (the broker does not replay
+  retained messages when we subscribe) and Retain As Published, so a job published with the
+  retain flag reaches the handler with ``Message.retain`` set, to be refused.
 * **Reconnect forever.** gmqtt retries with a fixed ``reconnect_delay``; a small supervisor
   doubles that delay while the broker stays away (``reconnect_min`` .. ``reconnect_max``).
   If the broker is down when the gateway starts, the first connection is retried in the
@@ -57,6 +65,7 @@ import structlog
 from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTCommands, MQTTv50, PubAckReasonCode
 from gmqtt.storage import PersistentStorage
 
+from smppgw.gmqtt_internals import check_gmqtt
 from smppgw.settings import MqttConfig
 from smppgw.tls import client_context
 
@@ -69,6 +78,16 @@ log = structlog.get_logger("smppgw.mqtt")
 _WITHHOLD: Final = int(PubAckReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
 _SUCCESS: Final = int(PubAckReasonCode.SUCCESS)
 _PUBACK: Final = int(MQTTCommands.PUBACK)
+#: Room in a job's PUBLISH besides its payload and Correlation Data: fixed header (5),
+#: topic (the submit topic, plus a tenant level), packet id, properties length, a Response
+#: Topic (at most 256 bytes are accepted) and any User Properties or Content Type a client
+#: adds. What intake accepts fits in under 1 KiB; 16 KiB leaves a client's own properties
+#: alone, and it is a quarter of the default ``max_payload``, not a memory risk.
+PACKET_OVERHEAD: Final = 16 * 1024
+#: MQTT's own ceiling: a Remaining Length of at most 268,435,455, plus the fixed header.
+_MQTT_MAX_PACKET: Final = 268_435_455 + 5
+#: Subscription option Retain Handling 2: send no retained messages at subscribe time.
+_NO_RETAINED: Final = 2
 
 
 class MqttError(Exception):
@@ -91,6 +110,18 @@ class Message:
     #: MQTT 5 Correlation Data, echoed on every event sent to the Response Topic.
     correlation_data: bytes | None
     retain: bool
+
+
+def max_packet_size(config: MqttConfig) -> int:
+    """The MQTT 5 Maximum Packet Size we announce in CONNECT.
+
+    The broker never sends us a bigger packet: it drops an oversized job for this client
+    (mosquitto logs nothing about it at its default log level; ``message_size_limit`` on the
+    broker refuses it from the publisher instead). Without it gmqtt buffers any packet
+    whole, up to MQTT's 256 MB, before ``max_payload`` can be checked.
+    """
+    wanted = config.max_payload + config.max_correlation + PACKET_OVERHEAD
+    return min(wanted, _MQTT_MAX_PACKET)
 
 
 MessageHandler = Callable[[Message], Awaitable[None]]
@@ -197,7 +228,10 @@ class MqttClient:
             persistent_storage=self._storage,
             session_expiry_interval=int(config.session_expiry),
             receive_maximum=receive_maximum,
+            maximum_packet_size=max_packet_size(config),
         )
+        # Before anything relies on them: a gmqtt upgrade must fail here, by name.
+        check_gmqtt(self._gm, self._storage, _GmqttClient._send_command_with_mid)
         if config.username is not None:
             password = config.password.reveal() if config.password is not None else None
             self._gm.set_auth_credentials(config.username, password)
@@ -538,7 +572,13 @@ class MqttClient:
 
     def _send_subscription(self, sub: _Subscription) -> asyncio.Future[int]:
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        mid = self._gm.resubscribe(gmqtt.Subscription(sub.topic, qos=sub.qos))
+        subscription = gmqtt.Subscription(
+            sub.topic,
+            qos=sub.qos,
+            retain_as_published=True,
+            retain_handling_options=_NO_RETAINED,
+        )
+        mid = self._gm.resubscribe(subscription)
         self._suback_waiters[mid] = (sub, waiter)
         return waiter
 
@@ -612,7 +652,11 @@ class MqttClient:
         connection = getattr(self._gm, "_connection", None)
         protocol = getattr(connection, "_protocol", None)
         original = getattr(protocol, "read", None)
-        if protocol is None or original is None or getattr(original, "_smppgw_gated", False):
+        if protocol is None or original is None:
+            # check_gmqtt vouched for these: a connection without them is a gmqtt bug.
+            log.error("mqtt.read_gate_unavailable", connection=type(connection).__name__)
+            return
+        if getattr(original, "_smppgw_gated", False):
             return
         gate = self._read_gate
 

@@ -78,6 +78,11 @@ class MqttConfig:
     session_expiry: int = 7 * 86400
     #: Largest job payload accepted, in octets.
     max_payload: int = 64 * 1024
+    #: Topic prefixes a job's MQTT 5 Response Topic must lie under (a prefix itself, or
+    #: below it); empty: any topic outside the gateway's own topic tree.
+    response_prefixes: tuple[str, ...] = ()
+    #: Longest MQTT 5 Correlation Data accepted with a job, in octets.
+    max_correlation: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,9 @@ class LogConfig:
 @dataclass(frozen=True, slots=True)
 class RoutingConfig:
     country_code: str = "84"
+    #: Country codes (digit strings) besides ``country_code`` that jobs may be sent to;
+    #: empty: national numbers only.
+    allow_international: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

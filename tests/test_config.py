@@ -543,10 +543,91 @@ def test_duplicate_carrier_names() -> None:
     assert only(data) == "carriers[1].name: duplicate carrier name 'viettel' (also carriers[0])"
 
 
-def test_a_carrier_without_prefixes_is_only_reachable_when_forced() -> None:
+def test_a_carrier_without_prefixes_is_sent_nothing() -> None:
     config = parse_config(with_carrier(prefixes=...))
     assert config.carriers[0].prefixes == ()
-    assert "prefixes: none (forced only)" in summary(config)
+    assert "prefixes: none (no job is routed here, even when forced)" in summary(config)
+
+
+def test_response_prefixes_correlation_cap_and_international_codes() -> None:
+    config = parse_config(
+        doc(
+            mqtt={"response_prefixes": ["shop/replies", "crm/sms"], "max_correlation": 64},
+            routing={"country_code": "84", "allow_international": ["1", "44"]},
+        )
+    )
+    assert config.mqtt.response_prefixes == ("shop/replies", "crm/sms")
+    assert config.mqtt.max_correlation == 64
+    assert config.routing.allow_international == ("1", "44")
+    text = summary(config)
+    assert "response topics: shop/replies/…, crm/sms/…" in text
+    assert "max correlation data 64 bytes" in text
+    assert "international: +1, +44" in text
+    defaults = parse_config(doc())
+    assert defaults.mqtt.response_prefixes == () and defaults.mqtt.max_correlation == 256
+    assert defaults.routing.allow_international == ()
+    assert "international: refused" in summary(defaults)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            doc(mqtt={"response_prefixes": "shop/replies"}),
+            "mqtt.response_prefixes: must be a list like [\"shop/replies\"], got 'shop/replies'",
+        ),
+        (
+            doc(mqtt={"response_prefixes": ["shop/#"]}),
+            "mqtt.response_prefixes[0]: must not contain the wildcards + or #",
+        ),
+        (
+            doc(mqtt={"response_prefixes": ["$SYS"]}),
+            "mqtt.response_prefixes[0]: must not start with $",
+        ),
+        (
+            doc(mqtt={"response_prefixes": ["a/b", "a/b"]}),
+            "mqtt.response_prefixes[1]: duplicate topic prefix 'a/b'",
+        ),
+        (
+            doc(mqtt={"response_prefixes": ["sms/status/shop"]}),
+            "mqtt.response_prefixes[0]: 'sms/status/shop' is inside the gateway's own topic "
+            "tree (sms/status): replies there are always refused",
+        ),
+        (
+            doc(mqtt={"status_topic": "gw/events", "response_prefixes": ["gw/events-unmatched"]}),
+            "mqtt.response_prefixes[0]: 'gw/events-unmatched' is inside the gateway's own topic "
+            "tree (gw/events-unmatched)",
+        ),
+        (
+            doc(mqtt={"max_correlation": 70000}),
+            "mqtt.max_correlation: must be an integer from 0 to 65535, got 70000",
+        ),
+        (
+            doc(routing={"allow_international": "1"}),
+            'routing.allow_international: must be a list like ["1", "44"], got \'1\'',
+        ),
+        (
+            doc(routing={"allow_international": [1]}),
+            "routing.allow_international[0]: must be 1 to 3 digits as a quoted string",
+        ),
+        (
+            doc(routing={"allow_international": ["+44"]}),
+            "routing.allow_international[0]: must be 1 to 3 digits",
+        ),
+        (
+            doc(routing={"allow_international": ["84"]}),
+            "routing.allow_international[0]: '84' is routing.country_code: national numbers "
+            "need no entry",
+        ),
+        (
+            doc(routing={"allow_international": ["44", "44"]}),
+            "routing.allow_international[1]: duplicate country code '44'",
+        ),
+    ],
+)
+def test_intake_guard_key_errors(data: dict[str, Any], message: str) -> None:
+    found = only(data)
+    assert found.startswith(message), found
 
 
 @pytest.mark.parametrize(
