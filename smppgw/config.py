@@ -743,9 +743,7 @@ def _tenant_senders(r: _Reader, path: str, value: object) -> tuple[str, ...] | _
 
 def _tenant_priorities(r: _Reader, path: str, value: object) -> tuple[str, ...] | _Invalid:
     if not isinstance(value, list) or not value:
-        return r.problem(
-            path, f"must be a non-empty list of high, normal, low, got {_show(value)}"
-        )
+        return r.problem(path, f"must be a non-empty list of high, normal, low, got {_show(value)}")
     before = len(r.problems)
     result: list[str] = []
     for index, item in enumerate(value):
