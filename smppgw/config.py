@@ -778,17 +778,21 @@ def _tenants(r: _Reader, value: object) -> tuple[TenantConfig, ...] | _Invalid:
     names: dict[str, int] = {}
     for index, item in enumerate(value):
         tenant = _tenant(r, _join("tenants", index), item)
-        if not isinstance(tenant, TenantConfig):
+        if isinstance(tenant, TenantConfig):
+            tenants.append(tenant)
+        # The duplicate check uses the name even of a tenant with other problems, so
+        # every problem is reported in one run.
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if not isinstance(name, str):
             continue
-        if tenant.name in names:
+        if name in names:
             r.problem(
                 f"tenants[{index}].name",
-                f"duplicate tenant name {tenant.name!r} (also tenants[{names[tenant.name]}])",
+                f"duplicate tenant name {name!r} (also tenants[{names[name]}])",
             )
             continue
-        names[tenant.name] = index
-        tenants.append(tenant)
-    return tuple(tenants) if len(tenants) == len(value) else INVALID
+        names[name] = index
+    return tuple(tenants) if len(tenants) == len(value) and len(names) == len(value) else INVALID
 
 
 _Check = Callable[[_Reader, str, object], object]

@@ -60,7 +60,7 @@ from gmqtt.storage import PersistentStorage
 from smppgw.settings import MqttConfig
 from smppgw.tls import client_context
 
-__all__ = ["Message", "MqttClient", "MqttError", "MqttUnavailable"]
+__all__ = ["Declined", "Message", "MqttClient", "MqttError", "MqttUnavailable"]
 
 log = structlog.get_logger("smppgw.mqtt")
 
@@ -77,6 +77,12 @@ class MqttError(Exception):
 
 class MqttUnavailable(MqttError):
     """Not connected, or the connection was lost before the PUBACK: use the outbox."""
+
+
+class Declined(Exception):
+    """Raised by a message handler that will not take the message now (e.g. the gateway
+    is stopping): like any failure, no PUBACK and the broker delivers it again, but an
+    expected one, so it is logged without a traceback."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,8 +590,11 @@ class MqttClient:
                 retain=bool(properties.get("retain", False)),
             )
             await handler(message)
-        except Exception:
-            log.exception("mqtt.handler_failed", topic=topic)
+        except Exception as exc:
+            if isinstance(exc, Declined):
+                log.debug("mqtt.handler_declined", topic=topic, reason=str(exc))
+            else:
+                log.exception("mqtt.handler_failed", topic=topic)
             if qos > 0 and generation == self._generation:
                 # The broker resends an unacknowledged message only on a new connection.
                 self._generation += 1

@@ -32,6 +32,7 @@ from prometheus_client import Counter, Gauge
 
 from smppgw.jobs import Job
 from smppgw.metrics import REJECT_REASONS, Metrics
+from smppgw.mqtt import Declined
 from smppgw.routing import RoutingError, sender_source
 from smppgw.settings import CarrierConfig, Config, TenantConfig
 from smppgw.smpp.text import TextError, split
@@ -51,7 +52,7 @@ class UnknownTenant(LookupError):
         super().__init__(f"unknown_tenant: no tenant {shown} is configured")
 
 
-class TenantClosed(RuntimeError):
+class TenantClosed(Declined):
     """The gateway is stopping: a held job is not acknowledged (the broker keeps it)."""
 
 
