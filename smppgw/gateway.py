@@ -263,8 +263,12 @@ class Gateway:
     # ------------------------------------------------------------------ wiring
 
     async def _on_message(self, message: Any) -> None:
-        if self.tenants.has_connection(message.topic):
-            return  # seen through <submit_topic>/+; the tenant's own connection takes it
+        name = self.tenants.named(message.topic)
+        if name is not None and self.tenant_mqtt[name].subscribed(message.topic):
+            # Seen through <submit_topic>/+: the broker has queued it for the tenant's own
+            # connection too, which takes it. (Before that subscription exists, at the
+            # first start, the job is taken here; a second copy is a duplicate.)
+            return
         await self._on_tenant_message(message)
 
     async def _on_tenant_message(self, message: Any) -> None:

@@ -281,6 +281,12 @@ class MqttClient:
     def subscriptions(self) -> list[str]:
         return list(self._subscriptions)
 
+    def subscribed(self, topic: str) -> bool:
+        """The broker SUBACKed ``topic`` on the current session: it queues matching
+        messages for us even while this connection is down."""
+        sub = self._subscriptions.get(self.topic_filter(topic))
+        return sub is not None and sub.acked
+
     async def __aenter__(self) -> MqttClient:
         if self._entered:
             raise RuntimeError("MqttClient is not reentrant")

@@ -245,11 +245,12 @@ class Tenants:
             raise UnknownTenant(name)
         return tenant
 
-    def has_connection(self, topic: str) -> bool:
-        """A configured tenant's topic, handled by that tenant's own connection."""
-        return topic.startswith(self._topic + "/") and topic[len(self._topic) + 1 :] in (
-            self._tenants
-        )
+    def named(self, topic: str) -> str | None:
+        """The configured tenant (with its own connection) whose topic this is."""
+        if not topic.startswith(self._topic + "/"):
+            return None
+        name = topic[len(self._topic) + 1 :]
+        return name if name in self._tenants else None
 
     async def load(self, store: Store) -> None:
         """Read each tenant's waiting jobs from the store (once, at start, after recovery)."""

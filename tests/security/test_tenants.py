@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
-from smppgw.config import parse_config
+from smppgw.config import load_config, parse_config
 from smppgw.gateway import Gateway
 from smppgw.mqtt import Message, MqttClient, MqttError
 from smppgw.settings import Config, MqttConfig, Secret
@@ -71,8 +72,18 @@ def config(
     tenants: list[dict[str, Any]],
     **carrier: Any,
 ) -> Config:
+    return parse_config(config_doc(tmp_path, broker, sims, tenants, **carrier))
+
+
+def config_doc(
+    tmp_path: Path,
+    broker: Mosquitto,
+    sims: dict[str, Simulator],
+    tenants: list[dict[str, Any]],
+    **carrier: Any,
+) -> dict[str, Any]:
     prefixes = {"viettel": ["8498"], "vinaphone": ["8491"]}
-    return parse_config(
+    return dict(
         {
             "mqtt": {
                 "host": broker.host,
@@ -384,3 +395,40 @@ async def test_max_queued_pauses_one_tenant_while_the_other_flows(
     assert taken <= 4, "at most max_queued (plus one already submitted) taken in"
     assert held >= count - 4
     assert all(shop.final(t)[0]["status"] == "delivered" for t in shop_ids)
+
+
+async def test_reload_applies_tenant_limits_live_and_leaves_the_tenant_list(
+    tmp_path: Path, broker: Mosquitto, sims: dict[str, Simulator]
+) -> None:
+    doc = config_doc(tmp_path, broker, sims, [{"name": "shop", "daily_parts": 1}])
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    gateway = Gateway(load_config(path), config_path=str(path))
+    task = asyncio.create_task(gateway.run(install_signals=False))
+    try:
+        await asyncio.wait_for(gateway.started.wait(), 15)
+        async with Account(broker, "shop") as shop:
+            await shop.client.subscribe("sms/status/shop/#")
+            await shop.submit("sms/submit/shop", **job("a"))
+            await shop.submit("sms/submit/shop", **job("b"))
+            await shop.wait_for(lambda: bool(shop.final("sms/status/shop/b")))
+            doc["tenants"] = [
+                {"name": "shop", "daily_parts": 5, "senders": ["SHOPVN"]},
+                {"name": "shop2"},
+            ]
+            path.write_text(yaml.safe_dump(doc))
+            assert await gateway.reload()
+            await shop.submit("sms/submit/shop", **job("c", from_="SHOPVN"))
+            await shop.submit("sms/submit/shop", **job("d", from_="OTHER"))
+            ids = ("a", "c", "d")
+            await shop.wait_for(lambda: all(shop.final(f"sms/status/shop/{i}") for i in ids))
+        assert list(gateway.tenant_mqtt) == ["shop"], "a tenant added on reload waits for a restart"
+    finally:
+        gateway.stop()
+        await asyncio.wait_for(task, 30)
+
+    def code(job_id: str) -> str | None:
+        error = shop.final(f"sms/status/shop/{job_id}")[0]["error"]
+        return None if error is None else str(error["code"])
+
+    assert [code(i) for i in "abcd"] == [None, "quota_exceeded", None, "sender_not_allowed"]
