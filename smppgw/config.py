@@ -668,6 +668,21 @@ def _carrier_name(r: _Reader, path: str, value: object) -> str | _Invalid:
     return text
 
 
+def _first_use(r: _Reader, section: str, names: dict[str, int], index: int, name: object) -> bool:
+    """Record ``<section>[index]``'s name; False for no name or a repeated one (a problem
+    naming both entries is recorded for a repeat)."""
+    if not isinstance(name, str):
+        return False
+    if name in names:
+        r.problem(
+            f"{section}[{index}].name",
+            f"duplicate {section[:-1]} name {name!r} (also {section}[{names[name]}])",
+        )
+        return False
+    names[name] = index
+    return True
+
+
 def _bind(r: _Reader, path: str, value: object) -> BindMode | _Invalid:
     chosen = r.choice(path, value, [m.value for m in BindMode])
     return chosen if isinstance(chosen, _Invalid) else BindMode(chosen)
@@ -693,15 +708,8 @@ def _carriers(r: _Reader, value: object) -> tuple[CarrierConfig, ...] | _Invalid
     owners: dict[str, tuple[str, int]] = {}
     for index, kwargs in enumerate(parsed):
         name = kwargs.get("name")
-        if not isinstance(name, str):
+        if not isinstance(name, str) or not _first_use(r, "carriers", names, index, name):
             continue
-        if name in names:
-            r.problem(
-                f"carriers[{index}].name",
-                f"duplicate carrier name {name!r} (also carriers[{names[name]}])",
-            )
-            continue
-        names[name] = index
         prefixes = kwargs.get("prefixes")
         for number, prefix in enumerate(prefixes if isinstance(prefixes, tuple) else ()):
             if not prefix:
@@ -782,16 +790,9 @@ def _tenants(r: _Reader, value: object) -> tuple[TenantConfig, ...] | _Invalid:
             tenants.append(tenant)
         # The duplicate check uses the name even of a tenant with other problems, so
         # every problem is reported in one run.
-        name = item.get("name") if isinstance(item, Mapping) else None
-        if not isinstance(name, str):
-            continue
-        if name in names:
-            r.problem(
-                f"tenants[{index}].name",
-                f"duplicate tenant name {name!r} (also tenants[{names[name]}])",
-            )
-            continue
-        names[name] = index
+        _first_use(
+            r, "tenants", names, index, item.get("name") if isinstance(item, Mapping) else None
+        )
     return tuple(tenants) if len(tenants) == len(value) and len(names) == len(value) else INVALID
 
 

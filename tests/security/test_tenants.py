@@ -28,7 +28,7 @@ from smppgw.sim.config import Faults
 from smppgw.sim.server import Simulator
 from smppgw.tenancy import local_day
 
-from gateway.harness import FINAL, running, sim_config
+from gateway.harness import FINAL, running, sim_config, wait_until
 from support.broker import Mosquitto, find_mosquitto
 
 ACL = (Path(__file__).parents[2] / "conf" / "mosquitto.acl").read_text()
@@ -156,14 +156,27 @@ class Account:
         return [e for e in self.events.get(topic, []) if e.get("status") in FINAL]
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"{self.user}: timed out; {len(self.events)} topics seen")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
+        await wait_until(self._changed, predicate, timeout, f"{self.user}'s events")
+
+
+@contextlib.asynccontextmanager
+async def two_tenants(
+    tmp_path: Path,
+    broker: Mosquitto,
+    sims: dict[str, Simulator],
+    tenants: list[dict[str, Any]],
+    **carrier: Any,
+) -> AsyncIterator[tuple[Gateway, Account, Account]]:
+    """The gateway with ``tenants``, and the shop and shop2 accounts each reading its own
+    status events."""
+    async with (
+        running(config(tmp_path, broker, sims, tenants, **carrier)) as gateway,
+        Account(broker, "shop") as shop,
+        Account(broker, "shop2") as shop2,
+    ):
+        await shop.client.subscribe("sms/status/shop/#")
+        await shop2.client.subscribe("sms/status/shop2/#")
+        yield gateway, shop, shop2
 
 
 def job(job_id: str, to: str = VIETTEL, **extra: Any) -> dict[str, Any]:
@@ -215,13 +228,7 @@ async def test_two_tenants_same_id_both_sent_each_sees_only_its_own(
     tmp_path: Path, broker: Mosquitto, sims: dict[str, Simulator]
 ) -> None:
     tenants = [{"name": "shop"}, {"name": "shop2"}]
-    async with (
-        running(config(tmp_path, broker, sims, tenants)),
-        Account(broker, "shop") as shop,
-        Account(broker, "shop2") as shop2,
-    ):
-        await shop.client.subscribe("sms/status/shop/#")
-        await shop2.client.subscribe("sms/status/shop2/#")
+    async with two_tenants(tmp_path, broker, sims, tenants) as (_gateway, shop, shop2):
         await shop2.submit("sms/submit/shop2", **job("order-1984", text="shop2 order"))
         await shop.submit("sms/submit/shop", **job("order-1984", text="shop order"))
         await shop.wait_for(lambda: bool(shop.final("sms/status/shop/order-1984")))
@@ -249,13 +256,7 @@ async def test_tenant_limited_senders_priorities_and_carrier(
         },
         {"name": "shop2", "force_carrier": True},
     ]
-    async with (
-        running(config(tmp_path, broker, sims, tenants)) as gateway,
-        Account(broker, "shop") as shop,
-        Account(broker, "shop2") as shop2,
-    ):
-        await shop.client.subscribe("sms/status/shop/#")
-        await shop2.client.subscribe("sms/status/shop2/#")
+    async with two_tenants(tmp_path, broker, sims, tenants) as (gateway, shop, shop2):
         await shop.submit("sms/submit/shop", **job("spoof", from_="Vietcombank"))
         await shop.submit("sms/submit/shop", **job("vip", priority="high"))
         await shop.submit("sms/submit/shop", **job("forced", carrier="vinaphone"))
@@ -296,13 +297,7 @@ async def test_rate_paces_one_tenant_and_not_the_other(
     ``submitted`` events), while the broker holds the rest for the gateway's session."""
     tenants = [{"name": "shop", "rate": 20}, {"name": "shop2"}]
     count = 40
-    async with (
-        running(config(tmp_path, broker, sims, tenants)),
-        Account(broker, "shop") as shop,
-        Account(broker, "shop2") as shop2,
-    ):
-        await shop.client.subscribe("sms/status/shop/#")
-        await shop2.client.subscribe("sms/status/shop2/#")
+    async with two_tenants(tmp_path, broker, sims, tenants) as (_gateway, shop, shop2):
         start = time.monotonic()
         await asyncio.gather(
             *(shop.submit("sms/submit/shop", **job(f"s-{i}", dlr=False)) for i in range(count)),
@@ -369,14 +364,11 @@ async def test_max_queued_pauses_one_tenant_while_the_other_flows(
 ) -> None:
     tenants = [{"name": "shop", "max_queued": 3}, {"name": "shop2"}]
     count = 8
-    cfg = config(tmp_path, broker, slow_sims, tenants, window=1)
-    async with (
-        running(cfg) as gateway,
-        Account(broker, "shop") as shop,
-        Account(broker, "shop2") as shop2,
+    async with two_tenants(tmp_path, broker, slow_sims, tenants, window=1) as (
+        gateway,
+        shop,
+        shop2,
     ):
-        await shop.client.subscribe("sms/status/shop/#")
-        await shop2.client.subscribe("sms/status/shop2/#")
         await asyncio.gather(
             *(shop.submit("sms/submit/shop", **job(f"s-{i}")) for i in range(count))
         )
