@@ -201,8 +201,9 @@ async def test_intruder_cannot_submit_and_unknown_tenant_is_rejected(
         await ops.client.subscribe("sms/status/#")
         await ops.client.subscribe("sms/rejected")
         await spy.client.subscribe("sms/#")  # granted, but the ACL delivers it nothing
-        # No grant for these: the broker refuses them (mosquitto closes the connection),
-        # the gateway never sees them. A fresh session each, so nothing is replayed.
+        # No grant for these: the broker refuses them (PUBACK 0x87 "not authorized"; the
+        # connection may drop too) and the gateway never sees them. A fresh session each,
+        # so nothing is replayed.
         for n, topic in enumerate(("sms/submit", "sms/submit/shop", "sms/submit/shop2")):
             async with Account(broker, "intruder", f"-{n}") as intruder:
                 with contextlib.suppress(MqttError):
