@@ -28,7 +28,7 @@ from smppgw.health import HealthState, run_heartbeat
 from smppgw.intake import Intake
 from smppgw.logs import register_secret, set_level, setup_logging
 from smppgw.metrics import LANES, Metrics
-from smppgw.mqtt import MqttClient, MqttError
+from smppgw.mqtt import Declined, MqttClient, MqttError
 from smppgw.outbox import OutboxPublisher
 from smppgw.routing import Router
 from smppgw.settings import CarrierConfig, Config
@@ -162,10 +162,12 @@ class Gateway:
         await self.tenants.load(self.store)
         for carrier_config in config.carriers:
             await self._add_carrier(carrier_config)
+        # Ready for jobs before any connection: a session that is present hands us its
+        # queued jobs at once (before the last client is even connected).
+        self._accepting = True
         await self.mqtt.__aenter__()
         for client in self.tenant_mqtt.values():
             await client.__aenter__()
-        self._accepting = True
         self._spawn(self._subscribe(), "subscribe")
         self._spawn(self.outbox.run(), "outbox")
         self._spawn(run_heartbeat(self.health), "heartbeat")
@@ -273,7 +275,7 @@ class Gateway:
 
     async def _on_tenant_message(self, message: Any) -> None:
         if not self._accepting:
-            raise RuntimeError("gateway not accepting jobs")  # no PUBACK: redelivered later
+            raise Declined("gateway not accepting jobs")  # no PUBACK: redelivered later
         await self.intake.handle(message)
 
     def _on_connection_change(self, connected: bool) -> None:

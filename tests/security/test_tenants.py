@@ -176,11 +176,22 @@ async def two_tenants(
     ):
         await shop.client.subscribe("sms/status/shop/#")
         await shop2.client.subscribe("sms/status/shop2/#")
+        await subscribed(gateway)
         yield gateway, shop, shop2
 
 
 def job(job_id: str, to: str = VIETTEL, **extra: Any) -> dict[str, Any]:
     return {"id": job_id, "to": to, "text": f"job {job_id}", **extra}
+
+
+async def subscribed(gateway: Gateway) -> None:
+    """Until the gateway's subscriptions exist: a job published before is nobody's."""
+    deadline = time.monotonic() + 10
+    clients = [(gateway.mqtt, "sms/submit/+")]
+    clients += [(c, f"sms/submit/{name}") for name, c in gateway.tenant_mqtt.items()]
+    while not all(client.subscribed(topic) for client, topic in clients):
+        assert time.monotonic() < deadline, "the gateway did not subscribe"
+        await asyncio.sleep(0.01)
 
 
 def metric(gateway: Gateway, name: str, **labels: str) -> float:
@@ -201,6 +212,7 @@ async def test_intruder_cannot_submit_and_unknown_tenant_is_rejected(
         await ops.client.subscribe("sms/status/#")
         await ops.client.subscribe("sms/rejected")
         await spy.client.subscribe("sms/#")  # granted, but the ACL delivers it nothing
+        await subscribed(gateway)
         # No grant for these: the broker refuses them (PUBACK 0x87 "not authorized"; the
         # connection may drop too) and the gateway never sees them. A fresh session each,
         # so nothing is replayed.
@@ -332,6 +344,7 @@ async def test_daily_parts_quota(
         Account(broker, "shop") as shop,
     ):
         await shop.client.subscribe("sms/status/shop/#")
+        await subscribed(gateway)
         await shop.submit("sms/submit/shop", **job("one"))
         await shop.submit("sms/submit/shop", **job("two", text=long_text))
         await shop.submit("sms/submit/shop", **job("one"))  # again: a duplicate, not billed
@@ -400,6 +413,7 @@ async def test_reload_applies_tenant_limits_live_and_leaves_the_tenant_list(
     task = asyncio.create_task(gateway.run(install_signals=False))
     try:
         await asyncio.wait_for(gateway.started.wait(), 15)
+        await subscribed(gateway)
         async with Account(broker, "shop") as shop:
             await shop.client.subscribe("sms/status/shop/#")
             await shop.submit("sms/submit/shop", **job("a"))
@@ -425,3 +439,28 @@ async def test_reload_applies_tenant_limits_live_and_leaves_the_tenant_list(
         return None if error is None else str(error["code"])
 
     assert [code(i) for i in "abcd"] == [None, "quota_exceeded", None, "sender_not_allowed"]
+
+
+async def test_jobs_held_at_shutdown_are_taken_by_the_next_run_once(
+    tmp_path: Path, broker: Mosquitto, sims: dict[str, Simulator]
+) -> None:
+    """A held job has no PUBACK: stopping the gateway leaves it with the broker, and the
+    next run takes it; nothing is lost or sent twice."""
+    count = 10
+    async with Account(broker, "shop") as shop:
+        await shop.client.subscribe("sms/status/shop/#")
+        async with running(config(tmp_path, broker, sims, [{"name": "shop", "rate": 4}])) as gw:
+            await subscribed(gw)
+            for i in range(count):
+                await shop.submit("sms/submit/shop", **job(f"h-{i}", dlr=False))
+            await shop.wait_for(lambda: "sms/status/shop/h-0" in shop.events)
+            assert metric(gw, "smppgw_tenant_held", tenant="shop") > 0
+        taken_first = len(shop.events)
+        async with running(config(tmp_path, broker, sims, [{"name": "shop"}])):
+            ids = [f"sms/status/shop/h-{i}" for i in range(count)]
+            await shop.wait_for(lambda: all(t in shop.events for t in ids))
+
+    print(f"\nfirst run took {taken_first} of {count} jobs, the second the rest")
+    assert taken_first < count
+    sent = sorted(s.pdu.short_message for s in sims["viettel"].submits)
+    assert sent == sorted(f"job h-{i}".encode() for i in range(count)), "each job sent once"
