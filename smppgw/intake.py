@@ -224,19 +224,19 @@ class Intake:
     async def _unknown_tenant(self, message: Message, exc: UnknownTenant) -> None:
         """A job for a tenant nobody configured: nothing is stored under it (its ids
         would be nobody's namespace); ``sms/rejected`` says which topic level was wrong."""
-        event = rejected_event(message.payload, str(exc), format_at(time.time()))
-        await self._store.add_events(
-            [OutboxEvent(self._factory.rejected_topic, encode_event(event))]
-        )
+        await self._publish_rejected(message.payload, str(exc))
         self._tenants.metrics.unknown.inc()
         log.warning("tenant_unknown", topic=message.topic[:200], size=len(message.payload))
-        self._on_events()
 
     async def _garbage(self, payload: bytes, reason: str) -> None:
+        await self._publish_rejected(payload, reason)
+        self._metrics.garbage_payloads.inc()
+        log.warning("payload_garbage", reason=reason, size=len(payload))
+
+    async def _publish_rejected(self, payload: bytes, reason: str) -> None:
+        """Commit a ``sms/rejected`` event for a payload that is no job we can answer by id."""
         event = rejected_event(payload, reason, format_at(time.time()))
         await self._store.add_events(
             [OutboxEvent(self._factory.rejected_topic, encode_event(event))]
         )
-        self._metrics.garbage_payloads.inc()
-        log.warning("payload_garbage", reason=reason, size=len(payload))
         self._on_events()
