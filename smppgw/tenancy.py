@@ -239,18 +239,15 @@ class Tenants:
         raises :class:`UnknownTenant` for a level that names no configured tenant."""
         if topic == self._topic:
             return self._default
-        name = topic[len(self._topic) + 1 :] if topic.startswith(self._topic + "/") else topic
-        tenant = self._tenants.get(name)
-        if tenant is None:
-            raise UnknownTenant(name)
-        return tenant
+        name = self.named(topic)
+        if name is None:
+            raise UnknownTenant(topic.removeprefix(self._topic + "/"))
+        return self._tenants[name]
 
     def named(self, topic: str) -> str | None:
         """The configured tenant (with its own connection) whose topic this is."""
-        if not topic.startswith(self._topic + "/"):
-            return None
-        name = topic[len(self._topic) + 1 :]
-        return name if name in self._tenants else None
+        name = topic.removeprefix(self._topic + "/")
+        return name if name != topic and name in self._tenants else None
 
     async def load(self, store: Store) -> None:
         """Read each tenant's waiting jobs from the store (once, at start, after recovery)."""
