@@ -42,6 +42,7 @@ from smppgw.settings import (
     Secret,
     SourceConfig,
     StoreConfig,
+    TenantConfig,
     TlsConfig,
 )
 
@@ -60,6 +61,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CARRIER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+PRIORITY_NAMES = ("high", "normal", "low")
 _MQTT_MAX_PAYLOAD = 268_435_455
 _MQTT_MAX_EXPIRY = 0xFFFFFFFF
 #: MQTT 5 Binary Data (Correlation Data) holds at most this many octets.
@@ -414,7 +416,16 @@ def _units(text: str) -> float | None:
 
 # ---------------------------------------------------------------------- sections
 
-_TOP_KEYS = ("mqtt", "store", "metrics", "log", "routing", "carriers", "drain_timeout")
+_TOP_KEYS = (
+    "mqtt",
+    "store",
+    "metrics",
+    "log",
+    "routing",
+    "carriers",
+    "tenants",
+    "drain_timeout",
+)
 #: Keys that are often put in the wrong section.
 _HINTS = {
     "country_code": "it belongs in routing",
@@ -724,6 +735,21 @@ def _carrier_name(r: _Reader, path: str, value: object) -> str | _Invalid:
     return text
 
 
+def _first_use(r: _Reader, section: str, names: dict[str, int], index: int, name: object) -> bool:
+    """Record ``<section>[index]``'s name; False for no name or a repeated one (a problem
+    naming both entries is recorded for a repeat)."""
+    if not isinstance(name, str):
+        return False
+    if name in names:
+        r.problem(
+            f"{section}[{index}].name",
+            f"duplicate {section[:-1]} name {name!r} (also {section}[{names[name]}])",
+        )
+        return False
+    names[name] = index
+    return True
+
+
 def _bind(r: _Reader, path: str, value: object) -> BindMode | _Invalid:
     chosen = r.choice(path, value, [m.value for m in BindMode])
     return chosen if isinstance(chosen, _Invalid) else BindMode(chosen)
@@ -749,15 +775,8 @@ def _carriers(r: _Reader, value: object) -> tuple[CarrierConfig, ...] | _Invalid
     owners: dict[str, tuple[str, int]] = {}
     for index, kwargs in enumerate(parsed):
         name = kwargs.get("name")
-        if not isinstance(name, str):
+        if not isinstance(name, str) or not _first_use(r, "carriers", names, index, name):
             continue
-        if name in names:
-            r.problem(
-                f"carriers[{index}].name",
-                f"duplicate carrier name {name!r} (also carriers[{names[name]}])",
-            )
-            continue
-        names[name] = index
         prefixes = kwargs.get("prefixes")
         for number, prefix in enumerate(prefixes if isinstance(prefixes, tuple) else ()):
             if not prefix:
@@ -775,7 +794,89 @@ def _carriers(r: _Reader, value: object) -> tuple[CarrierConfig, ...] | _Invalid
     return tuple(carriers)
 
 
+def _tenant_senders(r: _Reader, path: str, value: object) -> tuple[str, ...] | _Invalid:
+    if not isinstance(value, list) or not value:
+        return r.problem(
+            path, f'must be a non-empty list of senders (like [SHOPVN, "8079"]), got {_show(value)}'
+        )
+    before = len(r.problems)
+    result: list[str] = []
+    for index, item in enumerate(value):
+        where = _join(path, index)
+        if not isinstance(item, str):
+            r.problem(where, f'must be a quoted string (like "8079"), got {_show(item)}')
+            continue
+        problem = sender_problem(item)
+        if problem is not None:
+            r.problem(where, f"{problem}, got {_show(item)}")
+            continue
+        if item in result:
+            r.problem(where, f"duplicate sender {item!r}")
+        result.append(item)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant_priorities(r: _Reader, path: str, value: object) -> tuple[str, ...] | _Invalid:
+    if not isinstance(value, list) or not value:
+        return r.problem(path, f"must be a non-empty list of high, normal, low, got {_show(value)}")
+    before = len(r.problems)
+    result: list[str] = []
+    for index, item in enumerate(value):
+        chosen = r.choice(_join(path, index), item, PRIORITY_NAMES)
+        if isinstance(chosen, str) and chosen not in result:
+            result.append(chosen)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant(r: _Reader, path: str, value: object) -> TenantConfig | _Invalid:
+    data = r.mapping(path, value, _TENANT_KEYS)
+    if isinstance(data, _Invalid):
+        return data
+    before = len(r.problems)
+    if "name" not in data:
+        r.problem(_join(path, "name"), "required")
+    kwargs: dict[str, Any] = {}
+    for key, check in _TENANT_CHECKS.items():
+        if key in data:
+            kwargs[key] = check(r, _join(path, key), data[key])
+    if len(r.problems) > before:
+        return INVALID
+    return TenantConfig(**kwargs)
+
+
+def _tenants(r: _Reader, value: object) -> tuple[TenantConfig, ...] | _Invalid:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        return r.problem("tenants", f"must be a list of tenants, got {_show(value)}")
+    tenants: list[TenantConfig] = []
+    names: dict[str, int] = {}
+    for index, item in enumerate(value):
+        tenant = _tenant(r, _join("tenants", index), item)
+        if isinstance(tenant, TenantConfig):
+            tenants.append(tenant)
+        # The duplicate check uses the name even of a tenant with other problems, so
+        # every problem is reported in one run.
+        _first_use(
+            r, "tenants", names, index, item.get("name") if isinstance(item, Mapping) else None
+        )
+    return tuple(tenants) if len(tenants) == len(value) and len(names) == len(value) else INVALID
+
+
 _Check = Callable[[_Reader, str, object], object]
+
+#: One check per TenantConfig field. Tenant names share the carrier-name alphabet: they
+#: are an MQTT topic level (no '/', '+', '#') and a metric label.
+_TENANT_CHECKS: dict[str, _Check] = {
+    "name": _carrier_name,
+    "senders": _tenant_senders,
+    "priorities": _tenant_priorities,
+    "force_carrier": _Reader.boolean,
+    "rate": lambda r, p, v: r.number(p, v),
+    "daily_parts": lambda r, p, v: r.integer(p, v, 1),
+    "max_queued": lambda r, p, v: r.integer(p, v, 1),
+}
+_TENANT_KEYS = tuple(_TENANT_CHECKS)
 
 #: One check per MqttConfig field (``password`` is resolved by ``_Reader.secret``). A field
 #: added to settings without a check here is refused as an unknown key, never ignored.
@@ -859,6 +960,7 @@ def parse_config(
         "log": _log(r, top.get("log")),
         "routing": _routing(r, top.get("routing")),
         "carriers": _carriers(r, top.get("carriers")),
+        "tenants": _tenants(r, top.get("tenants")),
     }
     if "drain_timeout" in top:
         parts["drain_timeout"] = r.duration("drain_timeout", top["drain_timeout"])
@@ -998,6 +1100,17 @@ def summary(config: Config) -> str:
             f"    source: {_source(c.source)}",
             f"    prefixes: {' '.join(c.prefixes) if c.prefixes else _NO_PREFIXES}",
         ]
+    if config.tenants:
+        lines.append(f"tenants ({len(config.tenants)}):")
+    for t in config.tenants:
+        topic = m.submit_topic if t.name == "default" else f"{m.submit_topic}/{t.name}"
+        lines.append(
+            f"  {t.name}: {topic}, senders {' '.join(t.senders) if t.senders else 'any'}, "
+            f"priorities {' '.join(t.priorities) if t.priorities else 'any'}, "
+            f"force_carrier {'yes' if t.force_carrier else 'no'}, "
+            f"rate {f'{t.rate:g}/s' if t.rate else 'unlimited'}, "
+            f"daily_parts {t.daily_parts or 'unlimited'}, max_queued {t.max_queued or 'unlimited'}"
+        )
     table = Router(config.carriers).table()
     lines.append(f"routes ({len(table)}, longest prefix wins):")
     lines += [f"  {prefix:<8} → {name}" for prefix, name in table]

@@ -56,6 +56,9 @@ REJECT_REASONS = (
     "unencodable",  # not representable in the carrier's forced coding
     "expired",  # ttl passed before it could be queued
     "store_full",  # the store refused the write (disk full, locked)
+    "sender_not_allowed",  # a tenant's ``from`` outside its senders
+    "priority_not_allowed",  # a tenant's priority outside its priorities
+    "quota_exceeded",  # a tenant's daily_parts would be exceeded
     "other",
 )
 

@@ -69,7 +69,7 @@ from smppgw.gmqtt_internals import check_gmqtt
 from smppgw.settings import MqttConfig
 from smppgw.tls import client_context
 
-__all__ = ["Message", "MqttClient", "MqttError", "MqttUnavailable"]
+__all__ = ["Declined", "Message", "MqttClient", "MqttError", "MqttUnavailable"]
 
 log = structlog.get_logger("smppgw.mqtt")
 
@@ -96,6 +96,12 @@ class MqttError(Exception):
 
 class MqttUnavailable(MqttError):
     """Not connected, or the connection was lost before the PUBACK: use the outbox."""
+
+
+class Declined(Exception):
+    """Raised by a message handler that will not take the message now (e.g. the gateway
+    is stopping): like any failure, no PUBACK and the broker delivers it again, but an
+    expected one, so it is logged without a traceback."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +314,12 @@ class MqttClient:
     @property
     def subscriptions(self) -> list[str]:
         return list(self._subscriptions)
+
+    def subscribed(self, topic: str) -> bool:
+        """The broker SUBACKed ``topic`` on the current session: it queues matching
+        messages for us even while this connection is down."""
+        sub = self._subscriptions.get(self.topic_filter(topic))
+        return sub is not None and sub.acked
 
     async def __aenter__(self) -> MqttClient:
         if self._entered:
@@ -624,8 +636,11 @@ class MqttClient:
                 retain=bool(properties.get("retain", False)),
             )
             await handler(message)
-        except Exception:
-            log.exception("mqtt.handler_failed", topic=topic)
+        except Exception as exc:
+            if isinstance(exc, Declined):
+                log.debug("mqtt.handler_declined", topic=topic, reason=str(exc))
+            else:
+                log.exception("mqtt.handler_failed", topic=topic)
             if qos > 0 and generation == self._generation:
                 # The broker resends an unacknowledged message only on a new connection.
                 self._generation += 1

@@ -177,6 +177,29 @@ class CarrierConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantConfig:
+    """One internal service sharing the gateway: its jobs arrive on ``<submit_topic>/<name>``
+    (the broker ACL ties that topic to its account) and its ids are its own namespace.
+
+    ``None`` means "no limit" for each limit. ``name: default`` puts rules on plain
+    ``<submit_topic>``, which is otherwise unrestricted."""
+
+    name: str
+    #: ``from`` values it may use (``None``: any); a job without ``from`` is always allowed.
+    senders: tuple[str, ...] | None = None
+    #: Priority lanes it may use (``None``: all three).
+    priorities: tuple[str, ...] | None = None
+    #: May its jobs set ``carrier`` (skipping prefix routing)?
+    force_carrier: bool = False
+    #: Jobs per second taken in; faster publishers get their PUBACKs paced.
+    rate: float | None = None
+    #: SMS parts per day (gateway local date); over it jobs are rejected ``quota_exceeded``.
+    daily_parts: int | None = None
+    #: Jobs waiting to be submitted; at this many its intake pauses (no PUBACK).
+    max_queued: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     carriers: tuple[CarrierConfig, ...]
     mqtt: MqttConfig = MqttConfig()
@@ -186,3 +209,5 @@ class Config:
     routing: RoutingConfig = RoutingConfig()
     #: On SIGTERM, how long in-flight submits may take before the binds are closed.
     drain_timeout: float = 10.0
+    #: Named publishers with their own topic, id namespace and limits.
+    tenants: tuple[TenantConfig, ...] = ()

@@ -26,6 +26,7 @@ from smppgw.store import (
     Store,
     StoredJob,
     StoreError,
+    Usage,
 )
 from smppgw.store import api as store_api
 from smppgw.store import ops as store_ops
@@ -296,6 +297,41 @@ async def test_finish_records_one_final_status(store: Store) -> None:
     )
     assert await topics(store) == ["sms/status/f"]
     assert await store.job("ghost") is None
+
+
+async def test_add_counted_bills_tenant_parts_with_the_job_and_refuses_over_quota(
+    store: Store,
+) -> None:
+    day = "2026-12-06"
+
+    def use(parts: int, limit: int | None = 5) -> Usage:
+        return Usage(tenant="shop", day=day, parts=parts, limit=limit)
+
+    added = await store.add_counted(
+        [job("shop/a"), job("shop/b"), job("shop/a"), job("shop/c"), job("plain")],
+        [use(2), use(3), use(2), use(1), None],
+    )
+    # a: 2 parts; b: 3 (total 5); a again: a duplicate, not billed; c: over 5; plain: uncounted
+    assert added == [True, True, False, None, True]
+    assert await store.tenant_usage("shop", day) == 5
+    assert await store.job("shop/c") is None, "a job over quota is not stored"
+    # a redelivered job over quota is still a duplicate, not a quota refusal
+    assert await store.add_counted([job("shop/b")], [use(3)]) == [False]
+    assert await store.add_counted([job("shop/d")], [use(9, None)]) == [True]  # no limit
+    assert await store.tenant_usage("shop", day) == 14
+    assert await store.tenant_usage("shop", "2026-12-07") == 0
+
+
+async def test_count_waiting_is_per_tenant_key_range_until_submitted(store: Store) -> None:
+    await store.add_jobs([job("shop/1"), job("shop/2"), job("shop2/1"), job("x"), job("shop0")])
+    assert await store.count_waiting("shop/") == 2
+    assert await store.count_waiting("shop2/") == 1
+    assert await store.count_waiting(None) == 2  # ids without a tenant: x, shop0
+    await store.claim(CARRIER, 1, time.time())  # claimed (sending): still waiting
+    assert await store.count_waiting("shop/") == 2
+    await store.mark_submitted("shop/1", CARRIER, ["1"], ["1"], False, [])
+    await store.finish("shop/2", "failed", [])
+    assert await store.count_waiting("shop/") == 0
 
 
 async def test_finishing_a_queued_job_takes_it_out_of_the_queue(store: Store) -> None:

@@ -15,6 +15,7 @@ from smppgw.store.model import (
     StoredJob,
     StoreError,
     StoreStats,
+    Usage,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "StoreError",
     "StoreStats",
     "StoredJob",
+    "Usage",
 ]

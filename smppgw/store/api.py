@@ -28,6 +28,7 @@ from smppgw.store.model import (
     RecoveryReport,
     StoredJob,
     StoreStats,
+    Usage,
 )
 from smppgw.store.schema import connect
 from smppgw.store.writer import Tx, Writer
@@ -121,6 +122,23 @@ class Store:
         """Queue jobs; per job True if new, False if its id is already known (in any
         state, until purged: nothing is written for it)."""
         return await self._run(partial(ops.add_jobs, jobs=list(jobs)))
+
+    async def add_counted(
+        self, jobs: Sequence[StoredJob], usage: Sequence[Usage | None]
+    ) -> list[bool | None]:
+        """``add_jobs`` with each tenant job's parts counted in ``tenant_usage`` in the
+        same transaction (``usage[i]`` for ``jobs[i]``, None for an uncounted job). Per
+        job True (new), False (known id) or None (over the tenant's daily limit: not added)."""
+        return await self._run(partial(ops.add_counted, jobs=list(jobs), usage=list(usage)))
+
+    async def tenant_usage(self, tenant: str, day: str) -> int:
+        """Parts counted for ``tenant`` on ``day`` (``YYYY-MM-DD``)."""
+        return await self._run(partial(ops.tenant_usage, tenant=tenant, day=day))
+
+    async def count_waiting(self, prefix: str | None) -> int:
+        """Jobs with an id starting with ``prefix`` (``"shop/"``; ``None``: ids without a
+        tenant) not yet submitted or final."""
+        return await self._run(partial(ops.count_waiting, prefix=prefix))
 
     async def add_rejected(
         self,

@@ -89,6 +89,18 @@ class StoredJob:
         )
 
 
+@dataclass(slots=True, frozen=True)
+class Usage:
+    """A tenant job's parts, counted against ``tenant_usage`` in the transaction that adds
+    it; with ``limit``, a job that would take the day's total over it is not added."""
+
+    tenant: str
+    #: The gateway's local date, ``YYYY-MM-DD``.
+    day: str
+    parts: int
+    limit: int | None = None
+
+
 @dataclass(slots=True)
 class OutboxEvent:
     """ "Publish ``payload`` to ``topic`` at QoS 1", kept until the broker PUBACKs it.

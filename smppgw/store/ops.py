@@ -25,6 +25,7 @@ from smppgw.store.model import (
     ReceiptOutcome,
     RecoveryReport,
     StoredJob,
+    Usage,
 )
 from smppgw.store.writer import Tx
 
@@ -52,6 +53,11 @@ _INSERT_JOB = (
 _CLAIM = (
     f"SELECT seq, {_JOB_COLUMNS} FROM jobs "
     "WHERE carrier = ? AND state = 0 AND next_attempt <= ? ORDER BY lane, seq LIMIT ?"
+)
+_USED = "SELECT parts FROM tenant_usage WHERE tenant = ? AND day = ?"
+_COUNT_USAGE = (
+    "INSERT INTO tenant_usage (tenant, day, parts) VALUES (?, ?, ?)"
+    " ON CONFLICT (tenant, day) DO UPDATE SET parts = parts + excluded.parts"
 )
 _INSERT_EVENT = "INSERT INTO outbox (topic, payload, correlation_data) VALUES (?, ?, ?)"
 
@@ -151,6 +157,47 @@ def add_jobs(tx: Tx, jobs: Sequence[StoredJob]) -> list[bool]:
         if new:
             tx.depth[(job.carrier, int(job.lane))] += 1
     return added
+
+
+def add_counted(
+    tx: Tx, jobs: Sequence[StoredJob], usage: Sequence[Usage | None]
+) -> list[bool | None]:
+    """``add_jobs`` that also counts each tenant job's parts in ``tenant_usage``: per job
+    True (added), False (known id: nothing written, nothing counted) or None (not added:
+    its parts would take the tenant's day over ``limit``)."""
+    execute = tx.conn.execute
+    result: list[bool | None] = []
+    for job, use in zip(jobs, usage, strict=True):
+        if use is not None and use.limit is not None:
+            row = execute(_USED, (use.tenant, use.day)).fetchone()
+            if (row[0] if row else 0) + use.parts > use.limit:
+                known = execute("SELECT 1 FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
+                result.append(False if known else None)
+                continue
+        new = add_jobs(tx, (job,))[0]
+        if new and use is not None:
+            execute(_COUNT_USAGE, (use.tenant, use.day, use.parts))
+        result.append(new)
+    return result
+
+
+def tenant_usage(tx: Tx, tenant: str, day: str) -> int:
+    row = tx.conn.execute(_USED, (tenant, day)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def count_waiting(tx: Tx, prefix: str | None) -> int:
+    """Jobs whose id starts with ``prefix`` not yet submitted or final: a range of the
+    unique job_id index (``prefix`` ends in '/', so the range ends before the next
+    character, '0'). ``None``: ids without '/' (the default tenant; a full scan)."""
+    if prefix is None:
+        query = "SELECT count(*) FROM jobs WHERE state < 3 AND instr(job_id, '/') = 0"
+        return int(tx.conn.execute(query).fetchone()[0])
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    row = tx.conn.execute(
+        "SELECT count(*) FROM jobs WHERE job_id >= ? AND job_id < ? AND state < 3", (prefix, end)
+    ).fetchone()
+    return int(row[0])
 
 
 def add_rejected(
