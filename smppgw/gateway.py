@@ -74,8 +74,13 @@ class Gateway:
             config.mqtt,
             on_message=self._on_message,
             on_connection_change=self._on_connection_change,
+            replay_inflight=False,  # the outbox publishes again whatever failed
         )
-        self.outbox = OutboxPublisher(self.store, self.telemetry.publisher(self.mqtt, config.mqtt))
+        self.outbox = OutboxPublisher(
+            self.store,
+            self.telemetry.publisher(self.mqtt, config.mqtt),
+            on_set_aside=self.telemetry.event_set_aside,
+        )
         self.events = GatewayEvents(
             self.store, self.factory, self.carrier_configs, self.metrics, self.outbox.wake
         )
@@ -263,6 +268,7 @@ class Gateway:
                 {(carrier, LANES[lane]): n for (carrier, lane), n in depths.items()}
             )
             self.metrics.mqtt_outbox_depth.set(await self.store.outbox_size())
+            self.metrics.dead_events.set(self.store.dead_events_count())
             self.metrics.store_size.set(self.store.size_bytes())
         except StoreError as exc:
             self.health.set_problem("store", str(exc))
@@ -282,9 +288,11 @@ class Gateway:
     async def _purge(self) -> None:
         while True:
             try:
-                purged = await self.store.purge(time.time() - self.config.store.retention)
-                if purged:
-                    log.info("purged", jobs=purged)
+                before = time.time() - self.config.store.retention
+                purged = await self.store.purge(before)
+                dead = await self.store.purge_dead_events(before)
+                if purged or dead:
+                    log.info("purged", jobs=purged, dead_events=dead)
             except StoreError as exc:
                 log.warning("purge_failed", error=str(exc))
             await asyncio.sleep(PURGE_EVERY)
