@@ -85,6 +85,20 @@ _SUCCESS: Final = int(PubAckReasonCode.SUCCESS)
 _PUBACK: Final = int(MQTTCommands.PUBACK)
 
 
+#: PUBACK failure reason codes (MQTT 5 section 3.4.2.1; 0x95 is mosquitto's over
+#: ``message_size_limit``, which it follows by closing the connection).
+_PUBACK_FAILURES: Final = {
+    0x80: "unspecified error",
+    0x83: "implementation specific error",
+    0x87: "not authorized",
+    0x90: "topic name invalid",
+    0x91: "packet identifier in use",
+    0x95: "packet too large",
+    0x97: "quota exceeded",
+    0x99: "payload format invalid",
+}
+
+
 class MqttError(Exception):
     """The broker refused us (bad credentials, refused subscription, ...)."""
 
@@ -107,10 +121,7 @@ class PublishRefused(MqttError):
 
     def __init__(self, reason_code: int) -> None:
         self.reason_code = reason_code
-        try:
-            name = PubAckReasonCode(reason_code).name.lower().replace("_", " ")
-        except ValueError:
-            name = "unknown reason"
+        name = _PUBACK_FAILURES.get(reason_code, "unknown reason")
         super().__init__(f"broker refused the publish: PUBACK 0x{reason_code:02x} ({name})")
 
 
