@@ -16,9 +16,10 @@ ways to find one:
 * a broker that closes the connection for a reason no check foresaw. After a round in
   which the connection dropped with events in flight, those events are published again in
   halves, then quarters, ..., until one event published *alone* is followed by the drop
-  (:data:`POISON_STRIKES` times, each within :data:`POISON_WINDOW` s of sending it). An
-  ordinary outage (broker restart) leaves halves that go through when it is back, so
-  nothing is set aside for it; only the time to publish the round twice is lost.
+  (:data:`POISON_STRIKES` times, each within :data:`POISON_WINDOW` s of sending it, and
+  with other events getting through in between when there are others). An ordinary outage
+  (broker restart) leaves halves that go through when it is back, so nothing is set aside
+  for it; only the time to publish the round twice is lost.
 
 The MQTT client must not replay in-flight publishes on reconnect (``replay_inflight=False``):
 this task publishes again whatever failed, and a replay of the offending event would
@@ -50,12 +51,18 @@ BATCH = 500
 #: before it is taken for the cause: once could be an outage that happened to hit it.
 POISON_STRIKES: Final = 2
 #: Seconds after sending within which a drop counts against the event: a broker closes
-#: the connection for a packet it cannot take at once, an outage strikes at any time.
-POISON_WINDOW: Final = 5.0
+#: the connection for a packet it cannot take at once (one round trip), an outage strikes
+#: at any time.
+POISON_WINDOW: Final = 2.0
 #: What is stored as the reason of an event set aside for the drops.
 DISCONNECT_REASON: Final = "broker closed the connection when it was published"
 #: Characters of a topic that go into a log line (the rest could be anything).
 _TOPIC_LOGGED: Final = 120
+
+
+def _shown(topic: str) -> str:
+    """A topic for a log line: truncated, control characters escaped (no forged lines)."""
+    return repr(topic[:_TOPIC_LOGGED])[1:-1]
 
 
 class Publisher(Protocol):
@@ -125,8 +132,9 @@ class OutboxPublisher:
         self._stopping = False
         #: Groups of events still to publish after a drop, in order (see module doc).
         self._suspects: deque[list[OutboxEvent]] = deque()
-        #: event id → drops that followed it when it was published alone.
-        self._strikes: dict[int, int] = {}
+        #: event id → (drops that followed it when it was published alone, ``published``
+        #: at the last of them).
+        self._strikes: dict[int, tuple[int, int]] = {}
         self.published = 0
         self.set_aside = 0
 
@@ -183,7 +191,7 @@ class OutboxPublisher:
         """The connection dropped with events of ``result`` in flight: one of them may be
         why. Alone in flight, it is struck; else what failed is published again in halves."""
         if result.published == 1 and len(result.lost) == 1:
-            self._strike(result.lost[0], counts=result.quick_drop)
+            self._strike(result.lost[0], quick=result.quick_drop)
         else:
             self._split(result.lost + result.unsent)
 
@@ -196,24 +204,30 @@ class OutboxPublisher:
         middle = len(events) // 2
         self._suspects.extendleft([events[middle:], events[:middle]])
 
-    def _strike(self, event: OutboxEvent, *, counts: bool) -> None:
-        """``event`` was alone in flight when the connection dropped."""
-        if counts:
-            self._strikes[event.event_id] = self._strikes.get(event.event_id, 0) + 1
+    def _strike(self, event: OutboxEvent, *, quick: bool) -> None:
+        """``event`` was alone in flight when the connection dropped (``quick``: soon
+        after it was sent). It goes to the back of the suspects, so that the others show
+        whether the broker takes anything at all before it is tried alone again."""
+        strikes, mark = self._strikes.get(event.event_id, (0, -1))
+        # Strike one, or a later one once some other event went through since the last:
+        # a broker that drops everyone (a crash loop) must not look like a poison event.
+        if quick and (strikes == 0 or self.published > mark or not self._suspects):
+            strikes += 1
+            self._strikes[event.event_id] = (strikes, self.published)
             log.info(
                 "outbox_drop_after_event",
                 event_id=event.event_id,
-                topic=event.topic[:_TOPIC_LOGGED],
-                strikes=self._strikes[event.event_id],
+                topic=_shown(event.topic),
+                strikes=strikes,
             )
-        self._suspects.appendleft([event])  # alone again; set aside by _publish at N strikes
+        self._suspects.append([event])  # alone again; set aside by _publish at N strikes
 
     async def _publish(self, events: Sequence[OutboxEvent]) -> _Round:
         result = _Round()
         ready: list[OutboxEvent] = []
         limit = self._mqtt.max_packet_size
         for event in events:
-            if self._strikes.get(event.event_id, 0) >= POISON_STRIKES:
+            if self._strikes.get(event.event_id, (0, 0))[0] >= POISON_STRIKES:
                 result.aside.append((event, "disconnect", DISCONNECT_REASON))
                 continue
             problem = self._check(event, limit)
@@ -274,7 +288,7 @@ class OutboxPublisher:
             log.warning(
                 "event_set_aside",
                 event_id=event.event_id,
-                topic=event.topic[:_TOPIC_LOGGED],
+                topic=_shown(event.topic),
                 kind=kind,
                 reason=reason,
             )
