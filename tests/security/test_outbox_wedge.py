@@ -16,6 +16,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -117,6 +118,7 @@ async def test_a_wildcard_topic_in_an_old_store_never_wedges_the_outbox(
             assert gw.metric("smppgw_events_set_aside_total") == 0
             assert gw.metric("smppgw_dead_events") == 2
             assert gw.metric("smppgw_mqtt_connects_total") == 1
+            listing = _dead_events_command(gw)  # while it runs: the store is read-only here
             assert await gw.terminate() == 0
     finally:
         gw.close()
@@ -129,7 +131,23 @@ async def test_a_wildcard_topic_in_an_old_store_never_wedges_the_outbox(
     assert gw.read_store().outbox == 0
     log = gw.log_text()
     assert log.count('"event_set_aside"') == 2
+    # What an operator looks at: newest first, reason, payload and correlation data.
+    rows = [orjson.loads(line) for line in listing.splitlines()]
+    assert [(r["topic"], r["reason"]) for r in rows] == [(t, r) for t, r in reversed(dead)]
+    assert rows[1]["payload"] == _status("old-wild").decode()
+    assert rows[1]["correlation_data_hex"] == b"corr".hex()
     assert "protocol error" not in broker.log_tail(10_000)
+
+
+def _dead_events_command(gw: GatewayProc) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "smppgw", "dead-events", "--config", str(gw.config_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout
 
 
 def _acl_broker(make_mosquitto: Callable[..., Mosquitto], directory: Path) -> Mosquitto:
