@@ -76,6 +76,12 @@ class Gateway:
             config.mqtt,
             on_message=self._on_message,
             on_connection_change=self._on_connection_change,
+            replay_inflight=False,  # the outbox publishes again whatever failed
+        )
+        self.outbox = OutboxPublisher(
+            self.store,
+            self.telemetry.publisher(self.mqtt, config.mqtt),
+            on_set_aside=self.telemetry.event_set_aside,
         )
         self.tenants = Tenants(config, self.metrics)
         #: One intake connection per named tenant: a tenant held by its rate or max_queued
@@ -87,7 +93,6 @@ class Gateway:
             )
             for name in self.tenants.names
         }
-        self.outbox = OutboxPublisher(self.store, self.telemetry.publisher(self.mqtt, config.mqtt))
         self.events = GatewayEvents(
             self.store,
             self.factory,
@@ -310,6 +315,7 @@ class Gateway:
                 {(carrier, LANES[lane]): n for (carrier, lane), n in depths.items()}
             )
             self.metrics.mqtt_outbox_depth.set(await self.store.outbox_size())
+            self.metrics.dead_events.set(self.store.dead_events_count())
             self.metrics.store_size.set(self.store.size_bytes())
         except StoreError as exc:
             self.health.set_problem("store", str(exc))
@@ -329,9 +335,11 @@ class Gateway:
     async def _purge(self) -> None:
         while True:
             try:
-                purged = await self.store.purge(time.time() - self.config.store.retention)
-                if purged:
-                    log.info("purged", jobs=purged)
+                before = time.time() - self.config.store.retention
+                purged = await self.store.purge(before)
+                dead = await self.store.purge_dead_events(before)
+                if purged or dead:
+                    log.info("purged", jobs=purged, dead_events=dead)
             except StoreError as exc:
                 log.warning("purge_failed", error=str(exc))
             await asyncio.sleep(PURGE_EVERY)

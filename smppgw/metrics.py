@@ -87,6 +87,15 @@ BIND_FAILURES = ("connect_error", "timeout", "closed")
 #: Kinds of MQTT publications (the ``kind`` label of events_published).
 EVENT_KINDS = ("status", "inbound", "rejected")
 
+#: Why the outbox set an event aside (the ``reason`` label of events_set_aside).
+SET_ASIDE_REASONS = (
+    "invalid_topic",  # not a valid MQTT topic name (wildcard, control character, ...)
+    "too_large",  # over the broker's Maximum Packet Size
+    "refused",  # PUBACK reason code >= 0x80 (not authorized, quota exceeded, ...)
+    "disconnect",  # the broker closed the connection each time it was published alone
+    "other",
+)
+
 # Buckets, in seconds. An SMSC answers a submit_sm in milliseconds to seconds (response
 # timeouts are ~10 s); the queue wait ranges from nothing to minutes under a backlog;
 # receipts come back in seconds for a phone that is on, hours for one that is off.
@@ -355,6 +364,18 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.events_set_aside = Counter(
+            "smppgw_events_set_aside_total",
+            "Events the broker would not take, moved out of the outbox to dead_events, by"
+            " reason (invalid_topic, too_large, refused, disconnect).",
+            ["reason"],
+            registry=r,
+        )
+        self.dead_events = Gauge(
+            "smppgw_dead_events",
+            "Events set aside in the store (smppgw dead-events lists them).",
+            registry=r,
+        )
 
         # --- process -------------------------------------------------------------------
         self.config_reloads = Counter(
@@ -384,6 +405,8 @@ class Metrics:
             self.config_reloads.labels(result=result)
         for kind in EVENT_KINDS:
             self.events_published.labels(kind=kind)
+        for reason in SET_ASIDE_REASONS:
+            self.events_set_aside.labels(reason=reason)
         for lane in LANES:
             self.jobs_received.labels(lane=lane)
         for reason in REJECT_REASONS:
@@ -426,6 +449,9 @@ class Metrics:
         """:meth:`init_carrier` for each configured carrier (names, sessions, TPS only)."""
         for carrier in carriers:
             self.init_carrier(carrier.name, carrier.sessions, carrier.tps)
+
+    def event_set_aside(self, reason: str) -> None:
+        self.events_set_aside.labels(reason=_bounded(reason, SET_ASIDE_REASONS)).inc()
 
     def job_rejected(self, reason: str) -> None:
         self.jobs_rejected.labels(reason=_bounded(reason, REJECT_REASONS)).inc()

@@ -442,6 +442,55 @@ async def test_outbox_pages_acks_and_never_reuses_ids(store: Store) -> None:
     assert later > ids[-1]
 
 
+async def test_set_aside_moves_events_to_dead_events_in_one_transaction(tmp_path: Path) -> None:
+    """Set aside = out of the outbox and into dead_events, with its reason, atomically;
+    the count survives a reopen; an id no longer in the outbox is skipped."""
+    path = str(tmp_path / "gw.db")
+    async with Store(path) as store:
+        ids = await store.add_events(
+            [OutboxEvent("x/#", b"bad", b"corr"), OutboxEvent("sms/status/ok", b"ok")]
+        )
+        before = time.time()
+        assert await store.set_aside([(ids[0], "topic contains a wildcard '#'")]) == 1
+        assert await store.set_aside([(ids[0], "again"), (ids[1] + 99, "unknown")]) == 0
+        assert await store.outbox_size() == 1
+        assert [e.event_id for e in await store.pending_events(10)] == [ids[1]]
+        (dead,) = await store.dead_events(10)
+        assert (dead.event_id, dead.topic, dead.payload, dead.correlation_data) == (
+            ids[0],
+            "x/#",
+            b"bad",
+            b"corr",
+        )
+        assert dead.reason == "topic contains a wildcard '#'"
+        assert before <= dead.dead_at <= time.time()
+        assert store.dead_events_count() == 1
+    async with Store(path) as store:
+        assert store.dead_events_count() == 1
+        assert await store.outbox_size() == 1
+
+
+async def test_set_aside_rolls_back_with_its_operation(store: Store) -> None:
+    """A failure inside the operation moves nothing: no event both dead and pending."""
+    (event_id,) = await store.add_events([OutboxEvent("x/+", b"p")])
+    with pytest.raises(ValueError):
+        await store.set_aside([(event_id, "ok"), (event_id, None, "bad row")])  # type: ignore[list-item]
+    assert [e.event_id for e in await store.pending_events(10)] == [event_id]
+    assert await store.dead_events(10) == []
+
+
+async def test_dead_events_newest_first_limited_and_purged(store: Store) -> None:
+    ids = await store.add_events([OutboxEvent(f"t/{i}", b"%d" % i) for i in range(3)])
+    for event_id in ids:
+        await store.set_aside([(event_id, f"reason {event_id}")])
+    listed = await store.dead_events(2)
+    assert [d.event_id for d in listed] == [ids[2], ids[1]]
+    assert await store.purge_dead_events(older_than=listed[-1].dead_at) == 1
+    assert [d.event_id for d in await store.dead_events(10)] == [ids[2], ids[1]]
+    assert await store.purge_dead_events(older_than=time.time() + 1) == 2
+    assert store.dead_events_count() == 0
+
+
 # -- recover, purge, depths, metrics ------------------------------------------------------
 async def test_recover_requeues_claimed_and_applies_policy_to_in_flight(tmp_path: Path) -> None:
     path = str(tmp_path / "gw.db")

@@ -7,6 +7,7 @@
 
 from smppgw.store.api import Store
 from smppgw.store.model import (
+    DeadEvent,
     JobState,
     JobView,
     OutboxEvent,
@@ -19,6 +20,7 @@ from smppgw.store.model import (
 )
 
 __all__ = [
+    "DeadEvent",
     "JobState",
     "JobView",
     "OutboxEvent",

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from smppgw.store import ops
 from smppgw.store.model import (
+    DeadEvent,
     JobView,
     OutboxEvent,
     ReceiptOutcome,
@@ -66,6 +67,7 @@ class Store:
         self.path = path
         self._depths: Counter[tuple[str, int]] = Counter()
         self._outbox = 0
+        self._dead = 0
         self._writer = Writer(
             partial(self._connect, path, busy_timeout, synchronous),
             commit_interval=commit_interval,
@@ -100,6 +102,7 @@ class Store:
         tx = Tx(conn, 0.0)
         self._depths = Counter(ops.count_queued(tx))
         self._outbox = ops.count_outbox(tx)
+        self._dead = ops.count_dead_events(tx)
         return conn
 
     def _committed(self, tx: Tx) -> None:
@@ -280,6 +283,22 @@ class Store:
         """Delete published (PUBACKed) events; returns how many existed."""
         return await self._run(partial(ops.ack_events, event_ids=list(event_ids)))
 
+    async def set_aside(self, reasons: Sequence[tuple[int, str]]) -> int:
+        """Move events the broker will not take from the outbox to ``dead_events``, each
+        with its reason, in one transaction (never published again; kept for inspection).
+        Returns how many moved (an id already gone is skipped)."""
+        moved = await self._run(partial(ops.set_aside, reasons=list(reasons)))
+        self._dead += moved
+        return moved
+
+    async def dead_events(self, limit: int) -> list[DeadEvent]:
+        """The ``limit`` events set aside most recently, newest first."""
+        return await self._run(partial(ops.dead_events, limit=limit))
+
+    def dead_events_count(self) -> int:
+        """Events in ``dead_events`` (counted at open, kept in step by this process)."""
+        return self._dead
+
     # -- start-up and housekeeping ---------------------------------------------------
     async def recover(
         self, resend_on_timeout: Callable[[str], bool], make_events: EventMaker
@@ -304,6 +323,12 @@ class Store:
             total += removed
             if removed < PURGE_CHUNK:
                 return total
+
+    async def purge_dead_events(self, older_than: float) -> int:
+        """Delete events set aside before ``older_than`` (wall clock); returns how many."""
+        removed = await self._run(partial(ops.purge_dead_events, older_than=older_than))
+        self._dead -= removed
+        return removed
 
     async def queue_depths(self) -> dict[tuple[str, int], int]:
         """(carrier, lane) → queued jobs, from counters kept in step with each commit."""

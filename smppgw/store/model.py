@@ -116,6 +116,21 @@ class OutboxEvent:
     event_id: int = 0
 
 
+@dataclass(slots=True, frozen=True)
+class DeadEvent:
+    """An outbox event the broker would not take, set aside (``dead_events``) so that the
+    others flow; kept for an operator to inspect, never published again by the gateway."""
+
+    event_id: int
+    topic: str
+    payload: bytes
+    correlation_data: bytes | None
+    #: Why, in words (the check that failed, the PUBACK reason code, ...).
+    reason: str
+    #: Wall-clock time it was set aside.
+    dead_at: float
+
+
 @dataclass(slots=True)
 class JobView:
     """Everything the gateway needs to build a status event for a job."""

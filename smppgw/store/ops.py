@@ -19,6 +19,7 @@ from smppgw.settings import SourceConfig
 from smppgw.store.model import (
     DELIVERED_RECEIPTS,
     FAILED_RECEIPTS,
+    DeadEvent,
     JobState,
     JobView,
     OutboxEvent,
@@ -402,6 +403,43 @@ def ack_events(tx: Tx, event_ids: Sequence[int]) -> int:
     cursor = tx.conn.executemany("DELETE FROM outbox WHERE event_id = ?", [(i,) for i in event_ids])
     tx.outbox -= cursor.rowcount
     return cursor.rowcount
+
+
+_SET_ASIDE = (
+    "INSERT INTO dead_events (event_id, topic, payload, correlation_data, reason, dead_at)"
+    " SELECT event_id, topic, payload, correlation_data, ?, ? FROM outbox WHERE event_id = ?"
+)
+
+
+def set_aside(tx: Tx, reasons: Sequence[tuple[int, str]]) -> int:
+    """Move each (event_id, reason) from the outbox to ``dead_events``; an id no longer in
+    the outbox is skipped. Returns how many moved."""
+    moved = 0
+    execute = tx.conn.execute
+    for event_id, reason in reasons:
+        if execute(_SET_ASIDE, (reason, tx.now, event_id)).rowcount:
+            execute("DELETE FROM outbox WHERE event_id = ?", (event_id,))
+            moved += 1
+    tx.outbox -= moved
+    return moved
+
+
+def dead_events(tx: Tx, limit: int) -> list[DeadEvent]:
+    """The ``limit`` most recently set aside, newest first."""
+    rows = tx.conn.execute(
+        "SELECT event_id, topic, payload, correlation_data, reason, dead_at FROM dead_events"
+        " ORDER BY dead_at DESC, event_id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [DeadEvent(*row) for row in rows]
+
+
+def purge_dead_events(tx: Tx, older_than: float) -> int:
+    return tx.conn.execute("DELETE FROM dead_events WHERE dead_at < ?", (older_than,)).rowcount
+
+
+def count_dead_events(tx: Tx) -> int:
+    return int(tx.conn.execute("SELECT count(*) FROM dead_events").fetchone()[0])
 
 
 def recover(
