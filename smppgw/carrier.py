@@ -726,14 +726,20 @@ class Carrier:
         if isinstance(result, NoResponse):
             c.submit_sm_unknown += 1
             self.observer.submit_timeout(self.name)
-            if self.config.resend_on_timeout:
+            if self.config.resend_on_timeout and result.resendable:
                 self._retry(job, part, f"{where}: no response ({result.reason}); resending")
             else:
+                # Also when the response said ESME_ROK but was unusable (a message_id over
+                # 64 octets, an unreadable body): the SMSC took it, so it is never resent,
+                # and it is not reported submitted either, because its receipts could never
+                # be matched to an id we cannot keep. unknown_outcome tells the publisher
+                # the truth: it may or may not reach the handset.
                 self._fail(
                     job,
                     "failed",
                     "unknown_outcome",
-                    f"{where}: no submit_sm_resp ({result.reason}); the SMSC may have accepted it",
+                    f"{where}: no usable submit_sm_resp ({result.reason}); "
+                    "the SMSC may have accepted it",
                 )
         elif result.status == Status.ESME_ROK:
             self.observer.submit_response(self.name, 0, time.monotonic() - sent)
