@@ -184,7 +184,9 @@ def parse_receipt(short_message: bytes, tlvs: list[tuple[int, bytes]]) -> Receip
     if len(message_id) > MAX_MESSAGE_ID:
         # No submit_sm_resp could have carried it (see pdu.MAX_MESSAGE_ID): it matches
         # nothing, and holding it for matching would cost what the SMSC chose.
-        raise ReceiptError(f"receipt message id of {len(message_id)} octets, at most {MAX_MESSAGE_ID}")
+        raise ReceiptError(
+            f"receipt message id of {len(message_id)} octets, at most {MAX_MESSAGE_ID}"
+        )
     state = tlv_state or _state_from_stat(fields.get("stat")) or "UNKNOWN"
     return Receipt(
         message_id=message_id,
