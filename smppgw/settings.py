@@ -87,6 +87,9 @@ class StoreConfig:
     retention: float = 7 * 86400.0
     #: Longest a write waits for its group commit, in seconds.
     commit_interval: float = 0.0
+    #: Keep a job's text in the store once it is submitted or final (off: it is blanked
+    #: in the same transaction, so OTPs do not stay on disk for ``retention``).
+    keep_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,3 +181,6 @@ class Config:
     routing: RoutingConfig = RoutingConfig()
     #: On SIGTERM, how long in-flight submits may take before the binds are closed.
     drain_timeout: float = 10.0
+    #: What the parser noticed that is allowed but unwise (a password file others can
+    #: read); logged at start and reload, printed by ``check-config``.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
