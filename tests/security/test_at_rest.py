@@ -87,6 +87,37 @@ async def test_an_existing_world_readable_store_is_tightened(tmp_path: Path) -> 
 # ----------------------------------------------------------------------------- texts
 
 
+async def test_every_path_to_submitted_or_final_blanks_the_text(tmp_path: Path) -> None:
+    """Store level, every way a job leaves the queue: finish (rejected, failed, expired),
+    submitted (with and without receipts), delivered by a receipt, unknown outcome at
+    recovery. A queued job keeps its text: it still has to be sent."""
+    from smppgw.store import StoredJob
+
+    def stored(job_id: str) -> StoredJob:
+        return StoredJob(job_id, "viettel", 1, "84912345678", text=f"OTP of {job_id}")
+
+    ids = ["rejected", "failed", "expired", "submitted", "final", "delivered", "unknown", "queued"]
+    path = tmp_path / "gw.db"
+    async with Store(str(path)) as store:
+        await store.add_jobs([stored(j) for j in ids])
+        await store.claim("viettel", len(ids) - 1, 1e12)
+        for status in ("rejected", "failed", "expired"):
+            assert await store.finish(status, status, [], code="x")
+        await store.mark_submitted("submitted", "viettel", ["1"], ["1"], False, [])
+        await store.mark_submitted("final", "viettel", ["2"], ["2"], True, [])
+        await store.mark_submitted("delivered", "viettel", ["3"], ["3"], False, [])
+        assert await store.apply_receipt("delivered", 0, "DELIVRD", lambda v, s: []) == (
+            "delivered"
+        )
+        await store.mark_in_flight(["unknown"])
+    async with Store(str(path)) as store:  # a restart: in-flight becomes unknown_outcome
+        report = await store.recover(lambda carrier: False, lambda v, s: [])
+        assert report.failed == ["unknown"]
+    texts = _texts(path)
+    print(f"texts left: {texts}")
+    assert texts == {**dict.fromkeys(ids[:-1]), "queued": "OTP of queued"}
+
+
 def _texts(db: Path) -> dict[str, str | None]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
