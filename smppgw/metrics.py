@@ -81,6 +81,9 @@ LANES = ("high", "normal", "low")
 #: Outcome of a bind attempt that is not a bind_*_resp status (the ``result`` label).
 BIND_FAILURES = ("connect_error", "timeout", "closed")
 
+#: Why an MO part was refused (the ``reason`` label of mo_parts_refused).
+MO_REFUSALS = ("too_large", "busy")
+
 #: Kinds of MQTT publications (the ``kind`` label of events_published).
 EVENT_KINDS = ("status", "inbound", "rejected")
 
@@ -208,6 +211,19 @@ class Metrics:
         self.mo_parts = Counter(
             "smppgw_mo_parts_total",
             "Inbound (MO) deliver_sm/data_sm received, one per part.",
+            ["carrier"],
+            registry=r,
+        )
+        self.mo_parts_refused = Counter(
+            "smppgw_mo_parts_refused_total",
+            "MO parts not taken for reassembly: too_large (answered ESME_RINVMSGLEN) or "
+            "busy (reassembly memory full, ESME_RX_T_APPN: the SMSC delivers it again).",
+            ["carrier", "reason"],
+            registry=r,
+        )
+        self.mo_evicted = Counter(
+            "smppgw_mo_evicted_total",
+            "Incomplete MO messages published partial early to keep reassembly memory bounded.",
             ["carrier"],
             registry=r,
         )
@@ -408,9 +424,12 @@ class Metrics:
             self.throttle_backoff,
             self.submit_latency,
             self.receipt_latency,
+            self.mo_evicted,
         ):
             child.labels(carrier=name)
         self.submit_sm_resp.labels(carrier=name, command_status="ESME_ROK")
+        for reason in MO_REFUSALS:
+            self.mo_parts_refused.labels(carrier=name, reason=reason)
         for lane in LANES:
             self.queue_depth.labels(carrier=name, lane=lane)
             self.queue_latency.labels(carrier=name, lane=lane)

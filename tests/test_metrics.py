@@ -73,6 +73,8 @@ EXPECTED = {
     "smppgw_receipts_early": "counter",
     "smppgw_mo_messages": "counter",
     "smppgw_mo_parts": "counter",
+    "smppgw_mo_parts_refused": "counter",
+    "smppgw_mo_evicted": "counter",
     "smppgw_session_state": "gauge",
     "smppgw_bind_attempts": "counter",
     "smppgw_reconnects": "counter",
