@@ -99,6 +99,7 @@ EXPECTED = {
     "smppgw_events_published": "counter",
     "smppgw_config_reloads": "counter",
     "smppgw_heartbeat_age_seconds": "gauge",
+    "smppgw_http_connections_dropped": "counter",
     "smppgw_build_info": "gauge",
 }
 
