@@ -79,6 +79,10 @@ class BoundedWSGIServer(WSGIServer):
     """A ``WSGIServer`` (same ``set_app``, ``server_address``, ``shutdown``,
     ``server_close``) that serves with the bounds in :class:`HttpLimits`."""
 
+    #: listen() backlog: socketserver's 5 makes a burst of connections wait a second for
+    #: a SYN retry before this server even sees them.
+    request_queue_size = 128
+
     def __init__(
         self,
         address: tuple[str, int],
