@@ -192,8 +192,8 @@ class BoundedWSGIServer(WSGIServer):
             victim = next((c for c in self._conns.values() if not c.busy), None)
         if victim is None:
             return False
-        self._close(victim)
         self._on_drop("over_cap")
+        self._close(victim)
         return True
 
     def _read(self, conn: _Conn) -> None:
@@ -212,10 +212,10 @@ class BoundedWSGIServer(WSGIServer):
             conn.busy = True
             self._pool.submit(self._answer, conn)
         elif len(conn.head) > self.limits.max_head:
+            self._on_drop("malformed")
             with contextlib.suppress(OSError):
                 conn.sock.send(b"HTTP/1.0 431 Request Header Fields Too Large\r\n\r\n")
             self._close(conn)
-            self._on_drop("malformed")
 
     def _reap(self) -> None:
         """Close what is past its deadline; a worker's socket is shut down under it."""
@@ -240,8 +240,8 @@ class BoundedWSGIServer(WSGIServer):
         conn.sock.close()
 
     def _drop(self, sock: socket.socket, reason: str) -> None:
-        sock.close()
         self._on_drop(reason)
+        sock.close()
 
     # ------------------------------------------------------------------ workers
 
