@@ -40,7 +40,7 @@ from smppgw.smpp.pdu import (
     encode,
 )
 
-from reliability.evil import EvilConnection, header, receipt
+from reliability.evil import EvilConnection, EvilSmsc, header, receipt
 
 BIND_IDS = {cls.command_id for cls in BIND_CLASSES.values()}
 #: What the hostile SMSC writes back for one request it received: raw octets, or None.
@@ -65,37 +65,16 @@ class Counting:
         self.binds.append(result)
 
 
-class HostileSmsc:
-    """Accepts connections and answers each request the gateway sends with ``answer``."""
+class HostileSmsc(EvilSmsc):
+    """Accepts connections and answers each request the gateway sends, the bind included,
+    with ``answer`` (EvilSmsc's server, not its always-successful bind)."""
 
     def __init__(self, answer: Answer) -> None:
+        super().__init__()
         self.answer = answer
-        self.port = 0
         self.received: list[Pdu] = []
-        self.connections: list[EvilConnection] = []
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def __aenter__(self) -> HostileSmsc:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for conn in self.connections:
-            conn.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        conn = EvilConnection(reader, writer)
-        self.connections.append(conn)
+    async def serve(self, conn: EvilConnection) -> None:
         try:
             while not conn.eof:
                 pdu = await conn.read_pdu(30.0)
@@ -108,11 +87,8 @@ class HostileSmsc:
                 if data is not None:
                     conn.write(data)
                     await conn.drain()
-        except ConnectionError:
-            pass
         finally:
             conn.close()
-            self._tasks.discard(task)
 
     def submits(self) -> int:
         return sum(1 for p in self.received if p.command_id == CommandId.SUBMIT_SM)
