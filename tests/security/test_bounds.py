@@ -201,8 +201,9 @@ async def test_idle_connections_cost_no_thread_and_are_closed(
     assert during[0][0] == 200 and b"smppgw_jobs_received_total" in during[0][1]
     assert during[1][0] == 200
     assert after[0] == 200
-    # No thread per connection: at most the endpoint's 4 workers more than before.
-    assert threads_during <= threads_before + 4, figures
-    assert threads_serving <= threads_before + 4, figures
+    # No thread per connection (on main: +500): at most the endpoint's 4 workers more,
+    # and a little slack for the event loop's resolver pool.
+    assert threads_during <= threads_before + 8, figures
+    assert threads_serving <= threads_before + 8, figures
     assert closed == 500, figures
     assert dropped["over_cap"] + dropped["timeout"] >= 500
