@@ -13,16 +13,28 @@
 # (drain_timeout, 10 s by default) within Docker's default 10 s grace; give it more with
 # `docker stop -t 30` or `stop_grace_period: 30s` in compose.
 
-# Build stage: the package and its dependencies into a self-contained venv.
+# Build stage: the package and its dependencies into a self-contained venv. Every file pip
+# downloads is checked against the hashes in requirements/ (scripts/lock writes them from
+# pyproject.toml): runtime.txt for the dependencies, build.txt for the setuptools that
+# builds the smppgw wheel in a separate venv. The runtime venv gets no pip or setuptools of
+# its own: the build venv's pip installs into it (--python).
 FROM python:3.11.11-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-RUN python -m venv /opt/smppgw
+COPY requirements/runtime.txt requirements/build.txt ./requirements/
+RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install --no-cache-dir --require-hashes -r requirements/build.txt \
+    && python -m venv --without-pip /opt/smppgw \
+    && /opt/build/bin/pip --python /opt/smppgw/bin/python install --no-cache-dir \
+       --require-hashes -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY smppgw ./smppgw
-RUN /opt/smppgw/bin/pip install --no-cache-dir . \
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation \
+       --wheel-dir /tmp/dist . \
+    && /opt/build/bin/pip --python /opt/smppgw/bin/python install --no-cache-dir --no-deps \
+       /tmp/dist/smppgw-*.whl \
     && /opt/smppgw/bin/python -m compileall -q /opt/smppgw/lib
 
 # Run stage: the same slim base, the venv, nothing else (no compiler, no pip cache).

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from smppgw.envelope import own_topics, under
 from smppgw.errors import Action, parse_status
 from smppgw.routing import Router, is_digits, numeric_sender, sender_problem
 from smppgw.settings import (
@@ -41,6 +42,7 @@ from smppgw.settings import (
     Secret,
     SourceConfig,
     StoreConfig,
+    TenantConfig,
     TlsConfig,
 )
 
@@ -54,13 +56,16 @@ _SOURCE_KEYS = ("address", "ton", "npi")
 _STORE_KEYS = ("path", "retention", "commit_interval", "keep_text")
 _METRICS_KEYS = ("listen",)
 _LOG_KEYS = ("level", "format")
-_ROUTING_KEYS = ("country_code",)
+_ROUTING_KEYS = ("country_code", "allow_international")
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CARRIER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+PRIORITY_NAMES = ("high", "normal", "low")
 _MQTT_MAX_PAYLOAD = 268_435_455
 _MQTT_MAX_EXPIRY = 0xFFFFFFFF
+#: MQTT 5 Binary Data (Correlation Data) holds at most this many octets.
+_MQTT_MAX_BINARY = 65535
 
 
 class ConfigError(ValueError):
@@ -160,6 +165,29 @@ class _Reader:
                 continue
             result[key] = item
         return result
+
+    def distinct(
+        self,
+        path: str,
+        value: object,
+        check: Callable[[_Reader, str, object], object],
+        *,
+        kind: str,
+        example: str,
+    ) -> tuple[str, ...] | _Invalid:
+        """A YAML list of distinct strings, each passing ``check`` (``kind`` names one)."""
+        if not isinstance(value, list):
+            return self.problem(path, f"must be a list like {example}, got {_show(value)}")
+        before = len(self.problems)
+        result: list[str] = []
+        for index, item in enumerate(value):
+            where = _join(path, index)
+            text = check(self, where, item)
+            if isinstance(text, str):
+                if text in result:
+                    self.problem(where, f"duplicate {kind} {text!r}")
+                result.append(text)
+        return INVALID if len(self.problems) > before else tuple(result)
 
     # ------------------------------------------------------------------ scalars
 
@@ -404,7 +432,16 @@ def _units(text: str) -> float | None:
 
 # ---------------------------------------------------------------------- sections
 
-_TOP_KEYS = ("mqtt", "store", "metrics", "log", "routing", "carriers", "drain_timeout")
+_TOP_KEYS = (
+    "mqtt",
+    "store",
+    "metrics",
+    "log",
+    "routing",
+    "carriers",
+    "tenants",
+    "drain_timeout",
+)
 #: Keys that are often put in the wrong section.
 _HINTS = {
     "country_code": "it belongs in routing",
@@ -445,7 +482,24 @@ def _mqtt(r: _Reader, value: object) -> MqttConfig | _Invalid:
     kwargs["password"] = r.secret(path, data, required=False)
     if len(r.problems) > before:
         return INVALID
-    return MqttConfig(**kwargs)
+    config = MqttConfig(**kwargs)
+    for index, prefix in enumerate(config.response_prefixes):
+        for root in own_topics(config):
+            if under(prefix, root):
+                r.problem(
+                    _join(_join(path, "response_prefixes"), index),
+                    f"{prefix!r} is inside the gateway's own topic tree ({root}): "
+                    "replies there are always refused",
+                )
+                break
+    return INVALID if len(r.problems) > before else config
+
+
+def _response_prefixes(r: _Reader, path: str, value: object) -> tuple[str, ...] | _Invalid:
+    """Topic prefixes (``shop/replies``) a job's Response Topic must lie under."""
+    if value is None:
+        return ()
+    return r.distinct(path, value, _topic, kind="topic prefix", example='["shop/replies"]')
 
 
 def _share_group(r: _Reader, path: str, value: object) -> str | _Invalid | None:
@@ -538,15 +592,39 @@ def _routing(r: _Reader, value: object) -> RoutingConfig | _Invalid:
     data = r.mapping("routing", {} if value is None else value, _ROUTING_KEYS)
     if isinstance(data, _Invalid):
         return data
-    if "country_code" not in data:
-        return RoutingConfig()
-    code = data["country_code"]
+    before = len(r.problems)
+    kwargs: dict[str, Any] = {}
+    if "country_code" in data:
+        kwargs["country_code"] = _country_code(r, "routing.country_code", data["country_code"])
+    home = kwargs.get("country_code", RoutingConfig().country_code)
+    allowed = data.get("allow_international")
+    if allowed is not None:
+        kwargs["allow_international"] = _country_codes(
+            r, "routing.allow_international", allowed, home
+        )
+    return INVALID if len(r.problems) > before else RoutingConfig(**kwargs)
+
+
+def _country_code(r: _Reader, path: str, code: object) -> str | _Invalid:
     if isinstance(code, str) and is_digits(code) and len(code) <= 3 and not code.startswith("0"):
-        return RoutingConfig(country_code=code)
+        return code
     return r.problem(
-        "routing.country_code",
-        f'must be 1 to 3 digits as a quoted string (like "84"), got {_show(code)}',
+        path, f'must be 1 to 3 digits as a quoted string (like "84"), got {_show(code)}'
     )
+
+
+def _country_codes(r: _Reader, path: str, value: object, home: object) -> Any:
+    """Country codes international destinations may have (``["1", "44"]``)."""
+
+    def international(r: _Reader, where: str, item: object) -> str | _Invalid:
+        code = _country_code(r, where, item)
+        if code == home:
+            return r.problem(
+                where, f"{code!r} is routing.country_code: national numbers need no entry"
+            )
+        return code
+
+    return r.distinct(path, value, international, kind="country code", example='["1", "44"]')
 
 
 def _prefix(r: _Reader, path: str, value: object) -> str | _Invalid:
@@ -675,6 +753,21 @@ def _carrier_name(r: _Reader, path: str, value: object) -> str | _Invalid:
     return text
 
 
+def _first_use(r: _Reader, section: str, names: dict[str, int], index: int, name: object) -> bool:
+    """Record ``<section>[index]``'s name; False for no name or a repeated one (a problem
+    naming both entries is recorded for a repeat)."""
+    if not isinstance(name, str):
+        return False
+    if name in names:
+        r.problem(
+            f"{section}[{index}].name",
+            f"duplicate {section[:-1]} name {name!r} (also {section}[{names[name]}])",
+        )
+        return False
+    names[name] = index
+    return True
+
+
 def _bind(r: _Reader, path: str, value: object) -> BindMode | _Invalid:
     chosen = r.choice(path, value, [m.value for m in BindMode])
     return chosen if isinstance(chosen, _Invalid) else BindMode(chosen)
@@ -700,15 +793,8 @@ def _carriers(r: _Reader, value: object) -> tuple[CarrierConfig, ...] | _Invalid
     owners: dict[str, tuple[str, int]] = {}
     for index, kwargs in enumerate(parsed):
         name = kwargs.get("name")
-        if not isinstance(name, str):
+        if not isinstance(name, str) or not _first_use(r, "carriers", names, index, name):
             continue
-        if name in names:
-            r.problem(
-                f"carriers[{index}].name",
-                f"duplicate carrier name {name!r} (also carriers[{names[name]}])",
-            )
-            continue
-        names[name] = index
         prefixes = kwargs.get("prefixes")
         for number, prefix in enumerate(prefixes if isinstance(prefixes, tuple) else ()):
             if not prefix:
@@ -726,7 +812,89 @@ def _carriers(r: _Reader, value: object) -> tuple[CarrierConfig, ...] | _Invalid
     return tuple(carriers)
 
 
+def _tenant_senders(r: _Reader, path: str, value: object) -> tuple[str, ...] | _Invalid:
+    if not isinstance(value, list) or not value:
+        return r.problem(
+            path, f'must be a non-empty list of senders (like [SHOPVN, "8079"]), got {_show(value)}'
+        )
+    before = len(r.problems)
+    result: list[str] = []
+    for index, item in enumerate(value):
+        where = _join(path, index)
+        if not isinstance(item, str):
+            r.problem(where, f'must be a quoted string (like "8079"), got {_show(item)}')
+            continue
+        problem = sender_problem(item)
+        if problem is not None:
+            r.problem(where, f"{problem}, got {_show(item)}")
+            continue
+        if item in result:
+            r.problem(where, f"duplicate sender {item!r}")
+        result.append(item)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant_priorities(r: _Reader, path: str, value: object) -> tuple[str, ...] | _Invalid:
+    if not isinstance(value, list) or not value:
+        return r.problem(path, f"must be a non-empty list of high, normal, low, got {_show(value)}")
+    before = len(r.problems)
+    result: list[str] = []
+    for index, item in enumerate(value):
+        chosen = r.choice(_join(path, index), item, PRIORITY_NAMES)
+        if isinstance(chosen, str) and chosen not in result:
+            result.append(chosen)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant(r: _Reader, path: str, value: object) -> TenantConfig | _Invalid:
+    data = r.mapping(path, value, _TENANT_KEYS)
+    if isinstance(data, _Invalid):
+        return data
+    before = len(r.problems)
+    if "name" not in data:
+        r.problem(_join(path, "name"), "required")
+    kwargs: dict[str, Any] = {}
+    for key, check in _TENANT_CHECKS.items():
+        if key in data:
+            kwargs[key] = check(r, _join(path, key), data[key])
+    if len(r.problems) > before:
+        return INVALID
+    return TenantConfig(**kwargs)
+
+
+def _tenants(r: _Reader, value: object) -> tuple[TenantConfig, ...] | _Invalid:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        return r.problem("tenants", f"must be a list of tenants, got {_show(value)}")
+    tenants: list[TenantConfig] = []
+    names: dict[str, int] = {}
+    for index, item in enumerate(value):
+        tenant = _tenant(r, _join("tenants", index), item)
+        if isinstance(tenant, TenantConfig):
+            tenants.append(tenant)
+        # The duplicate check uses the name even of a tenant with other problems, so
+        # every problem is reported in one run.
+        _first_use(
+            r, "tenants", names, index, item.get("name") if isinstance(item, Mapping) else None
+        )
+    return tuple(tenants) if len(tenants) == len(value) and len(names) == len(value) else INVALID
+
+
 _Check = Callable[[_Reader, str, object], object]
+
+#: One check per TenantConfig field. Tenant names share the carrier-name alphabet: they
+#: are an MQTT topic level (no '/', '+', '#') and a metric label.
+_TENANT_CHECKS: dict[str, _Check] = {
+    "name": _carrier_name,
+    "senders": _tenant_senders,
+    "priorities": _tenant_priorities,
+    "force_carrier": _Reader.boolean,
+    "rate": lambda r, p, v: r.number(p, v),
+    "daily_parts": lambda r, p, v: r.integer(p, v, 1),
+    "max_queued": lambda r, p, v: r.integer(p, v, 1),
+}
+_TENANT_KEYS = tuple(_TENANT_CHECKS)
 
 #: One check per MqttConfig field (``password`` is resolved by ``_Reader.secret``). A field
 #: added to settings without a check here is refused as an unknown key, never ignored.
@@ -744,6 +912,8 @@ _MQTT_CHECKS: dict[str, _Check] = {
     "keepalive": lambda r, p, v: r.integer(p, v, 0, 65535),
     "session_expiry": _expiry,
     "max_payload": lambda r, p, v: r.integer(p, v, 1, _MQTT_MAX_PAYLOAD),
+    "response_prefixes": _response_prefixes,
+    "max_correlation": lambda r, p, v: r.integer(p, v, 0, _MQTT_MAX_BINARY),
 }
 
 #: One check per CarrierConfig field (``password`` is resolved by ``_Reader.secret``).
@@ -808,6 +978,7 @@ def parse_config(
         "log": _log(r, top.get("log")),
         "routing": _routing(r, top.get("routing")),
         "carriers": _carriers(r, top.get("carriers")),
+        "tenants": _tenants(r, top.get("tenants")),
     }
     if "drain_timeout" in top:
         parts["drain_timeout"] = r.duration("drain_timeout", top["drain_timeout"])
@@ -909,6 +1080,10 @@ def _source(source: SourceConfig | None) -> str:
     return f"{source.address} (ton {source.ton}, npi {source.npi})"
 
 
+#: A carrier without prefixes is sent nothing: a forced carrier must claim the number too.
+_NO_PREFIXES = "none (no job is routed here, even when forced)"
+
+
 def summary(config: Config) -> str:
     """What the gateway will do with this config, for ``check-config``: no secret values."""
     m = config.mqtt
@@ -920,14 +1095,17 @@ def summary(config: Config) -> str:
         f"  status: {m.status_topic}/<id>   inbound: {m.inbound_topic}/<carrier>   "
         f"rejected: {m.rejected_topic}",
         f"  session expiry {_seconds(m.session_expiry)}, keepalive {m.keepalive}s, "
-        f"max payload {m.max_payload} bytes",
+        f"max payload {m.max_payload} bytes, max correlation data {m.max_correlation} bytes",
+        "  response topics: "
+        + (", ".join(f"{p}/…" for p in m.response_prefixes) or "any outside the gateway's own"),
         f"store: {config.store.path} (finished jobs kept {_seconds(config.store.retention)}, "
         + ("texts kept too)" if config.store.keep_text else "texts blanked once submitted)"),
         "metrics: "
         + (f"http://{config.metrics.listen}/metrics" if config.metrics.listen else "disabled"),
         f"log: {config.log.level}, {config.log.format.value}",
         f"routing: country code {config.routing.country_code} "
-        f"(0912345678 → {config.routing.country_code}912345678)",
+        f"(0912345678 → {config.routing.country_code}912345678), international: "
+        + (", ".join(f"+{c}" for c in config.routing.allow_international) or "refused"),
         f"carriers ({len(config.carriers)}):",
     ]
     for c in config.carriers:
@@ -939,8 +1117,19 @@ def summary(config: Config) -> str:
             f"{c.tps:g} tps, window {c.window}, coding {c.coding}, concat {c.concat} "
             f"(max {c.max_parts} parts)",
             f"    source: {_source(c.source)}",
-            f"    prefixes: {' '.join(c.prefixes) if c.prefixes else 'none (forced only)'}",
+            f"    prefixes: {' '.join(c.prefixes) if c.prefixes else _NO_PREFIXES}",
         ]
+    if config.tenants:
+        lines.append(f"tenants ({len(config.tenants)}):")
+    for t in config.tenants:
+        topic = m.submit_topic if t.name == "default" else f"{m.submit_topic}/{t.name}"
+        lines.append(
+            f"  {t.name}: {topic}, senders {' '.join(t.senders) if t.senders else 'any'}, "
+            f"priorities {' '.join(t.priorities) if t.priorities else 'any'}, "
+            f"force_carrier {'yes' if t.force_carrier else 'no'}, "
+            f"rate {f'{t.rate:g}/s' if t.rate else 'unlimited'}, "
+            f"daily_parts {t.daily_parts or 'unlimited'}, max_queued {t.max_queued or 'unlimited'}"
+        )
     table = Router(config.carriers).table()
     lines.append(f"routes ({len(table)}, longest prefix wins):")
     lines += [f"  {prefix:<8} → {name}" for prefix, name in table]

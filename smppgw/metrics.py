@@ -62,6 +62,9 @@ REJECT_REASONS = (
     "unencodable",  # not representable in the carrier's forced coding
     "expired",  # ttl passed before it could be queued
     "store_full",  # the store refused the write (disk full, locked)
+    "sender_not_allowed",  # a tenant's ``from`` outside its senders
+    "priority_not_allowed",  # a tenant's priority outside its priorities
+    "quota_exceeded",  # a tenant's daily_parts would be exceeded
     "other",
 )
 
@@ -92,6 +95,15 @@ MO_REFUSALS = ("too_large", "busy")
 
 #: Kinds of MQTT publications (the ``kind`` label of events_published).
 EVENT_KINDS = ("status", "inbound", "rejected")
+
+#: Why the outbox set an event aside (the ``reason`` label of events_set_aside).
+SET_ASIDE_REASONS = (
+    "invalid_topic",  # not a valid MQTT topic name (wildcard, control character, ...)
+    "too_large",  # over the broker's Maximum Packet Size
+    "refused",  # PUBACK reason code >= 0x80 (not authorized, quota exceeded, ...)
+    "disconnect",  # the broker closed the connection each time it was published alone
+    "other",
+)
 
 # Buckets, in seconds. An SMSC answers a submit_sm in milliseconds to seconds (response
 # timeouts are ~10 s); the queue wait ranges from nothing to minutes under a backlog;
@@ -374,6 +386,18 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.events_set_aside = Counter(
+            "smppgw_events_set_aside_total",
+            "Events the broker would not take, moved out of the outbox to dead_events, by"
+            " reason (invalid_topic, too_large, refused, disconnect).",
+            ["reason"],
+            registry=r,
+        )
+        self.dead_events = Gauge(
+            "smppgw_dead_events",
+            "Events set aside in the store (smppgw dead-events lists them).",
+            registry=r,
+        )
 
         # --- process -------------------------------------------------------------------
         self.config_reloads = Counter(
@@ -410,6 +434,8 @@ class Metrics:
             self.config_reloads.labels(result=result)
         for kind in EVENT_KINDS:
             self.events_published.labels(kind=kind)
+        for reason in SET_ASIDE_REASONS:
+            self.events_set_aside.labels(reason=reason)
         for lane in LANES:
             self.jobs_received.labels(lane=lane)
         for reason in REJECT_REASONS:
@@ -457,6 +483,9 @@ class Metrics:
         """:meth:`init_carrier` for each configured carrier (names, sessions, TPS only)."""
         for carrier in carriers:
             self.init_carrier(carrier.name, carrier.sessions, carrier.tps)
+
+    def event_set_aside(self, reason: str) -> None:
+        self.events_set_aside.labels(reason=_bounded(reason, SET_ASIDE_REASONS)).inc()
 
     def job_rejected(self, reason: str) -> None:
         self.jobs_rejected.labels(reason=_bounded(reason, REJECT_REASONS)).inc()

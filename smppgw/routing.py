@@ -9,13 +9,19 @@ Routing is "longest matching prefix wins" (``84912`` beats ``849``), like a carr
 number-portability-unaware routing tables. The table is a dict per prefix length, so a
 lookup costs one dict probe per distinct prefix length (a handful), however many prefixes
 the carriers claim.
+
+What a job may reach is bounded by the config, not by the job: a job that forces a
+``carrier`` still needs that carrier to claim a prefix of the destination (else anyone could
+send through any carrier to any number, premium ranges included), and a destination outside
+``routing.country_code`` is refused unless ``routing.allow_international`` lists its
+country code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from smppgw.settings import CarrierConfig, SourceConfig
+from smppgw.settings import CarrierConfig, RoutingConfig, SourceConfig
 
 #: E.164 allows at most 15 digits; anything under 8 is a short code or a typo, not a mobile.
 MIN_DIGITS = 8
@@ -173,13 +179,19 @@ class Router:
 
     Built once from the validated config (``smppgw.config`` already refuses a prefix claimed
     by two carriers; the constructor checks again so a hand-built config cannot route
-    ambiguously).
+    ambiguously). With ``routing``, destinations outside its ``country_code`` are refused
+    unless ``allow_international`` lists theirs; without it (summaries, tables) any number
+    may be routed.
     """
 
-    __slots__ = ("_by_length", "_carriers", "_lengths")
+    __slots__ = ("_by_length", "_carriers", "_lengths", "_prefixes", "_routing")
 
-    def __init__(self, carriers: Sequence[CarrierConfig]) -> None:
+    def __init__(
+        self, carriers: Sequence[CarrierConfig], routing: RoutingConfig | None = None
+    ) -> None:
         self._carriers = frozenset(c.name for c in carriers)
+        self._prefixes = {c.name: c.prefixes for c in carriers}
+        self._routing = routing
         owners: dict[str, str] = {}
         for carrier in carriers:
             for prefix in carrier.prefixes:
@@ -200,21 +212,46 @@ class Router:
         return self._carriers
 
     def route(self, msisdn: str, forced: str | None = None) -> str:
-        """Carrier name for a normalised number; ``forced`` (the job's ``carrier``) wins."""
-        if forced is not None:
-            if forced not in self._carriers:
-                known = ", ".join(sorted(self._carriers))
-                raise RoutingError(
-                    "unknown_carrier", f"carrier {forced!r} is not configured (known: {known})"
-                )
-            return forced
+        """Carrier name for a normalised number.
+
+        ``forced`` (the job's ``carrier``) wins over the longest prefix, but only among the
+        carriers claiming a prefix of the number: it picks a carrier, it does not widen
+        where the gateway sends."""
+        if forced is not None and forced not in self._carriers:
+            known = ", ".join(sorted(self._carriers))
+            raise RoutingError(
+                "unknown_carrier", f"carrier {forced!r} is not configured (known: {known})"
+            )
+        self._check_country(msisdn)
         size = len(msisdn)
         for length in self._lengths:
             if length <= size:
                 name = self._by_length[length].get(msisdn[:length])
-                if name is not None:
+                if name is not None and (forced is None or name == forced):
                     return name
+        if forced is not None:
+            claimed = ", ".join(self._prefixes[forced]) or "none"
+            raise RoutingError(
+                "no_route",
+                f"carrier {forced!r} does not serve {msisdn} (its prefixes: {claimed})",
+            )
         raise RoutingError("no_route", f"no carrier claims a prefix of {msisdn}")
+
+    def _check_country(self, msisdn: str) -> None:
+        """Refuse a number outside the home country code and the allowed international ones.
+
+        Country codes are a prefix code (no code is the start of another), so "starts
+        with" is exact."""
+        routing = self._routing
+        if routing is None or msisdn.startswith(routing.country_code):
+            return
+        if any(msisdn.startswith(code) for code in routing.allow_international):
+            return
+        raise RoutingError(
+            "no_route",
+            f"{msisdn} is outside country code {routing.country_code}, and "
+            "routing.allow_international does not list its country code",
+        )
 
     def table(self) -> list[tuple[str, str]]:
         """``(prefix, carrier)`` pairs sorted by prefix, for summaries and docs."""

@@ -78,6 +78,11 @@ class MqttConfig:
     session_expiry: int = 7 * 86400
     #: Largest job payload accepted, in octets.
     max_payload: int = 64 * 1024
+    #: Topic prefixes a job's MQTT 5 Response Topic must lie under (a prefix itself, or
+    #: below it); empty: any topic outside the gateway's own topic tree.
+    response_prefixes: tuple[str, ...] = ()
+    #: Longest MQTT 5 Correlation Data accepted with a job, in octets.
+    max_correlation: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,9 @@ class LogConfig:
 @dataclass(frozen=True, slots=True)
 class RoutingConfig:
     country_code: str = "84"
+    #: Country codes (digit strings) besides ``country_code`` that jobs may be sent to;
+    #: empty: national numbers only.
+    allow_international: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +180,29 @@ class CarrierConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantConfig:
+    """One internal service sharing the gateway: its jobs arrive on ``<submit_topic>/<name>``
+    (the broker ACL ties that topic to its account) and its ids are its own namespace.
+
+    ``None`` means "no limit" for each limit. ``name: default`` puts rules on plain
+    ``<submit_topic>``, which is otherwise unrestricted."""
+
+    name: str
+    #: ``from`` values it may use (``None``: any); a job without ``from`` is always allowed.
+    senders: tuple[str, ...] | None = None
+    #: Priority lanes it may use (``None``: all three).
+    priorities: tuple[str, ...] | None = None
+    #: May its jobs set ``carrier`` (skipping prefix routing)?
+    force_carrier: bool = False
+    #: Jobs per second taken in; faster publishers get their PUBACKs paced.
+    rate: float | None = None
+    #: SMS parts per day (gateway local date); over it jobs are rejected ``quota_exceeded``.
+    daily_parts: int | None = None
+    #: Jobs waiting to be submitted; at this many its intake pauses (no PUBACK).
+    max_queued: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     carriers: tuple[CarrierConfig, ...]
     mqtt: MqttConfig = MqttConfig()
@@ -181,6 +212,8 @@ class Config:
     routing: RoutingConfig = RoutingConfig()
     #: On SIGTERM, how long in-flight submits may take before the binds are closed.
     drain_timeout: float = 10.0
+    #: Named publishers with their own topic, id namespace and limits.
+    tenants: tuple[TenantConfig, ...] = ()
     #: What the parser noticed that is allowed but unwise (a password file others can
     #: read); logged at start and reload, printed by ``check-config``.
     warnings: tuple[str, ...] = field(default=(), compare=False)

@@ -229,6 +229,10 @@ class Telemetry:
         if connected:
             self.metrics.mqtt_connects.inc()
 
+    def event_set_aside(self, kind: str) -> None:
+        """The outbox set an event aside (``kind``: one of ``SET_ASIDE_KINDS``)."""
+        self.metrics.event_set_aside(kind)
+
     def publisher(self, inner: Publisher, mqtt: MqttConfig) -> CountingPublisher:
         """``inner`` (the MQTT client), counting each publication the broker acknowledged."""
         return CountingPublisher(inner, self.metrics, mqtt)
@@ -255,6 +259,10 @@ class CountingPublisher:
     @property
     def connected(self) -> bool:
         return self._inner.connected
+
+    @property
+    def max_packet_size(self) -> int | None:
+        return self._inner.max_packet_size
 
     async def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, correlation_data: bytes | None = None

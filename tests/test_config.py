@@ -41,6 +41,7 @@ from smppgw.settings import (
     Secret,
     SourceConfig,
     StoreConfig,
+    TenantConfig,
     TlsConfig,
 )
 
@@ -182,6 +183,17 @@ def test_example_file_loads(tmp_path: Path) -> None:
     assert viettel.error_policy == (("ESME_RSYSERR", "transient"), ("1025", "permanent"))
     assert config.mqtt.session_expiry == 7 * 86400
     assert config.drain_timeout == 10.0
+    assert config.tenants == (
+        TenantConfig(
+            name="shop",
+            senders=("SHOPVN", "8079"),
+            priorities=("normal", "low"),
+            force_carrier=False,
+            rate=50.0,
+            daily_parts=100000,
+            max_queued=200000,
+        ),
+    )
     text = summary(config)
     for secret in ("viettel-pw", "vina-pw", "mobi-pw", "mqtt-pw"):
         assert secret not in text
@@ -543,10 +555,91 @@ def test_duplicate_carrier_names() -> None:
     assert only(data) == "carriers[1].name: duplicate carrier name 'viettel' (also carriers[0])"
 
 
-def test_a_carrier_without_prefixes_is_only_reachable_when_forced() -> None:
+def test_a_carrier_without_prefixes_is_sent_nothing() -> None:
     config = parse_config(with_carrier(prefixes=...))
     assert config.carriers[0].prefixes == ()
-    assert "prefixes: none (forced only)" in summary(config)
+    assert "prefixes: none (no job is routed here, even when forced)" in summary(config)
+
+
+def test_response_prefixes_correlation_cap_and_international_codes() -> None:
+    config = parse_config(
+        doc(
+            mqtt={"response_prefixes": ["shop/replies", "crm/sms"], "max_correlation": 64},
+            routing={"country_code": "84", "allow_international": ["1", "44"]},
+        )
+    )
+    assert config.mqtt.response_prefixes == ("shop/replies", "crm/sms")
+    assert config.mqtt.max_correlation == 64
+    assert config.routing.allow_international == ("1", "44")
+    text = summary(config)
+    assert "response topics: shop/replies/…, crm/sms/…" in text
+    assert "max correlation data 64 bytes" in text
+    assert "international: +1, +44" in text
+    defaults = parse_config(doc())
+    assert defaults.mqtt.response_prefixes == () and defaults.mqtt.max_correlation == 256
+    assert defaults.routing.allow_international == ()
+    assert "international: refused" in summary(defaults)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            doc(mqtt={"response_prefixes": "shop/replies"}),
+            "mqtt.response_prefixes: must be a list like [\"shop/replies\"], got 'shop/replies'",
+        ),
+        (
+            doc(mqtt={"response_prefixes": ["shop/#"]}),
+            "mqtt.response_prefixes[0]: must not contain the wildcards + or #",
+        ),
+        (
+            doc(mqtt={"response_prefixes": ["$SYS"]}),
+            "mqtt.response_prefixes[0]: must not start with $",
+        ),
+        (
+            doc(mqtt={"response_prefixes": ["a/b", "a/b"]}),
+            "mqtt.response_prefixes[1]: duplicate topic prefix 'a/b'",
+        ),
+        (
+            doc(mqtt={"response_prefixes": ["sms/status/shop"]}),
+            "mqtt.response_prefixes[0]: 'sms/status/shop' is inside the gateway's own topic "
+            "tree (sms/status): replies there are always refused",
+        ),
+        (
+            doc(mqtt={"status_topic": "gw/events", "response_prefixes": ["gw/events-unmatched"]}),
+            "mqtt.response_prefixes[0]: 'gw/events-unmatched' is inside the gateway's own topic "
+            "tree (gw/events-unmatched)",
+        ),
+        (
+            doc(mqtt={"max_correlation": 70000}),
+            "mqtt.max_correlation: must be an integer from 0 to 65535, got 70000",
+        ),
+        (
+            doc(routing={"allow_international": "1"}),
+            'routing.allow_international: must be a list like ["1", "44"], got \'1\'',
+        ),
+        (
+            doc(routing={"allow_international": [1]}),
+            "routing.allow_international[0]: must be 1 to 3 digits as a quoted string",
+        ),
+        (
+            doc(routing={"allow_international": ["+44"]}),
+            "routing.allow_international[0]: must be 1 to 3 digits",
+        ),
+        (
+            doc(routing={"allow_international": ["84"]}),
+            "routing.allow_international[0]: '84' is routing.country_code: national numbers "
+            "need no entry",
+        ),
+        (
+            doc(routing={"allow_international": ["44", "44"]}),
+            "routing.allow_international[1]: duplicate country code '44'",
+        ),
+    ],
+)
+def test_intake_guard_key_errors(data: dict[str, Any], message: str) -> None:
+    found = only(data)
+    assert found.startswith(message), found
 
 
 @pytest.mark.parametrize(
@@ -990,3 +1083,69 @@ def test_error_policy_errors(policy: object, message: str) -> None:
 def test_every_settings_field_is_parsed(cls: type, keys: tuple[str, ...]) -> None:
     """A field added to settings.py without a parser here would be silently unsettable."""
     assert {f.name for f in dataclasses.fields(cls)} == set(keys)
+
+
+# ---------------------------------------------------------------------- tenants
+
+
+def test_tenants_default_to_none_and_a_name_only_tenant_has_no_limits() -> None:
+    assert parse_config(doc()).tenants == ()
+    [shop] = parse_config(doc(tenants=[{"name": "shop"}])).tenants
+    assert shop == TenantConfig(name="shop")
+    assert (shop.senders, shop.priorities, shop.rate, shop.daily_parts) == (None,) * 4
+    assert shop.force_carrier is False  # choosing the carrier must be granted
+
+
+def test_tenants_summary_names_topic_and_limits() -> None:
+    config = parse_config(
+        doc(tenants=[{"name": "shop", "rate": 20, "senders": ["SHOPVN"]}, {"name": "default"}])
+    )
+    text = summary(config)
+    assert "shop: sms/submit/shop, senders SHOPVN" in text
+    assert "rate 20/s" in text
+    assert "default: sms/submit," in text
+
+
+@pytest.mark.parametrize(
+    ("tenant", "message"),
+    [
+        ({}, "tenants[0].name: required"),
+        ({"name": "a/b"}, "tenants[0].name: must be 1 to 64 characters"),
+        ({"name": "shop", "senders": []}, "tenants[0].senders: must be a non-empty list"),
+        ({"name": "shop", "senders": [8079]}, "tenants[0].senders[0]: must be a quoted string"),
+        (
+            {"name": "shop", "senders": ["Vietcombank Ltd"]},
+            "tenants[0].senders[0]: an alphanumeric sender has at most 11 characters",
+        ),
+        ({"name": "shop", "senders": ["A", "A"]}, "tenants[0].senders[1]: duplicate sender 'A'"),
+        (
+            {"name": "shop", "priorities": ["urgent"]},
+            "tenants[0].priorities[0]: must be one of high, normal, low, got 'urgent'",
+        ),
+        ({"name": "shop", "priorities": "high"}, "tenants[0].priorities: must be a non-empty"),
+        ({"name": "shop", "force_carrier": "yes"}, "tenants[0].force_carrier: must be true"),
+        ({"name": "shop", "rate": 0}, "tenants[0].rate: must be a positive number, got 0"),
+        ({"name": "shop", "daily_parts": 0}, "tenants[0].daily_parts: must be a positive integer"),
+        ({"name": "shop", "max_queued": 1.5}, "tenants[0].max_queued: must be a positive integer"),
+        ({"name": "shop", "rat": 5}, "tenants[0].rat: unknown key; did you mean rate?"),
+    ],
+)
+def test_tenant_field_errors(tenant: dict[str, Any], message: str) -> None:
+    assert only(doc(tenants=[tenant])).startswith(message)
+
+
+def test_tenant_problems_are_all_reported_with_duplicates() -> None:
+    found = problems(
+        doc(tenants=[{"name": "shop", "rate": -1}, {"name": "shop"}, {"name": "x", "bogus": 1}])
+    )
+    assert found == [
+        "tenants[0].rate: must be a positive number, got -1",
+        "tenants[1].name: duplicate tenant name 'shop' (also tenants[0])",
+        "tenants[2].bogus: unknown key",
+    ]
+
+
+def test_tenants_must_be_a_list() -> None:
+    assert (
+        only(doc(tenants={"name": "shop"})) == "tenants: must be a list of tenants, got a mapping"
+    )

@@ -261,4 +261,4 @@ def test_dockerignore_keeps_the_build_context_small():
     }
     assert {".git", ".venv", "**/__pycache__", ".pytest_cache", ".mypy_cache"} <= ignored
     # what the build stage copies must not be excluded
-    assert not ignored & {"pyproject.toml", "README.md", "smppgw"}
+    assert not ignored & {"pyproject.toml", "README.md", "smppgw", "requirements"}

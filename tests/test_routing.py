@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smppgw.routing import Router, RoutingError, normalize_msisdn, sender_problem, sender_source
-from smppgw.settings import CarrierConfig, SourceConfig
+from smppgw.settings import CarrierConfig, RoutingConfig, SourceConfig
 
 VIETTEL = ("8486", "8496", "8497", "8498", *(f"843{d}" for d in range(2, 10)))
 VINAPHONE = ("8488", "8491", "8494", "8481", "8482", "8483", "8484", "8485")
@@ -149,9 +149,70 @@ def test_no_route(router: Router) -> None:
     assert info.value.reason == "no carrier claims a prefix of 33612345678"
 
 
-def test_forced_carrier_overrides_the_prefix(router: Router) -> None:
-    assert router.route("84961234567", "mobifone") == "mobifone"
-    assert router.route("33612345678", "viettel") == "viettel"
+def test_forced_carrier_picks_among_the_carriers_claiming_the_number() -> None:
+    router = Router([carrier("wide", ("849",)), carrier("narrow", ("84912",))])
+    assert router.route("84912345678") == "narrow"
+    assert router.route("84912345678", "wide") == "wide"
+    assert router.route("84912345678", "narrow") == "narrow"
+
+
+@pytest.mark.parametrize(
+    ("number", "forced", "claimed"),
+    [
+        # Another carrier's number: a forced carrier does not widen where jobs go.
+        ("84961234567", "mobifone", ", ".join(MOBIFONE)),
+        # An international premium range no carrier claims (finding 2 of issue #11).
+        ("882345678901", "viettel", ", ".join(VIETTEL)),
+        ("33612345678", "viettel", ", ".join(VIETTEL)),
+    ],
+)
+def test_forced_carrier_must_claim_the_destination(
+    router: Router, number: str, forced: str, claimed: str
+) -> None:
+    with pytest.raises(RoutingError) as info:
+        router.route(number, forced)
+    assert info.value.code == "no_route"
+    assert info.value.reason == (
+        f"carrier {forced!r} does not serve {number} (its prefixes: {claimed})"
+    )
+
+
+def test_a_carrier_without_prefixes_serves_nothing() -> None:
+    router = Router([carrier("viettel", ("8498",)), carrier("spare", ())])
+    with pytest.raises(
+        RoutingError, match=r"'spare' does not serve 84981234567 \(its prefixes: none\)"
+    ):
+        router.route("84981234567", "spare")
+
+
+def test_international_destinations_need_their_country_code_allowed() -> None:
+    carriers = [carrier("viettel", ("8498",)), carrier("global", ("1", "44", "882"))]
+    home = Router(carriers, RoutingConfig(country_code="84"))
+    assert home.route("84981234567") == "viettel"
+    for number in ("12025550123", "447911123456", "882345678901"):
+        with pytest.raises(RoutingError) as info:
+            home.route(number)
+        assert info.value.code == "no_route"
+        assert info.value.reason == (
+            f"{number} is outside country code 84, and routing.allow_international does not "
+            "list its country code"
+        )
+        with pytest.raises(RoutingError, match="outside country code 84"):
+            home.route(number, "global")  # forcing a carrier does not get around it
+    abroad = Router(carriers, RoutingConfig(country_code="84", allow_international=("1", "44")))
+    assert abroad.route("12025550123") == "global"
+    assert abroad.route("447911123456", "global") == "global"
+    with pytest.raises(RoutingError, match="outside country code 84"):
+        abroad.route("882345678901")
+    # Without a routing config (summaries, tables) any claimed number routes.
+    assert Router(carriers).route("882345678901") == "global"
+
+
+def test_forced_carrier_unknown_is_reported_before_the_destination() -> None:
+    router = Router([carrier("viettel", ("8498",))], RoutingConfig())
+    with pytest.raises(RoutingError) as info:
+        router.route("882345678901", "nosuch")
+    assert info.value.code == "unknown_carrier"
 
 
 def test_forced_carrier_must_exist(router: Router) -> None:

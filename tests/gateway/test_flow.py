@@ -86,14 +86,19 @@ async def test_prefix_routing_forced_carrier_and_no_route(
         Simulator(sim_config(name="vinaphone")) as vinaphone,
     ):
         sims = {"viettel": viettel, "vinaphone": vinaphone}
-        async with running(gateway_config(tmp_path, mosquitto, sims)):
+        # vinaphone also claims the wider 849: a job may force it onto viettel's 8498 (a
+        # forced carrier picks among the carriers claiming the number, issue #11).
+        prefixes = {"viettel": ["8498"], "vinaphone": ["8491", "849"]}
+        config = gateway_config(tmp_path, mosquitto, sims, prefixes=prefixes)
+        async with running(config):
             async with Observer(mosquitto) as obs:
                 await obs.submit(id="r-vt", to="0981111111", text="a")
                 await obs.submit(id="r-vn", to="0911111111", text="b")
                 await obs.submit(id="r-forced", to="0981111112", text="c", carrier="vinaphone")
                 await obs.submit(id="r-none", to="0711111111", text="d")
                 await obs.submit(id="r-bad", to="0981111113", text="e", carrier="nope")
-                await obs.wait_final(["r-vt", "r-vn", "r-forced", "r-none", "r-bad"])
+                await obs.submit(id="r-off", to="0911111114", text="f", carrier="viettel")
+                await obs.wait_final(["r-vt", "r-vn", "r-forced", "r-none", "r-bad", "r-off"])
         assert [s.pdu.destination_addr for s in viettel.submits] == ["84981111111"]
         assert sorted(s.pdu.destination_addr for s in vinaphone.submits) == [
             "84911111111",
@@ -104,6 +109,9 @@ async def test_prefix_routing_forced_carrier_and_no_route(
         assert none["status"] == "rejected" and none["error"]["code"] == "no_route"
         (bad,) = obs.statuses("r-bad")
         assert bad["status"] == "rejected" and bad["error"]["code"] == "unknown_carrier"
+        (off,) = obs.statuses("r-off")
+        assert off["status"] == "rejected" and off["error"]["code"] == "no_route"
+        assert "'viettel' does not serve 84911111114" in off["error"]["reason"]
 
 
 async def test_duplicates_invalid_jobs_and_garbage(
