@@ -53,7 +53,7 @@ ID_BASES = ("string", "hex", "decimal")
 _PASSWORD_KEYS = ("password", "password_env", "password_file")
 _TLS_KEYS = ("ca_file", "cert_file", "key_file", "verify")
 _SOURCE_KEYS = ("address", "ton", "npi")
-_STORE_KEYS = ("path", "retention", "commit_interval")
+_STORE_KEYS = ("path", "retention", "commit_interval", "keep_text")
 _METRICS_KEYS = ("listen",)
 _LOG_KEYS = ("level", "format")
 _ROUTING_KEYS = ("country_code", "allow_international")
@@ -132,6 +132,8 @@ class _Reader:
 
     def __init__(self, base_dir: Path | None, environ: Mapping[str, str]) -> None:
         self.problems: list[str] = []
+        #: Not errors, but worth an operator's attention (``Config.warnings``).
+        self.warnings: list[str] = []
         self.base_dir = base_dir
         self.environ = environ
 
@@ -339,7 +341,21 @@ class _Reader:
             return self.problem(where, f"{file} is not UTF-8 text")
         if not text:
             return self.problem(where, f"{file} is empty")
+        self._check_private(where, file)
         return Secret(text, origin=f"file {file}")
+
+    def _check_private(self, where: str, file: Path) -> None:
+        """Warn (names the file and its mode, never its content) when a password file is
+        open to group or others: anyone who can read it can bind as us."""
+        try:
+            mode = file.stat().st_mode & 0o777
+        except OSError:
+            return
+        if mode & 0o077:
+            self.warnings.append(
+                f"{where}: {file} is readable by group or others (mode {mode:04o}); "
+                f"chmod 600 {file}"
+            )
 
     # ------------------------------------------------------------------ composites
 
@@ -518,6 +534,8 @@ def _store(r: _Reader, value: object) -> StoreConfig | _Invalid:
         kwargs["commit_interval"] = r.duration(
             "store.commit_interval", data["commit_interval"], zero=True
         )
+    if "keep_text" in data:
+        kwargs["keep_text"] = r.boolean("store.keep_text", data["keep_text"])
     return INVALID if len(r.problems) > before else StoreConfig(**kwargs)
 
 
@@ -966,7 +984,7 @@ def parse_config(
         parts["drain_timeout"] = r.duration("drain_timeout", top["drain_timeout"])
     if r.problems:
         raise ConfigError(r.problems)
-    return Config(**parts)
+    return Config(**parts, warnings=tuple(r.warnings))
 
 
 class _Loader(yaml.SafeLoader):
@@ -1080,7 +1098,8 @@ def summary(config: Config) -> str:
         f"max payload {m.max_payload} bytes, max correlation data {m.max_correlation} bytes",
         "  response topics: "
         + (", ".join(f"{p}/…" for p in m.response_prefixes) or "any outside the gateway's own"),
-        f"store: {config.store.path} (finished jobs kept {_seconds(config.store.retention)})",
+        f"store: {config.store.path} (finished jobs kept {_seconds(config.store.retention)}, "
+        + ("texts kept too)" if config.store.keep_text else "texts blanked once submitted)"),
         "metrics: "
         + (f"http://{config.metrics.listen}/metrics" if config.metrics.listen else "disabled"),
         f"log: {config.log.level}, {config.log.format.value}",

@@ -60,6 +60,7 @@ class Gateway:
         self.store = Store(
             config.store.path,
             commit_interval=config.store.commit_interval,
+            keep_text=config.store.keep_text,
             on_batch=self.telemetry.store_batch,
         )
         self.factory = EventFactory(config.mqtt)
@@ -388,6 +389,7 @@ class Gateway:
             self.metrics.config_reloads.labels("failed").inc()
             notify.ready("reload refused; old config kept")
             return False
+        log_warnings(new)
         for carrier_config in new.carriers:
             register_secret(carrier_config.password)
         set_level(new.log.level)
@@ -420,9 +422,16 @@ class Gateway:
         return True
 
 
+def log_warnings(config: Config) -> None:
+    """What the config parser found unwise (e.g. a password file others can read)."""
+    for warning in config.warnings:
+        log.warning("config_warning", warning=warning)
+
+
 def run_gateway(config: Config, *, config_path: str | None = None) -> int:
     """Set up logging and the event loop (uvloop when installed) and run until stopped."""
     setup_logging(config.log)
+    log_warnings(config)
     register_secret(config.mqtt.password)
     for carrier_config in config.carriers:
         register_secret(carrier_config.password)

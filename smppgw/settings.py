@@ -92,6 +92,9 @@ class StoreConfig:
     retention: float = 7 * 86400.0
     #: Longest a write waits for its group commit, in seconds.
     commit_interval: float = 0.0
+    #: Keep a job's text in the store once it is submitted or final (off: it is blanked
+    #: in the same transaction, so OTPs do not stay on disk for ``retention``).
+    keep_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,3 +214,6 @@ class Config:
     drain_timeout: float = 10.0
     #: Named publishers with their own topic, id namespace and limits.
     tenants: tuple[TenantConfig, ...] = ()
+    #: What the parser noticed that is allowed but unwise (a password file others can
+    #: read); logged at start and reload, printed by ``check-config``.
+    warnings: tuple[str, ...] = field(default=(), compare=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from smppgw.metrics import BIND_FAILURES, SESSION_STATES, Metrics
+from smppgw.metrics import BIND_FAILURES, MO_REFUSALS, SESSION_STATES, Metrics
 from smppgw.outbox import Publisher
 from smppgw.settings import MqttConfig
 from smppgw.smpp.constants import status_name
@@ -178,6 +178,13 @@ class Telemetry:
 
     def mo_part(self, carrier: str) -> None:
         self._of(carrier).mo_parts.inc()
+
+    def mo_refused(self, carrier: str, reason: str) -> None:
+        label = reason if reason in MO_REFUSALS else "busy"
+        self.metrics.mo_parts_refused.labels(carrier, label).inc()
+
+    def mo_evicted(self, carrier: str, messages: int) -> None:
+        self.metrics.mo_evicted.labels(carrier).inc(messages)
 
     def throttle_wait(self, carrier: str, seconds: float) -> None:
         self._of(carrier).throttle_wait.observe(seconds)

@@ -232,7 +232,7 @@ def test_full_carrier_and_mqtt(tmp_path: Path) -> None:
             "session_expiry": "1d",
             "max_payload": 1024,
         },
-        store={"path": "data/gw.db", "retention": "2d", "commit_interval": 0},
+        store={"path": "data/gw.db", "retention": "2d", "commit_interval": 0, "keep_text": True},
         metrics={"listen": "[::1]:9000"},
         log={"level": "DEBUG", "format": "console"},
         routing={"country_code": "1"},
@@ -270,7 +270,7 @@ def test_full_carrier_and_mqtt(tmp_path: Path) -> None:
     assert mqtt.tls == TlsConfig(ca_file=str(ca), verify=True)
     assert (mqtt.username, mqtt.shared_group, mqtt.keepalive) == ("shop", "gateways", 0)
     assert (mqtt.session_expiry, mqtt.max_payload) == (86400, 1024)
-    assert config.store == StoreConfig(str(tmp_path / "data/gw.db"), 172800.0, 0.0)
+    assert config.store == StoreConfig(str(tmp_path / "data/gw.db"), 172800.0, 0.0, True)
     assert config.metrics.listen == "[::1]:9000"
     assert (config.log.level, config.log.format) == ("debug", LogFormat.CONSOLE)
     assert config.drain_timeout == 60.0
@@ -710,6 +710,7 @@ def test_tls_key_needs_a_cert(tmp_path: Path) -> None:
         (doc(routing={"country_code": "8412"}), "routing.country_code: must be 1 to 3 digits"),
         (doc(store={"path": ""}), "store.path: must not be empty"),
         (doc(store={"retention": 0}), "store.retention: must be a positive duration"),
+        (doc(store={"keep_text": "no"}), "store.keep_text: must be true or false"),
         (doc(drain_timeout="soon"), "drain_timeout: must be a positive duration"),
     ],
 )
@@ -795,6 +796,29 @@ def test_password_file_is_relative_to_the_config_and_loses_its_newline(tmp_path:
     assert secret.reveal() == PASSWORD
     assert secret.origin == f"file {tmp_path / 'secrets' / 'viettel'}"
     assert config.mqtt.password == Secret(PASSWORD)
+
+
+def test_a_password_file_others_can_read_is_a_warning_naming_file_and_mode(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "viettel"
+    secret.write_text(PASSWORD)
+    for mode, warned in ((0o644, True), (0o640, True), (0o604, True), (0o600, False)):
+        secret.chmod(mode)
+        config = parse_config(
+            with_carrier(password=..., password_file="viettel"), base_dir=tmp_path
+        )
+        expected = (
+            (
+                f"carriers[0].password_file: {secret} is readable by group or others "
+                f"(mode {mode:04o}); chmod 600 {secret}",
+            )
+            if warned
+            else ()
+        )
+        assert config.warnings == expected
+        assert PASSWORD not in repr(config.warnings)
+    assert parse_config(with_carrier()).warnings == ()
 
 
 def test_password_file_errors(tmp_path: Path) -> None:
@@ -1045,7 +1069,7 @@ def test_error_policy_errors(policy: object, message: str) -> None:
 @pytest.mark.parametrize(
     ("cls", "keys"),
     [
-        (Config, _TOP_KEYS),
+        (Config, (*_TOP_KEYS, "warnings")),  # warnings: what the parser noticed, not a key
         (MqttConfig, (*_MQTT_CHECKS, "password")),
         (CarrierConfig, (*_CARRIER_CHECKS, "password")),
         (StoreConfig, _STORE_KEYS),

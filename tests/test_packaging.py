@@ -95,6 +95,9 @@ def test_unit_declares_what_operations_rely_on():
         "CapabilityBoundingSet": "",
         "AmbientCapabilities": "",
         "UMask": "0077",
+        # a leak or a hostile peer is bounded by the unit, not only by the code
+        "MemoryMax": "1G",
+        "TasksMax": "64",
     }.items():
         assert one(key) == value, key
     assert one("RestrictAddressFamilies").split() == ["AF_INET", "AF_INET6", "AF_UNIX"]

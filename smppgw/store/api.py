@@ -53,6 +53,7 @@ class Store:
         max_batch: int = 5000,
         busy_timeout: float = 5.0,
         synchronous: str = "NORMAL",
+        keep_text: bool = False,
         on_batch: Callable[[int, float | None], None] | None = None,
     ) -> None:
         """``commit_interval``: when the previous batch carried several operations, how
@@ -63,13 +64,15 @@ class Store:
         ``synchronous``: ``NORMAL`` survives any process death; ``FULL`` also survives
         power loss, at one fsync per batch (see ``smppgw.store.schema``).
         ``on_batch(operations, seconds)``: called from the writer thread after each
-        transaction, ``seconds`` None when it failed (for metrics; must be cheap)."""
+        transaction, ``seconds`` None when it failed (for metrics; must be cheap).
+        ``keep_text``: keep a job's text after it is submitted or final (``store.keep_text``;
+        off by default, see ``smppgw.store.schema``)."""
         self.path = path
         self._depths: Counter[tuple[str, int]] = Counter()
         self._outbox = 0
         self._dead = 0
         self._writer = Writer(
-            partial(self._connect, path, busy_timeout, synchronous),
+            partial(self._connect, path, busy_timeout, synchronous, keep_text),
             commit_interval=commit_interval,
             max_batch=max_batch,
             on_commit=self._committed,
@@ -97,8 +100,12 @@ class Store:
     ) -> None:
         await self.close()
 
-    def _connect(self, path: str, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
-        conn = connect(path, busy_timeout=busy_timeout, synchronous=synchronous)
+    def _connect(
+        self, path: str, busy_timeout: float, synchronous: str, keep_text: bool
+    ) -> sqlite3.Connection:
+        conn = connect(
+            path, busy_timeout=busy_timeout, synchronous=synchronous, keep_text=keep_text
+        )
         tx = Tx(conn, 0.0)
         self._depths = Counter(ops.count_queued(tx))
         self._outbox = ops.count_outbox(tx)
