@@ -11,6 +11,7 @@ scrape of a running gateway: a renamed metric cannot leave an alert that never f
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -223,6 +224,12 @@ def _declared_labels(registry: CollectorRegistry) -> dict[str, set[str]]:
     return labels
 
 
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body: bytes = response.read()
+        return body.decode()
+
+
 async def test_rules_and_dashboard_name_only_metrics_the_gateway_serves(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
@@ -236,8 +243,7 @@ async def test_rules_and_dashboard_name_only_metrics_the_gateway_serves(
             # one job through to its receipt, so the per-job families have samples too
             await observer.submit(id="deploy-1", to="0981234567", text="hello")
             await observer.wait_final(["deploy-1"])
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-                scrape = resp.read().decode()
+            scrape = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
     assert observer.final("deploy-1")[0]["status"] == "delivered"
     served = _served_names(scrape)
     labels = _declared_labels(gateway.metrics.registry)
