@@ -19,23 +19,23 @@ from typing import Any
 
 import structlog
 
-from smppgw import notify
-from smppgw.carrier import Carrier
-from smppgw.config import ConfigError, load_config
-from smppgw.events import EventFactory, GatewayEvents
-from smppgw.feeder import Feeder
-from smppgw.gmqtt_internals import GmqttChanged
-from smppgw.health import HealthState, run_heartbeat
-from smppgw.intake import Intake
-from smppgw.logs import register_secret, set_level, setup_logging
-from smppgw.metrics import LANES, Metrics
+from smppgw.config import CarrierConfig, Config, ConfigError
+from smppgw.config.loader import load_config
+from smppgw.engine.carrier import Carrier
 from smppgw.mqtt import Declined, MqttClient, MqttError
-from smppgw.outbox import OutboxPublisher
-from smppgw.routing import Router
-from smppgw.settings import CarrierConfig, Config
+from smppgw.mqtt._gmqtt import GmqttChanged
+from smppgw.ops import notify
+from smppgw.ops.health import HealthState, run_heartbeat
+from smppgw.ops.logs import register_secret, set_level, setup_logging
+from smppgw.ops.metrics import LANES, Metrics
+from smppgw.ops.telemetry import Telemetry
+from smppgw.pipeline.feeder import Feeder
+from smppgw.pipeline.intake import Intake
+from smppgw.pipeline.outbox import OutboxPublisher
+from smppgw.pipeline.outcomes import EventFactory, GatewayEvents
+from smppgw.pipeline.routing import Router
+from smppgw.pipeline.tenancy import Tenants
 from smppgw.store import Store, StoreError
-from smppgw.telemetry import Telemetry
-from smppgw.tenancy import Tenants
 
 log = structlog.get_logger("smppgw.gateway")
 

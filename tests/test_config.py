@@ -13,26 +13,10 @@ import pytest
 
 from smppgw.cli import main
 from smppgw.config import (
-    _CARRIER_CHECKS,
-    _LOG_KEYS,
-    _METRICS_KEYS,
-    _MQTT_CHECKS,
-    _ROUTING_KEYS,
-    _SOURCE_KEYS,
-    _STORE_KEYS,
-    _TLS_KEYS,
-    _TOP_KEYS,
-    ConfigError,
-    load_config,
-    parse_config,
-    parse_duration,
-    summary,
-)
-from smppgw.errors import Action, ErrorPolicy
-from smppgw.settings import (
     BindMode,
     CarrierConfig,
     Config,
+    ConfigError,
     LogConfig,
     LogFormat,
     MetricsConfig,
@@ -44,6 +28,20 @@ from smppgw.settings import (
     TenantConfig,
     TlsConfig,
 )
+from smppgw.config.loader import load_config, parse_config
+from smppgw.config.reader import _TLS_KEYS, parse_duration
+from smppgw.config.sections import (
+    _CARRIER_CHECKS,
+    _LOG_KEYS,
+    _METRICS_KEYS,
+    _MQTT_CHECKS,
+    _ROUTING_KEYS,
+    _SOURCE_KEYS,
+    _STORE_KEYS,
+    TOP_KEYS,
+)
+from smppgw.config.summary import summary
+from smppgw.engine.policy import Action, ErrorPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "conf" / "smppgw.example.yaml"
@@ -1069,7 +1067,7 @@ def test_error_policy_errors(policy: object, message: str) -> None:
 @pytest.mark.parametrize(
     ("cls", "keys"),
     [
-        (Config, (*_TOP_KEYS, "warnings")),  # warnings: what the parser noticed, not a key
+        (Config, (*TOP_KEYS, "warnings")),  # warnings: what the parser noticed, not a key
         (MqttConfig, (*_MQTT_CHECKS, "password")),
         (CarrierConfig, (*_CARRIER_CHECKS, "password")),
         (StoreConfig, _STORE_KEYS),

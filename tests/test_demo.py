@@ -21,8 +21,8 @@ from pathlib import Path
 import orjson
 import yaml
 
+from smppgw.config import MqttConfig
 from smppgw.mqtt import MqttClient
-from smppgw.settings import MqttConfig
 
 from support.broker import Mosquitto
 

@@ -6,9 +6,15 @@ from dataclasses import replace
 
 import pytest
 
-from smppgw.envelope import MAX_RESPONSE_TOPIC, RETAINED, Envelope, EnvelopeGuard, own_topics
+from smppgw.config import MqttConfig
 from smppgw.mqtt import Message
-from smppgw.settings import MqttConfig
+from smppgw.pipeline.envelope import (
+    MAX_RESPONSE_TOPIC,
+    RETAINED,
+    Envelope,
+    EnvelopeGuard,
+    own_topics,
+)
 
 GUARD = EnvelopeGuard(MqttConfig())
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from smppgw.feeder import Feeder
-from smppgw.outbound import OutboundMessage, Priority
+from smppgw.engine.message import OutboundMessage, Priority
+from smppgw.pipeline.feeder import Feeder
 from smppgw.store import Store, StoredJob
 
 TARGET = 10

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from smppgw.health import HealthState
-from smppgw.httpserve import HttpLimits
-from smppgw.metrics import Metrics
+from smppgw.ops.health import HealthState
+from smppgw.ops.http import HttpLimits
+from smppgw.ops.metrics import Metrics
 
 LIMITS = HttpLimits(max_connections=3, workers=2, timeout=0.5, max_head=1024)
 

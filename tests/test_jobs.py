@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smppgw.jobs import (
+from smppgw.config import SourceConfig
+from smppgw.engine.message import Priority
+from smppgw.mqtt.schema import (
     MAX_TEXT,
     ErrorInfo,
     InboundEvent,
@@ -28,8 +30,6 @@ from smppgw.jobs import (
     rejected_event,
     to_outbound,
 )
-from smppgw.outbound import Priority
-from smppgw.settings import SourceConfig
 
 
 def payload(**fields: Any) -> bytes:

@@ -15,8 +15,9 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smppgw import logs
-from smppgw.logs import (
+from smppgw.config import LogConfig, LogFormat, Secret
+from smppgw.ops import logs
+from smppgw.ops.logs import (
     bind_context,
     clear_secrets,
     get_logger,
@@ -26,7 +27,6 @@ from smppgw.logs import (
     set_level,
     setup_logging,
 )
-from smppgw.settings import LogConfig, LogFormat, Secret
 
 PASSWORD = "Vt-b1nd-pw!2024"
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from smppgw.health import HealthState, ReadyPolicy, run_heartbeat
-from smppgw.metrics import Metrics, parse_listen
-from smppgw.settings import CarrierConfig, Secret
+from smppgw.config import CarrierConfig, Secret
+from smppgw.ops.health import HealthState, ReadyPolicy, run_heartbeat
+from smppgw.ops.metrics import Metrics, parse_listen
 from smppgw.smpp.constants import Status
 
 PASSWORD = "hunter2-Sup3rSecret"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from smppgw.config import MqttConfig
 from smppgw.mqtt import Message, MqttClient, MqttUnavailable, PublishLost, PublishRefused
-from smppgw.settings import MqttConfig
 
 from support.broker import Mosquitto
 
@@ -129,7 +129,7 @@ VICTIM = textwrap.dedent(
     """
     import asyncio, sys
     from smppgw.mqtt import MqttClient
-    from smppgw.settings import MqttConfig
+    from smppgw.config import MqttConfig
 
     async def handler(message):
         print("HANDLING", message.payload.decode(), flush=True)
@@ -496,7 +496,7 @@ async def test_close_lets_running_handlers_acknowledge(mosquitto: Mosquitto) -> 
 
 
 def test_secret_never_in_repr(mosquitto: Mosquitto) -> None:
-    from smppgw.settings import Secret
+    from smppgw.config import Secret
 
     cfg = config(mosquitto, username="u", password=Secret("hunter2"))
     mqtt = MqttClient(cfg)
@@ -609,8 +609,8 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 async def test_tls_verifies_the_broker_certificate(
     make_mosquitto: Callable[..., Mosquitto], tls_files: dict[str, Path]
 ) -> None:
+    from smppgw.config import TlsConfig
     from smppgw.mqtt import MqttError
-    from smppgw.settings import TlsConfig
 
     broker = make_mosquitto(
         extra_config=f"certfile {tls_files['server.crt']}\nkeyfile {tls_files['server.key']}"

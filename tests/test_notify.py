@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from smppgw import notify
+from smppgw.ops import notify
 
 
 class FakeSystemd:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from smppgw.health import HealthState
-from smppgw.metrics import Metrics
+from smppgw.ops.health import HealthState
+from smppgw.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "smppgw.service"

@@ -8,7 +8,7 @@ import pytest
 from gmqtt.mqtt.package import PublishPacket
 from gmqtt.mqtt.utils import IdGenerator
 
-from smppgw.publishable import publish_size, size_problem, topic_name_problem
+from smppgw.mqtt.publishable import publish_size, size_problem, topic_name_problem
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smppgw.routing import Router, RoutingError, normalize_msisdn, sender_problem, sender_source
-from smppgw.settings import CarrierConfig, RoutingConfig, SourceConfig
+from smppgw.config import CarrierConfig, RoutingConfig, SourceConfig
+from smppgw.pipeline.routing import (
+    Router,
+    RoutingError,
+    normalize_msisdn,
+    sender_problem,
+    sender_source,
+)
 
 VIETTEL = ("8486", "8496", "8497", "8498", *(f"843{d}" for d in range(2, 10)))
 VINAPHONE = ("8488", "8491", "8494", "8481", "8482", "8483", "8484", "8485")

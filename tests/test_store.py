@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from smppgw.outbound import Priority
-from smppgw.settings import SourceConfig
+from smppgw.config import SourceConfig
+from smppgw.engine.message import Priority
 from smppgw.store import (
     JobView,
     OutboxEvent,

@@ -26,13 +26,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from smppgw.gateway import Gateway
-from smppgw.metrics import Metrics
+from smppgw.ops.metrics import Metrics
+from smppgw.ops.telemetry import Telemetry
 from smppgw.sim.config import Faults, SimAccount
 from smppgw.sim.server import Simulator
 from smppgw.smpp.constants import Status
 from smppgw.smpp.pdu import DeliverSm, encode
 from smppgw.store import OutboxEvent, Store, StoreError
-from smppgw.telemetry import Telemetry
 
 from gateway.harness import Observer, gateway_config, running, sim_config
 from support.broker import Mosquitto, free_port

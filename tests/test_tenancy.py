@@ -7,11 +7,11 @@ import asyncio
 import orjson
 import pytest
 
-from smppgw.config import parse_config
-from smppgw.jobs import Job, decode_job
-from smppgw.metrics import Metrics
-from smppgw.settings import CarrierConfig
-from smppgw.tenancy import DEFAULT, TenantClosed, Tenants, UnknownTenant, parts_of
+from smppgw.config import CarrierConfig
+from smppgw.config.loader import parse_config
+from smppgw.mqtt.schema import Job, decode_job
+from smppgw.ops.metrics import Metrics
+from smppgw.pipeline.tenancy import DEFAULT, TenantClosed, Tenants, UnknownTenant, parts_of
 
 CARRIER = {"name": "viettel", "host": "h", "port": 1, "system_id": "s", "password": "p"}
 

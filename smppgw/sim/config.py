@@ -2,7 +2,7 @@
 
 The simulator is a test and demo tool, so its settings are plain mutable dataclasses (faults
 change at run time through ``POST /config``), kept apart from the gateway's frozen
-``smppgw.settings`` objects: they describe the *other* side of the wire.
+``smppgw.config.model`` objects: they describe the *other* side of the wire.
 
 Three ways in, one result: Python code builds :class:`SimConfig` directly, the ``smppgw sim``
 flags go through :func:`parse_accounts` / :func:`parse_mix` / :func:`parse_listen`, and a YAML

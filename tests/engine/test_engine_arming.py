@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from engine.conftest import CarrierFactory, Recorder, SimFactory, message, until
-from smppgw.outbound import Priority
+from smppgw.engine.message import Priority
 
 
 async def test_no_part_leaves_before_sending_returned(

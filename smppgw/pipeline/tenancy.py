@@ -30,14 +30,14 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge
 
-from smppgw.jobs import Job
-from smppgw.metrics import REJECT_REASONS, Metrics
+from smppgw.config import CarrierConfig, Config, TenantConfig
+from smppgw.engine.throttle import Throttle
 from smppgw.mqtt import Declined
-from smppgw.routing import RoutingError, sender_source
-from smppgw.settings import CarrierConfig, Config, TenantConfig
+from smppgw.mqtt.schema import Job
+from smppgw.ops.metrics import REJECT_REASONS, Metrics
+from smppgw.pipeline.routing import RoutingError, sender_source
 from smppgw.smpp.text import TextError, split
 from smppgw.store import Store, Usage
-from smppgw.throttle import Throttle
 
 #: The tenant of plain ``<submit_topic>``; a tenant of this name puts rules on it.
 DEFAULT = "default"

@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from smppgw.outbound import OutboundMessage, Priority
-from smppgw.routing import RoutingError, sender_problem, sender_source
-from smppgw.settings import MqttConfig
+from smppgw.config import MqttConfig
+from smppgw.engine.message import OutboundMessage, Priority
+from smppgw.pipeline.routing import RoutingError, sender_problem, sender_source
 
 #: Longest text accepted, in characters after NFC. Far beyond any sane SMS (10 UCS2 parts
 #: hold 670); the carrier's ``max_parts`` is the real limit. This one bounds work per job.
@@ -248,7 +248,8 @@ def to_outbound(
 ) -> OutboundMessage:
     """The routed, sendable form of a job.
 
-    ``destination`` is the normalised E.164 number (:func:`smppgw.routing.normalize_msisdn`);
+    ``destination`` is the normalised E.164 number
+    (:func:`smppgw.pipeline.routing.normalize_msisdn`);
     ``now`` is ``time.time()`` at intake, so a ttl counts from when the gateway took the job;
     ``country_code`` normalises a national-format numeric ``from``.
     """

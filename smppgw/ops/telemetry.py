@@ -1,9 +1,9 @@
 """Turns what the running engine reports into Prometheus metrics.
 
-The SMPP engine (:mod:`smppgw.carrier`, :mod:`smppgw.smpp.session`), the store and the
+The SMPP engine (:mod:`smppgw.engine.carrier`, :mod:`smppgw.smpp.session`), the store and the
 outbox know nothing of Prometheus: they call small observers (``CarrierObserver``,
 ``Store(on_batch=...)``, the ``Publisher`` protocol) and :class:`Telemetry` implements
-them on top of :class:`~smppgw.metrics.Metrics`, which stays a plain registry.
+them on top of :class:`~smppgw.ops.metrics.Metrics`, which stays a plain registry.
 
 Some of these calls happen once per submit_sm. prometheus-client's ``labels(...)`` takes a
 lock and hashes the label values on every call, so each carrier's labelled children are
@@ -17,9 +17,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from smppgw.metrics import BIND_FAILURES, MO_REFUSALS, SESSION_STATES, Metrics
-from smppgw.outbox import Publisher
-from smppgw.settings import MqttConfig
+from smppgw.config import MqttConfig
+from smppgw.ops.metrics import BIND_FAILURES, MO_REFUSALS, SESSION_STATES, Metrics
+from smppgw.pipeline.outbox import Publisher
 from smppgw.smpp.constants import status_name
 
 #: SMPP bind mode → the ``bind`` label of ``smppgw_session_state``.
@@ -131,7 +131,7 @@ class _CarrierChildren:
 class Telemetry:
     """The gateway's observer of its carriers, store and outbox (one per :class:`Metrics`).
 
-    Implements ``smppgw.carrier.CarrierObserver``; :meth:`store_batch` is the store's
+    Implements ``smppgw.engine.carrier.CarrierObserver``; :meth:`store_batch` is the store's
     ``on_batch``; :meth:`publisher` wraps the MQTT client the outbox publishes through.
     """
 

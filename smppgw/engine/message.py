@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from smppgw.settings import SourceConfig
+from smppgw.config import SourceConfig
 
 
 class Priority(IntEnum):

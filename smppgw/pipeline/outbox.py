@@ -11,7 +11,7 @@ store's ``dead_events`` in one transaction, logged, counted) and the outbox move
 ways to find one:
 
 * before publishing, an invalid topic name or a packet over the broker's Maximum Packet
-  Size (:mod:`smppgw.publishable`): the broker would close the connection for it;
+  Size (:mod:`smppgw.mqtt.publishable`): the broker would close the connection for it;
 * a PUBACK with a failure reason code (not authorized, quota exceeded, ...);
 * a broker that closes the connection for a reason no check foresaw. After a round in
   which the connection dropped with events in flight, those events are published again in
@@ -38,7 +38,7 @@ import structlog
 
 from smppgw.aio import wait_event
 from smppgw.mqtt import MqttUnavailable, PublishLost, PublishRefused
-from smppgw.publishable import size_problem, topic_name_problem
+from smppgw.mqtt.publishable import size_problem, topic_name_problem
 from smppgw.store import OutboxEvent, Store, StoreError
 
 log = structlog.get_logger("smppgw.outbox")

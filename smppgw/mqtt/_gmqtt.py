@@ -1,4 +1,8 @@
-"""gmqtt's private parts that :mod:`smppgw.mqtt` relies on, checked before they are used.
+"""gmqtt's private parts that :mod:`smppgw.mqtt` relies on: checked, then used here only.
+
+:class:`GmqttClient` (PUBACK withheld, PUBACK reason codes read) and :class:`AckStorage`
+(publish completion) are the two subclasses of gmqtt's classes; :class:`~smppgw.mqtt.client.
+MqttClient` uses them and nothing else of gmqtt's internals but the read gate.
 
 The gateway's MQTT guarantees (PUBACK only once a job is durable, a publish completes on
 its PUBACK, intake paced by TCP back-pressure, packet ids reconciled on reconnect, retained
@@ -17,19 +21,26 @@ tests/test_mqtt.py against a real broker.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Iterable
-from typing import Any
+import struct
+from collections.abc import Callable, Iterable
+from typing import Any, Final
 
 import gmqtt
 from gmqtt.mqtt.connection import MQTTConnection
+from gmqtt.mqtt.constants import MQTTCommands, PubAckReasonCode
 from gmqtt.mqtt.handler import MqttPackageHandler
 from gmqtt.mqtt.protocol import MQTTProtocol
 from gmqtt.storage import PersistentStorage
 
-__all__ = ["GmqttChanged", "check_gmqtt"]
+__all__ = ["WITHHOLD", "AckStorage", "GmqttChanged", "GmqttClient", "check_gmqtt", "gate_reads"]
 
 _VERSION = getattr(gmqtt, "__version__", "?")
+#: Reason code our dispatcher returns when the PUBACK must NOT be sent. It has to be a valid
+#: PUBACK code (gmqtt validates it) and is intercepted in ``GmqttClient`` before the wire.
+WITHHOLD: Final = int(PubAckReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+_PUBACK: Final = int(MQTTCommands.PUBACK)
 
 
 class GmqttChanged(RuntimeError):
@@ -128,3 +139,102 @@ def check_gmqtt(client: gmqtt.Client, storage: PersistentStorage, on_puback: Any
         dict,
         "MqttPackageHandler._handler_cache",
     )
+
+
+class AckStorage(PersistentStorage):  # type: ignore[misc]
+    """gmqtt's in-flight QoS store, watched: a push is a publish, a removal its PUBACK."""
+
+    def __init__(
+        self,
+        *,
+        on_stored: Callable[[int], None],
+        on_acknowledged: Callable[[int], None],
+        on_discarded: Callable[[list[int]], None],
+    ) -> None:
+        super().__init__()
+        self._on_stored = on_stored
+        self._on_acknowledged = on_acknowledged
+        self._on_discarded = on_discarded
+
+    def push_message(self, mid: int, raw_package: bytes) -> None:
+        super().push_message(mid, raw_package)
+        self._on_stored(mid)
+
+    def remove_message_by_mid(self, mid: int) -> None:
+        super().remove_message_by_mid(mid)
+        self._on_acknowledged(mid)
+
+    def clear(self) -> None:
+        mids = list(self._messages)
+        super().clear()
+        self._on_discarded(mids)
+
+    def forget(self) -> None:
+        """Drop every stored packet so gmqtt replays none; their publishers were told."""
+        super().clear()
+
+    @property
+    def size(self) -> int:
+        return len(self._messages)
+
+    @property
+    def mids(self) -> set[int]:
+        return set(self._messages)
+
+
+class GmqttClient(gmqtt.Client):  # type: ignore[misc]
+    """gmqtt's client with two changes: a PUBACK carrying ``WITHHOLD`` is not sent, and
+    the reason code of each PUBACK received reaches ``on_refused`` when it is a failure.
+
+    Every PUBACK gmqtt sends goes through ``_send_command_with_mid`` (the package handler
+    holds this bound method), so this is the single place to stop one. Every PUBACK it
+    receives goes to its package handler's ``_handle_puback_packet`` (looked up by name on
+    the first PUBACK), which reads the packet id only and removes the stored packet; the
+    wrapper installed here reads the reason code just before, so the refusal is known when
+    ``AckStorage.remove_message_by_mid`` runs.
+    """
+
+    def __init__(self, *args: Any, on_refused: Callable[[int, int], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        handler = self._package_handler
+        original = getattr(handler, "_handle_puback_packet", None)
+        if original is None:  # a gmqtt upgrade renamed it: refusals would go unseen
+            raise GmqttChanged("MqttPackageHandler._handle_puback_packet")
+
+        def handle_puback(cmd: int, packet: bytes) -> None:
+            # MQTT 5 section 3.4.2.1: no reason code byte means Success.
+            if len(packet) > 2 and packet[2] >= 0x80:
+                (mid,) = struct.unpack("!H", packet[:2])
+                on_refused(mid, packet[2])
+            original(cmd, packet)
+
+        handler._handle_puback_packet = handle_puback
+        handler._handler_cache.pop(int(MQTTCommands.PUBACK), None)
+
+    def _send_command_with_mid(self, cmd: int, mid: int, dup: bool, reason_code: int = 0) -> None:
+        if cmd == _PUBACK and reason_code == WITHHOLD:
+            return
+        super()._send_command_with_mid(cmd, mid, dup, reason_code=reason_code)
+
+
+def gate_reads(client: gmqtt.Client, gate: asyncio.Event) -> str | None:
+    """Make the read loop of ``client``'s current connection wait for ``gate`` before each
+    read, so that a full handler window stops reading the socket (see
+    ``MqttClient._gate_reads``). Returns None when done (or already done for this
+    connection), else the type name of the connection that lacks the internals."""
+    connection = getattr(client, "_connection", None)
+    protocol = getattr(connection, "_protocol", None)
+    original = getattr(protocol, "read", None)
+    if protocol is None or original is None:
+        return type(connection).__name__
+    if getattr(original, "_smppgw_gated", False):
+        return None
+
+    async def gated_read(n: int = -1) -> bytes:
+        await gate.wait()
+        data: bytes = await original(n)
+        return data
+
+    gated_read._smppgw_gated = True  # type: ignore[attr-defined]
+    protocol.read = gated_read
+    return None

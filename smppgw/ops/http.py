@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from smppgw.logs import get_logger
+from smppgw.ops.logs import get_logger
 
 log = get_logger("smppgw.http")
 

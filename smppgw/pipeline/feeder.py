@@ -22,7 +22,7 @@ from typing import Protocol
 import structlog
 
 from smppgw.aio import wait_event
-from smppgw.outbound import OutboundMessage, Priority
+from smppgw.engine.message import OutboundMessage, Priority
 from smppgw.store import Store, StoredJob, StoreError
 
 log = structlog.get_logger("smppgw.feeder")

@@ -14,7 +14,7 @@ once every part is accepted, message ids in part order.
 Outcomes of one submit_sm:
 
 * accepted: the id is normalised and mapped to (job, part, parts) for receipt matching;
-* ESME_RTHROTTLED / ESME_RMSGQFUL (or whatever :mod:`smppgw.errors` maps to THROTTLE):
+* ESME_RTHROTTLED / ESME_RMSGQFUL (or whatever :mod:`smppgw.engine.policy` maps to THROTTLE):
   the whole carrier pauses (``throttle_backoff``, doubling up to ``throttle_backoff_max``
   while the throttling goes on), then sends one probe; the part goes back to the head of
   its lane, in the job's original order;
@@ -44,11 +44,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from smppgw.errors import Action, ErrorPolicy
-from smppgw.logs import get_logger
-from smppgw.matching import PartRef, ReceiptMatcher
-from smppgw.outbound import OutboundMessage, Priority
-from smppgw.settings import BindMode, CarrierConfig
+from smppgw.config import BindMode, CarrierConfig
+from smppgw.engine.matching import PartRef, ReceiptMatcher
+from smppgw.engine.message import OutboundMessage, Priority
+from smppgw.engine.policy import Action, ErrorPolicy
+from smppgw.engine.throttle import Throttle
+from smppgw.ops.logs import get_logger
 from smppgw.smpp.constants import Status
 from smppgw.smpp.pdu import DataSm, DeliverSm, SubmitSm
 from smppgw.smpp.receipt import (
@@ -77,7 +78,6 @@ from smppgw.smpp.text import (
     decode_mo,
     split,
 )
-from smppgw.throttle import Throttle
 
 log = get_logger("smppgw.carrier")
 
@@ -123,7 +123,7 @@ class CarrierEvents(Protocol):
 
 
 class CarrierObserver(SessionObserver, Protocol):
-    """What the carrier (and its binds) report for metrics; see :mod:`smppgw.telemetry`.
+    """What the carrier (and its binds) report for metrics; see :mod:`smppgw.ops.telemetry`.
 
     Keeps this engine free of any metrics library. Called on the event loop, some methods
     once per submit_sm: they must be cheap and must not raise.

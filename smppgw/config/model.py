@@ -174,7 +174,7 @@ class CarrierConfig:
     #: Connect to the SMSC over TLS.
     tls: TlsConfig | None = None
     address_range: str = ""
-    #: Per-status overrides of the submit error policy (``smppgw.errors``): pairs of
+    #: Per-status overrides of the submit error policy (``smppgw.engine.policy``): pairs of
     #: (status name or number, "permanent" | "transient" | "throttle").
     error_policy: tuple[tuple[str, str], ...] = ()
 

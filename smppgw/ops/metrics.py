@@ -11,9 +11,9 @@ one label value per message would make every scrape grow without bound and take 
 Prometheus server down with it. Helpers such as :meth:`Metrics.job_rejected` fold anything
 unexpected into ``"other"`` so a caller's typo cannot create a new series per message.
 
-The HTTP server (:mod:`smppgw.httpserve`: a connection cap, a deadline per connection,
+The HTTP server (:mod:`smppgw.ops.http`: a connection cap, a deadline per connection,
 a fixed pool of worker threads) runs in its own threads, so a scrape never runs in (or
-waits for) the event loop; /healthz and /readyz read a :class:`~smppgw.health.HealthState`
+waits for) the event loop; /healthz and /readyz read a :class:`~smppgw.ops.health.HealthState`
 that the loop keeps current.
 """
 
@@ -41,15 +41,15 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from smppgw.health import HealthState, Verdict
-from smppgw.httpserve import (
+from smppgw.config import CarrierConfig
+from smppgw.ops.health import HealthState, Verdict
+from smppgw.ops.http import (
     DEFAULT_LIMITS,
     DROP_REASONS,
     BoundedWSGIServer,
     HttpLimits,
     PrereadHandler,
 )
-from smppgw.settings import CarrierConfig
 from smppgw.smpp.constants import status_name
 
 #: Why a job was refused before any submit_sm (the ``reason`` label of jobs_rejected).
@@ -551,7 +551,7 @@ class Metrics:
         self, listen: str, health: HealthState, limits: HttpLimits = DEFAULT_LIMITS
     ) -> tuple[str, int]:
         """Start serving /metrics, /healthz and /readyz in a daemon thread (and a few
-        workers, see :mod:`smppgw.httpserve`).
+        workers, see :mod:`smppgw.ops.http`).
 
         ``listen`` is ``host:port`` (``[::1]:9464`` for IPv6, port 0 for any free port).
         Returns the address actually bound, so tests and logs can name the real port.

@@ -20,15 +20,22 @@ from collections.abc import Callable
 
 import structlog
 
-from smppgw.envelope import Envelope, EnvelopeGuard
-from smppgw.events import EventFactory
-from smppgw.jobs import JobError, decode_job, encode_event, format_at, rejected_event, to_outbound
-from smppgw.metrics import LANES, Metrics
+from smppgw.config import Config
 from smppgw.mqtt import Message
-from smppgw.routing import Router, RoutingError, normalize_msisdn
-from smppgw.settings import Config
+from smppgw.mqtt.schema import (
+    JobError,
+    decode_job,
+    encode_event,
+    format_at,
+    rejected_event,
+    to_outbound,
+)
+from smppgw.ops.metrics import LANES, Metrics
+from smppgw.pipeline.envelope import Envelope, EnvelopeGuard
+from smppgw.pipeline.outcomes import EventFactory
+from smppgw.pipeline.routing import Router, RoutingError, normalize_msisdn
+from smppgw.pipeline.tenancy import DEFAULT, Tenant, Tenants, UnknownTenant
 from smppgw.store import OutboxEvent, Store, StoredJob, Usage
-from smppgw.tenancy import DEFAULT, Tenant, Tenants, UnknownTenant
 
 log = structlog.get_logger("smppgw.intake")
 

@@ -1,7 +1,7 @@
 """MQTT for the gateway: the job intake subscription and the QoS 1 event publisher.
 
 This is the only module that uses gmqtt (chosen by measurement, see DESIGN.md; the internals
-it relies on are checked by :mod:`smppgw.gmqtt_internals` when a client is built); the rest
+it relies on are checked by :mod:`smppgw.mqtt._gmqtt` when a client is built); the rest
 of the gateway sees :class:`MqttClient`, :class:`Message` and :class:`MqttUnavailable`.
 
 What the gateway needs from MQTT, and how gmqtt 0.8.0 is made to give it (each point was
@@ -23,7 +23,8 @@ read in gmqtt's source, not assumed):
   broker has since given the id.
 * **Publish completion = PUBACK.** gmqtt's ``publish()`` neither returns the packet id nor
   waits; it pushes the packet into its ``persistent_storage`` keyed by packet id and removes
-  it on PUBACK. :class:`_AckStorage` watches both to resolve a future per publish.
+  it on PUBACK. :class:`~smppgw.mqtt._gmqtt.AckStorage` watches both to resolve a future
+  per publish.
 * **Receive Maximum.** gmqtt raises ``OverflowError`` once every packet id allowed by the
   broker's CONNACK Receive Maximum is taken (ids ``1 .. max-1``, SUBSCRIBE included), instead
   of queueing. Publishes wait here for a slot; the window is ``receive_maximum - 1`` minus one
@@ -37,8 +38,9 @@ read in gmqtt's source, not assumed):
   whatever failed) they are dropped at the disconnect instead, so that a packet the broker
   disconnects for is not resent by gmqtt on every reconnect, out of the outbox's control.
 * **PUBACK reason codes.** gmqtt ignores the reason code of a PUBACK (it frees the id as for
-  a success); our ``_GmqttClient`` reads it first, and a code of 0x80 or more (not
-  authorized, quota exceeded, ...) fails that publish with :class:`PublishRefused`.
+  a success); our ``GmqttClient`` (:mod:`smppgw.mqtt._gmqtt`) reads it first, and a code of
+  0x80 or more (not authorized, quota exceeded, ...) fails that publish with
+  :class:`PublishRefused`.
 * **Persistent session.** ``clean_start`` false plus a Session Expiry Interval; when the
   broker reports no session on CONNACK (it lost it), the subscriptions are sent again.
   gmqtt does not resubscribe by itself, and it leaks the packet ids of publishes it discards
@@ -61,7 +63,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -69,11 +70,16 @@ from typing import Any, Final
 
 import gmqtt
 import structlog
-from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTCommands, MQTTv50, PubAckReasonCode
-from gmqtt.storage import PersistentStorage
+from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv50, PubAckReasonCode
 
-from smppgw.gmqtt_internals import GmqttChanged, check_gmqtt
-from smppgw.settings import MqttConfig
+from smppgw.config import MqttConfig
+from smppgw.mqtt._gmqtt import (
+    WITHHOLD,
+    AckStorage,
+    GmqttClient,
+    check_gmqtt,
+    gate_reads,
+)
 from smppgw.tls import client_context
 
 __all__ = [
@@ -88,11 +94,7 @@ __all__ = [
 
 log = structlog.get_logger("smppgw.mqtt")
 
-#: Reason code our dispatcher returns when the PUBACK must NOT be sent. It has to be a valid
-#: PUBACK code (gmqtt validates it) and is intercepted in ``_GmqttClient`` before the wire.
-_WITHHOLD: Final = int(PubAckReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
 _SUCCESS: Final = int(PubAckReasonCode.SUCCESS)
-_PUBACK: Final = int(MQTTCommands.PUBACK)
 #: Room in a job's PUBLISH besides its payload and Correlation Data: fixed header (5),
 #: topic (the submit topic, plus a tenant level), packet id, properties length, a Response
 #: Topic (at most 256 bytes are accepted) and any User Properties or Content Type a client
@@ -137,7 +139,7 @@ class PublishLost(MqttUnavailable):
     """The publish was sent and the connection dropped before its PUBACK.
 
     Distinct from "never sent" because the publish may be why the broker closed the
-    connection (the outbox looks for such an event, see ``smppgw.outbox``)."""
+    connection (the outbox looks for such an event, see ``smppgw.pipeline.outbox``)."""
 
 
 class PublishRefused(MqttError):
@@ -189,74 +191,6 @@ def _first(properties: dict[str, Any], name: str) -> Any:
     return values
 
 
-class _AckStorage(PersistentStorage):  # type: ignore[misc]
-    """gmqtt's in-flight QoS store, watched: a push is a publish, a removal its PUBACK."""
-
-    def __init__(self, owner: MqttClient) -> None:
-        super().__init__()
-        self._owner = owner
-
-    def push_message(self, mid: int, raw_package: bytes) -> None:
-        super().push_message(mid, raw_package)
-        self._owner._stored(mid)
-
-    def remove_message_by_mid(self, mid: int) -> None:
-        super().remove_message_by_mid(mid)
-        self._owner._acknowledged(mid)
-
-    def clear(self) -> None:
-        mids = list(self._messages)
-        super().clear()
-        self._owner._discarded(mids)
-
-    def forget(self) -> None:
-        """Drop every stored packet so gmqtt replays none; their publishers were told."""
-        super().clear()
-
-    @property
-    def size(self) -> int:
-        return len(self._messages)
-
-    @property
-    def mids(self) -> set[int]:
-        return set(self._messages)
-
-
-class _GmqttClient(gmqtt.Client):  # type: ignore[misc]
-    """gmqtt's client with two changes: a PUBACK carrying ``_WITHHOLD`` is not sent, and
-    the reason code of each PUBACK received reaches ``on_refused`` when it is a failure.
-
-    Every PUBACK gmqtt sends goes through ``_send_command_with_mid`` (the package handler
-    holds this bound method), so this is the single place to stop one. Every PUBACK it
-    receives goes to its package handler's ``_handle_puback_packet`` (looked up by name on
-    the first PUBACK), which reads the packet id only and removes the stored packet; the
-    wrapper installed here reads the reason code just before, so the refusal is known when
-    ``_AckStorage.remove_message_by_mid`` runs.
-    """
-
-    def __init__(self, *args: Any, on_refused: Callable[[int, int], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        handler = self._package_handler
-        original = getattr(handler, "_handle_puback_packet", None)
-        if original is None:  # a gmqtt upgrade renamed it: refusals would go unseen
-            raise GmqttChanged("MqttPackageHandler._handle_puback_packet")
-
-        def handle_puback(cmd: int, packet: bytes) -> None:
-            # MQTT 5 section 3.4.2.1: no reason code byte means Success.
-            if len(packet) > 2 and packet[2] >= 0x80:
-                (mid,) = struct.unpack("!H", packet[:2])
-                on_refused(mid, packet[2])
-            original(cmd, packet)
-
-        handler._handle_puback_packet = handle_puback
-        handler._handler_cache.pop(int(MQTTCommands.PUBACK), None)
-
-    def _send_command_with_mid(self, cmd: int, mid: int, dup: bool, reason_code: int = 0) -> None:
-        if cmd == _PUBACK and reason_code == _WITHHOLD:
-            return
-        super()._send_command_with_mid(cmd, mid, dup, reason_code=reason_code)
-
-
 @dataclass(slots=True)
 class _Subscription:
     topic: str
@@ -303,8 +237,10 @@ class MqttClient:
         self._drain_timeout = drain_timeout
         self._replay_inflight = replay_inflight
 
-        self._storage = _AckStorage(self)
-        self._gm = _GmqttClient(
+        self._storage = AckStorage(
+            on_stored=self._stored, on_acknowledged=self._acknowledged, on_discarded=self._discarded
+        )
+        self._gm = GmqttClient(
             config.client_id,
             clean_session=False,
             optimistic_acknowledgement=False,
@@ -315,7 +251,7 @@ class MqttClient:
             on_refused=self._refused,
         )
         # Before anything relies on them: a gmqtt upgrade must fail here, by name.
-        check_gmqtt(self._gm, self._storage, _GmqttClient._send_command_with_mid)
+        check_gmqtt(self._gm, self._storage, GmqttClient._send_command_with_mid)
         if config.username is not None:
             password = config.password.reveal() if config.password is not None else None
             self._gm.set_auth_credentials(config.username, password)
@@ -708,7 +644,7 @@ class MqttClient:
         generation = self._generation
         handler = self._on_message
         if self._closing or handler is None:
-            return _WITHHOLD  # redelivered to whoever runs next
+            return WITHHOLD  # redelivered to whoever runs next
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
@@ -736,7 +672,7 @@ class MqttClient:
                 # The broker resends an unacknowledged message only on a new connection.
                 self._generation += 1
                 self._spawn(self._gm.reconnect(delay=True))
-            return _WITHHOLD
+            return WITHHOLD
         finally:
             if task is not None:
                 self._handlers.discard(task)
@@ -745,7 +681,7 @@ class MqttClient:
                 if len(self._handlers) <= self._receive_maximum // 2:
                     self._read_gate.set()
         if generation != self._generation or not self.connected:
-            return _WITHHOLD
+            return WITHHOLD
         return _SUCCESS
 
     def _gate_reads(self) -> None:
@@ -755,24 +691,10 @@ class MqttClient:
         ``receive_maximum`` handlers run (until half of them are done); its StreamReader
         then fills up and stops reading the socket, and TCP pushes back on the broker.
         (Pausing the transport directly does not hold: the StreamReader resumes it.)"""
-        connection = getattr(self._gm, "_connection", None)
-        protocol = getattr(connection, "_protocol", None)
-        original = getattr(protocol, "read", None)
-        if protocol is None or original is None:
+        missing = gate_reads(self._gm, self._read_gate)
+        if missing is not None:
             # check_gmqtt vouched for these: a connection without them is a gmqtt bug.
-            log.error("mqtt.read_gate_unavailable", connection=type(connection).__name__)
-            return
-        if getattr(original, "_smppgw_gated", False):
-            return
-        gate = self._read_gate
-
-        async def gated_read(n: int = -1) -> bytes:
-            await gate.wait()
-            data: bytes = await original(n)
-            return data
-
-        gated_read._smppgw_gated = True  # type: ignore[attr-defined]
-        protocol.read = gated_read
+            log.error("mqtt.read_gate_unavailable", connection=missing)
 
     # ------------------------------------------------------------------ publishing
 

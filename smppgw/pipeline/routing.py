@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from smppgw.settings import CarrierConfig, RoutingConfig, SourceConfig
+from smppgw.config import CarrierConfig, RoutingConfig, SourceConfig
 
 #: E.164 allows at most 15 digits; anything under 8 is a short code or a typo, not a mobile.
 MIN_DIGITS = 8

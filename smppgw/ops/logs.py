@@ -31,7 +31,7 @@ import orjson
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
-from smppgw.settings import LogConfig, LogFormat, Secret
+from smppgw.config import LogConfig, LogFormat, Secret
 
 MASK = "***"
 
@@ -211,7 +211,7 @@ def set_level(level: str) -> None:
 
 
 def get_logger(name: str | None = None, **initial: Any) -> Any:
-    """A structlog logger named like a stdlib one (``smppgw.carrier``), with bound values."""
+    """A structlog logger named like a stdlib one (``smppgw.engine.carrier``), with bound values."""
     return structlog.stdlib.get_logger(name, **initial)
 
 

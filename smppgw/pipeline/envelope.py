@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from smppgw.publishable import topic_name_problem
-from smppgw.settings import MqttConfig
+from smppgw.config import MqttConfig
+from smppgw.mqtt.publishable import topic_name_problem
 
 if TYPE_CHECKING:  # the config parser imports this module: no gmqtt for check-config
     from smppgw.mqtt import Message

@@ -13,16 +13,16 @@ from typing import Any
 
 import structlog
 
-from smppgw.envelope import UNMATCHED_SUFFIX
-from smppgw.jobs import (
+from smppgw.config import CarrierConfig, MqttConfig
+from smppgw.mqtt.schema import (
     ErrorInfo,
     InboundEvent,
     StatusEvent,
     encode_event,
     format_at,
 )
-from smppgw.metrics import LANES, Metrics
-from smppgw.settings import CarrierConfig, MqttConfig
+from smppgw.ops.metrics import LANES, Metrics
+from smppgw.pipeline.envelope import UNMATCHED_SUFFIX
 from smppgw.smpp.receipt import Receipt, normalize_message_id
 from smppgw.store import JobView, OutboxEvent, Store, StoredJob
 
@@ -56,7 +56,7 @@ class EventFactory:
     job came with an MQTT 5 Response Topic, a copy there with its Correlation Data.
 
     ``key`` is the job's store key: its id, or ``<tenant>/<id>`` for a named tenant
-    (``smppgw.tenancy``), so a tenant's events go to ``sms/status/<tenant>/<id>``; the
+    (``smppgw.pipeline.tenancy``), so a tenant's events go to ``sms/status/<tenant>/<id>``; the
     payload's ``id`` is always the id the client sent."""
 
     def __init__(self, mqtt: MqttConfig) -> None:
