@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from smppgw.config import (
     StoreConfig,
     TenantConfig,
     TlsConfig,
+    parse_listen,
 )
 from smppgw.config.loader import load_config, parse_config
 from smppgw.config.reader import _TLS_KEYS, parse_duration
@@ -699,6 +701,8 @@ def test_tls_key_needs_a_cert(tmp_path: Path) -> None:
         (doc(metrics={"listen": "localhost:99999"}), 'metrics.listen: must be "host:port"'),
         (doc(metrics={"listen": "::1:9464"}), 'metrics.listen: must be "host:port"'),
         (doc(metrics={"listen": 9464}), 'metrics.listen: must be "host:port"'),
+        (doc(metrics={"listen": ":9464"}), 'metrics.listen: must be "host:port"'),
+        (doc(metrics={"listen": "127.0.0.1:0"}), 'metrics.listen: must be "host:port"'),
         (
             doc(routing={"country_code": 84}),
             'routing.country_code: must be 1 to 3 digits as a quoted string (like "84"), got 84',
@@ -1147,3 +1151,43 @@ def test_tenants_must_be_a_list() -> None:
     assert (
         only(doc(tenants={"name": "shop"})) == "tenants: must be a list of tenants, got a mapping"
     )
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("[::1]:9464", ("::1", 9464)),
+        ("localhost:80", ("localhost", 80)),
+        ("0.0.0.0:0", ("0.0.0.0", 0)),
+    ],
+)
+def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(listen) == expected
+
+
+@pytest.mark.parametrize(
+    ("listen", "problem"),
+    [
+        # No host: refused rather than guessed (every interface? loopback?) for metrics.
+        (":9464", "expected host:port"),
+        ("9464", "expected host:port"),
+        ("host:port", "the port must be a number"),
+        ("127.0.0.1", "expected host:port"),
+        ("127.0.0.1:70000", "the port must be a number up to 65535"),
+        ("127.0.0.1:²", "the port must be a number"),
+        ("::1:9464", "an IPv6 host needs brackets"),
+    ],
+)
+def test_parse_listen_names_what_is_wrong(listen: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=f"listen address {re.escape(repr(listen))}: {problem}"):
+        parse_listen(listen)
+
+
+def test_parse_listen_uses_a_default_host_only_when_given_one() -> None:
+    """The simulator's flags (``--listen :2775``) name a default host; the config does not."""
+    assert parse_listen(":9464", "127.0.0.1") == ("127.0.0.1", 9464)
+    assert parse_listen("9464", "127.0.0.1") == ("127.0.0.1", 9464)
+    assert parse_listen("[::1]:9464", "127.0.0.1") == ("::1", 9464)
+    with pytest.raises(ValueError, match="the port must be a number"):
+        parse_listen("host:port", "127.0.0.1")

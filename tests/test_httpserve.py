@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from smppgw.ops.health import HealthState
-from smppgw.ops.http import HttpLimits
+from smppgw.ops.http import HttpEndpoint, HttpLimits
 from smppgw.ops.metrics import Metrics
 
 LIMITS = HttpLimits(max_connections=3, workers=2, timeout=0.5, max_head=1024)
@@ -21,11 +21,12 @@ LIMITS = HttpLimits(max_connections=3, workers=2, timeout=0.5, max_head=1024)
 @pytest.fixture
 def served() -> Iterator[tuple[Metrics, int]]:
     metrics = Metrics(process_metrics=False)
-    _host, port = metrics.serve("127.0.0.1:0", HealthState(), LIMITS)
+    endpoint = HttpEndpoint(metrics, HealthState(), LIMITS)
+    _host, port = endpoint.start("127.0.0.1:0")
     try:
         yield metrics, port
     finally:
-        metrics.stop()
+        endpoint.stop()
 
 
 def dropped(metrics: Metrics, reason: str) -> float:
@@ -107,11 +108,11 @@ def test_idle_connections_over_the_cap_make_room_for_a_real_request(served) -> N
 
 
 def test_stop_is_prompt_with_connections_open() -> None:
-    metrics = Metrics(process_metrics=False)
-    _host, port = metrics.serve("127.0.0.1:0", HealthState(), LIMITS)
+    endpoint = HttpEndpoint(Metrics(process_metrics=False), HealthState(), LIMITS)
+    _host, port = endpoint.start("127.0.0.1:0")
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
     started = time.monotonic()
-    metrics.stop()
+    endpoint.stop()
     assert time.monotonic() - started < 1.0
     assert all(closed_within(s, 1.0) for s in idle)
     for s in idle:

@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from smppgw.config import CarrierConfig, Secret
 from smppgw.ops.health import HealthState, ReadyPolicy, run_heartbeat
-from smppgw.ops.metrics import Metrics, parse_listen
+from smppgw.ops.http import HttpEndpoint
+from smppgw.ops.metrics import Metrics
 from smppgw.smpp.constants import Status
 
 PASSWORD = "hunter2-Sup3rSecret"
@@ -162,11 +163,12 @@ def served() -> Iterator[tuple[Metrics, HealthState, Clock, int]]:
     clock = Clock()
     health = HealthState(clock=clock)
     metrics = Metrics(version="1.2.3")
-    _, port = metrics.serve("127.0.0.1:0", health)
+    endpoint = HttpEndpoint(metrics, health)
+    _, port = endpoint.start("127.0.0.1:0")
     try:
         yield metrics, health, clock, port
     finally:
-        metrics.stop()
+        endpoint.stop()
 
 
 def test_scrape_over_http_names_every_metric_with_help_and_type(served):
@@ -334,8 +336,8 @@ def test_readiness_policies():
 
 async def test_healthz_notices_a_blocked_event_loop():
     health = HealthState(stale_after=0.3)
-    metrics = Metrics(process_metrics=False)
-    _, port = metrics.serve("127.0.0.1:0", health)
+    endpoint = HttpEndpoint(Metrics(process_metrics=False), health)
+    _, port = endpoint.start("127.0.0.1:0")
     beats = asyncio.create_task(run_heartbeat(health, interval=0.05))
     try:
         await asyncio.sleep(0.2)
@@ -354,7 +356,7 @@ async def test_healthz_notices_a_blocked_event_loop():
         assert b"smppgw_heartbeat_age_seconds " in body
     finally:
         beats.cancel()
-        metrics.stop()
+        endpoint.stop()
 
 
 def test_a_password_never_appears_in_a_scrape_or_probe(served):
@@ -375,53 +377,33 @@ def test_unknown_paths_are_404_json(served):
 
 
 def test_stop_releases_the_port_and_serve_twice_is_refused():
-    metrics = Metrics(process_metrics=False)
     health = HealthState()
-    host, port = metrics.serve("127.0.0.1:0", health)
+    endpoint = HttpEndpoint(Metrics(process_metrics=False), health)
+    host, port = endpoint.start("127.0.0.1:0")
     assert host == "127.0.0.1"
     with pytest.raises(RuntimeError):
-        metrics.serve("127.0.0.1:0", health)
-    metrics.stop()
-    metrics.stop()  # idempotent
+        endpoint.start("127.0.0.1:0")
+    endpoint.stop()
+    endpoint.stop()  # idempotent
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1)
     # the same port can be bound again right away (a reload or restart)
-    again = Metrics(process_metrics=False)
-    assert again.serve(f"127.0.0.1:{port}", health)[1] == port
+    again = HttpEndpoint(Metrics(process_metrics=False), health)
+    assert again.start(f"127.0.0.1:{port}")[1] == port
     again.stop()
 
 
 def test_serves_ipv6_loopback_when_available():
-    metrics = Metrics(process_metrics=False)
+    endpoint = HttpEndpoint(Metrics(process_metrics=False), HealthState())
     try:
-        _, port = metrics.serve("[::1]:0", HealthState())
+        _, port = endpoint.start("[::1]:0")
     except OSError as error:  # pragma: no cover - depends on the machine
         pytest.skip(f"no IPv6 loopback here: {error}")
     try:
         with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=5) as response:
             assert response.status == 200
     finally:
-        metrics.stop()
-
-
-@pytest.mark.parametrize(
-    ("listen", "expected"),
-    [
-        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
-        ("[::1]:9464", ("::1", 9464)),
-        (":9464", ("0.0.0.0", 9464)),
-        ("0.0.0.0:0", ("0.0.0.0", 0)),
-        ("localhost:80", ("localhost", 80)),
-    ],
-)
-def test_parse_listen(listen, expected):
-    assert parse_listen(listen) == expected
-
-
-@pytest.mark.parametrize("listen", ["9464", "127.0.0.1", "127.0.0.1:http", "127.0.0.1:70000"])
-def test_parse_listen_rejects_nonsense(listen):
-    with pytest.raises(ValueError, match="metrics listen address"):
-        parse_listen(listen)
+        endpoint.stop()
 
 
 def test_promtool_finds_nothing_to_fix(served):

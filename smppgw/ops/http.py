@@ -1,5 +1,5 @@
-"""The HTTP server behind /metrics, /healthz and /readyz, with its cost bounded whatever
-the clients do.
+"""HTTP for operations: /metrics, /healthz and /readyz (:class:`HttpEndpoint`), on a server
+whose cost is bounded whatever the clients do.
 
 wsgiref's server with ``ThreadingMixIn`` starts a thread per connection and lets a client
 that connects and says nothing hold it forever (measured: 500 idle connections, 503
@@ -24,17 +24,26 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
+import orjson
+from prometheus_client import make_wsgi_app
+
+from smppgw.config import parse_listen
+from smppgw.ops.health import HealthState, Verdict
 from smppgw.ops.logs import get_logger
+
+if TYPE_CHECKING:  # metrics imports DROP_REASONS from here
+    from smppgw.ops.metrics import Metrics
 
 log = get_logger("smppgw.http")
 
@@ -280,3 +289,116 @@ class PrereadHandler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class HttpEndpoint:
+    """/metrics, /healthz and /readyz, served by a :class:`BoundedWSGIServer` in threads of
+    their own, so that a scrape never runs in (or waits for) the event loop; the probes
+    read a :class:`~smppgw.ops.health.HealthState` that the loop keeps current."""
+
+    def __init__(
+        self, metrics: Metrics, health: HealthState, limits: HttpLimits = DEFAULT_LIMITS
+    ) -> None:
+        self._metrics = metrics
+        self._health = health
+        self._limits = limits
+        self._server: BoundedWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, listen: str) -> tuple[str, int]:
+        """Start serving on ``listen`` (``host:port``, ``[::1]:9464`` for IPv6, port 0 for
+        any free port). Returns the address actually bound, so tests and logs can name the
+        real port."""
+        if self._server is not None:
+            raise RuntimeError("metrics server already running")
+        host, port = parse_listen(listen)
+        metrics = self._metrics
+        metrics.heartbeat_age.set_function(self._health.heartbeat_age)
+        app = _make_app(make_wsgi_app(metrics.registry), self._health)
+        server_class: type[BoundedWSGIServer] = type(
+            "_Server", (BoundedWSGIServer,), {"address_family": _family(host)}
+        )
+        dropped = {reason: metrics.http_dropped.labels(reason) for reason in DROP_REASONS}
+        server = server_class(
+            (host, port), PrereadHandler, limits=self._limits, on_drop=lambda r: dropped[r].inc()
+        )
+        server.set_app(app)
+        thread = threading.Thread(
+            target=server.serve_forever, name="smppgw-metrics", kwargs={"poll_interval": 0.2}
+        )
+        thread.daemon = True
+        thread.start()
+        self._server, self._thread = server, thread
+        return self.address
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._server is None:
+            raise RuntimeError("metrics server not running")
+        bound = self._server.server_address
+        return str(bound[0]), int(bound[1])
+
+    def stop(self) -> None:
+        """Stop the HTTP server and wait for its thread; safe to call when not serving."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+
+def _family(host: str) -> socket.AddressFamily:
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:  # a host name: let the resolver decide
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        return infos[0][0]
+
+
+_Environ = dict[str, Any]
+_StartResponse = Callable[..., Any]
+_App = Callable[[_Environ, _StartResponse], Iterable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    key: str
+    check: Callable[[], Verdict]
+
+
+def _make_app(metrics_app: _App, health: HealthState) -> _App:
+    probes = {
+        "/healthz": _Probe("alive", health.liveness),
+        "/readyz": _Probe("ready", health.readiness),
+    }
+
+    def app(environ: _Environ, start_response: _StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        probe = probes.get(path)
+        if probe is None:
+            if path in ("/metrics", "/"):
+                return metrics_app(environ, start_response)
+            return _json(start_response, "404 Not Found", {"error": f"no such path: {path}"})
+        verdict = probe.check()
+        body: dict[str, object] = {probe.key: verdict.ok, "reasons": list(verdict.reasons)}
+        body.update(verdict.details)
+        status = "200 OK" if verdict.ok else "503 Service Unavailable"
+        return _json(start_response, status, body)
+
+    return app
+
+
+def _json(start_response: _StartResponse, status: str, body: object) -> list[bytes]:
+    data = orjson.dumps(body) + b"\n"
+    start_response(
+        status,
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            ("Cache-Control", "no-store"),
+        ],
+    )
+    return [data]

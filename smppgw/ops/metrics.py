@@ -1,4 +1,4 @@
-"""Prometheus metrics and the HTTP endpoint serving /metrics, /healthz and /readyz.
+"""Prometheus metrics: one registry, label values from small known sets.
 
 Every metric lives in a registry owned by one :class:`Metrics` object rather than in the
 process-wide default registry, so tests (and a test that runs two gateways) can create as
@@ -11,23 +11,15 @@ one label value per message would make every scrape grow without bound and take 
 Prometheus server down with it. Helpers such as :meth:`Metrics.job_rejected` fold anything
 unexpected into ``"other"`` so a caller's typo cannot create a new series per message.
 
-The HTTP server (:mod:`smppgw.ops.http`: a connection cap, a deadline per connection,
-a fixed pool of worker threads) runs in its own threads, so a scrape never runs in (or
-waits for) the event loop; /healthz and /readyz read a :class:`~smppgw.ops.health.HealthState`
-that the loop keeps current.
+They are served over HTTP, with /healthz and /readyz, by :mod:`smppgw.ops.http`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import platform
-import socket
-import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -35,21 +27,13 @@ from prometheus_client import (
     Histogram,
     Info,
     disable_created_metrics,
-    make_wsgi_app,
 )
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from smppgw.config import CarrierConfig
-from smppgw.ops.health import HealthState, Verdict
-from smppgw.ops.http import (
-    DEFAULT_LIMITS,
-    DROP_REASONS,
-    BoundedWSGIServer,
-    HttpLimits,
-    PrereadHandler,
-)
+from smppgw.ops.http import DROP_REASONS
 from smppgw.smpp.constants import status_name
 
 #: Why a job was refused before any submit_sm (the ``reason`` label of jobs_rejected).
@@ -442,8 +426,6 @@ class Metrics:
             self.jobs_rejected.labels(reason=reason)
         for reason in DROP_REASONS:
             self.http_dropped.labels(reason=reason)
-        self._server: BoundedWSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
     # --- helpers that keep label values bounded -----------------------------------------
 
@@ -545,56 +527,6 @@ class Metrics:
 
         return generate_latest(self.registry)
 
-    # --- HTTP endpoint ------------------------------------------------------------------
-
-    def serve(
-        self, listen: str, health: HealthState, limits: HttpLimits = DEFAULT_LIMITS
-    ) -> tuple[str, int]:
-        """Start serving /metrics, /healthz and /readyz in a daemon thread (and a few
-        workers, see :mod:`smppgw.ops.http`).
-
-        ``listen`` is ``host:port`` (``[::1]:9464`` for IPv6, port 0 for any free port).
-        Returns the address actually bound, so tests and logs can name the real port.
-        """
-        if self._server is not None:
-            raise RuntimeError("metrics server already running")
-        host, port = parse_listen(listen)
-        self.heartbeat_age.set_function(health.heartbeat_age)
-        app = _make_app(make_wsgi_app(self.registry), health)
-        server_class: type[BoundedWSGIServer] = type(
-            "_Server", (BoundedWSGIServer,), {"address_family": _family(host)}
-        )
-        dropped = {reason: self.http_dropped.labels(reason) for reason in DROP_REASONS}
-        server = server_class(
-            (host, port), PrereadHandler, limits=limits, on_drop=lambda r: dropped[r].inc()
-        )
-        server.set_app(app)
-        thread = threading.Thread(
-            target=server.serve_forever, name="smppgw-metrics", kwargs={"poll_interval": 0.2}
-        )
-        thread.daemon = True
-        thread.start()
-        self._server, self._thread = server, thread
-        return self.address
-
-    @property
-    def address(self) -> tuple[str, int]:
-        if self._server is None:
-            raise RuntimeError("metrics server not running")
-        bound = self._server.server_address
-        return str(bound[0]), int(bound[1])
-
-    def stop(self) -> None:
-        """Stop the HTTP server and wait for its thread; safe to call when not serving."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
 
 def _label_sets(metric: Any) -> list[dict[str, str]]:
     """The label sets a metric currently has children for (prometheus-client keeps them)."""
@@ -611,70 +543,3 @@ def _package_version() -> str:
         return version("smppgw")
     except PackageNotFoundError:
         return "unknown"
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``"127.0.0.1:9464"`` / ``"[::1]:9464"`` / ``":9464"`` → (host, port)."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ValueError(f"metrics listen address {listen!r}: expected host:port")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"metrics listen address {listen!r}: port out of range")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host or "0.0.0.0", port
-
-
-def _family(host: str) -> socket.AddressFamily:
-    try:
-        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    except ValueError:  # a host name: let the resolver decide
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        return infos[0][0]
-
-
-_Environ = dict[str, Any]
-_StartResponse = Callable[..., Any]
-_App = Callable[[_Environ, _StartResponse], Iterable[bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Probe:
-    key: str
-    check: Callable[[], Verdict]
-
-
-def _make_app(metrics_app: _App, health: HealthState) -> _App:
-    probes = {
-        "/healthz": _Probe("alive", health.liveness),
-        "/readyz": _Probe("ready", health.readiness),
-    }
-
-    def app(environ: _Environ, start_response: _StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "/")
-        probe = probes.get(path)
-        if probe is None:
-            if path in ("/metrics", "/"):
-                return metrics_app(environ, start_response)
-            return _json(start_response, "404 Not Found", {"error": f"no such path: {path}"})
-        verdict = probe.check()
-        body: dict[str, object] = {probe.key: verdict.ok, "reasons": list(verdict.reasons)}
-        body.update(verdict.details)
-        status = "200 OK" if verdict.ok else "503 Service Unavailable"
-        return _json(start_response, status, body)
-
-    return app
-
-
-def _json(start_response: _StartResponse, status: str, body: object) -> list[bytes]:
-    data = orjson.dumps(body) + b"\n"
-    start_response(
-        status,
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(data))),
-            ("Cache-Control", "no-store"),
-        ],
-    )
-    return [data]
