@@ -16,7 +16,7 @@ client is built, and a missing or changed one stops the gateway with its name::
 
 The checks are of shape (the attribute exists, is callable with these parameters, is
 read where expected), which is what a rename or a refactor breaks; behaviour is covered by
-tests/test_mqtt.py against a real broker.
+tests/mqtt/test_mqtt.py against a real broker.
 """
 
 from __future__ import annotations

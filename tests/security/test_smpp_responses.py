@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from engine.conftest import Recorder, until
 
 from smppgw.config import CarrierConfig, Secret
 from smppgw.engine.carrier import Carrier
@@ -40,6 +39,7 @@ from smppgw.smpp.pdu import (
     encode,
 )
 
+from engine.conftest import Recorder, until
 from reliability.evil import EvilConnection, EvilSmsc, header, receipt
 
 BIND_IDS = {cls.command_id for cls in BIND_CLASSES.values()}

@@ -13,7 +13,7 @@ from smppgw.cli import main
 from smppgw.smpp.constants import Tag
 from smppgw.smpp.text import split
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, object]]:

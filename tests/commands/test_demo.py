@@ -26,7 +26,7 @@ from smppgw.mqtt import MqttClient
 
 from support.broker import Mosquitto
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def demo(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -45,7 +45,7 @@ from smppgw.config.sections import (
 from smppgw.config.summary import summary
 from smppgw.engine.policy import Action, ErrorPolicy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "conf" / "smppgw.example.yaml"
 PASSWORD = "s3cr3t-Pw"
 

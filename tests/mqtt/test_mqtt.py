@@ -23,7 +23,7 @@ from smppgw.mqtt import Message, MqttClient, MqttUnavailable, PublishLost, Publi
 
 from support.broker import Mosquitto
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 _ids = itertools.count()
 
 
