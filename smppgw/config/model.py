@@ -1,9 +1,9 @@
-"""The parsed configuration: plain frozen dataclasses, built once by ``smppgw.config``.
+"""The parsed configuration: plain frozen dataclasses, built once by the loader.
 
-Like uvicorn's ``Config``, nothing here reads files or environment variables: the parser
-(`smppgw.config.load_config`) resolves defaults and secrets, and every other module only
-consumes these objects. Secrets are held in :class:`Secret` so that a ``repr()`` in a log
-line or a traceback never shows them.
+Like uvicorn's ``Config``, nothing here reads files or environment variables: the loader
+(:func:`smppgw.config.loader.load_config`) resolves defaults and secrets, and every other
+module only consumes these objects. Secrets are held in :class:`Secret` so that a ``repr()``
+in a log line or a traceback never shows them.
 """
 
 from __future__ import annotations

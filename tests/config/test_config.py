@@ -1083,7 +1083,7 @@ def test_error_policy_errors(policy: object, message: str) -> None:
     ],
 )
 def test_every_settings_field_is_parsed(cls: type, keys: tuple[str, ...]) -> None:
-    """A field added to settings.py without a parser here would be silently unsettable."""
+    """A field added to config/model.py without a parser here would be silently unsettable."""
     assert {f.name for f in dataclasses.fields(cls)} == set(keys)
 
 
