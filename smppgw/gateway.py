@@ -19,23 +19,24 @@ from typing import Any
 
 import structlog
 
-from smppgw import notify
-from smppgw.carrier import Carrier
-from smppgw.config import ConfigError, load_config
-from smppgw.events import EventFactory, GatewayEvents
-from smppgw.feeder import Feeder
-from smppgw.gmqtt_internals import GmqttChanged
-from smppgw.health import HealthState, run_heartbeat
-from smppgw.intake import Intake
-from smppgw.logs import register_secret, set_level, setup_logging
-from smppgw.metrics import LANES, Metrics
+from smppgw.config import CarrierConfig, Config, ConfigError
+from smppgw.config.loader import load_config
+from smppgw.engine.carrier import Carrier
 from smppgw.mqtt import Declined, MqttClient, MqttError
-from smppgw.outbox import OutboxPublisher
-from smppgw.routing import Router
-from smppgw.settings import CarrierConfig, Config
+from smppgw.mqtt._gmqtt import GmqttChanged
+from smppgw.ops import notify
+from smppgw.ops.health import HealthState, run_heartbeat
+from smppgw.ops.http import HttpEndpoint
+from smppgw.ops.logs import register_secret, set_level, setup_logging
+from smppgw.ops.metrics import LANES, Metrics
+from smppgw.ops.telemetry import Telemetry
+from smppgw.pipeline.feeder import Feeder
+from smppgw.pipeline.intake import Intake
+from smppgw.pipeline.outbox import OutboxPublisher
+from smppgw.pipeline.outcomes import EventFactory, GatewayEvents
+from smppgw.pipeline.routing import Router
+from smppgw.pipeline.tenancy import Tenants
 from smppgw.store import Store, StoreError
-from smppgw.telemetry import Telemetry
-from smppgw.tenancy import Tenants
 
 log = structlog.get_logger("smppgw.gateway")
 
@@ -57,6 +58,7 @@ class Gateway:
         self.metrics = Metrics()
         self.telemetry = Telemetry(self.metrics)
         self.health = HealthState()
+        self.http = HttpEndpoint(self.metrics, self.health)
         self.store = Store(
             config.store.path,
             commit_interval=config.store.commit_interval,
@@ -148,7 +150,7 @@ class Gateway:
         config = self.config
         if config.metrics.listen:
             self.metrics.init_carriers(config.carriers)
-            self.metrics.serve(config.metrics.listen, self.health)
+            self.http.start(config.metrics.listen)
         self.health.set_carriers(self.carrier_configs)
         await self.store.open()
         report = await self.store.recover(
@@ -266,7 +268,7 @@ class Gateway:
             await client.__aexit__(None, None, None)
         await self.mqtt.__aexit__(None, None, None)
         await self.store.close()
-        self.metrics.stop()
+        self.http.stop()
         log.info("gateway_stopped")
 
     # ------------------------------------------------------------------ wiring

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 
-from smppgw.settings import TlsConfig
+from smppgw.config import TlsConfig
 
 
 def client_context(tls: TlsConfig) -> ssl.SSLContext:

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from smppgw.health import HealthState
-from smppgw.metrics import Metrics
+from smppgw.ops.health import HealthState
+from smppgw.ops.http import HttpEndpoint
+from smppgw.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "smppgw.service"
@@ -236,8 +237,8 @@ def test_docker_healthcheck_command_passes_when_healthy_and_fails_when_stale():
     assert "127.0.0.1:9464/healthz" in code
     now = [1000.0]
     health = HealthState(clock=lambda: now[0])
-    metrics = Metrics(process_metrics=False)
-    _, port = metrics.serve("127.0.0.1:0", health)
+    endpoint = HttpEndpoint(Metrics(process_metrics=False), health)
+    _, port = endpoint.start("127.0.0.1:0")
     env = {"SMPPGW_HEALTHZ_URL": f"http://127.0.0.1:{port}/healthz", "PATH": "/usr/bin:/bin"}
     try:
         healthy = subprocess.run([sys.executable, "-c", code], env=env, timeout=30)
@@ -249,7 +250,7 @@ def test_docker_healthcheck_command_passes_when_healthy_and_fails_when_stale():
         assert stale.returncode == 1, "Docker counts exit 1 as unhealthy"
         assert b"503" in stale.stderr
     finally:
-        metrics.stop()
+        endpoint.stop()
     refused = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=30)
     assert refused.returncode == 1
 

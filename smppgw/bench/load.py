@@ -90,8 +90,8 @@ def _publisher_main(
 async def _publisher(
     host: str, port: int, conn: multiprocessing.connection.Connection, published: Any
 ) -> None:
+    from smppgw.config import MqttConfig
     from smppgw.mqtt import MqttClient
-    from smppgw.settings import MqttConfig
 
     loop = asyncio.get_running_loop()
     client = MqttClient(MqttConfig(host=host, port=port, client_id="bench-load", keepalive=60))

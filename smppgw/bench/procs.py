@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import yaml
 
-from smppgw.mosquitto import INSTALL_HINT, config_lines, find_mosquitto, free_port
+from smppgw.mqtt.broker import INSTALL_HINT, config_lines, find_mosquitto, free_port
 
 __all__ = [
     "Broker",

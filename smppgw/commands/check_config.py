@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from smppgw.config import ConfigError, load_config, summary
+from smppgw.config import ConfigError
+from smppgw.config.loader import load_config
+from smppgw.config.summary import summary
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

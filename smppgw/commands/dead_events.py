@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from smppgw.config import ConfigError, load_config
+from smppgw.config import ConfigError
+from smppgw.config.loader import load_config
 from smppgw.store import DeadEvent, ops
 from smppgw.store.writer import Tx
 

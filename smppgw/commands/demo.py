@@ -58,9 +58,9 @@ def _broker(text: str | None) -> tuple[str, int] | str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from smppgw.config import LogConfig, LogFormat
     from smppgw.demo.runner import Demo, Options
-    from smppgw.logs import setup_logging
-    from smppgw.settings import LogConfig, LogFormat
+    from smppgw.ops.logs import setup_logging
 
     try:
         broker = _broker(args.broker)

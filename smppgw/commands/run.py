@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from smppgw.config import ConfigError, load_config
+from smppgw.config import ConfigError
+from smppgw.config.loader import load_config
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from smppgw.mosquitto import config_lines, find_mosquitto, free_port, reachable
+from smppgw.mqtt.broker import config_lines, find_mosquitto, free_port, reachable
 
 INSTALL_HINT = "install it (apt-get install mosquitto) or pass --broker HOST:PORT"
 

@@ -26,8 +26,8 @@ from smppgw.demo.procs import Child, ChildError, http_json, http_text
 from smppgw.demo.scenario import COD_CUSTOMER, COD_REPLY, COD_SHORT_CODE, Scenario, build
 from smppgw.demo.stack import GatewayPlan, SimPlan, StackError, find_conf, plan_gateway, plan_sims
 from smppgw.demo.watch import Watcher, clock, count_finals
-from smppgw.mosquitto import reachable
 from smppgw.mqtt import MqttError
+from smppgw.mqtt.broker import reachable
 
 DEFAULT_BROKER = ("127.0.0.1", 1883)
 #: Seconds between progress lines while something slow is going on.

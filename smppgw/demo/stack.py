@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from smppgw.config import ConfigError, parse_config
-from smppgw.mosquitto import free_port
-from smppgw.settings import Config
+from smppgw.config import Config, ConfigError
+from smppgw.config.loader import parse_config
+from smppgw.mqtt.broker import free_port
 from smppgw.sim.config import SimConfig, SimConfigError, configs_from_mapping
 
 HOST = "127.0.0.1"

@@ -17,8 +17,8 @@ from typing import Any, TextIO
 
 import orjson
 
+from smppgw.config import MqttConfig
 from smppgw.mqtt import Message, MqttClient
-from smppgw.settings import MqttConfig
 
 FINAL = frozenset({"delivered", "undelivered", "expired", "rejected", "failed"})
 

@@ -2,7 +2,7 @@
 
 The simulator is a test and demo tool, so its settings are plain mutable dataclasses (faults
 change at run time through ``POST /config``), kept apart from the gateway's frozen
-``smppgw.settings`` objects: they describe the *other* side of the wire.
+``smppgw.config.model`` objects: they describe the *other* side of the wire.
 
 Three ways in, one result: Python code builds :class:`SimConfig` directly, the ``smppgw sim``
 flags go through :func:`parse_accounts` / :func:`parse_mix` / :func:`parse_listen`, and a YAML
@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from smppgw.config import parse_listen as config_parse_listen
 from smppgw.smpp.constants import Status
 
 #: Receipt states the simulator can report, with their message_state TLV value.
@@ -208,19 +209,13 @@ def fault_changes(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_listen(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` or ``PORT``; IPv6 hosts in brackets (``[::1]:2775``)."""
-    text = text.strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = default_host, text
-    host = host.strip("[]") or default_host
+    """``HOST:PORT``, ``:PORT`` or ``PORT``; IPv6 hosts in brackets (``[::1]:2775``).
+
+    :func:`smppgw.config.parse_listen` with a default host, its error as a SimConfigError."""
     try:
-        port = int(port_text)
-    except ValueError:
-        raise SimConfigError(f"listen {text!r}: expected HOST:PORT") from None
-    if not 0 <= port <= 65535:
-        raise SimConfigError(f"listen {text!r}: port out of range")
-    return host, port
+        return config_parse_listen(text.strip(), default_host)
+    except ValueError as error:
+        raise SimConfigError(str(error)) from None
 
 
 def parse_accounts(text: str) -> list[SimAccount]:

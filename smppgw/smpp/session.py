@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, cast
 
-from smppgw.logs import get_logger
-from smppgw.settings import CarrierConfig
+from smppgw.config import CarrierConfig
+from smppgw.ops.logs import get_logger
 from smppgw.smpp.constants import RESPONSE_BIT, CommandId, Status, command_name, status_name
 from smppgw.smpp.pdu import (
     BIND_CLASSES,

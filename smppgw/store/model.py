@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from smppgw.outbound import OutboundMessage, Priority
-from smppgw.settings import SourceConfig
+from smppgw.config import SourceConfig
+from smppgw.engine.message import OutboundMessage, Priority
 
 
 class StoreError(Exception):

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from smppgw.settings import SourceConfig
+from smppgw.config import SourceConfig
 from smppgw.store.model import (
     DELIVERED_RECEIPTS,
     FAILED_RECEIPTS,

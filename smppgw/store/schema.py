@@ -25,7 +25,7 @@ import os
 import sqlite3
 from collections.abc import Callable
 
-from smppgw.logs import get_logger
+from smppgw.ops.logs import get_logger
 from smppgw.store.model import StoreError
 
 log = get_logger("smppgw.store")

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from smppgw.logs import get_logger
+from smppgw.ops.logs import get_logger
 from smppgw.store.model import StoreError, StoreStats
 
 T = TypeVar("T")

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from smppgw.carrier import Carrier
-from smppgw.outbound import OutboundMessage, Priority
-from smppgw.settings import CarrierConfig, Secret
+from smppgw.config import CarrierConfig, Secret
+from smppgw.engine.carrier import Carrier
+from smppgw.engine.message import OutboundMessage, Priority
 from smppgw.sim.server import Faults, SimAccount, SimConfig, Simulator
 from smppgw.smpp.receipt import Receipt
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from smppgw.engine.message import Priority
+
 from engine.conftest import CarrierFactory, Recorder, SimFactory, message, until
-from smppgw.outbound import Priority
 
 
 async def test_no_part_leaves_before_sending_returned(

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from smppgw.outbound import Priority
-from smppgw.settings import SourceConfig
+from smppgw.config import SourceConfig
+from smppgw.engine.message import Priority
 from smppgw.sim.server import Faults
 from smppgw.smpp.constants import Status
 

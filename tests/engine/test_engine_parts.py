@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from smppgw.carrier import relative_validity
-from smppgw.errors import Action, ErrorPolicy, parse_status
-from smppgw.matching import PartRef, ReceiptMatcher
+from smppgw.engine.carrier import relative_validity
+from smppgw.engine.matching import PartRef, ReceiptMatcher
+from smppgw.engine.policy import Action, ErrorPolicy, parse_status
 from smppgw.smpp.constants import Status
 from smppgw.smpp.session import backoff
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from smppgw.settings import BindMode
+from smppgw.config import BindMode
 from smppgw.sim.server import Faults
 from smppgw.smpp.receipt import normalize_message_id
 

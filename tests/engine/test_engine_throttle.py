@@ -12,9 +12,9 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smppgw.outbound import Priority
+from smppgw.engine.message import Priority
+from smppgw.engine.throttle import Throttle
 from smppgw.sim.server import Faults
-from smppgw.throttle import Throttle
 
 from .conftest import CarrierFactory, Recorder, SimFactory, job_of, message, until
 

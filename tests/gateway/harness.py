@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 
-from smppgw.config import parse_config
+from smppgw.config import Config, MqttConfig
+from smppgw.config.loader import parse_config
 from smppgw.gateway import Gateway
 from smppgw.mqtt import Message, MqttClient
-from smppgw.settings import Config, MqttConfig
 from smppgw.sim.config import SimAccount, SimConfig
 from smppgw.sim.server import Simulator
 

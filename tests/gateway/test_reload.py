@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from smppgw.config import load_config
+from smppgw.config.loader import load_config
 from smppgw.gateway import Gateway
 from smppgw.sim.server import Simulator
 

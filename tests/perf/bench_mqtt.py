@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for support.broker
 
+from smppgw.config import MqttConfig
 from smppgw.mqtt import Message, MqttClient
-from smppgw.settings import MqttConfig
 
 from support.broker import Mosquitto
 

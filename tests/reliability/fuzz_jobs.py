@@ -15,8 +15,8 @@ import time
 import atheris
 
 with atheris.instrument_imports():
-    from smppgw.jobs import JobError, decode_job, to_outbound
-    from smppgw.routing import RoutingError, normalize_msisdn
+    from smppgw.mqtt.schema import JobError, decode_job, to_outbound
+    from smppgw.pipeline.routing import RoutingError, normalize_msisdn
 
 
 def one_input(data: bytes) -> None:

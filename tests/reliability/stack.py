@@ -34,8 +34,8 @@ import orjson
 import yaml
 
 from smppgw.bench.procs import sample
+from smppgw.config import MqttConfig
 from smppgw.mqtt import Message, MqttClient, MqttUnavailable
-from smppgw.settings import MqttConfig
 
 from support.broker import Mosquitto, free_port
 

@@ -6,7 +6,7 @@ payload with a usable id gets exactly one final status (``rejected`` with a reas
 is not a job); one without a usable id is answered on ``sms/rejected``. The gateway never
 stops, and every good job is delivered.
 
-Unit-level fuzzing of ``decode_job`` is in tests/test_jobs.py; this adds the whole path
+Unit-level fuzzing of ``decode_job`` is in tests/mqtt/test_schema.py; this adds the whole path
 (MQTT, intake, store, outbox) under the same inputs.
 """
 

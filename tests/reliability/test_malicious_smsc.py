@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from smppgw.carrier import Carrier
-from smppgw.settings import CarrierConfig, Secret
+from smppgw.config import CarrierConfig, Secret
+from smppgw.engine.carrier import Carrier
 from smppgw.smpp.constants import CommandId
 from smppgw.smpp.pdu import EnquireLink, GenericNack, SubmitSmResp, encode
 from smppgw.smpp.receipt import Receipt

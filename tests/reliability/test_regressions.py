@@ -9,9 +9,9 @@ import asyncio
 import time
 from typing import Any
 
-from smppgw.carrier import Carrier
-from smppgw.outbound import OutboundMessage, Priority
-from smppgw.settings import CarrierConfig, Secret
+from smppgw.config import CarrierConfig, Secret
+from smppgw.engine.carrier import Carrier
+from smppgw.engine.message import OutboundMessage, Priority
 from smppgw.sim.server import SimAccount, SimConfig, Simulator
 from smppgw.smpp.receipt import Receipt
 
@@ -100,8 +100,8 @@ async def test_mqtt_reconnect_backoff_starts_over_after_each_reconnect(tmp_path)
     outage was still asleep when the connection came back; it woke into the next outage
     and kept doubling from there, so a short blip after a long outage waited
     ``reconnect_max`` (30 s). Now each reconnect ends the old back-off."""
+    from smppgw.config import MqttConfig
     from smppgw.mqtt import Message, MqttClient
-    from smppgw.settings import MqttConfig
 
     from support.broker import Mosquitto
 

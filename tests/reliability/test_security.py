@@ -3,7 +3,7 @@ level, including a refused bind, a reload and a shutdown), not in a /metrics, /h
 /readyz scrape, and not in ``smppgw check-config`` output, valid config or broken.
 
 (Unprivileged systemd unit and container image: tests/test_packaging.py. TLS verification
-to the broker: tests/test_mqtt.py.)
+to the broker: tests/mqtt/test_mqtt.py.)
 """
 
 from __future__ import annotations

@@ -34,11 +34,12 @@ from gmqtt.mqtt.handler import MqttPackageHandler
 from gmqtt.mqtt.protocol import BaseMQTTProtocol, MQTTProtocol
 from gmqtt.storage import PersistentStorage
 
-from smppgw.envelope import RETAINED
+from smppgw.config import MqttConfig
 from smppgw.gateway import Gateway
-from smppgw.gmqtt_internals import GmqttChanged
-from smppgw.mqtt import MqttClient, max_packet_size
-from smppgw.settings import MqttConfig
+from smppgw.mqtt import MqttClient
+from smppgw.mqtt._gmqtt import GmqttChanged
+from smppgw.mqtt.client import max_packet_size
+from smppgw.pipeline.envelope import RETAINED
 from smppgw.sim.server import Simulator
 
 from gateway.harness import Observer, gateway_config, running, sim_config

@@ -24,9 +24,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from smppgw.config import MqttConfig
 from smppgw.mqtt import Message, MqttClient
-from smppgw.outbox import DISCONNECT_REASON, OutboxPublisher
-from smppgw.settings import MqttConfig
+from smppgw.pipeline.outbox import DISCONNECT_REASON, OutboxPublisher
 from smppgw.store import OutboxEvent, Store
 
 from reliability.stack import GatewayProc, Observer, SimProc, _http, carrier_entry, job

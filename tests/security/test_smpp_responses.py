@@ -1,6 +1,6 @@
 """Finding 6: a hostile SMSC answering with the wrong response, over real TCP.
 
-Each test runs a real :class:`~smppgw.carrier.Carrier` against a raw TCP "SMSC" that
+Each test runs a real :class:`~smppgw.engine.carrier.Carrier` against a raw TCP "SMSC" that
 writes exactly the PDUs the test chooses:
 
 * a ``generic_nack`` with status 0 (or another command's response) answering the bind is
@@ -22,11 +22,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from engine.conftest import Recorder, until
 
-from smppgw.carrier import Carrier
-from smppgw.outbound import OutboundMessage
-from smppgw.settings import CarrierConfig, Secret
+from smppgw.config import CarrierConfig, Secret
+from smppgw.engine.carrier import Carrier
+from smppgw.engine.message import OutboundMessage
 from smppgw.smpp.constants import CommandId, Status
 from smppgw.smpp.pdu import (
     BIND_CLASSES,
@@ -40,6 +39,7 @@ from smppgw.smpp.pdu import (
     encode,
 )
 
+from engine.conftest import Recorder, until
 from reliability.evil import EvilConnection, EvilSmsc, header, receipt
 
 BIND_IDS = {cls.command_id for cls in BIND_CLASSES.values()}

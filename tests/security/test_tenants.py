@@ -20,13 +20,13 @@ import orjson
 import pytest
 import yaml
 
-from smppgw.config import load_config, parse_config
+from smppgw.config import Config, MqttConfig, Secret
+from smppgw.config.loader import load_config, parse_config
 from smppgw.gateway import Gateway
 from smppgw.mqtt import Message, MqttClient, MqttError
-from smppgw.settings import Config, MqttConfig, Secret
+from smppgw.pipeline.tenancy import local_day
 from smppgw.sim.config import Faults
 from smppgw.sim.server import Simulator
-from smppgw.tenancy import local_day
 
 from gateway.harness import FINAL, running, sim_config, wait_until
 from support.broker import Mosquitto, find_mosquitto

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from sim.client import RawClient
 from smppgw.sim.cli import configs_from_args, configure
 from smppgw.sim.config import SimConfigError, configs_from_mapping, load_yaml
 from smppgw.smpp.constants import Status
+
+from sim.client import RawClient
 
 ROOT = Path(__file__).resolve().parents[2]
 

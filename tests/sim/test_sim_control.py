@@ -13,11 +13,12 @@ from typing import Any
 import orjson
 import pytest
 
-from sim.client import RawClient
 from smppgw.sim.server import SimAccount, SimConfig, Simulator
 from smppgw.smpp.constants import Status, Tag
 from smppgw.smpp.pdu import DeliverSm
 from smppgw.smpp.text import Reassembler, decode_mo
+
+from sim.client import RawClient
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
-from sim.client import RawClient, submit_sm
 from smppgw.sim.server import Faults, SimAccount, SimConfig, Simulator
 from smppgw.smpp.constants import Status
+
+from sim.client import RawClient, submit_sm
 
 
 async def burst(client: RawClient, count: int, **fields: object) -> list[int]:

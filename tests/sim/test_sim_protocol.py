@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sim.client import RawClient, submit_sm
 from smppgw.sim.server import SimAccount, SimConfig, Simulator
 from smppgw.smpp.constants import CommandId, Status, Tag
 from smppgw.smpp.pdu import (
@@ -22,6 +21,8 @@ from smppgw.smpp.pdu import (
     Unbind,
     UnbindResp,
 )
+
+from sim.client import RawClient, submit_sm
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ from collections import Counter
 
 import pytest
 
-from sim.client import RawClient, submit_sm
 from smppgw.sim.server import Faults, SimConfig, Simulator
 from smppgw.smpp.constants import MessageState, Status, Tag
 from smppgw.smpp.pdu import DeliverSm, SubmitSmResp
 from smppgw.smpp.receipt import normalize_message_id, parse_receipt
+
+from sim.client import RawClient, submit_sm
 
 
 async def bound(sim: Simulator, mode: str = "transceiver") -> RawClient:

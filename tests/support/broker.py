@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from smppgw.mosquitto import config_lines, find_mosquitto, free_port
+from smppgw.mqtt.broker import config_lines, find_mosquitto, free_port
 
 __all__ = ["Mosquitto", "MosquittoNotFound", "find_mosquitto", "free_port"]
 

@@ -1,0 +1,219 @@
+"""The parsed configuration: plain frozen dataclasses, built once by the loader.
+
+Like uvicorn's ``Config``, nothing here reads files or environment variables: the loader
+(:func:`smppgw.config.loader.load_config`) resolves defaults and secrets, and every other
+module only consumes these objects. Secrets are held in :class:`Secret` so that a ``repr()``
+in a log line or a traceback never shows them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Secret:
+    """A password that prints as ``'***'``; ``reveal()`` is the one way to read it."""
+
+    __slots__ = ("_value", "origin")
+
+    def __init__(self, value: str, origin: str = "") -> None:
+        self._value = value
+        #: Where the value came from, safe to print: "env NAME", "file PATH" or "" (inline).
+        self.origin = origin
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+class BindMode(StrEnum):
+    TRANSCEIVER = "transceiver"
+    TRANSMITTER_RECEIVER = "transmitter_receiver"
+    TRANSMITTER = "transmitter"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+    AUTO = "auto"  # console on a TTY, JSON otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "smppgw-1"
+    username: str | None = None
+    password: Secret | None = None
+    tls: TlsConfig | None = None
+    submit_topic: str = "sms/submit"
+    status_topic: str = "sms/status"
+    inbound_topic: str = "sms/inbound"
+    rejected_topic: str = "sms/rejected"
+    shared_group: str | None = None
+    keepalive: int = 30
+    #: MQTT 5 session expiry: how long the broker keeps our subscription and queued jobs.
+    session_expiry: int = 7 * 86400
+    #: Largest job payload accepted, in octets.
+    max_payload: int = 64 * 1024
+    #: Topic prefixes a job's MQTT 5 Response Topic must lie under (a prefix itself, or
+    #: below it); empty: any topic outside the gateway's own topic tree.
+    response_prefixes: tuple[str, ...] = ()
+    #: Longest MQTT 5 Correlation Data accepted with a job, in octets.
+    max_correlation: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    path: str = "/var/lib/smppgw/smppgw.db"
+    #: Finished jobs are purged after this many seconds.
+    retention: float = 7 * 86400.0
+    #: Longest a write waits for its group commit, in seconds.
+    commit_interval: float = 0.0
+    #: Keep a job's text in the store once it is submitted or final (off: it is blanked
+    #: in the same transaction, so OTPs do not stay on disk for ``retention``).
+    keep_text: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    #: ``host:port`` for /metrics, /healthz, /readyz; ``None`` disables the endpoint.
+    listen: str | None = "127.0.0.1:9464"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+    format: LogFormat = LogFormat.AUTO
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    country_code: str = "84"
+    #: Country codes (digit strings) besides ``country_code`` that jobs may be sent to;
+    #: empty: national numbers only.
+    allow_international: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    address: str
+    ton: int = 5
+    npi: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierConfig:
+    name: str
+    host: str
+    port: int
+    system_id: str
+    password: Secret = field(default_factory=lambda: Secret(""))
+    system_type: str = ""
+    bind: BindMode = BindMode.TRANSCEIVER
+    sessions: int = 1
+    tps: float = 10.0
+    window: int = 10
+    source: SourceConfig | None = None
+    prefixes: tuple[str, ...] = ()
+    #: Text coding: auto (GSM when possible, else UCS2), gsm, latin1 or ucs2.
+    coding: str = "auto"
+    #: Concatenation of long messages: udh8, udh16, sar or payload.
+    concat: str = "udh8"
+    max_parts: int = 10
+    #: Ask for delivery receipts by default (a job's ``dlr`` overrides it).
+    registered_delivery: bool = True
+    #: Seconds between enquire_link on an idle bind.
+    enquire_link_interval: float = 30.0
+    #: Seconds to wait for any response (submit_sm_resp, enquire_link_resp, ...).
+    response_timeout: float = 10.0
+    #: Seconds to wait for a bind_*_resp.
+    bind_timeout: float = 10.0
+    #: Seconds a PDU may take to arrive once its first octets did; a peer that stops or
+    #: trickles mid-PDU has its connection closed after this (0: no limit).
+    frame_timeout: float = 10.0
+    #: Reconnect back-off: exponential with full jitter between these bounds, in seconds.
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    #: Pause after ESME_RTHROTTLED / ESME_RMSGQFUL, doubled while it continues, in seconds.
+    throttle_backoff: float = 1.0
+    throttle_backoff_max: float = 30.0
+    #: Transient errors: retries before the job is ``failed``, and the first retry delay.
+    max_retries: int = 5
+    retry_backoff: float = 2.0
+    #: Re-send a submit_sm whose response never came (risking a duplicate). Off by default.
+    resend_on_timeout: bool = False
+    #: How long a receipt that beat its submit_sm_resp is held for matching, in seconds.
+    receipt_hold: float = 30.0
+    #: How message ids are written in submit_sm_resp and in receipts: "string" (compared
+    #: case-insensitively without leading zeros), "hex" or "decimal" (compared as numbers).
+    submit_id_base: str = "string"
+    receipt_id_base: str = "string"
+    #: Connect to the SMSC over TLS.
+    tls: TlsConfig | None = None
+    address_range: str = ""
+    #: Per-status overrides of the submit error policy (``smppgw.engine.policy``): pairs of
+    #: (status name or number, "permanent" | "transient" | "throttle").
+    error_policy: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TenantConfig:
+    """One internal service sharing the gateway: its jobs arrive on ``<submit_topic>/<name>``
+    (the broker ACL ties that topic to its account) and its ids are its own namespace.
+
+    ``None`` means "no limit" for each limit. ``name: default`` puts rules on plain
+    ``<submit_topic>``, which is otherwise unrestricted."""
+
+    name: str
+    #: ``from`` values it may use (``None``: any); a job without ``from`` is always allowed.
+    senders: tuple[str, ...] | None = None
+    #: Priority lanes it may use (``None``: all three).
+    priorities: tuple[str, ...] | None = None
+    #: May its jobs set ``carrier`` (skipping prefix routing)?
+    force_carrier: bool = False
+    #: Jobs per second taken in; faster publishers get their PUBACKs paced.
+    rate: float | None = None
+    #: SMS parts per day (gateway local date); over it jobs are rejected ``quota_exceeded``.
+    daily_parts: int | None = None
+    #: Jobs waiting to be submitted; at this many its intake pauses (no PUBACK).
+    max_queued: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    carriers: tuple[CarrierConfig, ...]
+    mqtt: MqttConfig = MqttConfig()
+    store: StoreConfig = StoreConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log: LogConfig = LogConfig()
+    routing: RoutingConfig = RoutingConfig()
+    #: On SIGTERM, how long in-flight submits may take before the binds are closed.
+    drain_timeout: float = 10.0
+    #: Named publishers with their own topic, id namespace and limits.
+    tenants: tuple[TenantConfig, ...] = ()
+    #: What the parser noticed that is allowed but unwise (a password file others can
+    #: read); logged at start and reload, printed by ``check-config``.
+    warnings: tuple[str, ...] = field(default=(), compare=False)

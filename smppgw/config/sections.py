@@ -1,0 +1,615 @@
+"""Each config section (mqtt, store, metrics, log, routing, carriers, tenants) checked field
+by field with a :class:`~smppgw.config.reader.Reader`, into the dataclasses of
+:mod:`smppgw.config.model`.
+
+YAML keys are the dataclass field names, plus ``password_env`` / ``password_file``,
+``source {address, ton, npi}`` and ``tls {ca_file, cert_file, key_file, verify}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import Any
+
+from smppgw.config.model import (
+    BindMode,
+    CarrierConfig,
+    LogConfig,
+    LogFormat,
+    MetricsConfig,
+    MqttConfig,
+    RoutingConfig,
+    Secret,
+    SourceConfig,
+    StoreConfig,
+    TenantConfig,
+)
+from smppgw.config.reader import (
+    _PASSWORD_KEYS,
+    INVALID,
+    Invalid,
+    Reader,
+    join,
+    parse_listen,
+    show,
+)
+from smppgw.engine.policy import Action, parse_status
+from smppgw.pipeline.envelope import own_topics, under
+from smppgw.pipeline.routing import is_digits, numeric_sender, sender_problem
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+CODINGS = ("auto", "gsm", "latin1", "ucs2")
+CONCATS = ("udh8", "udh16", "sar", "payload")
+ID_BASES = ("string", "hex", "decimal")
+_STORE_KEYS = ("path", "retention", "commit_interval", "keep_text")
+_METRICS_KEYS = ("listen",)
+_LOG_KEYS = ("level", "format")
+_ROUTING_KEYS = ("country_code", "allow_international")
+_CARRIER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+PRIORITY_NAMES = ("high", "normal", "low")
+_MQTT_MAX_PAYLOAD = 268_435_455
+_MQTT_MAX_EXPIRY = 0xFFFFFFFF
+#: MQTT 5 Binary Data (Correlation Data) holds at most this many octets.
+_MQTT_MAX_BINARY = 65535
+_SOURCE_KEYS = ("address", "ton", "npi")
+
+
+TOP_KEYS = (
+    "mqtt",
+    "store",
+    "metrics",
+    "log",
+    "routing",
+    "carriers",
+    "tenants",
+    "drain_timeout",
+)
+#: Keys that are often put in the wrong section.
+HINTS = {
+    "country_code": "it belongs in routing",
+    "level": "it belongs in log",
+    "listen": "it belongs in metrics",
+    "submit_topic": "it belongs in mqtt",
+    "prefixes": "it belongs in a carrier",
+}
+
+
+def _topic(r: Reader, path: str, value: object) -> str | Invalid:
+    text = r.string(path, value)
+    if isinstance(text, Invalid):
+        return text
+    if "+" in text or "#" in text:
+        return r.problem(path, "must not contain the wildcards + or #")
+    if "\x00" in text:
+        return r.problem(path, "must not contain NUL")
+    if text.startswith("$"):
+        return r.problem(
+            path, "must not start with $ (use mqtt.shared_group to share a subscription)"
+        )
+    if text.startswith("/") or text.endswith("/"):
+        return r.problem(path, "must not start or end with /")
+    return text
+
+
+def _mqtt(r: Reader, value: object) -> MqttConfig | Invalid:
+    path = "mqtt"
+    data = r.mapping(path, {} if value is None else value, _MQTT_KEYS, hints=HINTS)
+    if isinstance(data, Invalid):
+        return data
+    before = len(r.problems)
+    kwargs: dict[str, Any] = {}
+    for key, check in _MQTT_CHECKS.items():
+        if key in data:
+            kwargs[key] = check(r, join(path, key), data[key])
+    kwargs["password"] = r.secret(path, data, required=False)
+    if len(r.problems) > before:
+        return INVALID
+    config = MqttConfig(**kwargs)
+    for index, prefix in enumerate(config.response_prefixes):
+        for root in own_topics(config):
+            if under(prefix, root):
+                r.problem(
+                    join(join(path, "response_prefixes"), index),
+                    f"{prefix!r} is inside the gateway's own topic tree ({root}): "
+                    "replies there are always refused",
+                )
+                break
+    return INVALID if len(r.problems) > before else config
+
+
+def _response_prefixes(r: Reader, path: str, value: object) -> tuple[str, ...] | Invalid:
+    """Topic prefixes (``shop/replies``) a job's Response Topic must lie under."""
+    if value is None:
+        return ()
+    return r.distinct(path, value, _topic, kind="topic prefix", example='["shop/replies"]')
+
+
+def _share_group(r: Reader, path: str, value: object) -> str | Invalid | None:
+    if value is None:
+        return None
+    text = r.string(path, value)
+    if isinstance(text, str) and any(c in text for c in "/+#\x00"):
+        return r.problem(path, "must not contain /, +, # or NUL")
+    return text
+
+
+def _expiry(r: Reader, path: str, value: object) -> int | Invalid:
+    seconds = r.duration(path, value, zero=True)
+    if isinstance(seconds, Invalid):
+        return seconds
+    if seconds > _MQTT_MAX_EXPIRY:
+        return r.problem(path, f"must be at most {_MQTT_MAX_EXPIRY} seconds (MQTT 5 limit)")
+    return round(seconds)
+
+
+def _store(r: Reader, value: object) -> StoreConfig | Invalid:
+    data = r.mapping("store", {} if value is None else value, _STORE_KEYS)
+    if isinstance(data, Invalid):
+        return data
+    before = len(r.problems)
+    kwargs: dict[str, Any] = {}
+    if "path" in data:
+        kwargs["path"] = r.path("store.path", data["path"], must_exist=False)
+    if "retention" in data:
+        kwargs["retention"] = r.duration("store.retention", data["retention"])
+    if "commit_interval" in data:
+        kwargs["commit_interval"] = r.duration(
+            "store.commit_interval", data["commit_interval"], zero=True
+        )
+    if "keep_text" in data:
+        kwargs["keep_text"] = r.boolean("store.keep_text", data["keep_text"])
+    return INVALID if len(r.problems) > before else StoreConfig(**kwargs)
+
+
+def _metrics(r: Reader, value: object) -> MetricsConfig | Invalid:
+    data = r.mapping("metrics", {} if value is None else value, _METRICS_KEYS)
+    if isinstance(data, Invalid):
+        return data
+    if "listen" not in data:
+        return MetricsConfig()
+    listen = data["listen"]
+    if listen is None:
+        return MetricsConfig(listen=None)
+    if isinstance(listen, str) and _serveable(listen):
+        return MetricsConfig(listen=listen)
+    return r.problem(
+        "metrics.listen",
+        f'must be "host:port" (like "127.0.0.1:9464") or null, got {show(listen)}',
+    )
+
+
+def _serveable(listen: str) -> bool:
+    """A listen address the daemon can be scraped at: a host and a fixed port (not 0)."""
+    try:
+        return parse_listen(listen)[1] != 0
+    except ValueError:
+        return False
+
+
+def _log(r: Reader, value: object) -> LogConfig | Invalid:
+    data = r.mapping("log", {} if value is None else value, _LOG_KEYS)
+    if isinstance(data, Invalid):
+        return data
+    before = len(r.problems)
+    kwargs: dict[str, Any] = {}
+    if "level" in data:
+        level = data["level"]
+        kwargs["level"] = r.choice(
+            "log.level", level.lower() if isinstance(level, str) else level, LOG_LEVELS
+        )
+    if "format" in data:
+        chosen = r.choice("log.format", data["format"], [f.value for f in LogFormat])
+        kwargs["format"] = chosen if isinstance(chosen, Invalid) else LogFormat(chosen)
+    return INVALID if len(r.problems) > before else LogConfig(**kwargs)
+
+
+def _routing(r: Reader, value: object) -> RoutingConfig | Invalid:
+    data = r.mapping("routing", {} if value is None else value, _ROUTING_KEYS)
+    if isinstance(data, Invalid):
+        return data
+    before = len(r.problems)
+    kwargs: dict[str, Any] = {}
+    if "country_code" in data:
+        kwargs["country_code"] = _country_code(r, "routing.country_code", data["country_code"])
+    home = kwargs.get("country_code", RoutingConfig().country_code)
+    allowed = data.get("allow_international")
+    if allowed is not None:
+        kwargs["allow_international"] = _country_codes(
+            r, "routing.allow_international", allowed, home
+        )
+    return INVALID if len(r.problems) > before else RoutingConfig(**kwargs)
+
+
+def _country_code(r: Reader, path: str, code: object) -> str | Invalid:
+    if isinstance(code, str) and is_digits(code) and len(code) <= 3 and not code.startswith("0"):
+        return code
+    return r.problem(
+        path, f'must be 1 to 3 digits as a quoted string (like "84"), got {show(code)}'
+    )
+
+
+def _country_codes(r: Reader, path: str, value: object, home: object) -> Any:
+    """Country codes international destinations may have (``["1", "44"]``)."""
+
+    def international(r: Reader, where: str, item: object) -> str | Invalid:
+        code = _country_code(r, where, item)
+        if code == home:
+            return r.problem(
+                where, f"{code!r} is routing.country_code: national numbers need no entry"
+            )
+        return code
+
+    return r.distinct(path, value, international, kind="country code", example='["1", "44"]')
+
+
+def _prefix(r: Reader, path: str, value: object) -> str | Invalid:
+    if not isinstance(value, str):
+        return r.problem(
+            path, f'must be a quoted string of digits (like "8486"), got {show(value)}'
+        )
+    if value.startswith("+") or (value.startswith("0") and is_digits(value)):
+        return r.problem(
+            path,
+            f'must be in E.164 form without + or a leading 0 (like "8486"), got {show(value)}',
+        )
+    if not is_digits(value) or len(value) > 15:
+        return r.problem(path, f"must be 1 to 15 digits, got {show(value)}")
+    return value
+
+
+def _prefixes(r: Reader, path: str, value: object) -> tuple[str, ...] | Invalid:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        return r.problem(
+            path, f'must be a list of prefixes (like ["8486", "8496"]), got {show(value)}'
+        )
+    result: list[str] = []
+    seen: set[str] = set()
+    for index, item in enumerate(value):
+        prefix = _prefix(r, join(path, index), item)
+        if isinstance(prefix, Invalid):
+            result.append("")  # keeps indexes aligned for the cross-carrier check
+            continue
+        if prefix in seen:
+            r.problem(join(path, index), f"duplicate prefix {prefix!r}")
+        seen.add(prefix)
+        result.append(prefix)
+    # With a problem recorded the carrier is not built, so the "" placeholders never escape.
+    return tuple(result)
+
+
+def _carrier(r: Reader, path: str, value: object) -> tuple[CarrierConfig | Invalid, dict[str, Any]]:
+    """The carrier, and the fields that parsed (for the cross-carrier checks)."""
+    data = r.mapping(path, value, _CARRIER_KEYS, hints=HINTS)
+    if isinstance(data, Invalid):
+        return data, {}
+    before = len(r.problems)
+    for key in ("name", "host", "port", "system_id"):
+        if key not in data:
+            r.problem(join(path, key), "required")
+    kwargs: dict[str, Any] = {}
+    for key, check in _CARRIER_CHECKS.items():
+        if key in data:
+            kwargs[key] = check(r, join(path, key), data[key])
+    password = r.secret(path, data, required=True)
+    if isinstance(password, Secret):
+        if "\x00" in password.reveal() or any(ord(c) > 0xFF for c in password.reveal()):
+            r.problem(
+                join(path, "password"), "must be Latin-1 text without NUL (SMPP C-Octet String)"
+            )
+        kwargs["password"] = password
+    _ordered(r, path, kwargs, "reconnect_min", "reconnect_max", CarrierConfig)
+    _ordered(r, path, kwargs, "throttle_backoff", "throttle_backoff_max", CarrierConfig)
+    if len(r.problems) > before:
+        return INVALID, kwargs
+    return CarrierConfig(**kwargs), kwargs
+
+
+def _ordered(r: Reader, path: str, kwargs: dict[str, Any], low: str, high: str, cls: Any) -> None:
+    """``low`` must not exceed ``high`` (either may be the default)."""
+    defaults = {f.name: f.default for f in fields(cls)}
+    low_value = kwargs.get(low, defaults[low])
+    high_value = kwargs.get(high, defaults[high])
+    numbers = isinstance(low_value, float | int) and isinstance(high_value, float | int)
+    if numbers and low_value > high_value:
+        r.problem(
+            join(path, high if high in kwargs else low),
+            f"{high} ({high_value:g}s) must not be less than {low} ({low_value:g}s)",
+        )
+
+
+def _error_policy(r: Reader, path: str, value: object) -> tuple[tuple[str, str], ...] | Invalid:
+    """``{ESME_RSYSERR: permanent, 0x58: throttle}``: per-status overrides of the submit error
+    policy (:mod:`smppgw.engine.policy`)."""
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        return r.problem(
+            path,
+            f"must be a mapping of status to action (like ESME_RSYSERR: permanent), "
+            f"got {show(value)}",
+        )
+    before = len(r.problems)
+    result: list[tuple[str, str]] = []
+    seen: dict[int, str] = {}
+    actions = [a.value for a in Action]
+    for key, action in value.items():
+        where = join(path, str(key))
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            r.problem(
+                where, "must be an SMPP command_status (a name like ESME_RSYSERR, or a number)"
+            )
+            continue
+        try:
+            status = parse_status(key)
+        except ValueError as exc:
+            r.problem(where, str(exc))
+            continue
+        if status in seen:
+            r.problem(where, f"the same status as {seen[status]}")
+            continue
+        seen[status] = str(key)
+        chosen = r.choice(where, action.lower() if isinstance(action, str) else action, actions)
+        if isinstance(chosen, str):
+            result.append((str(key), chosen))
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _carrier_name(r: Reader, path: str, value: object) -> str | Invalid:
+    text = r.string(path, value)
+    if isinstance(text, str) and not _CARRIER_NAME.fullmatch(text):
+        return r.problem(
+            path,
+            "must be 1 to 64 characters of letters, digits, '.', '_' or '-' "
+            f"(it is used in MQTT topics and metric labels), got {show(text)}",
+        )
+    return text
+
+
+def _first_use(r: Reader, section: str, names: dict[str, int], index: int, name: object) -> bool:
+    """Record ``<section>[index]``'s name; False for no name or a repeated one (a problem
+    naming both entries is recorded for a repeat)."""
+    if not isinstance(name, str):
+        return False
+    if name in names:
+        r.problem(
+            f"{section}[{index}].name",
+            f"duplicate {section[:-1]} name {name!r} (also {section}[{names[name]}])",
+        )
+        return False
+    names[name] = index
+    return True
+
+
+def _bind(r: Reader, path: str, value: object) -> BindMode | Invalid:
+    chosen = r.choice(path, value, [m.value for m in BindMode])
+    return chosen if isinstance(chosen, Invalid) else BindMode(chosen)
+
+
+def _carriers(r: Reader, value: object) -> tuple[CarrierConfig, ...] | Invalid:
+    if value is None:
+        return r.problem("carriers", "required: at least one carrier")
+    if not isinstance(value, list):
+        return r.problem("carriers", f"must be a list of carriers, got {show(value)}")
+    if not value:
+        return r.problem("carriers", "at least one carrier is required")
+    carriers: list[CarrierConfig] = []
+    parsed: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        carrier, kwargs = _carrier(r, join("carriers", index), item)
+        parsed.append(kwargs)
+        if isinstance(carrier, CarrierConfig):
+            carriers.append(carrier)
+    # Cross-carrier checks use whatever fields parsed, even in a carrier with other
+    # problems, so every problem is reported in one run.
+    names: dict[str, int] = {}
+    owners: dict[str, tuple[str, int]] = {}
+    for index, kwargs in enumerate(parsed):
+        name = kwargs.get("name")
+        if not isinstance(name, str) or not _first_use(r, "carriers", names, index, name):
+            continue
+        prefixes = kwargs.get("prefixes")
+        for number, prefix in enumerate(prefixes if isinstance(prefixes, tuple) else ()):
+            if not prefix:
+                continue
+            if prefix in owners and owners[prefix][0] != name:
+                other, other_index = owners[prefix]
+                r.problem(
+                    f"carriers[{index}].prefixes[{number}]",
+                    f"prefix {prefix!r} is claimed by both {other} (carriers[{other_index}]) "
+                    f"and {name}",
+                )
+            owners.setdefault(prefix, (name, index))
+    if len(carriers) < len(value):
+        return INVALID
+    return tuple(carriers)
+
+
+def _tenant_senders(r: Reader, path: str, value: object) -> tuple[str, ...] | Invalid:
+    if not isinstance(value, list) or not value:
+        return r.problem(
+            path, f'must be a non-empty list of senders (like [SHOPVN, "8079"]), got {show(value)}'
+        )
+    before = len(r.problems)
+    result: list[str] = []
+    for index, item in enumerate(value):
+        where = join(path, index)
+        if not isinstance(item, str):
+            r.problem(where, f'must be a quoted string (like "8079"), got {show(item)}')
+            continue
+        problem = sender_problem(item)
+        if problem is not None:
+            r.problem(where, f"{problem}, got {show(item)}")
+            continue
+        if item in result:
+            r.problem(where, f"duplicate sender {item!r}")
+        result.append(item)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant_priorities(r: Reader, path: str, value: object) -> tuple[str, ...] | Invalid:
+    if not isinstance(value, list) or not value:
+        return r.problem(path, f"must be a non-empty list of high, normal, low, got {show(value)}")
+    before = len(r.problems)
+    result: list[str] = []
+    for index, item in enumerate(value):
+        chosen = r.choice(join(path, index), item, PRIORITY_NAMES)
+        if isinstance(chosen, str) and chosen not in result:
+            result.append(chosen)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant(r: Reader, path: str, value: object) -> TenantConfig | Invalid:
+    data = r.mapping(path, value, _TENANT_KEYS)
+    if isinstance(data, Invalid):
+        return data
+    before = len(r.problems)
+    if "name" not in data:
+        r.problem(join(path, "name"), "required")
+    kwargs: dict[str, Any] = {}
+    for key, check in _TENANT_CHECKS.items():
+        if key in data:
+            kwargs[key] = check(r, join(path, key), data[key])
+    if len(r.problems) > before:
+        return INVALID
+    return TenantConfig(**kwargs)
+
+
+def _tenants(r: Reader, value: object) -> tuple[TenantConfig, ...] | Invalid:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        return r.problem("tenants", f"must be a list of tenants, got {show(value)}")
+    tenants: list[TenantConfig] = []
+    names: dict[str, int] = {}
+    for index, item in enumerate(value):
+        tenant = _tenant(r, join("tenants", index), item)
+        if isinstance(tenant, TenantConfig):
+            tenants.append(tenant)
+        # The duplicate check uses the name even of a tenant with other problems, so
+        # every problem is reported in one run.
+        _first_use(
+            r, "tenants", names, index, item.get("name") if isinstance(item, Mapping) else None
+        )
+    return tuple(tenants) if len(tenants) == len(value) and len(names) == len(value) else INVALID
+
+
+def _source(r: Reader, path: str, value: object) -> SourceConfig | Invalid | None:
+    """``source: SHOPVN`` or ``{address, ton, npi}``; TON/NPI default from the address."""
+    if value is None:
+        return None
+    data: dict[str, Any] | Invalid
+    data = {"address": value} if isinstance(value, str) else r.mapping(path, value, _SOURCE_KEYS)
+    if isinstance(data, Invalid):
+        return data
+    before = len(r.problems)
+    if "address" not in data:
+        return r.problem(join(path, "address"), "required")
+    address = r.string(join(path, "address"), data["address"])
+    if isinstance(address, str):
+        problem = sender_problem(address)
+        if problem is not None:
+            r.problem(join(path, "address"), problem)
+        address = numeric_sender(address) or address
+    numeric = isinstance(address, str) and is_digits(address)
+    ton = r.integer(join(path, "ton"), data.get("ton", 1 if numeric else 5), 0, 255)
+    npi = r.integer(join(path, "npi"), data.get("npi", 1 if numeric else 0), 0, 255)
+    if len(r.problems) > before or isinstance(address, Invalid):
+        return INVALID
+    return SourceConfig(address=address, ton=ton, npi=npi)
+
+
+_Check = Callable[[Reader, str, object], object]
+
+#: One check per TenantConfig field. Tenant names share the carrier-name alphabet: they
+#: are an MQTT topic level (no '/', '+', '#') and a metric label.
+_TENANT_CHECKS: dict[str, _Check] = {
+    "name": _carrier_name,
+    "senders": _tenant_senders,
+    "priorities": _tenant_priorities,
+    "force_carrier": Reader.boolean,
+    "rate": lambda r, p, v: r.number(p, v),
+    "daily_parts": lambda r, p, v: r.integer(p, v, 1),
+    "max_queued": lambda r, p, v: r.integer(p, v, 1),
+}
+_TENANT_KEYS = tuple(_TENANT_CHECKS)
+
+#: One check per MqttConfig field (``password`` is resolved by ``Reader.secret``). A field
+#: added to settings without a check here is refused as an unknown key, never ignored.
+_MQTT_CHECKS: dict[str, _Check] = {
+    "host": Reader.string,
+    "port": Reader.port,
+    "client_id": Reader.string,
+    "username": Reader.optional_string,
+    "tls": Reader.tls,
+    "submit_topic": _topic,
+    "status_topic": _topic,
+    "inbound_topic": _topic,
+    "rejected_topic": _topic,
+    "shared_group": _share_group,
+    "keepalive": lambda r, p, v: r.integer(p, v, 0, 65535),
+    "session_expiry": _expiry,
+    "max_payload": lambda r, p, v: r.integer(p, v, 1, _MQTT_MAX_PAYLOAD),
+    "response_prefixes": _response_prefixes,
+    "max_correlation": lambda r, p, v: r.integer(p, v, 0, _MQTT_MAX_BINARY),
+}
+
+#: One check per CarrierConfig field (``password`` is resolved by ``Reader.secret``).
+_CARRIER_CHECKS: dict[str, _Check] = {
+    "name": _carrier_name,
+    "host": Reader.string,
+    "port": Reader.port,
+    "system_id": lambda r, p, v: r.c_string(p, v, 15),
+    "system_type": lambda r, p, v: r.c_string(p, v, 12, empty=True),
+    "address_range": lambda r, p, v: r.c_string(p, v, 40, empty=True),
+    "bind": _bind,
+    "sessions": lambda r, p, v: r.integer(p, v, 1, 64),
+    "tps": lambda r, p, v: r.number(p, v),
+    "window": lambda r, p, v: r.integer(p, v, 1, 1000),
+    "source": _source,
+    "prefixes": _prefixes,
+    "coding": lambda r, p, v: r.choice(p, v, CODINGS),
+    "concat": lambda r, p, v: r.choice(p, v, CONCATS),
+    "max_parts": lambda r, p, v: r.integer(p, v, 1, 255),
+    "registered_delivery": Reader.boolean,
+    "enquire_link_interval": lambda r, p, v: r.duration(p, v),
+    "response_timeout": lambda r, p, v: r.duration(p, v),
+    "bind_timeout": lambda r, p, v: r.duration(p, v),
+    "frame_timeout": lambda r, p, v: r.duration(p, v, zero=True),
+    "reconnect_min": lambda r, p, v: r.duration(p, v),
+    "reconnect_max": lambda r, p, v: r.duration(p, v),
+    "throttle_backoff": lambda r, p, v: r.duration(p, v),
+    "throttle_backoff_max": lambda r, p, v: r.duration(p, v),
+    "max_retries": lambda r, p, v: r.integer(p, v, 0, 1000),
+    "retry_backoff": lambda r, p, v: r.duration(p, v, zero=True),
+    "resend_on_timeout": Reader.boolean,
+    "receipt_hold": lambda r, p, v: r.duration(p, v, zero=True),
+    "submit_id_base": lambda r, p, v: r.choice(p, v, ID_BASES),
+    "receipt_id_base": lambda r, p, v: r.choice(p, v, ID_BASES),
+    "tls": Reader.tls,
+    "error_policy": _error_policy,
+}
+_MQTT_KEYS = (*_MQTT_CHECKS, *_PASSWORD_KEYS)
+_CARRIER_KEYS = (*_CARRIER_CHECKS, *_PASSWORD_KEYS)
+
+
+# ---------------------------------------------------------------------- entry points
+
+
+def read_sections(r: Reader, top: dict[str, Any]) -> dict[str, Any]:
+    """Every section of the top-level mapping, checked: the keyword arguments of Config."""
+    parts: dict[str, Any] = {
+        "mqtt": _mqtt(r, top.get("mqtt")),
+        "store": _store(r, top.get("store")),
+        "metrics": _metrics(r, top.get("metrics")),
+        "log": _log(r, top.get("log")),
+        "routing": _routing(r, top.get("routing")),
+        "carriers": _carriers(r, top.get("carriers")),
+        "tenants": _tenants(r, top.get("tenants")),
+    }
+    if "drain_timeout" in top:
+        parts["drain_timeout"] = r.duration("drain_timeout", top["drain_timeout"])
+    return parts

@@ -1,0 +1,240 @@
+"""gmqtt's private parts that :mod:`smppgw.mqtt` relies on: checked, then used here only.
+
+:class:`GmqttClient` (PUBACK withheld, PUBACK reason codes read) and :class:`AckStorage`
+(publish completion) are the two subclasses of gmqtt's classes; :class:`~smppgw.mqtt.client.
+MqttClient` uses them and nothing else of gmqtt's internals but the read gate.
+
+The gateway's MQTT guarantees (PUBACK only once a job is durable, a publish completes on
+its PUBACK, intake paced by TCP back-pressure, packet ids reconciled on reconnect, retained
+jobs recognised) are built on gmqtt internals, not on its public API. An upgrade that
+renames one would not fail: ``getattr(..., None)`` would quietly skip the flow control, a
+hook would never be called, and the gateway would run on, acknowledging jobs before they
+are stored or reading a million jobs into memory. So each internal is checked when the
+client is built, and a missing or changed one stops the gateway with its name::
+
+    gmqtt 0.9.0 changed: MQTTProtocol.read missing; smppgw's flow control needs it
+
+The checks are of shape (the attribute exists, is callable with these parameters, is
+read where expected), which is what a rename or a refactor breaks; behaviour is covered by
+tests/mqtt/test_mqtt.py against a real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import struct
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import gmqtt
+from gmqtt.mqtt.connection import MQTTConnection
+from gmqtt.mqtt.constants import MQTTCommands, PubAckReasonCode
+from gmqtt.mqtt.handler import MqttPackageHandler
+from gmqtt.mqtt.protocol import MQTTProtocol
+from gmqtt.storage import PersistentStorage
+
+__all__ = ["WITHHOLD", "AckStorage", "GmqttChanged", "GmqttClient", "check_gmqtt", "gate_reads"]
+
+_VERSION = getattr(gmqtt, "__version__", "?")
+#: Reason code our dispatcher returns when the PUBACK must NOT be sent. It has to be a valid
+#: PUBACK code (gmqtt validates it) and is intercepted in ``GmqttClient`` before the wire.
+WITHHOLD: Final = int(PubAckReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+_PUBACK: Final = int(MQTTCommands.PUBACK)
+
+
+class GmqttChanged(RuntimeError):
+    """The installed gmqtt lacks an internal that smppgw's MQTT flow control needs."""
+
+    def __init__(self, what: str, problem: str = "missing") -> None:
+        self.what = what
+        super().__init__(
+            f"gmqtt {_VERSION} changed: {what} {problem}; smppgw's flow control needs it "
+            "(pin the gmqtt version smppgw was tested with)"
+        )
+
+
+def _attribute(owner: object, name: str, label: str) -> Any:
+    if not hasattr(owner, name):
+        raise GmqttChanged(f"{label}.{name}")
+    return getattr(owner, name)
+
+
+def _method(owner: type, name: str, parameters: Iterable[str], *, coroutine: bool = False) -> Any:
+    """``owner.name`` is a function taking (at least) ``parameters``."""
+    label = f"{owner.__name__}.{name}"
+    function = _attribute(owner, name, owner.__name__)
+    if not callable(function):
+        raise GmqttChanged(label, "is not a method")
+    if coroutine and not inspect.iscoroutinefunction(function):
+        raise GmqttChanged(label, "is not a coroutine function")
+    accepted = inspect.signature(function).parameters
+    for parameter in parameters:
+        if parameter not in accepted:
+            raise GmqttChanged(label, f"has no parameter {parameter!r}")
+    return function
+
+
+def _reads(owner: type, method: str, names: Iterable[str]) -> None:
+    """``owner.method``'s code reads each of ``names`` (an attribute or a string constant)."""
+    label = f"{owner.__name__}.{method}"
+    code = getattr(_attribute(owner, method, owner.__name__), "__code__", None)
+    if code is None:
+        raise GmqttChanged(label, "is not plain Python code")
+    seen = set(code.co_names) | {c for c in code.co_consts if isinstance(c, str)}
+    for name in names:
+        if name not in seen:
+            raise GmqttChanged(label, f"no longer uses {name!r}")
+
+
+def _instance(value: object, kind: type | tuple[type, ...], label: str) -> None:
+    if not isinstance(value, kind):
+        raise GmqttChanged(label, f"is {type(value).__name__}, not the expected shape")
+
+
+def check_gmqtt(client: gmqtt.Client, storage: PersistentStorage, on_puback: Any) -> None:
+    """Raise :class:`GmqttChanged` unless every internal smppgw uses is there.
+
+    ``client`` is the (subclassed) gmqtt client just built, ``storage`` the in-flight store
+    given to it and ``on_puback`` our ``_send_command_with_mid`` override (unbound)."""
+    # PUBACK withheld: every PUBACK goes through Client._send_command_with_mid, which the
+    # package handler holds as a bound method.
+    _method(gmqtt.Client, "_send_command_with_mid", ("cmd", "mid", "dup", "reason_code"))
+    handler = _attribute(client, "_package_handler", "Client")
+    _instance(handler, MqttPackageHandler, "Client._package_handler")
+    callback = _attribute(handler, "_send_command_with_mid_callback", "MqttPackageHandler")
+    if getattr(callback, "__func__", None) is not on_puback:
+        raise GmqttChanged("MqttPackageHandler._send_command_with_mid_callback", "is not ours")
+    if _attribute(handler, "_optimistic_acknowledgement", "MqttPackageHandler") is not False:
+        raise GmqttChanged("MqttPackageHandler._optimistic_acknowledgement", "is not False")
+    # Publish completion and the Receive Maximum window: the in-flight store's hooks.
+    if _attribute(client, "_persistent_storage", "Client") is not storage:
+        raise GmqttChanged("Client._persistent_storage", "is not the storage given")
+    _method(PersistentStorage, "push_message", ("mid", "raw_package"))
+    _method(PersistentStorage, "remove_message_by_mid", ("mid",))
+    _method(PersistentStorage, "clear", ())
+    _instance(_attribute(storage, "_messages", "PersistentStorage"), dict, "_messages")
+    _reads(gmqtt.Client, "publish", ("push_message",))
+    # CONNACK's Receive Maximum and the packet ids to reconcile on reconnect.
+    _instance(
+        _attribute(handler, "_connack_properties", "MqttPackageHandler"),
+        dict,
+        "MqttPackageHandler._connack_properties",
+    )
+    generator = _attribute(handler, "id_generator", "MqttPackageHandler")
+    _instance(_attribute(generator, "_used_ids", "IdGenerator"), set, "IdGenerator._used_ids")
+    # Intake paced by TCP: the read loop of the connection's protocol, gated.
+    _attribute(client, "_connection", "Client")
+    _reads(MQTTConnection, "__init__", ("_protocol",))
+    _method(MQTTProtocol, "read", ("n",), coroutine=True)
+    _reads(MQTTProtocol, "_read_loop", ("read",))
+    # Retained jobs: the retain flag handed to on_message, and the subscription options.
+    _reads(MqttPackageHandler, "_handle_publish_packet", ("retain",))
+    _method(gmqtt.Subscription, "__init__", ("retain_as_published", "retain_handling_options"))
+    # Refused publishes: the PUBACK handler (looked up by name, through a per-command cache)
+    # is wrapped to read the reason code gmqtt itself ignores.
+    _method(MqttPackageHandler, "_handle_puback_packet", ("cmd", "packet"))
+    _instance(
+        _attribute(handler, "_handler_cache", "MqttPackageHandler"),
+        dict,
+        "MqttPackageHandler._handler_cache",
+    )
+
+
+class AckStorage(PersistentStorage):  # type: ignore[misc]
+    """gmqtt's in-flight QoS store, watched: a push is a publish, a removal its PUBACK."""
+
+    def __init__(
+        self,
+        *,
+        on_stored: Callable[[int], None],
+        on_acknowledged: Callable[[int], None],
+        on_discarded: Callable[[list[int]], None],
+    ) -> None:
+        super().__init__()
+        self._on_stored = on_stored
+        self._on_acknowledged = on_acknowledged
+        self._on_discarded = on_discarded
+
+    def push_message(self, mid: int, raw_package: bytes) -> None:
+        super().push_message(mid, raw_package)
+        self._on_stored(mid)
+
+    def remove_message_by_mid(self, mid: int) -> None:
+        super().remove_message_by_mid(mid)
+        self._on_acknowledged(mid)
+
+    def clear(self) -> None:
+        mids = list(self._messages)
+        super().clear()
+        self._on_discarded(mids)
+
+    def forget(self) -> None:
+        """Drop every stored packet so gmqtt replays none; their publishers were told."""
+        super().clear()
+
+    @property
+    def size(self) -> int:
+        return len(self._messages)
+
+    @property
+    def mids(self) -> set[int]:
+        return set(self._messages)
+
+
+class GmqttClient(gmqtt.Client):  # type: ignore[misc]
+    """gmqtt's client with two changes: a PUBACK carrying ``WITHHOLD`` is not sent, and
+    the reason code of each PUBACK received reaches ``on_refused`` when it is a failure.
+
+    Every PUBACK gmqtt sends goes through ``_send_command_with_mid`` (the package handler
+    holds this bound method), so this is the single place to stop one. Every PUBACK it
+    receives goes to its package handler's ``_handle_puback_packet`` (looked up by name on
+    the first PUBACK), which reads the packet id only and removes the stored packet; the
+    wrapper installed here reads the reason code just before, so the refusal is known when
+    ``AckStorage.remove_message_by_mid`` runs.
+    """
+
+    def __init__(self, *args: Any, on_refused: Callable[[int, int], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        handler = self._package_handler
+        original = getattr(handler, "_handle_puback_packet", None)
+        if original is None:  # a gmqtt upgrade renamed it: refusals would go unseen
+            raise GmqttChanged("MqttPackageHandler._handle_puback_packet")
+
+        def handle_puback(cmd: int, packet: bytes) -> None:
+            # MQTT 5 section 3.4.2.1: no reason code byte means Success.
+            if len(packet) > 2 and packet[2] >= 0x80:
+                (mid,) = struct.unpack("!H", packet[:2])
+                on_refused(mid, packet[2])
+            original(cmd, packet)
+
+        handler._handle_puback_packet = handle_puback
+        handler._handler_cache.pop(int(MQTTCommands.PUBACK), None)
+
+    def _send_command_with_mid(self, cmd: int, mid: int, dup: bool, reason_code: int = 0) -> None:
+        if cmd == _PUBACK and reason_code == WITHHOLD:
+            return
+        super()._send_command_with_mid(cmd, mid, dup, reason_code=reason_code)
+
+
+def gate_reads(client: gmqtt.Client, gate: asyncio.Event) -> str | None:
+    """Make the read loop of ``client``'s current connection wait for ``gate`` before each
+    read, so that a full handler window stops reading the socket (see
+    ``MqttClient._gate_reads``). Returns None when done (or already done for this
+    connection), else the type name of the connection that lacks the internals."""
+    connection = getattr(client, "_connection", None)
+    protocol = getattr(connection, "_protocol", None)
+    original = getattr(protocol, "read", None)
+    if protocol is None or original is None:
+        return type(connection).__name__
+    if getattr(original, "_smppgw_gated", False):
+        return None
+
+    async def gated_read(n: int = -1) -> bytes:
+        await gate.wait()
+        data: bytes = await original(n)
+        return data
+
+    gated_read._smppgw_gated = True  # type: ignore[attr-defined]
+    protocol.read = gated_read
+    return None

@@ -1,0 +1,278 @@
+"""Carrier outcomes → durable state and outbox events (the gateway's ``CarrierEvents``).
+
+Each method returns only after the store has committed the state change together with the
+events it causes, which is what lets the carrier answer a deliver_sm (invariant 1) and what
+makes every status event reach the broker even across a crash.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import structlog
+
+from smppgw.config import CarrierConfig, MqttConfig
+from smppgw.mqtt.schema import (
+    ErrorInfo,
+    InboundEvent,
+    StatusEvent,
+    encode_event,
+    format_at,
+)
+from smppgw.ops.metrics import LANES, Metrics
+from smppgw.pipeline.envelope import UNMATCHED_SUFFIX
+from smppgw.smpp.receipt import Receipt, normalize_message_id
+from smppgw.store import JobView, OutboxEvent, Store, StoredJob
+
+log = structlog.get_logger("smppgw.events")
+
+
+class _At:
+    """``format_at`` with the date and time of day cached per whole second.
+
+    Every status event carries ``at``; formatting a datetime costs more than the rest of
+    the event, and a busy gateway stamps thousands of events within the same second. The
+    cache is one tuple, swapped whole, so the store's writer thread (receipt events) and
+    the event loop can share it without a lock."""
+
+    __slots__ = ("_cached",)
+
+    def __init__(self) -> None:
+        self._cached: tuple[int, str] = (-1, "")
+
+    def __call__(self, timestamp: float) -> str:
+        seconds, ms = divmod(round(timestamp * 1000), 1000)
+        cached = self._cached
+        if cached[0] != seconds:
+            cached = (seconds, format_at(seconds)[:-5])  # drop ".000Z"
+            self._cached = cached
+        return f"{cached[1]}.{ms:03d}Z"
+
+
+class EventFactory:
+    """Builds the outbox events for a status change: ``<status_topic>/<key>`` and, when the
+    job came with an MQTT 5 Response Topic, a copy there with its Correlation Data.
+
+    ``key`` is the job's store key: its id, or ``<tenant>/<id>`` for a named tenant
+    (``smppgw.pipeline.tenancy``), so a tenant's events go to ``sms/status/<tenant>/<id>``; the
+    payload's ``id`` is always the id the client sent."""
+
+    def __init__(self, mqtt: MqttConfig) -> None:
+        self.status_topic = mqtt.status_topic.rstrip("/")
+        self.inbound_topic = mqtt.inbound_topic.rstrip("/")
+        self.rejected_topic = mqtt.rejected_topic
+        self.unmatched_topic = f"{self.status_topic}-{UNMATCHED_SUFFIX}"
+        self._at = _At()
+
+    def status(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        carrier: str | None,
+        parts: int = 0,
+        message_ids: tuple[str, ...] | list[str] = (),
+        code: str | None = None,
+        reason: str | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> list[OutboxEvent]:
+        error = ErrorInfo(code=code, reason=reason or code) if code is not None else None
+        payload = encode_event(
+            StatusEvent(
+                id=job_id.rpartition("/")[2],
+                status=status,  # type: ignore[arg-type]
+                carrier=carrier,
+                parts=parts,
+                message_ids=tuple(message_ids),
+                error=error,
+                at=self._at(time.time()),
+            )
+        )
+        events = [OutboxEvent(f"{self.status_topic}/{job_id}", payload)]
+        if response_topic:
+            events.append(OutboxEvent(response_topic, payload, correlation_data))
+        return events
+
+    def for_view(self, view: JobView, status: str, reason: str | None = None) -> list[OutboxEvent]:
+        """Events for a job the store already knows (receipts, recovery)."""
+        failed_parts = [
+            f"part {i + 1}: {s}"
+            for i, s in enumerate(view.part_states)
+            if s is not None and s not in ("DELIVRD", "ACCEPTD", "ENROUTE")
+        ]
+        code = None
+        if status in ("undelivered", "expired", "failed", "rejected"):
+            code = view.error_code or status
+            reason = reason or ", ".join(failed_parts) or code
+        return self.status(
+            view.job_id,
+            status,
+            carrier=view.carrier,
+            parts=view.parts,
+            message_ids=view.message_ids,
+            code=code,
+            reason=reason,
+            response_topic=view.response_topic,
+            correlation_data=view.correlation_data,
+        )
+
+
+class _CarrierMetrics:
+    """One carrier's metric children, looked up once instead of per event (``labels()``
+    takes a lock and hashes the label values). Tied to the carrier's config object: a
+    reload that removes a carrier (and its series) or changes it builds a new one."""
+
+    __slots__ = ("config", "final", "latency", "parts")
+
+    def __init__(self, metrics: Metrics, carrier: str, config: CarrierConfig | None) -> None:
+        self.config = config
+        self.parts = metrics.parts_submitted.labels(carrier)
+        self.latency = tuple(metrics.queue_latency.labels(carrier, lane) for lane in LANES)
+        self.final: dict[str, Any] = {}
+
+
+class GatewayEvents:
+    """The gateway's side of the carrier interface, backed by the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        factory: EventFactory,
+        carriers: Mapping[str, CarrierConfig],
+        metrics: Metrics,
+        on_events: Callable[[], None],
+        on_left: Callable[[str], None] | None = None,
+    ) -> None:
+        """``on_left(job_id)``: the store recorded the job submitted or final, so it no
+        longer waits (tenants' ``max_queued`` bookkeeping)."""
+        self._store = store
+        self._factory = factory
+        self._carriers = carriers
+        self._metrics = metrics
+        self._on_events = on_events
+        self._on_left = on_left
+        #: Jobs handed to a carrier and not yet submitted or final, by id: what the
+        #: status events need (parts, response topic) without a store read.
+        self.active: dict[str, StoredJob] = {}
+        self._carrier_metrics: dict[str, _CarrierMetrics] = {}
+
+    def _metrics_of(self, carrier: str) -> _CarrierMetrics:
+        config = self._carriers.get(carrier)
+        found = self._carrier_metrics.get(carrier)
+        if found is None or found.config is not config:
+            found = self._carrier_metrics[carrier] = _CarrierMetrics(self._metrics, carrier, config)
+        return found
+
+    def _count_final(self, carrier: str, status: str) -> None:
+        final = self._metrics_of(carrier).final
+        child = final.get(status)
+        if child is None:
+            child = final[status] = self._metrics.jobs_final.labels(carrier, status)
+        child.inc()
+
+    def claimed(self, job: StoredJob) -> None:
+        self.active[job.job_id] = job
+
+    async def sending(self, carrier: str, job_ids: list[str]) -> None:
+        """A submit_sm for these jobs is about to be written: after a crash their outcome
+        is unknown (recover() then fails them unless resend_on_timeout)."""
+        await self._store.mark_in_flight(job_ids)
+
+    async def submitted(self, carrier: str, job_id: str, message_ids: list[str]) -> None:
+        job = self.active.get(job_id)
+        config = self._carriers[carrier]
+        normalized = [normalize_message_id(m, config.submit_id_base) for m in message_ids]
+        dlr = job.dlr if job is not None else True
+        events = self._factory.status(
+            job_id,
+            "submitted",
+            carrier=carrier,
+            parts=len(message_ids),
+            message_ids=message_ids,
+            response_topic=job.response_topic if job else None,
+            correlation_data=job.correlation_data if job else None,
+        )
+        await self._store.mark_submitted(
+            job_id, carrier, normalized, message_ids, final=not dlr, events=events
+        )
+        self.active.pop(job_id, None)
+        if self._on_left is not None:
+            self._on_left(job_id)
+        metrics = self._metrics_of(carrier)
+        metrics.parts.inc(len(message_ids))
+        if job is not None:
+            metrics.latency[job.lane].observe(max(0.0, time.time() - job.received_at))
+        self._on_events()
+
+    async def finished(
+        self, carrier: str, job_id: str, status: str, code: str, reason: str
+    ) -> None:
+        job = self.active.get(job_id)
+        events = self._factory.status(
+            job_id,
+            status,
+            carrier=carrier,
+            code=code,
+            reason=reason,
+            response_topic=job.response_topic if job else None,
+            correlation_data=job.correlation_data if job else None,
+        )
+        changed = await self._store.finish(job_id, status, events, code=code)
+        self.active.pop(job_id, None)
+        if changed and self._on_left is not None:
+            self._on_left(job_id)
+        self._count_final(carrier, status)
+        log.info("job_finished", carrier=carrier, job_id=job_id, status=status, code=code)
+        self._on_events()
+
+    async def receipt(
+        self, carrier: str, job_id: str, part: int, parts: int, receipt: Receipt
+    ) -> None:
+        final = await self._store.apply_receipt(
+            job_id, part - 1, receipt.state, self._factory.for_view
+        )
+        # The receipt's latency is observed by the carrier, which knows when the part
+        # was accepted.
+        self._metrics.receipt(carrier, receipt.state)
+        if final is not None:
+            self._count_final(carrier, final)
+            self._on_events()
+
+    async def unmatched_receipt(self, carrier: str, receipt: Receipt) -> None:
+        payload = encode_event(
+            StatusEvent(
+                id=receipt.message_id[:64] or "-",
+                status="delivered" if receipt.state == "DELIVRD" else "undelivered",
+                carrier=carrier,
+                error=ErrorInfo(code="unmatched_receipt", reason=f"stat {receipt.state}"),
+                at=format_at(time.time()),
+            )
+        )
+        await self._store.add_events([OutboxEvent(self._factory.unmatched_topic, payload)])
+        self._metrics.receipts_unmatched.labels(carrier).inc()
+        log.warning(
+            "receipt_unmatched", carrier=carrier, message_id=receipt.message_id, state=receipt.state
+        )
+        self._on_events()
+
+    async def inbound(self, carrier: str, source: str, destination: str, text: str) -> None:
+        payload = encode_event(
+            InboundEvent(
+                carrier=carrier, sender=source, to=destination, text=text, at=format_at(time.time())
+            )
+        )
+        await self._store.add_events(
+            [OutboxEvent(f"{self._factory.inbound_topic}/{carrier}", payload)]
+        )
+        self._metrics.mo_messages.labels(carrier).inc()
+        self._on_events()
+
+    async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
+        found = await self._store.lookup(carrier, normalized_id)
+        if found is None:
+            return None
+        job_id, part, parts = found
+        return job_id, part + 1, parts
