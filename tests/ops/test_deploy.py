@@ -32,7 +32,7 @@ from smppgw.sim.server import Simulator
 from gateway.harness import Observer, gateway_config, running, sim_config
 from support.broker import Mosquitto, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "smppgw.rules.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "smppgw.rules.test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "smppgw.json"
