@@ -34,7 +34,7 @@ class PartRef(NamedTuple):
 class ReceiptMatcher:
     """Bounded map from normalised message id to the part it was assigned to."""
 
-    __slots__ = ("_map", "_waiters", "capacity", "evicted")
+    __slots__ = ("_map", "_waiters", "capacity")
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 1:
@@ -42,8 +42,6 @@ class ReceiptMatcher:
         self.capacity = capacity
         self._map: OrderedDict[str, PartRef] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[PartRef]]] = {}
-        #: Entries dropped for space (a metric: if it grows fast, lookups hit the store).
-        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._map)
@@ -54,8 +52,7 @@ class ReceiptMatcher:
         entries[message_id] = ref
         entries.move_to_end(message_id)
         if len(entries) > self.capacity:
-            entries.popitem(last=False)
-            self.evicted += 1
+            entries.popitem(last=False)  # the store still has it (``events.lookup``)
         waiters = self._waiters.pop(message_id, None)
         if waiters:
             for fut in waiters:
