@@ -222,6 +222,7 @@ class Carrier:
             paused=self._pause.paused(time.monotonic()),
             pause_level=self._pause.level,
             throttle_granted=self.throttle.granted,
+            throttle_guard=self.throttle.guard,
             bind_attempts=sum(k.bind_attempts for k in self.keepers),
             bind_refusals=sum(k.bind_refusals for k in self.keepers),
             binds=sum(k.binds for k in self.keepers),

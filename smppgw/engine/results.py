@@ -148,12 +148,23 @@ class Results:
             bisect.insort(job.todo, part)
             self.lanes.requeue_front(job)
             self.observer.retry(self.name)
-        pause = self.pause.throttled(epoch, time.monotonic())
+        now = time.monotonic()
+        lone = not self.pause.streak
+        pause = self.pause.throttled(epoch, now, self.throttle.window_frees(now))
         if pause is None:
             return  # sent before the pause we are already in: no extra back-off
+        if lone:
+            # We kept to tps per second, so the SMSC's clock lagged ours by more than
+            # the guard: widen it so that this jitter does not throttle us again.
+            self.throttle.widen_guard()
         self.counters.throttle_pauses += 1
         self.observer.throttle_backoff(self.name, pause)
-        log.warning("SMSC throttling; pausing", carrier=self.name, seconds=pause)
+        log.warning(
+            "SMSC throttling; pausing",
+            carrier=self.name,
+            seconds=round(pause, 4),
+            guard=self.throttle.guard,
+        )
 
     # ------------------------------------------------------------------ retries
     def _retry(self, job: SendJob, part: int, why: str) -> None:

@@ -25,6 +25,12 @@ This module combines two rules:
 Under a backlog the rate is ``tps / (1 + margin)``, about 99.5 % of the contract (less
 the guard's 0.5 % when bursts line up against the window).
 
+An SMSC whose clock lags ours by a varying amount (its front-end queue, the network) can
+still count ``tps + 1`` when the jitter exceeds the guard. The carrier then answers its
+ESME_RTHROTTLED with a pause only until :meth:`Throttle.window_frees` and widens the guard
+by ``GUARD`` (up to ``GUARD_MAX``: the rate stays above 98 %), so a jittery SMSC costs one
+cheap throttle, not one per second.
+
 Times come from ``time.monotonic()`` (not ``loop.time()``, which uvloop rounds to
 milliseconds and caches per loop iteration), and the caller writes the PDU in the same
 synchronous step as :meth:`Throttle.take`, so the recorded time is the send time.
@@ -42,6 +48,8 @@ from collections.abc import Callable
 MARGIN = 0.005
 #: Slack the sliding-window guard keeps beyond one second, for send-to-SMSC jitter.
 GUARD = 0.005
+#: The guard after SMSC throttling widened it (:meth:`Throttle.widen_guard`) at most.
+GUARD_MAX = 0.015
 
 
 def tolerance_for(interval: float) -> float:
@@ -99,10 +107,28 @@ class Throttle:
         if now is None:
             now = self._clock()
         wait = self._tat - self.tolerance - now
+        window = self.window_frees(now)
+        return max(wait, window, 0.0)
+
+    def window_frees(self, now: float) -> float:
+        """Seconds until the oldest of the last ``window_limit`` sends leaves the sliding
+        second (plus the guard): 0.0 while fewer than that many were sent in it."""
         recent = self._recent
-        if len(recent) == self.window_limit:
-            wait = max(wait, recent[0] + 1.0 + self._guard - now)
+        if len(recent) < self.window_limit:
+            return 0.0
+        wait = recent[0] + 1.0 + self._guard - now
         return wait if wait > 0.0 else 0.0
+
+    @property
+    def guard(self) -> float:
+        """Seconds beyond one second the ``window_limit``-th previous send must be old."""
+        return self._guard
+
+    def widen_guard(self) -> float:
+        """The SMSC counted more than ``tps`` in a second we kept to ``tps``: its clock lags
+        ours by more than the guard. Widen it one step (up to ``GUARD_MAX``); the new guard."""
+        self._guard = min(self._guard + GUARD, max(GUARD_MAX, self._guard))
+        return self._guard
 
     def take(self, now: float | None = None) -> float:
         """Record a send happening now (after :meth:`delay` said 0); returns its time."""

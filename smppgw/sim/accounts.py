@@ -8,6 +8,7 @@ receiver live here, shared by every bind of the account.
 from __future__ import annotations
 
 import math
+import random
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -64,10 +65,12 @@ class OutItem:
 class AccountState:
     """Live state of one account: its binds, its throttle and its undelivered deliver_sm."""
 
-    __slots__ = ("_rr", "account", "binds", "pending", "receivers", "window")
+    __slots__ = ("_rr", "_seen", "account", "binds", "pending", "receivers", "window")
 
     def __init__(self, account: SimAccount) -> None:
         self.account = account
+        #: When the rate limiter last saw a submit (``arrival_jitter``: never goes back).
+        self._seen = -math.inf
         self.window = SlidingWindow(account.tps) if account.tps is not None else None
         self.binds: list[SmscConnection] = []
         self.receivers: list[SmscConnection] = []
@@ -77,6 +80,14 @@ class AccountState:
     def set_tps(self, tps: float | None) -> None:
         self.account.tps = tps
         self.window = SlidingWindow(tps) if tps is not None else None
+
+    def seen_at(self, now: float, jitter: float) -> float:
+        """When the account's rate limiter sees a submit that arrived at ``now``: up to
+        ``jitter`` seconds later, but never before the one ahead of it (a FIFO queue)."""
+        if jitter <= 0.0:
+            return now
+        self._seen = max(self._seen, now + random.uniform(0.0, jitter))
+        return self._seen
 
     def add_bind(self, conn: SmscConnection, receives: bool) -> None:
         self.binds.append(conn)

@@ -87,6 +87,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--no-response-fraction", type=float, metavar="F")
     faults.add_argument("--drop-after", type=int, metavar="N", help="close after N submits")
     faults.add_argument("--refuse-binds-for", type=float, metavar="S")
+    faults.add_argument(
+        "--arrival-jitter",
+        type=float,
+        metavar="S",
+        help="the rate limiter sees each submit up to S seconds late (a front-end queue)",
+    )
 
 
 def configs_from_args(args: argparse.Namespace) -> list[SimConfig]:
@@ -127,6 +133,7 @@ def configs_from_args(args: argparse.Namespace) -> list[SimConfig]:
         no_response_fraction=args.no_response_fraction or 0.0,
         drop_after_submits=args.drop_after,
         refuse_binds_for=args.refuse_binds_for or 0.0,
+        arrival_jitter=args.arrival_jitter or 0.0,
     )
     config.validate()
     return [config]

@@ -67,6 +67,10 @@ class Faults:
     drop_after_submits: int | None = None
     #: Refuse binds (ESME_RBINDFAIL) for this many seconds from when it is set.
     refuse_binds_for: float = 0.0
+    #: Seconds: each submit reaches the account's rate limiter up to this much after it
+    #: arrived (uniformly random, in arrival order), as behind an SMSC's front-end queue;
+    #: its recorded arrival time is the one the limiter saw. 0: counted as it arrives.
+    arrival_jitter: float = 0.0
 
 
 FAULT_FIELDS = frozenset(f.name for f in dataclasses.fields(Faults))
@@ -159,7 +163,7 @@ def check_faults(faults: Faults) -> None:
         value = getattr(faults, name)
         if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
             raise SimConfigError(f"faults.{name}: {value!r} must be between 0 and 1")
-    for name in ("response_delay", "refuse_binds_for"):
+    for name in ("response_delay", "refuse_binds_for", "arrival_jitter"):
         value = getattr(faults, name)
         if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
             raise SimConfigError(f"faults.{name}: {value!r} must be a number >= 0")

@@ -316,6 +316,7 @@ class SmscConnection(asyncio.Protocol):
             return
         faults = sim.faults
         self.submit_count += 1
+        now = account.seen_at(now, faults.arrival_jitter)
         status = check_submit(pdu)
         if status == 0 and account.window is not None and not account.window.allow(now):
             status = Status.ESME_RTHROTTLED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -145,3 +146,26 @@ async def test_set_faults_rejects_nonsense() -> None:
                 continue
             raise AssertionError(f"accepted {bad}")
         assert sim.faults == Faults()
+
+
+async def test_arrival_jitter_delays_what_the_rate_limiter_sees(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first submit reaches the limiter 0.3 s late, the next on time: 1.1 s apart on the
+    wire but 0.8 s apart at the limiter, so at tps 1 the second is throttled (without the
+    jitter it would pass), and the recorded arrival is the time the limiter saw."""
+    delays = iter([0.3, 0.0])
+    monkeypatch.setattr("smppgw.sim.accounts.random.uniform", lambda a, b: next(delays))
+    faults = Faults(arrival_jitter=0.3)
+    async with Simulator(SimConfig(accounts=[SimAccount("a", "a", tps=1)], faults=faults)) as sim:
+        client = await RawClient.connect(sim.port)
+        await client.bind("a", "a")
+        sent = time.monotonic()
+        assert await burst(client, 1) == [0]
+        assert sim.submits[0].at - sent >= 0.3
+        await asyncio.sleep(1.1)
+        assert await burst(client, 1) == [Status.ESME_RTHROTTLED]
+        sim.set_faults(arrival_jitter=0.0)
+        await asyncio.sleep(0.25)  # the first, as the limiter saw it, is now over 1 s old
+        assert await burst(client, 1) == [0]
+        await client.close()
