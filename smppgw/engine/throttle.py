@@ -49,7 +49,7 @@ MARGIN = 0.005
 #: Slack the sliding-window guard keeps beyond one second, for send-to-SMSC jitter.
 GUARD = 0.005
 #: The guard after SMSC throttling widened it (:meth:`Throttle.widen_guard`) at most.
-GUARD_MAX = 0.015
+GUARD_MAX = 0.010
 
 
 def tolerance_for(interval: float) -> float:
