@@ -75,7 +75,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     sender: str | None = msgspec.field(default=None, name="from")
     carrier: str | None = None
     priority: PriorityName = "normal"
-    dlr: bool = True
+    #: Request a delivery receipt; None (not given): the carrier's ``registered_delivery``.
+    dlr: bool | None = None
     #: Seconds the job may wait before it is ``expired`` instead of sent.
     ttl: int | None = None
 
@@ -219,8 +220,9 @@ def decode_job(
     priority = obj.get("priority", "normal")
     if priority not in PRIORITIES or not isinstance(priority, str):
         problems.append(f"priority: expected one of high, normal, low, got {_show(priority)}")
-    dlr = obj.get("dlr", True)
-    if not isinstance(dlr, bool):
+    # Absent: the carrier's registered_delivery decides (at intake, once routed).
+    dlr = obj.get("dlr")
+    if "dlr" in obj and not isinstance(dlr, bool):
         problems.append(f"dlr: expected true or false, got {_show(dlr)}")
     ttl = obj.get("ttl")
     if ttl is not None:
@@ -244,14 +246,20 @@ def decode_job(
 
 
 def to_outbound(
-    job: Job, destination: str, now: float, *, country_code: str | None = None
+    job: Job,
+    destination: str,
+    now: float,
+    *,
+    country_code: str | None = None,
+    registered_delivery: bool = True,
 ) -> OutboundMessage:
     """The routed, sendable form of a job.
 
     ``destination`` is the normalised E.164 number
     (:func:`smppgw.pipeline.routing.normalize_msisdn`);
     ``now`` is ``time.time()`` at intake, so a ttl counts from when the gateway took the job;
-    ``country_code`` normalises a national-format numeric ``from``.
+    ``country_code`` normalises a national-format numeric ``from``;
+    ``registered_delivery`` (the routed carrier's) is ``dlr`` when the job does not say.
     """
     source = None
     if job.sender is not None:
@@ -265,7 +273,7 @@ def to_outbound(
         text=unicodedata.normalize("NFC", job.text),
         priority=Priority.parse(job.priority),
         source=source,
-        dlr=job.dlr,
+        dlr=registered_delivery if job.dlr is None else job.dlr,
         expires_at=now + job.ttl if job.ttl is not None else None,
     )
 

@@ -129,7 +129,13 @@ class Intake:
         try:
             destination = normalize_msisdn(job.to, country_code)
             carrier = self._router.route(destination, job.carrier)
-            outbound = to_outbound(job, destination, now, country_code=country_code)
+            outbound = to_outbound(
+                job,
+                destination,
+                now,
+                country_code=country_code,
+                registered_delivery=self._carriers[carrier].registered_delivery,
+            )
         except RoutingError as exc:
             await self._reject(key, exc.code, f"to: {exc.reason}", envelope, now)
             return False

@@ -54,7 +54,7 @@ def test_minimal_job_gets_the_defaults() -> None:
         None,
         None,
         "normal",
-        True,
+        None,  # the carrier's registered_delivery decides
         None,
     )
 
@@ -276,6 +276,14 @@ def test_to_outbound() -> None:
     assert message.dlr is False
     assert message.expires_at == 1060.0
     assert message.attempt == 0
+
+
+def test_to_outbound_dlr_defaults_to_the_carrier_registered_delivery() -> None:
+    unsaid = decode_job(payload())
+    assert to_outbound(unsaid, "84912345678", 0.0, registered_delivery=False).dlr is False
+    assert to_outbound(unsaid, "84912345678", 0.0, registered_delivery=True).dlr is True
+    said = decode_job(payload(dlr=True))
+    assert to_outbound(said, "84912345678", 0.0, registered_delivery=False).dlr is True
 
 
 def test_to_outbound_defaults() -> None:
