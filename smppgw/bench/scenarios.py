@@ -75,6 +75,8 @@ class Options:
     commit_interval: float | None = None
     #: Directory for py-spy profiles of the gateway during the measured phases.
     profile: Path | None = None
+    #: Seconds the simulator waits before sending a receipt (throughput and latency).
+    receipt_delay: float = 0.0
 
     @classmethod
     def quick(cls) -> Options:
@@ -111,6 +113,8 @@ class ScenarioResult:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Raw samples for charts (``--plot``): not printed, not in the JSON.
+    series: dict[str, Any] = field(default_factory=dict)
 
 
 class Progress:
@@ -222,7 +226,12 @@ def stack(
         sim: SimProcess | None = None
         if carriers_up:
             accounts = "bench:bench-secret" + (f":{sim_tps:g}" if sim_tps else "")
-            sim = start_sim(workdir, accounts, extra=["--enquire-link", "0"])
+            sim = start_sim(
+                workdir,
+                accounts,
+                receipt_delay=options.receipt_delay if sim_tps is None else 0.0,
+                extra=["--enquire-link", "0"],
+            )
             cleanup.callback(_close, sim)
             port = sim.port
         else:
@@ -385,6 +394,8 @@ class Ticker:
         self._prev = s.gateway.sample()
         self._prev_done = 0
         self.extra: Callable[[], str] | None = None
+        #: (time, final events so far, gateway CPU seconds so far) at every tick.
+        self.timeline: list[tuple[float, int, float]] = []
 
     def __call__(self) -> None:
         s = self.stack
@@ -394,6 +405,7 @@ class Ticker:
         done = int(s.collector.finals.value)
         rate = (done - self._prev_done) / wall if wall > 0 else 0.0
         self._prev, self._prev_done = now, done
+        self.timeline.append((now.at, done, now.cpu))
         text = (
             f"[{self.name}] {time.monotonic() - self.started:5.1f}s  "
             f"published {int(s.publisher.published.value):,}/{self.total:,}  "
@@ -426,11 +438,13 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
         store_meter = StoreMeter(s.gateway)
         with profiling(options, s.gateway.pid, "throughput", result):
             meter.start()
+            tick()
             start, published_at = s.publisher.burst(0, n, tick=tick)
             wait_until(
                 lambda: s.collector.finals.value >= n, 60 + n / 500, tick, "every delivered event"
             )
             meter.stop()
+            tick()
             store_meter.stop()
         end = s.collector.last_final.value
         events = s.collector.result()
@@ -449,6 +463,9 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
         statuses=events.counts,
         gateway_cpu_us_per_job=round(cpu_us, 1),
         gateway_cpu_seconds=round(meter.seconds("gateway"), 2),
+        load_cpu_us_per_job=round(
+            (meter.seconds("publisher") + meter.seconds("collector")) / n * 1e6, 1
+        ),
         gateway_rss_mb=round(gw.rss / 2**20, 1),
         gateway_peak_rss_mb=round(gw.hwm / 2**20, 1),
         store=store_meter.figures(n),
@@ -465,6 +482,7 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
     )
     if delivered != n:
         result.notes.append(f"only {delivered} of {n} jobs ended delivered: {events.counts}")
+    result.series.update(start=start, timeline=tick.timeline)
     options.capacity = rate
     return result
 
@@ -509,9 +527,14 @@ def latency(options: Options, progress: Progress) -> ScenarioResult:
         index = index_of_destination(item["destination"])
         if index is not None and index < count:
             arrived.setdefault(index, item["at"])
-    to_smsc = Latency.of(arrived[i] - times[i] for i in arrived)
+    smsc_seconds = [arrived[i] - times[i] for i in arrived]
+    final_seconds = [t - times[i] for i, (_, t) in events.final.items() if i < count]
+    to_smsc = Latency.of(smsc_seconds)
     to_event = Latency.of(events.submitted[i] - times[i] for i in events.submitted if i < count)
-    to_final = Latency.of(t - times[i] for i, (_, t) in events.final.items() if i < count)
+    to_final = Latency.of(final_seconds)
+    result.series.update(
+        rate=rate, publish_to_submit_sm=smsc_seconds, publish_to_delivered=final_seconds
+    )
     cpu_us = meter.seconds("gateway") / count * 1e6
     result.figures.update(
         rate=round(rate, 1),
@@ -574,6 +597,7 @@ def throttle(options: Options, progress: Progress) -> ScenarioResult:
         times = sorted(item["at"] for item in sim.all_submits(0))
     peak, _ = max_in_window(times, 1.0)
     mean = mean_rate(times, times[0], seconds)
+    result.series.update(tps=tps, seconds=seconds, submit_times=times)
     result.figures.update(
         tps=tps,
         seconds=seconds,
