@@ -8,7 +8,10 @@ runs alternate (smppgw, Kannel, smppgw, Kannel, ...) so a change in the machine'
 load hits both sides alike, and each side's figure is the median of its runs.
 
 Kannel's throughput is messages whose final report said delivered, over the wall time
-from the first sendsms request to the last final report; its CPU per message is
+from the first sendsms request to the last final report less the SMSC's receipt delay
+(smppgw's likewise: jobs delivered over first publish to last event less the delay; the
+delay is the handset network's time, the same on both sides, and would otherwise weigh
+more on the faster side's shorter run); its CPU per message is
 bearerbox's + smsbox's CPU time over the measured phase, divided by the messages. The
 injector's and the DLR sink's CPU are reported beside it, as the MQTT publisher's and
 collector's are beside smppgw's.
@@ -28,6 +31,7 @@ from smppgw.bench.scenarios import (
     Options,
     Progress,
     ScenarioResult,
+    Timeline,
     throughput,
 )
 
@@ -42,7 +46,7 @@ STALL_SECONDS = 20.0
 
 
 class KannelTicker:
-    """Progress line of a Kannel run; records (time, final reports, Kannel CPU) per tick."""
+    """Progress line of a Kannel run: counts, rate, bearerbox's + smsbox's CPU use."""
 
     def __init__(self, progress: Progress, name: str, k: KannelStack, total: int) -> None:
         self.progress = progress
@@ -50,21 +54,16 @@ class KannelTicker:
         self.k = k
         self.total = total
         self.started = time.monotonic()
-        self._prev = (self.started, 0, self._cpu())
-        self.timeline: list[tuple[float, int, float]] = []
-
-    def _cpu(self) -> float:
-        return self.k.bearerbox.sample().cpu + self.k.smsbox.sample().cpu
+        self._prev = (self.started, 0, self.k.cpu())
 
     def __call__(self) -> None:
-        now, cpu = time.monotonic(), self._cpu()
+        now, cpu = time.monotonic(), self.k.cpu()
         done = int(self.k.sink.finals.value)
         at, prev_done, prev_cpu = self._prev
         wall = now - at
         rate = (done - prev_done) / wall if wall > 0 else 0.0
         share = (cpu - prev_cpu) / wall * 100 if wall > 0 else 0.0
         self._prev = (now, done, cpu)
-        self.timeline.append((now, done, cpu))
         self.progress.show(
             f"[{self.name}] {now - self.started:5.1f}s  "
             f"sent {int(self.k.injector.sent.value):,}/{self.total:,}  "
@@ -103,26 +102,28 @@ def kannel_run(options: Options, progress: Progress, binaries: KannelBinaries) -
         k.injector.sent.value = 0
         meter = CpuMeter(k.children())
         tick = KannelTicker(progress, "kannel", k, n)
-        meter.start()
-        tick()
-        times, errors = k.injector.burst(0, n, tick=tick)
-        _wait_reports(k, n, tick, 60 + n / 200)
-        meter.stop()
-        tick()
+        with Timeline(lambda: int(k.sink.finals.value), k.cpu) as timeline:
+            meter.start()
+            injected = k.injector.burst(0, n, tick=tick)
+            _wait_reports(k, n, tick, 60 + n / 200)
+            meter.stop()
         reports = k.sink.result()
+    times = injected.times
     start = min(times)
     ends = [t for i, (_, t) in reports.final.items() if i < n]
     elapsed = (max(ends) - start) if ends else float("nan")
     delivered = delivered_count(reports.final, n)
+    busy = elapsed - options.receipt_delay
     kannel_seconds = meter.seconds("bearerbox") + meter.seconds("smsbox")
     load_seconds = meter.seconds("injector") + meter.seconds("dlr sink")
     result.figures.update(
         jobs=n,
         seconds=round(elapsed, 3),
-        messages_per_second=round(delivered / elapsed, 1),
+        messages_per_second=round(delivered / busy, 1),
         injection_seconds=round(max(times) - start, 3),
         delivered=delivered,
         acked=len(reports.acked),
+        sendsms_resent=injected.resent,
         report_types=reports.counts,
         kannel_cpu_us_per_message=round(kannel_seconds / n * 1e6, 1),
         kannel_cpu_us_by_box={
@@ -131,13 +132,18 @@ def kannel_run(options: Options, progress: Progress, binaries: KannelBinaries) -
         load_cpu_us_per_message=round(load_seconds / n * 1e6, 1),
         cores_used=meter.shares(),
     )
-    if errors:
-        result.notes.append(f"sendsms refused some jobs: {'; '.join(errors)}")
+    if injected.errors:
+        result.notes.append(f"sendsms refused some jobs: {'; '.join(injected.errors)}")
+    if injected.resent:
+        result.notes.append(
+            f"{injected.resent} sendsms requests sent again: smsbox dropped the connection "
+            "before answering"
+        )
     if delivered != n:
         result.notes.append(f"only {delivered} of {n} final reports said delivered")
     if reports.malformed:
         result.notes.append(f"{reports.malformed} malformed requests at the DLR sink")
-    result.series.update(start=start, timeline=tick.timeline)
+    result.series.update(start=start, timeline=timeline.points)
     return result
 
 
@@ -156,6 +162,9 @@ def compare(
         ours.append(throughput(options, progress))
         progress.line(f"   run {k + 1}/{runs}: kannel")
         theirs.append(kannel_run(options, progress, binaries))
+    for r in ours:  # the receipt delay is the handset network's time, not the gateway's
+        busy = r.figures["seconds"] - options.receipt_delay
+        r.figures["jobs_per_second"] = round(r.figures["delivered"] / busy, 1)
     rate = _median([r.figures["jobs_per_second"] for r in ours])
     cpu = _median([r.figures["gateway_cpu_us_per_job"] for r in ours])
     peer_rate = _median([r.figures["messages_per_second"] for r in theirs])

@@ -26,7 +26,15 @@ from urllib.parse import quote
 
 from smppgw.bench.load import TEXT, _run, _Worker, destination
 
-__all__ = ["DLR_ACK", "DLR_DELIVERED", "DlrResult", "DlrSink", "Injector", "SendSms"]
+__all__ = [
+    "DLR_ACK",
+    "DLR_DELIVERED",
+    "DlrResult",
+    "DlrSink",
+    "Injected",
+    "Injector",
+    "SendSms",
+]
 
 #: Kannel's DLR types (``dlr-mask`` bits): 1 delivered, 2 failed, 4 buffered, 8 SMSC
 #: accepted the submit, 16 SMSC rejected it.
@@ -36,6 +44,9 @@ DLR_ACK = 8
 DLR_MASK = DLR_DELIVERED | 2 | DLR_ACK
 _FINAL_TYPES = frozenset({1, 2, 16})
 _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+#: sendsms requests in flight (one per keep-alive connection). smsbox does best with a few
+#: dozen: at 100 its bearerbox spends twice the CPU per message and falls behind.
+CONCURRENCY = 20
 
 
 @dataclass
@@ -195,6 +206,21 @@ async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, body
 
 
+#: Attempts per job when smsbox closes or resets a connection before replying.
+_ATTEMPTS = 5
+
+
+@dataclass
+class Injected:
+    """What a burst did: each job's (last) send time, the replies that were not
+    ``202 Accepted`` (10 at most) and how many requests were sent again on a new
+    connection because smsbox dropped the old one before answering."""
+
+    times: list[float]
+    errors: list[str] = field(default_factory=list)
+    resent: int = 0
+
+
 async def _inject(
     host: str,
     port: int,
@@ -203,29 +229,44 @@ async def _inject(
     count: int,
     concurrency: int,
     sent: Any,
-) -> tuple[list[float], list[str]]:
-    """``count`` sendsms requests over ``concurrency`` keep-alive connections; each job's
-    send time, and the replies that were not 202 Accepted (at most 10 kept)."""
-    times = [0.0] * count
-    errors: list[str] = []
+) -> Injected:
+    """``count`` sendsms requests over ``concurrency`` keep-alive connections."""
+    out = Injected([0.0] * count)
+    times, errors = out.times, out.errors
     it = iter(range(count))
     clock = time.monotonic
 
     async def connection() -> None:
-        reader, writer = await asyncio.open_connection(host, port)
+        streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
             for k in it:
-                times[k] = clock()
-                writer.write(sendsms.request(host, port, first + k))
-                status, body = await _read_reply(reader)
+                request = sendsms.request(host, port, first + k)
+                for attempt in range(_ATTEMPTS):
+                    try:
+                        if streams is None:
+                            streams = await asyncio.open_connection(host, port)
+                        reader, writer = streams
+                        times[k] = clock()
+                        writer.write(request)
+                        status, body = await _read_reply(reader)
+                        break
+                    except (ConnectionError, asyncio.IncompleteReadError):
+                        if streams is not None:
+                            streams[1].close()
+                            streams = None
+                        if attempt == _ATTEMPTS - 1:
+                            raise
+                        out.resent += 1
+                        await asyncio.sleep(0.01 * (attempt + 1))
                 if status != 202 and len(errors) < 10:
                     errors.append(f"job {first + k}: HTTP {status} {body[:80]!r}")
                 sent.value += 1
         finally:
-            writer.close()
+            if streams is not None:
+                streams[1].close()
 
     await asyncio.gather(*(connection() for _ in range(max(1, min(concurrency, count)))))
-    return times, errors
+    return out
 
 
 def _injector_main(
@@ -247,11 +288,11 @@ async def _injector(
             return
         _, first, count, concurrency = command
         try:
-            times, errors = await _inject(host, port, sendsms, first, count, concurrency, sent)
+            injected = await _inject(host, port, sendsms, first, count, concurrency, sent)
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             conn.send(("error", f"sendsms at {host}:{port}: {exc!r}"))
             continue
-        conn.send(("done", times, errors))
+        conn.send(("done", injected))
 
 
 class Injector(_Worker):
@@ -268,10 +309,11 @@ class Injector(_Worker):
         first: int,
         count: int,
         *,
-        concurrency: int = 100,
+        concurrency: int = CONCURRENCY,
         tick: Any = None,
         timeout: float = 3600.0,
-    ) -> tuple[list[float], list[str]]:
-        """Jobs ``first .. first+count-1``: each one's send time, and failed replies."""
+    ) -> Injected:
+        """Jobs ``first .. first+count-1``, flat out."""
         reply = self.call("burst", first, count, concurrency, timeout=timeout, tick=tick)
-        return reply[1], reply[2]
+        injected: Injected = reply[1]
+        return injected

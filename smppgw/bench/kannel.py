@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -61,10 +62,16 @@ class KannelBinaries:
         return m.group(1) if m else "unknown"
 
 
+#: Where Debian puts the boxes, looked at when they are not on PATH (a user's PATH often
+#: lacks the sbin directories).
+SBIN_DIRS: tuple[str, ...] = ("/usr/sbin", "/usr/local/sbin")
+
+
 def _which(name: str) -> str | None:
     found = shutil.which(name)
-    if found is None and os.access(f"/usr/sbin/{name}", os.X_OK):
-        found = f"/usr/sbin/{name}"
+    for directory in SBIN_DIRS:
+        if found is None and os.access(f"{directory}/{name}", os.X_OK):
+            found = f"{directory}/{name}"
     return found
 
 
@@ -81,6 +88,47 @@ class KannelPorts:
     admin: int
     smsbox: int
     sendsms: int
+
+    @classmethod
+    def free(cls) -> KannelPorts:
+        """Three different free loopback ports (held open together while chosen, so the
+        kernel cannot hand out one of them twice)."""
+        with ExitStack() as held:
+            ports = []
+            for _ in range(3):
+                sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                sock.bind(("127.0.0.1", 0))
+                ports.append(sock.getsockname()[1])
+        return cls(*ports)
+
+
+#: Starts of bearerbox per run: a port chosen free can be taken by another process before
+#: bearerbox binds it (the machine is shared), and bearerbox then exits at once.
+_START_ATTEMPTS = 3
+
+
+def _start_bearerbox(
+    binaries: KannelBinaries, workdir: Path, smsc_port: int, binds: int, window: int
+) -> tuple[Child, KannelPorts, Path]:
+    for attempt in range(_START_ATTEMPTS):
+        ports = KannelPorts.free()
+        config = workdir / "kannel.conf"
+        config.write_text(kannel_config(workdir, ports, smsc_port, binds=binds, window=window))
+        # -v 2: warnings and worse on stderr (the default, debug, would cost Kannel dearly).
+        bearerbox = Child(
+            "bearerbox",
+            [binaries.bearerbox, "-v", "2", str(config)],
+            workdir / "bearerbox.out",
+        )
+        try:
+            wait_port("127.0.0.1", ports.smsbox, 20.0, bearerbox)
+        except RuntimeError:
+            bearerbox.stop()
+            if attempt == _START_ATTEMPTS - 1:
+                raise
+            continue
+        return bearerbox, ports, config
+    raise AssertionError("unreachable")
 
 
 def kannel_config(
@@ -151,6 +199,10 @@ class KannelStack:
             "dlr sink": self.sink.pid,
         }
 
+    def cpu(self) -> float:
+        """bearerbox's and smsbox's CPU seconds so far: what Kannel spends."""
+        return self.bearerbox.sample().cpu + self.smsbox.sample().cpu
+
     def check(self) -> None:
         self.bearerbox.check()
         self.smsbox.check()
@@ -191,17 +243,8 @@ def kannel_stack(
         cleanup.callback(_close, sim)
         sink = DlrSink("127.0.0.1", free_port())
         cleanup.callback(_close, sink)
-        ports = KannelPorts(free_port(), free_port(), free_port())
-        config = workdir / "kannel.conf"
-        config.write_text(kannel_config(workdir, ports, sim.port, binds=binds, window=window))
-        # -v 2: warnings and worse on stderr (the default, debug, would cost Kannel dearly).
-        bearerbox = Child(
-            "bearerbox",
-            [binaries.bearerbox, "-v", "2", str(config)],
-            workdir / "bearerbox.out",
-        )
+        bearerbox, ports, config = _start_bearerbox(binaries, workdir, sim.port, binds, window)
         cleanup.callback(_close, bearerbox)
-        wait_port("127.0.0.1", ports.smsbox, 20.0, bearerbox)
         smsbox = Child("smsbox", [binaries.smsbox, "-v", "2", str(config)], workdir / "smsbox.out")
         # Stopped first: the ExitStack unwinds in reverse.
         cleanup.callback(_close, smsbox)

@@ -8,10 +8,12 @@ checks against the issue's targets.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -37,9 +39,11 @@ from smppgw.bench.stats import Latency, max_in_window, mean_rate
 __all__ = [
     "SCENARIOS",
     "Check",
+    "CpuMeter",
     "Options",
     "Progress",
     "ScenarioResult",
+    "Timeline",
 ]
 
 #: The issue's targets on a 2-core machine.
@@ -382,6 +386,41 @@ class StoreMeter:
         }
 
 
+class Timeline:
+    """(time, finished jobs, CPU seconds) every ``interval`` seconds from a thread of the
+    orchestrator, for the over-time charts: evenly spaced, whatever the progress line or
+    the load processes' pipes are doing. Sampling is two shared-memory reads and one or
+    two ``/proc`` reads, nothing the measured processes notice."""
+
+    def __init__(
+        self, done: Callable[[], int], cpu: Callable[[], float], interval: float = 0.2
+    ) -> None:
+        self.done = done
+        self.cpu = cpu
+        self.interval = interval
+        self.points: list[tuple[float, int, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench timeline", daemon=True)
+
+    def _sample(self) -> None:
+        with contextlib.suppress(OSError):  # a process that just exited: no point
+            self.points.append((time.monotonic(), self.done(), self.cpu()))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> Timeline:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
 class Ticker:
     """The progress line of a running scenario: counts, rates, the gateway's CPU use."""
 
@@ -394,8 +433,6 @@ class Ticker:
         self._prev = s.gateway.sample()
         self._prev_done = 0
         self.extra: Callable[[], str] | None = None
-        #: (time, final events so far, gateway CPU seconds so far) at every tick.
-        self.timeline: list[tuple[float, int, float]] = []
 
     def __call__(self) -> None:
         s = self.stack
@@ -405,7 +442,6 @@ class Ticker:
         done = int(s.collector.finals.value)
         rate = (done - self._prev_done) / wall if wall > 0 else 0.0
         self._prev, self._prev_done = now, done
-        self.timeline.append((now.at, done, now.cpu))
         text = (
             f"[{self.name}] {time.monotonic() - self.started:5.1f}s  "
             f"published {int(s.publisher.published.value):,}/{self.total:,}  "
@@ -436,15 +472,14 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
         meter = CpuMeter(s.children())
         tick = Ticker(progress, "throughput", s, n)
         store_meter = StoreMeter(s.gateway)
-        with profiling(options, s.gateway.pid, "throughput", result):
+        timeline = Timeline(lambda: int(s.collector.finals.value), lambda: s.gateway.sample().cpu)
+        with profiling(options, s.gateway.pid, "throughput", result), timeline:
             meter.start()
-            tick()
             start, published_at = s.publisher.burst(0, n, tick=tick)
             wait_until(
                 lambda: s.collector.finals.value >= n, 60 + n / 500, tick, "every delivered event"
             )
             meter.stop()
-            tick()
             store_meter.stop()
         end = s.collector.last_final.value
         events = s.collector.result()
@@ -482,7 +517,7 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
     )
     if delivered != n:
         result.notes.append(f"only {delivered} of {n} jobs ended delivered: {events.counts}")
-    result.series.update(start=start, timeline=tick.timeline)
+    result.series.update(start=start, timeline=timeline.points)
     options.capacity = rate
     return result
 
