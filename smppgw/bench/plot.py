@@ -17,7 +17,6 @@ on the Agg canvas, no pyplot, so nothing global changes and no display is needed
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,25 +70,38 @@ def latency_chart(result: ScenarioResult, path: Path) -> Path:
     fig, (ax,) = _figure()
     _cdf(ax, s["publish_to_submit_sm"], "publish → submit_sm at the SMSC", _OURS)
     _cdf(ax, s["publish_to_delivered"], "publish → delivered event", _OURS, "--")
+    from matplotlib.ticker import FuncFormatter
+
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("jobs at or below (%)")
     ax.set_ylim(0, 100)
     ax.axhline(99, color="grey", lw=0.8, ls=":")
+    ax.text(0.01, 99, "p99", transform=ax.get_yaxis_transform(), va="bottom", color="grey")
     ax.set_title(f"smppgw latency at {s['rate']:,.0f} jobs/s (half of capacity)")
     ax.legend(loc="lower right")
     return _save(fig, path)
 
 
+#: Rates are taken over a sliding window of this many seconds: the samples come every
+#: 0.2 s, and per-sample rates would be mostly the noise of event batching.
+_WINDOW = 1.0
+
+
 def _rates(series: dict[str, Any]) -> tuple[list[float], list[float], list[float]]:
-    """Seconds since the first publish, jobs/s and CPU cores between consecutive samples."""
+    """Seconds since the first publish, jobs/s and CPU cores over the last second."""
     start = series["start"]
-    times, rates, cores = [], [], []
     timeline = series["timeline"]
-    for (t0, d0, c0), (t1, d1, c1) in itertools.pairwise(timeline):
-        if t1 - t0 < 0.05:
+    times, rates, cores = [], [], []
+    j = 0
+    for t1, d1, c1 in timeline:
+        while j + 1 < len(timeline) and t1 - timeline[j + 1][0] >= _WINDOW:
+            j += 1
+        t0, d0, c0 = timeline[j]
+        if t1 - t0 < _WINDOW / 2:
             continue
-        times.append((t0 + t1) / 2 - start)
+        times.append(t1 - start)
         rates.append((d1 - d0) / (t1 - t0))
         cores.append((c1 - c0) / (t1 - t0))
     return times, rates, cores
@@ -118,7 +130,7 @@ def throughput_chart(
         times, rates, cores = _rates(series)
         top.plot(times, rates, color=color, label=label)
         bottom.plot(times, cores, color=color, label=label)
-    top.set_ylabel("delivered per second")
+    top.set_ylabel(f"delivered per second ({_WINDOW:g} s window)")
     top.set_ylim(bottom=0)
     top.legend(loc="lower center")
     top.set_title(title or "throughput with receipts, flat out")
@@ -140,7 +152,9 @@ def throttle_chart(result: ScenarioResult, path: Path) -> Path:
         if k < buckets:
             counts[k] += 1
     fig, (ax,) = _figure()
-    ax.bar([k / 10 for k in range(buckets)], counts, width=0.09, align="edge", color=_OURS)
+    edges = [k / 10 for k in range(buckets + 1)]
+    ax.stairs(counts, edges, fill=True, color=_OURS, alpha=0.8, label="submit_sm per 100 ms")
+    ax.set_ylim(0, max(max(counts), tps / 10) * 1.4)
     ax.axhline(tps / 10, color="#b22222", lw=1.2, label=f"tps {tps:g} = {tps / 10:g} per 100 ms")
     ax.set_xlabel("seconds since the first submit")
     ax.set_ylabel("submit_sm per 100 ms")
