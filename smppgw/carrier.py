@@ -67,7 +67,16 @@ from smppgw.smpp.session import (
     SessionObserver,
     Unobserved,
 )
-from smppgw.smpp.text import Concat, Reassembler, RefCounter, TextError, decode_mo, split
+from smppgw.smpp.text import (
+    Concat,
+    MoPart,
+    MoRefused,
+    Reassembler,
+    RefCounter,
+    TextError,
+    decode_mo,
+    split,
+)
 from smppgw.throttle import Throttle
 
 log = get_logger("smppgw.carrier")
@@ -141,6 +150,14 @@ class CarrierObserver(SessionObserver, Protocol):
     def mo_part(self, carrier: str) -> None:
         """An MO deliver_sm / data_sm arrived (one per part)."""
 
+    def mo_refused(self, carrier: str, reason: str) -> None:
+        """An MO part was not taken for reassembly: ``too_large`` (answered
+        ESME_RINVMSGLEN) or ``busy`` (reassembly memory full; ESME_RX_T_APPN, delivered
+        again later)."""
+
+    def mo_evicted(self, carrier: str, messages: int) -> None:
+        """Incomplete MO messages delivered partial early to keep reassembly bounded."""
+
     def throttle_wait(self, carrier: str, seconds: float) -> None:
         """The next submit waited this long for a token of the carrier's TPS limit."""
 
@@ -170,6 +187,12 @@ class _Unobserved(Unobserved):
         pass
 
     def mo_part(self, carrier: str) -> None:
+        pass
+
+    def mo_refused(self, carrier: str, reason: str) -> None:
+        pass
+
+    def mo_evicted(self, carrier: str, messages: int) -> None:
         pass
 
     def throttle_wait(self, carrier: str, seconds: float) -> None:
@@ -246,6 +269,10 @@ class CarrierStats:
     receipts_unreadable: int = 0
     mo_messages: int = 0
     mo_parts: int = 0
+    #: MO parts refused: larger than a part may be, or reassembly memory full.
+    mo_parts_refused: int = 0
+    #: Incomplete MO messages delivered partial early (reassembly memory bounds).
+    mo_evicted: int = 0
     event_errors: int = 0
 
 
@@ -268,6 +295,9 @@ class Carrier:
         self.policy = ErrorPolicy(dict(config.error_policy))
         self.matcher = matcher if matcher is not None else ReceiptMatcher()
         self._reassembler = Reassembler(reassembly_timeout)
+        #: Set when the reassembler evicted messages: the housekeeper delivers them now,
+        #: since they hold reassembly room until it does.
+        self._mo_evicted = asyncio.Event()
         self._mo_unsent: OrderedDict[tuple[str, str, int, int], str] = OrderedDict()
         bits = 8 if config.concat == Concat.UDH8 else 16
         self._refs = RefCounter(bits)
@@ -414,6 +444,7 @@ class Carrier:
             receipts_waiting=self.matcher.held,
             receipt_map_size=len(self.matcher),
             mo_pending=len(self._reassembler),
+            mo_pending_bytes=self._reassembler.bytes,
         )
         return out
 
@@ -726,14 +757,20 @@ class Carrier:
         if isinstance(result, NoResponse):
             c.submit_sm_unknown += 1
             self.observer.submit_timeout(self.name)
-            if self.config.resend_on_timeout:
+            if self.config.resend_on_timeout and result.resendable:
                 self._retry(job, part, f"{where}: no response ({result.reason}); resending")
             else:
+                # Also when the response said ESME_ROK but was unusable (a message_id over
+                # 64 octets, an unreadable body): the SMSC took it, so it is never resent,
+                # and it is not reported submitted either, because its receipts could never
+                # be matched to an id we cannot keep. unknown_outcome tells the publisher
+                # the truth: it may or may not reach the handset.
                 self._fail(
                     job,
                     "failed",
                     "unknown_outcome",
-                    f"{where}: no submit_sm_resp ({result.reason}); the SMSC may have accepted it",
+                    f"{where}: no usable submit_sm_resp ({result.reason}); "
+                    "the SMSC may have accepted it",
                 )
         elif result.status == Status.ESME_ROK:
             self.observer.submit_response(self.name, 0, time.monotonic() - sent)
@@ -959,7 +996,10 @@ class Carrier:
         slot = (source, destination, ref, total)
         text = self._mo_unsent.get(slot)
         if text is None:
-            text = self._reassembler.add((source, destination), mo)
+            try:
+                text = self._add_part(source, destination, mo)
+            except MoRefused as exc:
+                return self._mo_refused(exc)
             if text is None:
                 return Status.ESME_ROK
             # Complete: keep it until the event is durable, so a failed event plus the
@@ -972,11 +1012,46 @@ class Carrier:
         c.mo_messages += 1
         return Status.ESME_ROK
 
+    def _add_part(self, source: str, destination: str, mo: MoPart) -> str | None:
+        """Into the reassembler; counts (and has delivered soon) what it had to evict."""
+        reassembler = self._reassembler
+        before = reassembler.evicted
+        try:
+            return reassembler.add((source, destination), mo)
+        finally:
+            evicted = reassembler.evicted - before
+            if evicted:
+                self.counters.mo_evicted += evicted
+                self.observer.mo_evicted(self.name, evicted)
+                self._mo_evicted.set()
+
+    def _mo_refused(self, exc: MoRefused) -> int:
+        """The answer to an MO part the reassembler would not hold: a part too large is
+        malformed (ESME_RINVMSGLEN: the SMSC should not send it again); with reassembly
+        memory full, ESME_RX_T_APPN asks the SMSC to deliver it later, so nothing is lost.
+        Logged at the 1st, 2nd, 4th, 8th... refusal: a flood must not flood the log."""
+        c = self.counters
+        c.mo_parts_refused += 1
+        self.observer.mo_refused(self.name, exc.reason)
+        if c.mo_parts_refused & (c.mo_parts_refused - 1) == 0:
+            log.warning(
+                "MO part refused",
+                carrier=self.name,
+                reason=exc.reason,
+                error=str(exc),
+                refused=c.mo_parts_refused,
+            )
+        return Status.ESME_RINVMSGLEN if exc.reason == "too_large" else Status.ESME_RX_T_APPN
+
     async def _housekeeping(self) -> None:
-        """Deliver MO messages whose missing parts never came (partial, never dropped)."""
+        """Deliver MO messages whose missing parts never came (partial, never dropped), and
+        those evicted early, as soon as there are any."""
         interval = max(0.05, min(5.0, self._reassembler.timeout / 4))
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._mo_evicted.wait()
+            self._mo_evicted.clear()
             for (source, destination), text in self._reassembler.expire():
                 self.counters.mo_messages += 1
                 await self._durably(

@@ -15,6 +15,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("smppgw.commands.bench", "run benchmarks (codec)"),
     "check-config": ("smppgw.commands.check_config", "validate a config file and print a summary"),
+    "dead-events": (
+        "smppgw.commands.dead_events",
+        "list the events set aside because the broker would not take them",
+    ),
     "demo": (
         "smppgw.commands.demo",
         "run a demo: simulator, broker, gateway and real-looking jobs",

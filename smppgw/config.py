@@ -42,6 +42,7 @@ from smppgw.settings import (
     Secret,
     SourceConfig,
     StoreConfig,
+    TenantConfig,
     TlsConfig,
 )
 
@@ -52,7 +53,7 @@ ID_BASES = ("string", "hex", "decimal")
 _PASSWORD_KEYS = ("password", "password_env", "password_file")
 _TLS_KEYS = ("ca_file", "cert_file", "key_file", "verify")
 _SOURCE_KEYS = ("address", "ton", "npi")
-_STORE_KEYS = ("path", "retention", "commit_interval")
+_STORE_KEYS = ("path", "retention", "commit_interval", "keep_text")
 _METRICS_KEYS = ("listen",)
 _LOG_KEYS = ("level", "format")
 _ROUTING_KEYS = ("country_code", "allow_international")
@@ -60,6 +61,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CARRIER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+PRIORITY_NAMES = ("high", "normal", "low")
 _MQTT_MAX_PAYLOAD = 268_435_455
 _MQTT_MAX_EXPIRY = 0xFFFFFFFF
 #: MQTT 5 Binary Data (Correlation Data) holds at most this many octets.
@@ -130,6 +132,8 @@ class _Reader:
 
     def __init__(self, base_dir: Path | None, environ: Mapping[str, str]) -> None:
         self.problems: list[str] = []
+        #: Not errors, but worth an operator's attention (``Config.warnings``).
+        self.warnings: list[str] = []
         self.base_dir = base_dir
         self.environ = environ
 
@@ -337,7 +341,21 @@ class _Reader:
             return self.problem(where, f"{file} is not UTF-8 text")
         if not text:
             return self.problem(where, f"{file} is empty")
+        self._check_private(where, file)
         return Secret(text, origin=f"file {file}")
+
+    def _check_private(self, where: str, file: Path) -> None:
+        """Warn (names the file and its mode, never its content) when a password file is
+        open to group or others: anyone who can read it can bind as us."""
+        try:
+            mode = file.stat().st_mode & 0o777
+        except OSError:
+            return
+        if mode & 0o077:
+            self.warnings.append(
+                f"{where}: {file} is readable by group or others (mode {mode:04o}); "
+                f"chmod 600 {file}"
+            )
 
     # ------------------------------------------------------------------ composites
 
@@ -414,7 +432,16 @@ def _units(text: str) -> float | None:
 
 # ---------------------------------------------------------------------- sections
 
-_TOP_KEYS = ("mqtt", "store", "metrics", "log", "routing", "carriers", "drain_timeout")
+_TOP_KEYS = (
+    "mqtt",
+    "store",
+    "metrics",
+    "log",
+    "routing",
+    "carriers",
+    "tenants",
+    "drain_timeout",
+)
 #: Keys that are often put in the wrong section.
 _HINTS = {
     "country_code": "it belongs in routing",
@@ -507,6 +534,8 @@ def _store(r: _Reader, value: object) -> StoreConfig | _Invalid:
         kwargs["commit_interval"] = r.duration(
             "store.commit_interval", data["commit_interval"], zero=True
         )
+    if "keep_text" in data:
+        kwargs["keep_text"] = r.boolean("store.keep_text", data["keep_text"])
     return INVALID if len(r.problems) > before else StoreConfig(**kwargs)
 
 
@@ -724,6 +753,21 @@ def _carrier_name(r: _Reader, path: str, value: object) -> str | _Invalid:
     return text
 
 
+def _first_use(r: _Reader, section: str, names: dict[str, int], index: int, name: object) -> bool:
+    """Record ``<section>[index]``'s name; False for no name or a repeated one (a problem
+    naming both entries is recorded for a repeat)."""
+    if not isinstance(name, str):
+        return False
+    if name in names:
+        r.problem(
+            f"{section}[{index}].name",
+            f"duplicate {section[:-1]} name {name!r} (also {section}[{names[name]}])",
+        )
+        return False
+    names[name] = index
+    return True
+
+
 def _bind(r: _Reader, path: str, value: object) -> BindMode | _Invalid:
     chosen = r.choice(path, value, [m.value for m in BindMode])
     return chosen if isinstance(chosen, _Invalid) else BindMode(chosen)
@@ -749,15 +793,8 @@ def _carriers(r: _Reader, value: object) -> tuple[CarrierConfig, ...] | _Invalid
     owners: dict[str, tuple[str, int]] = {}
     for index, kwargs in enumerate(parsed):
         name = kwargs.get("name")
-        if not isinstance(name, str):
+        if not isinstance(name, str) or not _first_use(r, "carriers", names, index, name):
             continue
-        if name in names:
-            r.problem(
-                f"carriers[{index}].name",
-                f"duplicate carrier name {name!r} (also carriers[{names[name]}])",
-            )
-            continue
-        names[name] = index
         prefixes = kwargs.get("prefixes")
         for number, prefix in enumerate(prefixes if isinstance(prefixes, tuple) else ()):
             if not prefix:
@@ -775,7 +812,89 @@ def _carriers(r: _Reader, value: object) -> tuple[CarrierConfig, ...] | _Invalid
     return tuple(carriers)
 
 
+def _tenant_senders(r: _Reader, path: str, value: object) -> tuple[str, ...] | _Invalid:
+    if not isinstance(value, list) or not value:
+        return r.problem(
+            path, f'must be a non-empty list of senders (like [SHOPVN, "8079"]), got {_show(value)}'
+        )
+    before = len(r.problems)
+    result: list[str] = []
+    for index, item in enumerate(value):
+        where = _join(path, index)
+        if not isinstance(item, str):
+            r.problem(where, f'must be a quoted string (like "8079"), got {_show(item)}')
+            continue
+        problem = sender_problem(item)
+        if problem is not None:
+            r.problem(where, f"{problem}, got {_show(item)}")
+            continue
+        if item in result:
+            r.problem(where, f"duplicate sender {item!r}")
+        result.append(item)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant_priorities(r: _Reader, path: str, value: object) -> tuple[str, ...] | _Invalid:
+    if not isinstance(value, list) or not value:
+        return r.problem(path, f"must be a non-empty list of high, normal, low, got {_show(value)}")
+    before = len(r.problems)
+    result: list[str] = []
+    for index, item in enumerate(value):
+        chosen = r.choice(_join(path, index), item, PRIORITY_NAMES)
+        if isinstance(chosen, str) and chosen not in result:
+            result.append(chosen)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant(r: _Reader, path: str, value: object) -> TenantConfig | _Invalid:
+    data = r.mapping(path, value, _TENANT_KEYS)
+    if isinstance(data, _Invalid):
+        return data
+    before = len(r.problems)
+    if "name" not in data:
+        r.problem(_join(path, "name"), "required")
+    kwargs: dict[str, Any] = {}
+    for key, check in _TENANT_CHECKS.items():
+        if key in data:
+            kwargs[key] = check(r, _join(path, key), data[key])
+    if len(r.problems) > before:
+        return INVALID
+    return TenantConfig(**kwargs)
+
+
+def _tenants(r: _Reader, value: object) -> tuple[TenantConfig, ...] | _Invalid:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        return r.problem("tenants", f"must be a list of tenants, got {_show(value)}")
+    tenants: list[TenantConfig] = []
+    names: dict[str, int] = {}
+    for index, item in enumerate(value):
+        tenant = _tenant(r, _join("tenants", index), item)
+        if isinstance(tenant, TenantConfig):
+            tenants.append(tenant)
+        # The duplicate check uses the name even of a tenant with other problems, so
+        # every problem is reported in one run.
+        _first_use(
+            r, "tenants", names, index, item.get("name") if isinstance(item, Mapping) else None
+        )
+    return tuple(tenants) if len(tenants) == len(value) and len(names) == len(value) else INVALID
+
+
 _Check = Callable[[_Reader, str, object], object]
+
+#: One check per TenantConfig field. Tenant names share the carrier-name alphabet: they
+#: are an MQTT topic level (no '/', '+', '#') and a metric label.
+_TENANT_CHECKS: dict[str, _Check] = {
+    "name": _carrier_name,
+    "senders": _tenant_senders,
+    "priorities": _tenant_priorities,
+    "force_carrier": _Reader.boolean,
+    "rate": lambda r, p, v: r.number(p, v),
+    "daily_parts": lambda r, p, v: r.integer(p, v, 1),
+    "max_queued": lambda r, p, v: r.integer(p, v, 1),
+}
+_TENANT_KEYS = tuple(_TENANT_CHECKS)
 
 #: One check per MqttConfig field (``password`` is resolved by ``_Reader.secret``). A field
 #: added to settings without a check here is refused as an unknown key, never ignored.
@@ -859,12 +978,13 @@ def parse_config(
         "log": _log(r, top.get("log")),
         "routing": _routing(r, top.get("routing")),
         "carriers": _carriers(r, top.get("carriers")),
+        "tenants": _tenants(r, top.get("tenants")),
     }
     if "drain_timeout" in top:
         parts["drain_timeout"] = r.duration("drain_timeout", top["drain_timeout"])
     if r.problems:
         raise ConfigError(r.problems)
-    return Config(**parts)
+    return Config(**parts, warnings=tuple(r.warnings))
 
 
 class _Loader(yaml.SafeLoader):
@@ -978,7 +1098,8 @@ def summary(config: Config) -> str:
         f"max payload {m.max_payload} bytes, max correlation data {m.max_correlation} bytes",
         "  response topics: "
         + (", ".join(f"{p}/…" for p in m.response_prefixes) or "any outside the gateway's own"),
-        f"store: {config.store.path} (finished jobs kept {_seconds(config.store.retention)})",
+        f"store: {config.store.path} (finished jobs kept {_seconds(config.store.retention)}, "
+        + ("texts kept too)" if config.store.keep_text else "texts blanked once submitted)"),
         "metrics: "
         + (f"http://{config.metrics.listen}/metrics" if config.metrics.listen else "disabled"),
         f"log: {config.log.level}, {config.log.format.value}",
@@ -998,6 +1119,17 @@ def summary(config: Config) -> str:
             f"    source: {_source(c.source)}",
             f"    prefixes: {' '.join(c.prefixes) if c.prefixes else _NO_PREFIXES}",
         ]
+    if config.tenants:
+        lines.append(f"tenants ({len(config.tenants)}):")
+    for t in config.tenants:
+        topic = m.submit_topic if t.name == "default" else f"{m.submit_topic}/{t.name}"
+        lines.append(
+            f"  {t.name}: {topic}, senders {' '.join(t.senders) if t.senders else 'any'}, "
+            f"priorities {' '.join(t.priorities) if t.priorities else 'any'}, "
+            f"force_carrier {'yes' if t.force_carrier else 'no'}, "
+            f"rate {f'{t.rate:g}/s' if t.rate else 'unlimited'}, "
+            f"daily_parts {t.daily_parts or 'unlimited'}, max_queued {t.max_queued or 'unlimited'}"
+        )
     table = Router(config.carriers).table()
     lines.append(f"routes ({len(table)}, longest prefix wins):")
     lines += [f"  {prefix:<8} → {name}" for prefix, name in table]

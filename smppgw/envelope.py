@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from smppgw.publishable import topic_name_problem
 from smppgw.settings import MqttConfig
 
 if TYPE_CHECKING:  # the config parser imports this module: no gmqtt for check-config
@@ -98,15 +99,11 @@ class EnvelopeGuard:
 
         The reasons never quote the topic: it is the publisher's text, and a status event
         is not the place to echo it."""
-        if not topic:
-            return "must not be empty"
-        for wildcard in ("#", "+"):
-            if wildcard in topic:
-                return f"contains a wildcard {wildcard!r}"
-        if "\x00" in topic:
-            return "contains NUL"
-        if topic.startswith("$"):
-            return "starts with '$' (reserved for the broker, like $SYS)"
+        # What no broker takes a PUBLISH to (wildcards, NUL, control characters, '$'...):
+        # the same rules the outbox applies before it publishes anything.
+        problem = topic_name_problem(topic)
+        if problem is not None:
+            return problem.removeprefix("topic ")  # the field is named by the caller
         size = len(topic.encode("utf-8", "surrogatepass"))
         if size > MAX_RESPONSE_TOPIC:
             return f"{size} bytes, over the {MAX_RESPONSE_TOPIC}-byte limit"

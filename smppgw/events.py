@@ -52,8 +52,12 @@ class _At:
 
 
 class EventFactory:
-    """Builds the outbox events for a status change: ``<status_topic>/<id>`` and, when the
-    job came with an MQTT 5 Response Topic, a copy there with its Correlation Data."""
+    """Builds the outbox events for a status change: ``<status_topic>/<key>`` and, when the
+    job came with an MQTT 5 Response Topic, a copy there with its Correlation Data.
+
+    ``key`` is the job's store key: its id, or ``<tenant>/<id>`` for a named tenant
+    (``smppgw.tenancy``), so a tenant's events go to ``sms/status/<tenant>/<id>``; the
+    payload's ``id`` is always the id the client sent."""
 
     def __init__(self, mqtt: MqttConfig) -> None:
         self.status_topic = mqtt.status_topic.rstrip("/")
@@ -78,7 +82,7 @@ class EventFactory:
         error = ErrorInfo(code=code, reason=reason or code) if code is not None else None
         payload = encode_event(
             StatusEvent(
-                id=job_id,
+                id=job_id.rpartition("/")[2],
                 status=status,  # type: ignore[arg-type]
                 carrier=carrier,
                 parts=parts,
@@ -140,12 +144,16 @@ class GatewayEvents:
         carriers: Mapping[str, CarrierConfig],
         metrics: Metrics,
         on_events: Callable[[], None],
+        on_left: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_left(job_id)``: the store recorded the job submitted or final, so it no
+        longer waits (tenants' ``max_queued`` bookkeeping)."""
         self._store = store
         self._factory = factory
         self._carriers = carriers
         self._metrics = metrics
         self._on_events = on_events
+        self._on_left = on_left
         #: Jobs handed to a carrier and not yet submitted or final, by id: what the
         #: status events need (parts, response topic) without a store read.
         self.active: dict[str, StoredJob] = {}
@@ -191,6 +199,8 @@ class GatewayEvents:
             job_id, carrier, normalized, message_ids, final=not dlr, events=events
         )
         self.active.pop(job_id, None)
+        if self._on_left is not None:
+            self._on_left(job_id)
         metrics = self._metrics_of(carrier)
         metrics.parts.inc(len(message_ids))
         if job is not None:
@@ -210,8 +220,10 @@ class GatewayEvents:
             response_topic=job.response_topic if job else None,
             correlation_data=job.correlation_data if job else None,
         )
-        await self._store.finish(job_id, status, events, code=code)
+        changed = await self._store.finish(job_id, status, events, code=code)
         self.active.pop(job_id, None)
+        if changed and self._on_left is not None:
+            self._on_left(job_id)
         self._count_final(carrier, status)
         log.info("job_finished", carrier=carrier, job_id=job_id, status=status, code=code)
         self._on_events()

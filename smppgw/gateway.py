@@ -29,12 +29,13 @@ from smppgw.health import HealthState, run_heartbeat
 from smppgw.intake import Intake
 from smppgw.logs import register_secret, set_level, setup_logging
 from smppgw.metrics import LANES, Metrics
-from smppgw.mqtt import MqttClient, MqttError
+from smppgw.mqtt import Declined, MqttClient, MqttError
 from smppgw.outbox import OutboxPublisher
 from smppgw.routing import Router
 from smppgw.settings import CarrierConfig, Config
 from smppgw.store import Store, StoreError
 from smppgw.telemetry import Telemetry
+from smppgw.tenancy import Tenants
 
 log = structlog.get_logger("smppgw.gateway")
 
@@ -59,6 +60,7 @@ class Gateway:
         self.store = Store(
             config.store.path,
             commit_interval=config.store.commit_interval,
+            keep_text=config.store.keep_text,
             on_batch=self.telemetry.store_batch,
         )
         self.factory = EventFactory(config.mqtt)
@@ -75,10 +77,30 @@ class Gateway:
             config.mqtt,
             on_message=self._on_message,
             on_connection_change=self._on_connection_change,
+            replay_inflight=False,  # the outbox publishes again whatever failed
         )
-        self.outbox = OutboxPublisher(self.store, self.telemetry.publisher(self.mqtt, config.mqtt))
+        self.outbox = OutboxPublisher(
+            self.store,
+            self.telemetry.publisher(self.mqtt, config.mqtt),
+            on_set_aside=self.telemetry.event_set_aside,
+        )
+        self.tenants = Tenants(config, self.metrics)
+        #: One intake connection per named tenant: a tenant held by its rate or max_queued
+        #: fills only its own connection's Receive Maximum, never another tenant's.
+        self.tenant_mqtt = {
+            name: MqttClient(
+                replace(config.mqtt, client_id=f"{config.mqtt.client_id}.{name}"),
+                on_message=self._on_tenant_message,
+            )
+            for name in self.tenants.names
+        }
         self.events = GatewayEvents(
-            self.store, self.factory, self.carrier_configs, self.metrics, self.outbox.wake
+            self.store,
+            self.factory,
+            self.carrier_configs,
+            self.metrics,
+            self.outbox.wake,
+            on_left=self.tenants.left,
         )
         self.intake = Intake(
             config,
@@ -86,6 +108,7 @@ class Gateway:
             Router(config.carriers, config.routing),
             self.factory,
             self.metrics,
+            self.tenants,
             on_job=self._job_committed,
             on_events=self.outbox.wake,
         )
@@ -143,10 +166,15 @@ class Gateway:
                 resent=report.resent,
                 unknown_outcome=len(report.failed),
             )
+        await self.tenants.load(self.store)
         for carrier_config in config.carriers:
             await self._add_carrier(carrier_config)
-        await self.mqtt.__aenter__()
+        # Ready for jobs before any connection: a session that is present hands us its
+        # queued jobs at once (before the last client is even connected).
         self._accepting = True
+        await self.mqtt.__aenter__()
+        for client in self.tenant_mqtt.values():
+            await client.__aenter__()
         self._spawn(self._subscribe(), "subscribe")
         self._spawn(self.outbox.run(), "outbox")
         self._spawn(run_heartbeat(self.health), "heartbeat")
@@ -155,13 +183,25 @@ class Gateway:
         self._spawn(notify.run_watchdog(self.health.alive), "watchdog")
 
     async def _subscribe(self) -> None:
-        """Subscribe, retrying while the broker is away (the session keeps it afterwards)."""
+        """Subscribe, retrying while the broker is away (the session keeps it afterwards):
+        the default tenant's topic, each tenant's topic on its own connection, and
+        ``<submit_topic>/+`` on the main one to answer topics that name no tenant."""
+        topic = self.config.mqtt.submit_topic
+        await self._subscribe_one(self.mqtt, topic)
+        for name, client in self.tenant_mqtt.items():
+            await self._subscribe_one(client, self.tenants.topic_of(name))
+        try:
+            await self.mqtt.subscribe(f"{topic}/+", qos=1)
+        except MqttError as exc:  # an ACL without read on <submit_topic>/#
+            log.error("unknown_tenant_detection_off", topic=f"{topic}/+", error=str(exc))
+
+    async def _subscribe_one(self, client: MqttClient, topic: str) -> None:
         while not self._stop.is_set():
             try:
-                await self.mqtt.subscribe(self.config.mqtt.submit_topic, qos=1)
+                await client.subscribe(topic, qos=1)
                 return
             except Exception as exc:
-                log.warning("subscribe_failed", error=str(exc))
+                log.warning("subscribe_failed", topic=topic, error=str(exc))
                 await asyncio.sleep(1.0)
 
     async def _add_carrier(self, carrier_config: CarrierConfig) -> None:
@@ -215,12 +255,15 @@ class Gateway:
         if not flushed:
             log.warning("outbox_not_empty_at_exit", note="published at next start")
         self._accepting = False
+        self.tenants.close()  # held jobs are not acknowledged: the broker keeps them
         self.outbox.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for client in self.tenant_mqtt.values():
+            await client.__aexit__(None, None, None)
         await self.mqtt.__aexit__(None, None, None)
         await self.store.close()
         self.metrics.stop()
@@ -229,8 +272,17 @@ class Gateway:
     # ------------------------------------------------------------------ wiring
 
     async def _on_message(self, message: Any) -> None:
+        name = self.tenants.named(message.topic)
+        if name is not None and self.tenant_mqtt[name].subscribed(message.topic):
+            # Seen through <submit_topic>/+: the broker has queued it for the tenant's own
+            # connection too, which takes it. (Before that subscription exists, at the
+            # first start, the job is taken here; a second copy is a duplicate.)
+            return
+        await self._on_tenant_message(message)
+
+    async def _on_tenant_message(self, message: Any) -> None:
         if not self._accepting:
-            raise RuntimeError("gateway not accepting jobs")  # no PUBACK: redelivered later
+            raise Declined("gateway not accepting jobs")  # no PUBACK: redelivered later
         await self.intake.handle(message)
 
     def _on_connection_change(self, connected: bool) -> None:
@@ -264,6 +316,7 @@ class Gateway:
                 {(carrier, LANES[lane]): n for (carrier, lane), n in depths.items()}
             )
             self.metrics.mqtt_outbox_depth.set(await self.store.outbox_size())
+            self.metrics.dead_events.set(self.store.dead_events_count())
             self.metrics.store_size.set(self.store.size_bytes())
         except StoreError as exc:
             self.health.set_problem("store", str(exc))
@@ -283,9 +336,11 @@ class Gateway:
     async def _purge(self) -> None:
         while True:
             try:
-                purged = await self.store.purge(time.time() - self.config.store.retention)
-                if purged:
-                    log.info("purged", jobs=purged)
+                before = time.time() - self.config.store.retention
+                purged = await self.store.purge(before)
+                dead = await self.store.purge_dead_events(before)
+                if purged or dead:
+                    log.info("purged", jobs=purged, dead_events=dead)
             except StoreError as exc:
                 log.warning("purge_failed", error=str(exc))
             await asyncio.sleep(PURGE_EVERY)
@@ -334,6 +389,7 @@ class Gateway:
             self.metrics.config_reloads.labels("failed").inc()
             notify.ready("reload refused; old config kept")
             return False
+        log_warnings(new)
         for carrier_config in new.carriers:
             register_secret(carrier_config.password)
         set_level(new.log.level)
@@ -348,6 +404,13 @@ class Gateway:
         self.carrier_configs.update(wanted)
         self.config = new
         self.intake.reconfigure(new, Router(new.carriers, new.routing))
+        changed = self.tenants.reconfigure(new)
+        if changed:
+            log.warning(
+                "reload_partial",
+                note="tenants added or removed need a restart; limits of the others applied",
+                tenants=changed,
+            )
         self.health.set_carriers(wanted)
         for name, carrier_config in wanted.items():
             if name not in self.carriers:
@@ -359,9 +422,16 @@ class Gateway:
         return True
 
 
+def log_warnings(config: Config) -> None:
+    """What the config parser found unwise (e.g. a password file others can read)."""
+    for warning in config.warnings:
+        log.warning("config_warning", warning=warning)
+
+
 def run_gateway(config: Config, *, config_path: str | None = None) -> int:
     """Set up logging and the event loop (uvloop when installed) and run until stopped."""
     setup_logging(config.log)
+    log_warnings(config)
     register_secret(config.mqtt.password)
     for carrier_config in config.carriers:
         register_secret(carrier_config.password)

@@ -120,3 +120,11 @@ def check_gmqtt(client: gmqtt.Client, storage: PersistentStorage, on_puback: Any
     # Retained jobs: the retain flag handed to on_message, and the subscription options.
     _reads(MqttPackageHandler, "_handle_publish_packet", ("retain",))
     _method(gmqtt.Subscription, "__init__", ("retain_as_published", "retain_handling_options"))
+    # Refused publishes: the PUBACK handler (looked up by name, through a per-command cache)
+    # is wrapped to read the reason code gmqtt itself ignores.
+    _method(MqttPackageHandler, "_handle_puback_packet", ("cmd", "packet"))
+    _instance(
+        _attribute(handler, "_handler_cache", "MqttPackageHandler"),
+        dict,
+        "MqttPackageHandler._handler_cache",
+    )

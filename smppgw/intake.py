@@ -27,9 +27,18 @@ from smppgw.metrics import LANES, Metrics
 from smppgw.mqtt import Message
 from smppgw.routing import Router, RoutingError, normalize_msisdn
 from smppgw.settings import Config
-from smppgw.store import OutboxEvent, Store, StoredJob
+from smppgw.store import OutboxEvent, Store, StoredJob, Usage
+from smppgw.tenancy import DEFAULT, Tenant, Tenants, UnknownTenant
 
 log = structlog.get_logger("smppgw.intake")
+
+#: A job of this turn's batch: the job, its tenant's usage (None: not counted), its future.
+_Pending = tuple[StoredJob, Usage | None, "asyncio.Future[bool | None]"]
+
+
+def _key(tenant: Tenant | None, job_id: str) -> str:
+    """The store key of a job: ``<tenant>/<id>`` for a named tenant, else the id."""
+    return job_id if tenant is None else tenant.key(job_id)
 
 
 class Intake:
@@ -40,6 +49,7 @@ class Intake:
         router: Router,
         factory: EventFactory,
         metrics: Metrics,
+        tenants: Tenants,
         *,
         on_job: Callable[[str], None],
         on_events: Callable[[], None],
@@ -52,8 +62,10 @@ class Intake:
         self._metrics = metrics
         self._on_job = on_job
         self._on_events = on_events
+        self._tenants = tenants
+        self._carriers = {c.name: c for c in config.carriers}
         #: Jobs waiting for the end of this event-loop turn, with their handlers' futures.
-        self._batch: list[tuple[StoredJob, asyncio.Future[bool]]] = []
+        self._batch: list[_Pending] = []
         self._commits: set[asyncio.Future[None]] = set()
         #: The jobs_received counter of each lane (``labels()`` is a dict lookup under a lock).
         self._received = tuple(metrics.jobs_received.labels(name) for name in LANES)
@@ -63,9 +75,28 @@ class Intake:
         self._config = config
         self._guard = EnvelopeGuard(config.mqtt)
         self._router = router
+        self._carriers = {c.name: c for c in config.carriers}
 
     async def handle(self, message: Message) -> None:
-        now = time.time()
+        """Take one job; returns (PUBACK) once it or its rejection is committed. A tenant's
+        job may first wait here for its rate or for room under its max_queued."""
+        try:
+            tenant = self._tenants.resolve(message.topic)
+        except UnknownTenant as exc:
+            await self._unknown_tenant(message, exc)
+            return
+        if tenant is None:
+            await self._take(message, None, time.time())
+            return
+        await self._tenants.admit(tenant)
+        queued = False
+        try:
+            queued = await self._take(message, tenant, time.time())
+        finally:
+            self._tenants.settled(tenant, queued)
+
+    async def _take(self, message: Message, tenant: Tenant | None, now: float) -> bool:
+        """Validate, route and commit; True when a new job was queued."""
         # Checked first, so that no rejection (whatever its cause) goes to a refused
         # Response Topic.
         envelope = self._guard.check(message)
@@ -76,25 +107,30 @@ class Intake:
                 await self._garbage(message.payload, exc.reason)
             else:
                 reason = "; ".join((exc.reason, *envelope.problems))
-                await self._reject(exc.job_id, "invalid", reason, envelope, now)
-            return
+                await self._reject(_key(tenant, exc.job_id), "invalid", reason, envelope, now)
+            return False
+        key = _key(tenant, job.id)
         if envelope.problems:
-            await self._reject(job.id, "invalid", "; ".join(envelope.problems), envelope, now)
-            return
+            await self._reject(key, "invalid", "; ".join(envelope.problems), envelope, now)
+            return False
+        country_code = self._config.routing.country_code
+        if tenant is not None:
+            refusal = self._tenants.refusal(tenant, job, country_code)
+            if refusal is not None:
+                await self._reject(key, *refusal, envelope, now)
+                return False
         try:
-            destination = normalize_msisdn(job.to, self._config.routing.country_code)
+            destination = normalize_msisdn(job.to, country_code)
             carrier = self._router.route(destination, job.carrier)
-            outbound = to_outbound(
-                job, destination, now, country_code=self._config.routing.country_code
-            )
+            outbound = to_outbound(job, destination, now, country_code=country_code)
         except RoutingError as exc:
-            await self._reject(job.id, exc.code, f"to: {exc.reason}", envelope, now)
-            return
+            await self._reject(key, exc.code, f"to: {exc.reason}", envelope, now)
+            return False
         except JobError as exc:
-            await self._reject(job.id, "invalid", exc.reason, envelope, now)
-            return
+            await self._reject(key, "invalid", exc.reason, envelope, now)
+            return False
         stored = StoredJob(
-            job_id=job.id,
+            job_id=key,
             carrier=carrier,
             lane=int(outbound.priority),
             destination=destination,
@@ -106,21 +142,37 @@ class Intake:
             correlation_data=envelope.correlation_data,
             received_at=now,
         )
-        new = await self._add(stored)
+        usage = None
+        if tenant is not None:
+            usage = self._tenants.usage(tenant, outbound.text, self._carriers[carrier], now)
+        new = await self._add(stored, usage)
+        if new is None:
+            assert usage is not None and usage.limit is not None
+            reason = (
+                f"tenant {usage.tenant}: {usage.parts} more part(s) would exceed "
+                f"daily_parts {usage.limit} for {usage.day}"
+            )
+            await self._reject(key, "quota_exceeded", reason, envelope, now)
+            return False
         if new:
             self._received[stored.lane].inc()
             self._on_job(carrier)
+            if usage is not None:
+                self._tenants.metrics.received.labels(tenant=usage.tenant).inc()
+                self._tenants.metrics.parts.labels(tenant=usage.tenant).inc(usage.parts)
         else:
             self._metrics.jobs_duplicate.inc()
-            log.info("job_duplicate", job_id=job.id)
+            log.info("job_duplicate", job_id=key)
+        return new
 
-    def _add(self, job: StoredJob) -> asyncio.Future[bool]:
-        """Queue ``job`` for this turn's ``add_jobs``; resolves to True if it was new."""
+    def _add(self, job: StoredJob, usage: Usage | None) -> asyncio.Future[bool | None]:
+        """Queue ``job`` for this turn's ``add_jobs``; resolves to True if it was new,
+        None if its tenant's daily quota refused it."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
+        future: asyncio.Future[bool | None] = loop.create_future()
         if not self._batch:
             loop.call_soon(self._flush)
-        self._batch.append((job, future))
+        self._batch.append((job, usage, future))
         return future
 
     def _flush(self) -> None:
@@ -129,19 +181,24 @@ class Intake:
         self._commits.add(task)
         task.add_done_callback(self._commits.discard)
 
-    async def _commit(self, batch: list[tuple[StoredJob, asyncio.Future[bool]]]) -> None:
+    async def _commit(self, batch: list[_Pending]) -> None:
+        jobs = [job for job, _, _ in batch]
         try:
-            added = await self._store.add_jobs([job for job, _ in batch])
+            added: list[bool] | list[bool | None]
+            if any(usage is not None for _, usage, _ in batch):
+                added = await self._store.add_counted(jobs, [usage for _, usage, _ in batch])
+            else:
+                added = await self._store.add_jobs(jobs)
         except asyncio.CancelledError:
-            for _, future in batch:
+            for _, _, future in batch:
                 future.cancel()
             raise
         except Exception as exc:  # every handler of the batch raises: no PUBACKs
-            for _, future in batch:
+            for _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), new in zip(batch, added, strict=True):
+        for (_, _, future), new in zip(batch, added, strict=True):
             if not future.done():
                 future.set_result(new)
 
@@ -167,16 +224,29 @@ class Intake:
         )
         if new:
             self._metrics.job_rejected(code)
+            name, slash, _ = job_id.partition("/")
+            self._tenants.metrics.rejected_job(name if slash else DEFAULT, code)
             log.info("job_rejected", job_id=job_id, code=code, reason=reason)
             self._on_events()
         else:
             self._metrics.jobs_duplicate.inc()
 
+    async def _unknown_tenant(self, message: Message, exc: UnknownTenant) -> None:
+        """A job for a tenant nobody configured: nothing is stored under it (its ids
+        would be nobody's namespace); ``sms/rejected`` says which topic level was wrong."""
+        await self._publish_rejected(message.payload, str(exc))
+        self._tenants.metrics.unknown.inc()
+        log.warning("tenant_unknown", topic=message.topic[:200], size=len(message.payload))
+
     async def _garbage(self, payload: bytes, reason: str) -> None:
+        await self._publish_rejected(payload, reason)
+        self._metrics.garbage_payloads.inc()
+        log.warning("payload_garbage", reason=reason, size=len(payload))
+
+    async def _publish_rejected(self, payload: bytes, reason: str) -> None:
+        """Commit a ``sms/rejected`` event for a payload that is no job we can answer by id."""
         event = rejected_event(payload, reason, format_at(time.time()))
         await self._store.add_events(
             [OutboxEvent(self._factory.rejected_topic, encode_event(event))]
         )
-        self._metrics.garbage_payloads.inc()
-        log.warning("payload_garbage", reason=reason, size=len(payload))
         self._on_events()

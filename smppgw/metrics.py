@@ -11,9 +11,10 @@ one label value per message would make every scrape grow without bound and take 
 Prometheus server down with it. Helpers such as :meth:`Metrics.job_rejected` fold anything
 unexpected into ``"other"`` so a caller's typo cannot create a new series per message.
 
-The HTTP server is prometheus-client's threaded WSGI server in its own thread, so a scrape
-never runs in (or waits for) the event loop; /healthz and /readyz read a
-:class:`~smppgw.health.HealthState` that the loop keeps current.
+The HTTP server (:mod:`smppgw.httpserve`: a connection cap, a deadline per connection,
+a fixed pool of worker threads) runs in its own threads, so a scrape never runs in (or
+waits for) the event loop; /healthz and /readyz read a :class:`~smppgw.health.HealthState`
+that the loop keeps current.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import orjson
 from prometheus_client import (
@@ -43,6 +42,13 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from smppgw.health import HealthState, Verdict
+from smppgw.httpserve import (
+    DEFAULT_LIMITS,
+    DROP_REASONS,
+    BoundedWSGIServer,
+    HttpLimits,
+    PrereadHandler,
+)
 from smppgw.settings import CarrierConfig
 from smppgw.smpp.constants import status_name
 
@@ -56,6 +62,9 @@ REJECT_REASONS = (
     "unencodable",  # not representable in the carrier's forced coding
     "expired",  # ttl passed before it could be queued
     "store_full",  # the store refused the write (disk full, locked)
+    "sender_not_allowed",  # a tenant's ``from`` outside its senders
+    "priority_not_allowed",  # a tenant's priority outside its priorities
+    "quota_exceeded",  # a tenant's daily_parts would be exceeded
     "other",
 )
 
@@ -81,8 +90,20 @@ LANES = ("high", "normal", "low")
 #: Outcome of a bind attempt that is not a bind_*_resp status (the ``result`` label).
 BIND_FAILURES = ("connect_error", "timeout", "closed")
 
+#: Why an MO part was refused (the ``reason`` label of mo_parts_refused).
+MO_REFUSALS = ("too_large", "busy")
+
 #: Kinds of MQTT publications (the ``kind`` label of events_published).
 EVENT_KINDS = ("status", "inbound", "rejected")
+
+#: Why the outbox set an event aside (the ``reason`` label of events_set_aside).
+SET_ASIDE_REASONS = (
+    "invalid_topic",  # not a valid MQTT topic name (wildcard, control character, ...)
+    "too_large",  # over the broker's Maximum Packet Size
+    "refused",  # PUBACK reason code >= 0x80 (not authorized, quota exceeded, ...)
+    "disconnect",  # the broker closed the connection each time it was published alone
+    "other",
+)
 
 # Buckets, in seconds. An SMSC answers a submit_sm in milliseconds to seconds (response
 # timeouts are ~10 s); the queue wait ranges from nothing to minutes under a backlog;
@@ -208,6 +229,19 @@ class Metrics:
         self.mo_parts = Counter(
             "smppgw_mo_parts_total",
             "Inbound (MO) deliver_sm/data_sm received, one per part.",
+            ["carrier"],
+            registry=r,
+        )
+        self.mo_parts_refused = Counter(
+            "smppgw_mo_parts_refused_total",
+            "MO parts not taken for reassembly: too_large (answered ESME_RINVMSGLEN) or "
+            "busy (reassembly memory full, ESME_RX_T_APPN: the SMSC delivers it again).",
+            ["carrier", "reason"],
+            registry=r,
+        )
+        self.mo_evicted = Counter(
+            "smppgw_mo_evicted_total",
+            "Incomplete MO messages published partial early to keep reassembly memory bounded.",
             ["carrier"],
             registry=r,
         )
@@ -352,12 +386,31 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.events_set_aside = Counter(
+            "smppgw_events_set_aside_total",
+            "Events the broker would not take, moved out of the outbox to dead_events, by"
+            " reason (invalid_topic, too_large, refused, disconnect).",
+            ["reason"],
+            registry=r,
+        )
+        self.dead_events = Gauge(
+            "smppgw_dead_events",
+            "Events set aside in the store (smppgw dead-events lists them).",
+            registry=r,
+        )
 
         # --- process -------------------------------------------------------------------
         self.config_reloads = Counter(
             "smppgw_config_reloads_total",
             "SIGHUP reloads, by result (ok, failed: the old config stays).",
             ["result"],
+            registry=r,
+        )
+        self.http_dropped = Counter(
+            "smppgw_http_connections_dropped_total",
+            "Connections to this HTTP endpoint closed unanswered: over_cap (more than 64 "
+            "open), timeout (not done 5 s after connecting), malformed (request head too big).",
+            ["reason"],
             registry=r,
         )
         self.heartbeat_age = Gauge(
@@ -381,11 +434,15 @@ class Metrics:
             self.config_reloads.labels(result=result)
         for kind in EVENT_KINDS:
             self.events_published.labels(kind=kind)
+        for reason in SET_ASIDE_REASONS:
+            self.events_set_aside.labels(reason=reason)
         for lane in LANES:
             self.jobs_received.labels(lane=lane)
         for reason in REJECT_REASONS:
             self.jobs_rejected.labels(reason=reason)
-        self._server: _Server | None = None
+        for reason in DROP_REASONS:
+            self.http_dropped.labels(reason=reason)
+        self._server: BoundedWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     # --- helpers that keep label values bounded -----------------------------------------
@@ -408,9 +465,12 @@ class Metrics:
             self.throttle_backoff,
             self.submit_latency,
             self.receipt_latency,
+            self.mo_evicted,
         ):
             child.labels(carrier=name)
         self.submit_sm_resp.labels(carrier=name, command_status="ESME_ROK")
+        for reason in MO_REFUSALS:
+            self.mo_parts_refused.labels(carrier=name, reason=reason)
         for lane in LANES:
             self.queue_depth.labels(carrier=name, lane=lane)
             self.queue_latency.labels(carrier=name, lane=lane)
@@ -423,6 +483,9 @@ class Metrics:
         """:meth:`init_carrier` for each configured carrier (names, sessions, TPS only)."""
         for carrier in carriers:
             self.init_carrier(carrier.name, carrier.sessions, carrier.tps)
+
+    def event_set_aside(self, reason: str) -> None:
+        self.events_set_aside.labels(reason=_bounded(reason, SET_ASIDE_REASONS)).inc()
 
     def job_rejected(self, reason: str) -> None:
         self.jobs_rejected.labels(reason=_bounded(reason, REJECT_REASONS)).inc()
@@ -484,8 +547,11 @@ class Metrics:
 
     # --- HTTP endpoint ------------------------------------------------------------------
 
-    def serve(self, listen: str, health: HealthState) -> tuple[str, int]:
-        """Start serving /metrics, /healthz and /readyz in a daemon thread.
+    def serve(
+        self, listen: str, health: HealthState, limits: HttpLimits = DEFAULT_LIMITS
+    ) -> tuple[str, int]:
+        """Start serving /metrics, /healthz and /readyz in a daemon thread (and a few
+        workers, see :mod:`smppgw.httpserve`).
 
         ``listen`` is ``host:port`` (``[::1]:9464`` for IPv6, port 0 for any free port).
         Returns the address actually bound, so tests and logs can name the real port.
@@ -495,8 +561,14 @@ class Metrics:
         host, port = parse_listen(listen)
         self.heartbeat_age.set_function(health.heartbeat_age)
         app = _make_app(make_wsgi_app(self.registry), health)
-        server_class: type[_Server] = type("_Server", (_Server,), {"address_family": _family(host)})
-        server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+        server_class: type[BoundedWSGIServer] = type(
+            "_Server", (BoundedWSGIServer,), {"address_family": _family(host)}
+        )
+        dropped = {reason: self.http_dropped.labels(reason) for reason in DROP_REASONS}
+        server = server_class(
+            (host, port), PrereadHandler, limits=limits, on_drop=lambda r: dropped[r].inc()
+        )
+        server.set_app(app)
         thread = threading.Thread(
             target=server.serve_forever, name="smppgw-metrics", kwargs={"poll_interval": 0.2}
         )
@@ -560,20 +632,6 @@ def _family(host: str) -> socket.AddressFamily:
     except ValueError:  # a host name: let the resolver decide
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
         return infos[0][0]
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    """One thread per request, so a slow scraper never blocks a health probe."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """Scrapes and probes every few seconds would flood stderr; logging stays ours."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 _Environ = dict[str, Any]

@@ -57,11 +57,12 @@ def config_lines(
     persistence_dir: Path | None = None,
     autosave_interval: int = 1,
     max_inflight_messages: int = 1000,
+    allow_anonymous: bool = True,
 ) -> list[str]:
     """The listener and the loss-free, low-latency settings (logging is the caller's)."""
     lines = [
         f"listener {port} {host}",
-        "allow_anonymous true",
+        f"allow_anonymous {'true' if allow_anonymous else 'false'}",
         "max_queued_messages 0",
         "max_queued_bytes 0",
         f"max_inflight_messages {max_inflight_messages}",

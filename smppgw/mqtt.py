@@ -29,10 +29,16 @@ read in gmqtt's source, not assumed):
   of queueing. Publishes wait here for a slot; the window is ``receive_maximum - 1`` minus one
   id reserved per subscription.
 * **Broker away.** A publish while disconnected raises :class:`MqttUnavailable` at once, and
-  publishes waiting for their PUBACK when the connection drops fail with it too, so the caller
-  commits the event to the store's outbox instead of holding an SMSC's deliver_sm_resp for the
-  length of a broker outage. gmqtt still replays those packets on reconnect when the session
-  survived, so an event may be delivered twice: at-least-once, never lost.
+  publishes waiting for their PUBACK when the connection drops fail with :class:`PublishLost`,
+  so the caller commits the event to the store's outbox instead of holding an SMSC's
+  deliver_sm_resp for the length of a broker outage. gmqtt replays those packets on reconnect
+  when the session survived, so an event may be delivered twice: at-least-once, never lost.
+  With ``replay_inflight=False`` (the gateway: its outbox publishes again from the store
+  whatever failed) they are dropped at the disconnect instead, so that a packet the broker
+  disconnects for is not resent by gmqtt on every reconnect, out of the outbox's control.
+* **PUBACK reason codes.** gmqtt ignores the reason code of a PUBACK (it frees the id as for
+  a success); our ``_GmqttClient`` reads it first, and a code of 0x80 or more (not
+  authorized, quota exceeded, ...) fails that publish with :class:`PublishRefused`.
 * **Persistent session.** ``clean_start`` false plus a Session Expiry Interval; when the
   broker reports no session on CONNACK (it lost it), the subscriptions are sent again.
   gmqtt does not resubscribe by itself, and it leaks the packet ids of publishes it discards
@@ -55,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -65,11 +72,19 @@ import structlog
 from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTCommands, MQTTv50, PubAckReasonCode
 from gmqtt.storage import PersistentStorage
 
-from smppgw.gmqtt_internals import check_gmqtt
+from smppgw.gmqtt_internals import GmqttChanged, check_gmqtt
 from smppgw.settings import MqttConfig
 from smppgw.tls import client_context
 
-__all__ = ["Message", "MqttClient", "MqttError", "MqttUnavailable"]
+__all__ = [
+    "Declined",
+    "Message",
+    "MqttClient",
+    "MqttError",
+    "MqttUnavailable",
+    "PublishLost",
+    "PublishRefused",
+]
 
 log = structlog.get_logger("smppgw.mqtt")
 
@@ -90,12 +105,50 @@ _MQTT_MAX_PACKET: Final = 268_435_455 + 5
 _NO_RETAINED: Final = 2
 
 
+#: PUBACK failure reason codes (MQTT 5 section 3.4.2.1; 0x95 is mosquitto's over
+#: ``message_size_limit``, which it follows by closing the connection).
+_PUBACK_FAILURES: Final = {
+    0x80: "unspecified error",
+    0x83: "implementation specific error",
+    0x87: "not authorized",
+    0x90: "topic name invalid",
+    0x91: "packet identifier in use",
+    0x95: "packet too large",
+    0x97: "quota exceeded",
+    0x99: "payload format invalid",
+}
+
+
 class MqttError(Exception):
     """The broker refused us (bad credentials, refused subscription, ...)."""
 
 
 class MqttUnavailable(MqttError):
     """Not connected, or the connection was lost before the PUBACK: use the outbox."""
+
+
+class Declined(Exception):
+    """Raised by a message handler that will not take the message now (e.g. the gateway
+    is stopping): like any failure, no PUBACK and the broker delivers it again, but an
+    expected one, so it is logged without a traceback."""
+
+
+class PublishLost(MqttUnavailable):
+    """The publish was sent and the connection dropped before its PUBACK.
+
+    Distinct from "never sent" because the publish may be why the broker closed the
+    connection (the outbox looks for such an event, see ``smppgw.outbox``)."""
+
+
+class PublishRefused(MqttError):
+    """The broker answered the publish with a PUBACK reason code of 0x80 or more.
+
+    Publishing the same message again gets the same answer, so the caller gives up on it."""
+
+    def __init__(self, reason_code: int) -> None:
+        self.reason_code = reason_code
+        name = _PUBACK_FAILURES.get(reason_code, "unknown reason")
+        super().__init__(f"broker refused the publish: PUBACK 0x{reason_code:02x} ({name})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +209,10 @@ class _AckStorage(PersistentStorage):  # type: ignore[misc]
         super().clear()
         self._owner._discarded(mids)
 
+    def forget(self) -> None:
+        """Drop every stored packet so gmqtt replays none; their publishers were told."""
+        super().clear()
+
     @property
     def size(self) -> int:
         return len(self._messages)
@@ -166,11 +223,33 @@ class _AckStorage(PersistentStorage):  # type: ignore[misc]
 
 
 class _GmqttClient(gmqtt.Client):  # type: ignore[misc]
-    """gmqtt's client with one change: a PUBACK carrying ``_WITHHOLD`` is not sent.
+    """gmqtt's client with two changes: a PUBACK carrying ``_WITHHOLD`` is not sent, and
+    the reason code of each PUBACK received reaches ``on_refused`` when it is a failure.
 
     Every PUBACK gmqtt sends goes through ``_send_command_with_mid`` (the package handler
-    holds this bound method), so this is the single place to stop one.
+    holds this bound method), so this is the single place to stop one. Every PUBACK it
+    receives goes to its package handler's ``_handle_puback_packet`` (looked up by name on
+    the first PUBACK), which reads the packet id only and removes the stored packet; the
+    wrapper installed here reads the reason code just before, so the refusal is known when
+    ``_AckStorage.remove_message_by_mid`` runs.
     """
+
+    def __init__(self, *args: Any, on_refused: Callable[[int, int], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        handler = self._package_handler
+        original = getattr(handler, "_handle_puback_packet", None)
+        if original is None:  # a gmqtt upgrade renamed it: refusals would go unseen
+            raise GmqttChanged("MqttPackageHandler._handle_puback_packet")
+
+        def handle_puback(cmd: int, packet: bytes) -> None:
+            # MQTT 5 section 3.4.2.1: no reason code byte means Success.
+            if len(packet) > 2 and packet[2] >= 0x80:
+                (mid,) = struct.unpack("!H", packet[:2])
+                on_refused(mid, packet[2])
+            original(cmd, packet)
+
+        handler._handle_puback_packet = handle_puback
+        handler._handler_cache.pop(int(MQTTCommands.PUBACK), None)
 
     def _send_command_with_mid(self, cmd: int, mid: int, dup: bool, reason_code: int = 0) -> None:
         if cmd == _PUBACK and reason_code == _WITHHOLD:
@@ -205,10 +284,13 @@ class MqttClient:
         reconnect_max: float = 30.0,
         connect_timeout: float = 10.0,
         drain_timeout: float = 5.0,
+        replay_inflight: bool = True,
     ) -> None:
         """``receive_maximum`` bounds how many unacknowledged jobs the broker sends us (and so
         how many handlers run at once); ``drain_timeout`` is how long ``__aexit__`` lets
-        running handlers finish so their PUBACKs still go out."""
+        running handlers finish so their PUBACKs still go out. ``replay_inflight=False``
+        drops publishes in flight when the connection is lost instead of resending them on
+        reconnect: for a caller that publishes again whatever failed (the outbox)."""
         if not 1 <= receive_maximum <= 65535:
             raise ValueError("receive_maximum must be in 1..65535")
         self._config = config
@@ -219,6 +301,7 @@ class MqttClient:
         self._reconnect_max = reconnect_max
         self._connect_timeout = connect_timeout
         self._drain_timeout = drain_timeout
+        self._replay_inflight = replay_inflight
 
         self._storage = _AckStorage(self)
         self._gm = _GmqttClient(
@@ -229,6 +312,7 @@ class MqttClient:
             session_expiry_interval=int(config.session_expiry),
             receive_maximum=receive_maximum,
             maximum_packet_size=max_packet_size(config),
+            on_refused=self._refused,
         )
         # Before anything relies on them: a gmqtt upgrade must fail here, by name.
         check_gmqtt(self._gm, self._storage, _GmqttClient._send_command_with_mid)
@@ -250,6 +334,10 @@ class MqttClient:
         self._generation = 0
         #: Server's Receive Maximum from the last CONNACK (65535 when absent).
         self._server_receive_maximum = 65535
+        #: Server's Maximum Packet Size from the last CONNACK (None: MQTT's own limit).
+        self._max_packet_size: int | None = None
+        #: packet id → PUBACK reason code (>= 0x80) of the PUBACK being handled.
+        self._refusals: dict[int, int] = {}
         self._connected_event = asyncio.Event()
 
         self._subscriptions: dict[str, _Subscription] = {}
@@ -285,6 +373,11 @@ class MqttClient:
         return self._storage.size
 
     @property
+    def max_packet_size(self) -> int | None:
+        """The broker's Maximum Packet Size (CONNACK), None when it set none."""
+        return self._max_packet_size
+
+    @property
     def window(self) -> int:
         """Most publishes allowed in flight on this connection (from Receive Maximum)."""
         return self._window
@@ -308,6 +401,12 @@ class MqttClient:
     @property
     def subscriptions(self) -> list[str]:
         return list(self._subscriptions)
+
+    def subscribed(self, topic: str) -> bool:
+        """The broker SUBACKed ``topic`` on the current session: it queues matching
+        messages for us even while this connection is down."""
+        sub = self._subscriptions.get(self.topic_filter(topic))
+        return sub is not None and sub.acked
 
     async def __aenter__(self) -> MqttClient:
         if self._entered:
@@ -498,6 +597,8 @@ class MqttClient:
         connack = getattr(self._gm._package_handler, "_connack_properties", {})
         maximum = _first(connack, "receive_maximum")
         self._server_receive_maximum = int(maximum) if maximum else 65535
+        packet_limit = _first(connack, "maximum_packet_size")
+        self._max_packet_size = int(packet_limit) if packet_limit else None
         self._update_window()
         self._reconcile_packet_ids()
         self._read_gate.set()
@@ -535,7 +636,9 @@ class MqttClient:
             if not waiter.done():
                 waiter.cancel()
         self._suback_waiters.clear()
-        self._fail_publishes("connection lost before PUBACK")
+        self._fail_publishes("connection lost before PUBACK", lost=True)
+        if not self._replay_inflight:
+            self._storage.forget()  # ids are freed at the next CONNACK (reconcile)
         self._fail_slot_waiters("connection lost")
         if was_connected and not self._closing:
             log.warning("mqtt.disconnected", host=self._config.host, port=self._config.port)
@@ -624,8 +727,11 @@ class MqttClient:
                 retain=bool(properties.get("retain", False)),
             )
             await handler(message)
-        except Exception:
-            log.exception("mqtt.handler_failed", topic=topic)
+        except Exception as exc:
+            if isinstance(exc, Declined):
+                log.debug("mqtt.handler_declined", topic=topic, reason=str(exc))
+            else:
+                log.exception("mqtt.handler_failed", topic=topic)
             if qos > 0 and generation == self._generation:
                 # The broker resends an unacknowledged message only on a new connection.
                 self._generation += 1
@@ -735,10 +841,20 @@ class MqttClient:
             self._pending_future = None
             self._publish_futures[mid] = future
 
+    def _refused(self, mid: int, reason_code: int) -> None:
+        """A PUBACK with a failure code arrived for ``mid``; ``_acknowledged`` follows."""
+        self._refusals[mid] = reason_code
+
     def _acknowledged(self, mid: int) -> None:
         future = self._publish_futures.pop(mid, None)
+        refusal = self._refusals.pop(mid, None)
         if future is not None and not future.done():
-            future.set_result(None)
+            if refusal is None:
+                future.set_result(None)
+            else:
+                future.set_exception(PublishRefused(refusal))
+        elif refusal is not None:
+            log.warning("mqtt.replayed_publish_refused", reason=f"0x{refusal:02x}")
         self._wake_slot_waiters()
 
     def _discarded(self, mids: list[int]) -> None:
@@ -751,11 +867,13 @@ class MqttClient:
             log.warning("mqtt.inflight_discarded", count=len(mids))
         self._wake_slot_waiters()
 
-    def _fail_publishes(self, reason: str) -> None:
+    def _fail_publishes(self, reason: str, *, lost: bool = False) -> None:
+        """Fail every publish awaiting its PUBACK; ``lost``: the connection dropped."""
         futures, self._publish_futures = self._publish_futures, {}
+        error = PublishLost if lost else MqttUnavailable
         for future in futures.values():
             if not future.done():
-                future.set_exception(MqttUnavailable(reason))
+                future.set_exception(error(reason))
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)

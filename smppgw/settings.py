@@ -92,6 +92,9 @@ class StoreConfig:
     retention: float = 7 * 86400.0
     #: Longest a write waits for its group commit, in seconds.
     commit_interval: float = 0.0
+    #: Keep a job's text in the store once it is submitted or final (off: it is blanked
+    #: in the same transaction, so OTPs do not stay on disk for ``retention``).
+    keep_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,29 @@ class CarrierConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantConfig:
+    """One internal service sharing the gateway: its jobs arrive on ``<submit_topic>/<name>``
+    (the broker ACL ties that topic to its account) and its ids are its own namespace.
+
+    ``None`` means "no limit" for each limit. ``name: default`` puts rules on plain
+    ``<submit_topic>``, which is otherwise unrestricted."""
+
+    name: str
+    #: ``from`` values it may use (``None``: any); a job without ``from`` is always allowed.
+    senders: tuple[str, ...] | None = None
+    #: Priority lanes it may use (``None``: all three).
+    priorities: tuple[str, ...] | None = None
+    #: May its jobs set ``carrier`` (skipping prefix routing)?
+    force_carrier: bool = False
+    #: Jobs per second taken in; faster publishers get their PUBACKs paced.
+    rate: float | None = None
+    #: SMS parts per day (gateway local date); over it jobs are rejected ``quota_exceeded``.
+    daily_parts: int | None = None
+    #: Jobs waiting to be submitted; at this many its intake pauses (no PUBACK).
+    max_queued: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     carriers: tuple[CarrierConfig, ...]
     mqtt: MqttConfig = MqttConfig()
@@ -186,3 +212,8 @@ class Config:
     routing: RoutingConfig = RoutingConfig()
     #: On SIGTERM, how long in-flight submits may take before the binds are closed.
     drain_timeout: float = 10.0
+    #: Named publishers with their own topic, id namespace and limits.
+    tenants: tuple[TenantConfig, ...] = ()
+    #: What the parser noticed that is allowed but unwise (a password file others can
+    #: read); logged at start and reload, printed by ``check-config``.
+    warnings: tuple[str, ...] = field(default=(), compare=False)

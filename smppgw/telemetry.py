@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from smppgw.metrics import BIND_FAILURES, SESSION_STATES, Metrics
+from smppgw.metrics import BIND_FAILURES, MO_REFUSALS, SESSION_STATES, Metrics
 from smppgw.outbox import Publisher
 from smppgw.settings import MqttConfig
 from smppgw.smpp.constants import status_name
@@ -179,6 +179,13 @@ class Telemetry:
     def mo_part(self, carrier: str) -> None:
         self._of(carrier).mo_parts.inc()
 
+    def mo_refused(self, carrier: str, reason: str) -> None:
+        label = reason if reason in MO_REFUSALS else "busy"
+        self.metrics.mo_parts_refused.labels(carrier, label).inc()
+
+    def mo_evicted(self, carrier: str, messages: int) -> None:
+        self.metrics.mo_evicted.labels(carrier).inc(messages)
+
     def throttle_wait(self, carrier: str, seconds: float) -> None:
         self._of(carrier).throttle_wait.observe(seconds)
 
@@ -222,6 +229,10 @@ class Telemetry:
         if connected:
             self.metrics.mqtt_connects.inc()
 
+    def event_set_aside(self, kind: str) -> None:
+        """The outbox set an event aside (``kind``: one of ``SET_ASIDE_KINDS``)."""
+        self.metrics.event_set_aside(kind)
+
     def publisher(self, inner: Publisher, mqtt: MqttConfig) -> CountingPublisher:
         """``inner`` (the MQTT client), counting each publication the broker acknowledged."""
         return CountingPublisher(inner, self.metrics, mqtt)
@@ -248,6 +259,10 @@ class CountingPublisher:
     @property
     def connected(self) -> bool:
         return self._inner.connected
+
+    @property
+    def max_packet_size(self) -> int | None:
+        return self._inner.max_packet_size
 
     async def publish(
         self, topic: str, payload: bytes, *, qos: int = 1, correlation_data: bytes | None = None

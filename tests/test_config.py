@@ -41,6 +41,7 @@ from smppgw.settings import (
     Secret,
     SourceConfig,
     StoreConfig,
+    TenantConfig,
     TlsConfig,
 )
 
@@ -182,6 +183,17 @@ def test_example_file_loads(tmp_path: Path) -> None:
     assert viettel.error_policy == (("ESME_RSYSERR", "transient"), ("1025", "permanent"))
     assert config.mqtt.session_expiry == 7 * 86400
     assert config.drain_timeout == 10.0
+    assert config.tenants == (
+        TenantConfig(
+            name="shop",
+            senders=("SHOPVN", "8079"),
+            priorities=("normal", "low"),
+            force_carrier=False,
+            rate=50.0,
+            daily_parts=100000,
+            max_queued=200000,
+        ),
+    )
     text = summary(config)
     for secret in ("viettel-pw", "vina-pw", "mobi-pw", "mqtt-pw"):
         assert secret not in text
@@ -220,7 +232,7 @@ def test_full_carrier_and_mqtt(tmp_path: Path) -> None:
             "session_expiry": "1d",
             "max_payload": 1024,
         },
-        store={"path": "data/gw.db", "retention": "2d", "commit_interval": 0},
+        store={"path": "data/gw.db", "retention": "2d", "commit_interval": 0, "keep_text": True},
         metrics={"listen": "[::1]:9000"},
         log={"level": "DEBUG", "format": "console"},
         routing={"country_code": "1"},
@@ -258,7 +270,7 @@ def test_full_carrier_and_mqtt(tmp_path: Path) -> None:
     assert mqtt.tls == TlsConfig(ca_file=str(ca), verify=True)
     assert (mqtt.username, mqtt.shared_group, mqtt.keepalive) == ("shop", "gateways", 0)
     assert (mqtt.session_expiry, mqtt.max_payload) == (86400, 1024)
-    assert config.store == StoreConfig(str(tmp_path / "data/gw.db"), 172800.0, 0.0)
+    assert config.store == StoreConfig(str(tmp_path / "data/gw.db"), 172800.0, 0.0, True)
     assert config.metrics.listen == "[::1]:9000"
     assert (config.log.level, config.log.format) == ("debug", LogFormat.CONSOLE)
     assert config.drain_timeout == 60.0
@@ -698,6 +710,7 @@ def test_tls_key_needs_a_cert(tmp_path: Path) -> None:
         (doc(routing={"country_code": "8412"}), "routing.country_code: must be 1 to 3 digits"),
         (doc(store={"path": ""}), "store.path: must not be empty"),
         (doc(store={"retention": 0}), "store.retention: must be a positive duration"),
+        (doc(store={"keep_text": "no"}), "store.keep_text: must be true or false"),
         (doc(drain_timeout="soon"), "drain_timeout: must be a positive duration"),
     ],
 )
@@ -783,6 +796,29 @@ def test_password_file_is_relative_to_the_config_and_loses_its_newline(tmp_path:
     assert secret.reveal() == PASSWORD
     assert secret.origin == f"file {tmp_path / 'secrets' / 'viettel'}"
     assert config.mqtt.password == Secret(PASSWORD)
+
+
+def test_a_password_file_others_can_read_is_a_warning_naming_file_and_mode(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "viettel"
+    secret.write_text(PASSWORD)
+    for mode, warned in ((0o644, True), (0o640, True), (0o604, True), (0o600, False)):
+        secret.chmod(mode)
+        config = parse_config(
+            with_carrier(password=..., password_file="viettel"), base_dir=tmp_path
+        )
+        expected = (
+            (
+                f"carriers[0].password_file: {secret} is readable by group or others "
+                f"(mode {mode:04o}); chmod 600 {secret}",
+            )
+            if warned
+            else ()
+        )
+        assert config.warnings == expected
+        assert PASSWORD not in repr(config.warnings)
+    assert parse_config(with_carrier()).warnings == ()
 
 
 def test_password_file_errors(tmp_path: Path) -> None:
@@ -1033,7 +1069,7 @@ def test_error_policy_errors(policy: object, message: str) -> None:
 @pytest.mark.parametrize(
     ("cls", "keys"),
     [
-        (Config, _TOP_KEYS),
+        (Config, (*_TOP_KEYS, "warnings")),  # warnings: what the parser noticed, not a key
         (MqttConfig, (*_MQTT_CHECKS, "password")),
         (CarrierConfig, (*_CARRIER_CHECKS, "password")),
         (StoreConfig, _STORE_KEYS),
@@ -1047,3 +1083,69 @@ def test_error_policy_errors(policy: object, message: str) -> None:
 def test_every_settings_field_is_parsed(cls: type, keys: tuple[str, ...]) -> None:
     """A field added to settings.py without a parser here would be silently unsettable."""
     assert {f.name for f in dataclasses.fields(cls)} == set(keys)
+
+
+# ---------------------------------------------------------------------- tenants
+
+
+def test_tenants_default_to_none_and_a_name_only_tenant_has_no_limits() -> None:
+    assert parse_config(doc()).tenants == ()
+    [shop] = parse_config(doc(tenants=[{"name": "shop"}])).tenants
+    assert shop == TenantConfig(name="shop")
+    assert (shop.senders, shop.priorities, shop.rate, shop.daily_parts) == (None,) * 4
+    assert shop.force_carrier is False  # choosing the carrier must be granted
+
+
+def test_tenants_summary_names_topic_and_limits() -> None:
+    config = parse_config(
+        doc(tenants=[{"name": "shop", "rate": 20, "senders": ["SHOPVN"]}, {"name": "default"}])
+    )
+    text = summary(config)
+    assert "shop: sms/submit/shop, senders SHOPVN" in text
+    assert "rate 20/s" in text
+    assert "default: sms/submit," in text
+
+
+@pytest.mark.parametrize(
+    ("tenant", "message"),
+    [
+        ({}, "tenants[0].name: required"),
+        ({"name": "a/b"}, "tenants[0].name: must be 1 to 64 characters"),
+        ({"name": "shop", "senders": []}, "tenants[0].senders: must be a non-empty list"),
+        ({"name": "shop", "senders": [8079]}, "tenants[0].senders[0]: must be a quoted string"),
+        (
+            {"name": "shop", "senders": ["Vietcombank Ltd"]},
+            "tenants[0].senders[0]: an alphanumeric sender has at most 11 characters",
+        ),
+        ({"name": "shop", "senders": ["A", "A"]}, "tenants[0].senders[1]: duplicate sender 'A'"),
+        (
+            {"name": "shop", "priorities": ["urgent"]},
+            "tenants[0].priorities[0]: must be one of high, normal, low, got 'urgent'",
+        ),
+        ({"name": "shop", "priorities": "high"}, "tenants[0].priorities: must be a non-empty"),
+        ({"name": "shop", "force_carrier": "yes"}, "tenants[0].force_carrier: must be true"),
+        ({"name": "shop", "rate": 0}, "tenants[0].rate: must be a positive number, got 0"),
+        ({"name": "shop", "daily_parts": 0}, "tenants[0].daily_parts: must be a positive integer"),
+        ({"name": "shop", "max_queued": 1.5}, "tenants[0].max_queued: must be a positive integer"),
+        ({"name": "shop", "rat": 5}, "tenants[0].rat: unknown key; did you mean rate?"),
+    ],
+)
+def test_tenant_field_errors(tenant: dict[str, Any], message: str) -> None:
+    assert only(doc(tenants=[tenant])).startswith(message)
+
+
+def test_tenant_problems_are_all_reported_with_duplicates() -> None:
+    found = problems(
+        doc(tenants=[{"name": "shop", "rate": -1}, {"name": "shop"}, {"name": "x", "bogus": 1}])
+    )
+    assert found == [
+        "tenants[0].rate: must be a positive number, got -1",
+        "tenants[1].name: duplicate tenant name 'shop' (also tenants[0])",
+        "tenants[2].bogus: unknown key",
+    ]
+
+
+def test_tenants_must_be_a_list() -> None:
+    assert (
+        only(doc(tenants={"name": "shop"})) == "tenants: must be a list of tenants, got a mapping"
+    )

@@ -73,6 +73,8 @@ EXPECTED = {
     "smppgw_receipts_early": "counter",
     "smppgw_mo_messages": "counter",
     "smppgw_mo_parts": "counter",
+    "smppgw_mo_parts_refused": "counter",
+    "smppgw_mo_evicted": "counter",
     "smppgw_session_state": "gauge",
     "smppgw_bind_attempts": "counter",
     "smppgw_reconnects": "counter",
@@ -97,6 +99,7 @@ EXPECTED = {
     "smppgw_events_published": "counter",
     "smppgw_config_reloads": "counter",
     "smppgw_heartbeat_age_seconds": "gauge",
+    "smppgw_http_connections_dropped": "counter",
     "smppgw_build_info": "gauge",
 }
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from smppgw.mqtt import Message, MqttClient, MqttUnavailable
+from smppgw.mqtt import Message, MqttClient, MqttUnavailable, PublishLost, PublishRefused
 from smppgw.settings import MqttConfig
 
 from support.broker import Mosquitto
@@ -310,6 +310,72 @@ async def test_inflight_publish_fails_when_the_connection_drops(mosquitto: Mosqu
         mosquitto.kill()  # a stopped process still dies; the kernel closes its sockets
         with pytest.raises(MqttUnavailable):
             await asyncio.wait_for(task, 5)
+
+
+async def test_refused_puback_fails_the_publish_with_its_reason_code(
+    make_mosquitto: Callable[..., Mosquitto], tmp_path: Path
+) -> None:
+    """gmqtt takes any PUBACK for a success; a failure reason code must reach the caller
+    (mosquitto denies a publish its ACL forbids with 0x87; 2.0 then also closes the
+    connection, eclipse-mosquitto/mosquitto#2579, and the client reconnects)."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic write allowed/#\n")  # anonymous clients: this topic tree only
+    broker = make_mosquitto(extra_config=f"allow_anonymous true\nacl_file {acl}")
+    async with publisher(broker) as pub:
+        with pytest.raises(PublishRefused) as refused:
+            await pub.publish("denied/topic", b"x")
+        assert refused.value.reason_code == 0x87
+        assert "0x87 (not authorized)" in str(refused.value)
+        async with asyncio.timeout(10):  # what is allowed goes through (once reconnected)
+            while True:
+                try:
+                    await pub.publish("allowed/topic", b"y")
+                    break
+                except MqttUnavailable:
+                    await pub.wait_connected(1)
+        assert pub.inflight == 0
+
+
+async def test_max_packet_size_comes_from_the_connack(
+    make_mosquitto: Callable[..., Mosquitto], mosquitto: Mosquitto
+) -> None:
+    async with publisher(make_mosquitto(extra_config="max_packet_size 5000")) as pub:
+        assert pub.max_packet_size == 5000
+    async with publisher(mosquitto) as pub:
+        assert pub.max_packet_size is None
+
+
+@pytest.mark.parametrize("replay", [True, False])
+async def test_inflight_publishes_are_replayed_unless_told_not_to(
+    mosquitto: Mosquitto, replay: bool
+) -> None:
+    """In flight when the connection drops: PublishLost; on reconnect gmqtt resends the
+    packet, except with ``replay_inflight=False`` (the caller publishes again itself)."""
+    got = Collector()
+    async with client(config(mosquitto), on_message=got) as listener:
+        await listener.subscribe("replay/topic")
+        async with client(config(mosquitto), replay_inflight=replay) as gw:
+            assert mosquitto.pid is not None
+            # Let an autosave pass, so the sessions survive the SIGKILL below.
+            saves = mosquitto.log_tail(1000).count("Saving in-memory database")
+            await until(
+                lambda: mosquitto.log_tail(1000).count("Saving in-memory database") > saves + 1,
+                timeout=10,
+            )
+            os.kill(mosquitto.pid, signal.SIGSTOP)
+            task = asyncio.create_task(gw.publish("replay/topic", b"in flight"))
+            await until(lambda: gw.inflight == 1)
+            mosquitto.kill()
+            with pytest.raises(PublishLost):
+                await asyncio.wait_for(task, 5)
+            assert gw.inflight == (1 if replay else 0)
+            mosquitto.start()
+            assert await gw.wait_connected(5)
+            await until(lambda: gw.inflight == 0)
+            await gw.publish("replay/topic", b"after")
+        await until(lambda: b"after" in got.payloads)
+        await asyncio.sleep(0.2)
+    assert (b"in flight" in got.payloads) is replay
 
 
 async def test_broker_restart(mosquitto: Mosquitto) -> None:

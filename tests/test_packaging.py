@@ -68,7 +68,8 @@ def test_unit_declares_what_operations_rely_on():
     assert one("Type") == "notify"
     assert one("NotifyAccess") == "main"
     assert one("ExecStart") == f"{PRODUCTION_BINARY} run --config /etc/smppgw/smppgw.yaml"
-    assert one("ExecReload") == "/bin/kill -HUP $MAINPID"
+    # the shell's built-in kill: /bin/kill (procps) is missing on minimal systems
+    assert one("ExecReload") == "/bin/sh -c 'kill -HUP \"$MAINPID\"'"
     assert one("WatchdogSec") == "30"
     assert one("Restart") == "on-failure"
     assert one("KillSignal") == "SIGTERM"
@@ -94,6 +95,9 @@ def test_unit_declares_what_operations_rely_on():
         "CapabilityBoundingSet": "",
         "AmbientCapabilities": "",
         "UMask": "0077",
+        # a leak or a hostile peer is bounded by the unit, not only by the code
+        "MemoryMax": "1G",
+        "TasksMax": "64",
     }.items():
         assert one(key) == value, key
     assert one("RestrictAddressFamilies").split() == ["AF_INET", "AF_INET6", "AF_UNIX"]

@@ -26,6 +26,7 @@ from smppgw.store import (
     Store,
     StoredJob,
     StoreError,
+    Usage,
 )
 from smppgw.store import api as store_api
 from smppgw.store import ops as store_ops
@@ -298,6 +299,41 @@ async def test_finish_records_one_final_status(store: Store) -> None:
     assert await store.job("ghost") is None
 
 
+async def test_add_counted_bills_tenant_parts_with_the_job_and_refuses_over_quota(
+    store: Store,
+) -> None:
+    day = "2026-12-06"
+
+    def use(parts: int, limit: int | None = 5) -> Usage:
+        return Usage(tenant="shop", day=day, parts=parts, limit=limit)
+
+    added = await store.add_counted(
+        [job("shop/a"), job("shop/b"), job("shop/a"), job("shop/c"), job("plain")],
+        [use(2), use(3), use(2), use(1), None],
+    )
+    # a: 2 parts; b: 3 (total 5); a again: a duplicate, not billed; c: over 5; plain: uncounted
+    assert added == [True, True, False, None, True]
+    assert await store.tenant_usage("shop", day) == 5
+    assert await store.job("shop/c") is None, "a job over quota is not stored"
+    # a redelivered job over quota is still a duplicate, not a quota refusal
+    assert await store.add_counted([job("shop/b")], [use(3)]) == [False]
+    assert await store.add_counted([job("shop/d")], [use(9, None)]) == [True]  # no limit
+    assert await store.tenant_usage("shop", day) == 14
+    assert await store.tenant_usage("shop", "2026-12-07") == 0
+
+
+async def test_count_waiting_is_per_tenant_key_range_until_submitted(store: Store) -> None:
+    await store.add_jobs([job("shop/1"), job("shop/2"), job("shop2/1"), job("x"), job("shop0")])
+    assert await store.count_waiting("shop/") == 2
+    assert await store.count_waiting("shop2/") == 1
+    assert await store.count_waiting(None) == 2  # ids without a tenant: x, shop0
+    await store.claim(CARRIER, 1, time.time())  # claimed (sending): still waiting
+    assert await store.count_waiting("shop/") == 2
+    await store.mark_submitted("shop/1", CARRIER, ["1"], ["1"], False, [])
+    await store.finish("shop/2", "failed", [])
+    assert await store.count_waiting("shop/") == 0
+
+
 async def test_finishing_a_queued_job_takes_it_out_of_the_queue(store: Store) -> None:
     await store.add_jobs([job("e1"), job("e2")])
     assert await store.finish("e1", "expired", [], code="ttl")
@@ -404,6 +440,55 @@ async def test_outbox_pages_acks_and_never_reuses_ids(store: Store) -> None:
     assert await store.outbox_size() == 0
     (later,) = await store.add_events([OutboxEvent("t", b"")])
     assert later > ids[-1]
+
+
+async def test_set_aside_moves_events_to_dead_events_in_one_transaction(tmp_path: Path) -> None:
+    """Set aside = out of the outbox and into dead_events, with its reason, atomically;
+    the count survives a reopen; an id no longer in the outbox is skipped."""
+    path = str(tmp_path / "gw.db")
+    async with Store(path) as store:
+        ids = await store.add_events(
+            [OutboxEvent("x/#", b"bad", b"corr"), OutboxEvent("sms/status/ok", b"ok")]
+        )
+        before = time.time()
+        assert await store.set_aside([(ids[0], "topic contains a wildcard '#'")]) == 1
+        assert await store.set_aside([(ids[0], "again"), (ids[1] + 99, "unknown")]) == 0
+        assert await store.outbox_size() == 1
+        assert [e.event_id for e in await store.pending_events(10)] == [ids[1]]
+        (dead,) = await store.dead_events(10)
+        assert (dead.event_id, dead.topic, dead.payload, dead.correlation_data) == (
+            ids[0],
+            "x/#",
+            b"bad",
+            b"corr",
+        )
+        assert dead.reason == "topic contains a wildcard '#'"
+        assert before <= dead.dead_at <= time.time()
+        assert store.dead_events_count() == 1
+    async with Store(path) as store:
+        assert store.dead_events_count() == 1
+        assert await store.outbox_size() == 1
+
+
+async def test_set_aside_rolls_back_with_its_operation(store: Store) -> None:
+    """A failure inside the operation moves nothing: no event both dead and pending."""
+    (event_id,) = await store.add_events([OutboxEvent("x/+", b"p")])
+    with pytest.raises(ValueError):
+        await store.set_aside([(event_id, "ok"), (event_id, None, "bad row")])  # type: ignore[list-item]
+    assert [e.event_id for e in await store.pending_events(10)] == [event_id]
+    assert await store.dead_events(10) == []
+
+
+async def test_dead_events_newest_first_limited_and_purged(store: Store) -> None:
+    ids = await store.add_events([OutboxEvent(f"t/{i}", b"%d" % i) for i in range(3)])
+    for event_id in ids:
+        await store.set_aside([(event_id, f"reason {event_id}")])
+    listed = await store.dead_events(2)
+    assert [d.event_id for d in listed] == [ids[2], ids[1]]
+    assert await store.purge_dead_events(older_than=listed[-1].dead_at) == 1
+    assert [d.event_id for d in await store.dead_events(10)] == [ids[2], ids[1]]
+    assert await store.purge_dead_events(older_than=time.time() + 1) == 2
+    assert store.dead_events_count() == 0
 
 
 # -- recover, purge, depths, metrics ------------------------------------------------------

@@ -28,4 +28,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"{args.file}: OK")
     print(summary(config))
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

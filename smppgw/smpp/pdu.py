@@ -37,6 +37,13 @@ HEADER = struct.Struct(">IIII")
 TLV_HEADER = struct.Struct(">HH")
 HEADER_SIZE = 16
 DEFAULT_MAX_PDU_LENGTH = 64 * 1024
+#: Longest ``message_id`` (SMPP 3.4 section 5.2.23: C-Octet String of at most 65 octets
+#: with its NUL). It is the one C-string an SMSC hands us that we keep: in the receipt
+#: map, the store and the published events. A longer one is a decode error, so a hostile
+#: SMSC cannot make each id cost kilobytes there. Other C-strings are only bounded by the
+#: PDU length: real SMSCs overrun the spec's sizes (long alphanumeric addresses) and
+#: refusing those would lose their MO and receipts.
+MAX_MESSAGE_ID = 64
 
 
 class PduError(Exception):
@@ -619,20 +626,24 @@ def decode(frame: bytes | bytearray | memoryview, max_length: int = DEFAULT_MAX_
         for kind, name, unpack_from, width in cls._decode_ops:
             if kind == _CSTR:
                 end = data.find(0, pos)
-                if end < 0:
-                    if is_resp:
-                        # A response's last C-string without NUL: keep what is there.
-                        values.append(data[pos:].decode("latin-1"))
-                        pos = size
-                        continue
+                if end < 0 and not is_resp:
                     raise PduError(
                         f"{name}: C-Octet String not NUL-terminated",
                         command_id=command_id,
                         sequence=sequence,
                         status=Status.ESME_RINVMSGLEN,
                     )
-                values.append(data[pos:end].decode("latin-1"))
-                pos = end + 1
+                # A response's last C-string without NUL: keep what is there.
+                stop = end if end >= 0 else size
+                if name == "message_id" and stop - pos > MAX_MESSAGE_ID:
+                    raise PduError(
+                        f"message_id: {stop - pos} octets, at most {MAX_MESSAGE_ID}",
+                        command_id=command_id,
+                        sequence=sequence,
+                        status=Status.ESME_RINVMSGLEN,
+                    )
+                values.append(data[pos:stop].decode("latin-1"))
+                pos = stop + 1 if end >= 0 else size
             elif kind == _INTS:
                 values.extend(unpack_from(data, pos))  # type: ignore[misc]
                 pos += width

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from smppgw.smpp.constants import Tag
+from smppgw.smpp.pdu import MAX_MESSAGE_ID
 
 __all__ = [
     "FINAL_STATES",
@@ -180,6 +181,12 @@ def parse_receipt(short_message: bytes, tlvs: list[tuple[int, bytes]]) -> Receip
     message_id = tlv_id or fields.get("id") or None
     if message_id is None:
         raise ReceiptError("receipt has no message id (no receipted_message_id TLV, no id: field)")
+    if len(message_id) > MAX_MESSAGE_ID:
+        # No submit_sm_resp could have carried it (see pdu.MAX_MESSAGE_ID): it matches
+        # nothing, and holding it for matching would cost what the SMSC chose.
+        raise ReceiptError(
+            f"receipt message id of {len(message_id)} octets, at most {MAX_MESSAGE_ID}"
+        )
     state = tlv_state or _state_from_stat(fields.get("stat")) or "UNKNOWN"
     return Receipt(
         message_id=message_id,

@@ -27,7 +27,7 @@ from typing import Protocol, cast
 
 from smppgw.logs import get_logger
 from smppgw.settings import CarrierConfig
-from smppgw.smpp.constants import RESPONSE_BIT, CommandId, Status, status_name
+from smppgw.smpp.constants import RESPONSE_BIT, CommandId, Status, command_name, status_name
 from smppgw.smpp.pdu import (
     BIND_CLASSES,
     DEFAULT_MAX_PDU_LENGTH,
@@ -37,6 +37,7 @@ from smppgw.smpp.pdu import (
     EnquireLink,
     FrameError,
     FrameReader,
+    GenericNack,
     Pdu,
     PduError,
     Unbind,
@@ -61,9 +62,15 @@ class NoResponse:
 
     Not an error code: the SMSC may have acted on the request. For a submit_sm that means
     the message may be on its way (and may still produce a receipt).
+
+    ``resendable`` is False when a response did come, said ESME_ROK, and could not be used
+    (a message_id over 64 octets, a body that does not parse, the wrong command): the SMSC
+    took the request, so sending it again would send it twice, whatever a carrier's
+    ``resend_on_timeout`` says.
     """
 
     reason: str
+    resendable: bool = True
 
 
 #: What a request resolves to: the response PDU (any status) or :class:`NoResponse`.
@@ -115,7 +122,8 @@ class SessionObserver(Protocol):
         """A bound session was lost (not stopped by us) and will be re-established."""
 
     def malformed_pdu(self, carrier: str) -> None:
-        """The SMSC sent a PDU that could not be decoded."""
+        """The SMSC sent a PDU that could not be decoded, or a response that does not
+        answer its request (another command's response with the request's sequence)."""
 
     def enquire_link_timeout(self, carrier: str) -> None:
         """Our enquire_link got no response: the link is considered dead."""
@@ -148,6 +156,8 @@ class _Pending:
     future: asyncio.Future[Result]
     timer: asyncio.TimerHandle | None
     in_window: bool
+    #: The request's command_id: its response must be ``command_id | RESPONSE_BIT``.
+    command_id: int
 
 
 class Session(asyncio.Protocol):
@@ -338,7 +348,7 @@ class Session(asyncio.Protocol):
         if timeout is None:
             timeout = self.config.response_timeout
         timer = self._loop.call_later(timeout, self._expire, seq) if timeout > 0 else None
-        self._pending[seq] = _Pending(fut, timer, in_window)
+        self._pending[seq] = _Pending(fut, timer, in_window, pdu.command_id)
         if in_window:
             self._in_window += 1
         transport.write(data)
@@ -355,7 +365,15 @@ class Session(asyncio.Protocol):
             entry.future.set_result(NoResponse("no response within the response timeout"))
 
     def _resolve(self, pdu: Pdu) -> None:
-        entry = self._pending.pop(pdu.sequence, None)
+        """Settle the request this response answers: same sequence *and* its command.
+
+        A generic_nack answers any request and always fails it (status 0 there means
+        nothing: it becomes ESME_RINVCMDID, never a success). Another command's response
+        with the request's sequence is a protocol error: counted, logged, and the request
+        ends as :class:`NoResponse` (not resendable when it said ESME_ROK), because we
+        cannot tell what the SMSC did with it.
+        """
+        entry = self._pending.get(pdu.sequence)
         if entry is None:
             log.info(
                 "response for no outstanding request (late, after its timeout?)",
@@ -365,12 +383,38 @@ class Session(asyncio.Protocol):
                 status=status_name(pdu.status),
             )
             return
+        result: Result = pdu
+        if pdu.command_id == CommandId.GENERIC_NACK:
+            if pdu.status == Status.ESME_ROK:
+                self._observer.malformed_pdu(self.config.name)
+                result = GenericNack(sequence=pdu.sequence, status=Status.ESME_RINVCMDID)
+            log.warning(
+                "generic_nack for a request",
+                session=self.name,
+                request=command_name(entry.command_id),
+                sequence=pdu.sequence,
+                status=status_name(pdu.status),
+            )
+        elif pdu.command_id != entry.command_id | RESPONSE_BIT:
+            self._observer.malformed_pdu(self.config.name)
+            reason = (
+                f"protocol error: {pdu.name} ({status_name(pdu.status)}) answered "
+                f"{command_name(entry.command_id)}"
+            )
+            log.warning("response does not match its request", session=self.name, error=reason)
+            result = NoResponse(reason, resendable=pdu.status != Status.ESME_ROK)
+        self._settle(pdu.sequence, result)
+
+    def _settle(self, seq: int, result: Result) -> None:
+        entry = self._pending.pop(seq, None)
+        if entry is None:
+            return
         if entry.timer is not None:
             entry.timer.cancel()
         if entry.in_window:
             self._in_window -= 1
         if not entry.future.done():
-            entry.future.set_result(pdu)
+            entry.future.set_result(result)
 
     def _send(self, pdu: Pdu) -> bool:
         transport = self._transport
@@ -449,13 +493,10 @@ class Session(asyncio.Protocol):
             if status and cid in PDU_CLASSES:
                 self._resolve(PDU_CLASSES[cid](sequence=seq, status=status))
             else:
-                self._pending.pop(seq)
-                if entry.timer is not None:
-                    entry.timer.cancel()
-                if entry.in_window:
-                    self._in_window -= 1
-                if not entry.future.done():
-                    entry.future.set_result(NoResponse(f"unreadable response: {exc.reason}"))
+                # It said ESME_ROK (or nothing usable): the SMSC may well have taken it.
+                self._settle(
+                    seq, NoResponse(f"unreadable response: {exc.reason}", resendable=False)
+                )
             return
         log.warning("unreadable PDU; generic_nack", session=self.name, error=str(exc))
         if seq is not None:

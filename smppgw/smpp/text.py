@@ -49,6 +49,7 @@ __all__ = [
     "Coding",
     "Concat",
     "MoPart",
+    "MoRefused",
     "Part",
     "Reassembler",
     "RefCounter",
@@ -536,10 +537,13 @@ class MoPart:
 
     A concatenated part's UCS2 text may end or start with half a surrogate pair (handsets do
     split them); :class:`Reassembler` rejoins them. Unconcatenated text is always clean.
+    ``size`` is the user data's length in octets as received (UDH excluded); 0 when not
+    known, and then the text's length stands in for it.
     """
 
     text: str
     concat: tuple[int, int, int] | None
+    size: int = field(default=0, compare=False)
 
 
 def _parse_udh(udh: bytes) -> tuple[int, int, int] | None:
@@ -601,19 +605,42 @@ def decode_mo(
     if concat is not None and not (concat[1] >= 2 and 1 <= concat[2] <= concat[1]):
         concat = None
     text = _decode(data, data_coding)
-    return MoPart(text if concat is not None else _clean(text), concat)
+    return MoPart(text if concat is not None else _clean(text), concat, len(data))
+
+
+#: Largest concatenated MO part held for reassembly, in octets of user data. One SMS part
+#: carries at most 140 octets on the air (short_message at most 254); message_payload could
+#: carry 64 KB, which no part of a real concatenated SMS needs. Larger parts are refused.
+MO_MAX_PART_OCTETS = 1600
+#: Octets of MO parts held per carrier (incomplete messages, and those delivered partial
+#: early that the carrier has not taken yet): about 7,000 parts of 140 octets.
+MO_MAX_PENDING_OCTETS = 1 << 20
+
+
+class MoRefused(Exception):
+    """A concatenated MO part the reassembler will not hold.
+
+    ``reason`` is ``too_large`` (the part alone exceeds ``max_part``: it is malformed and
+    never will fit) or ``busy`` (no room now even after evicting older messages: the SMSC
+    should deliver it again later).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 @dataclass(slots=True)
 class _Pending:
     created: float
     total: int
-    parts: dict[int, str] = field(default_factory=dict)
+    #: seq → (text, octets)
+    parts: dict[int, tuple[str, int]] = field(default_factory=dict)
+    size: int = 0
 
     def text(self) -> str:
-        return _clean(
-            "".join(self.parts.get(seq, MISSING_PART) for seq in range(1, self.total + 1))
-        )
+        missing = (MISSING_PART, 0)
+        return _clean("".join(self.parts.get(seq, missing)[0] for seq in range(1, self.total + 1)))
 
 
 class Reassembler:
@@ -622,7 +649,16 @@ class Reassembler:
     Messages are keyed by the caller's key (e.g. (source, destination)) plus the part's ref
     and total. :meth:`expire` returns messages older than ``timeout`` (counted from their
     first part) with every missing part shown as ``…``, so nothing a subscriber sent is
-    dropped. Beyond ``max_pending`` incomplete messages the oldest is expired early.
+    dropped.
+
+    Memory is bounded by count and by octets, because the SMSC (or whoever controls it)
+    chooses how many parts arrive and how big they are. A part over ``max_part`` octets is
+    refused (:class:`MoRefused` ``too_large``). Beyond ``max_pending`` incomplete messages,
+    or ``max_bytes`` octets of incomplete messages, the oldest are evicted: handed to
+    :meth:`expire` early as partial texts (counted in ``evicted``). Evicted texts waiting
+    for :meth:`expire` are bounded by ``max_bytes`` too; when that is full (the caller does
+    not keep up) a part is refused with ``busy`` instead of held. So at most twice
+    ``max_bytes`` octets of parts are held.
     """
 
     def __init__(
@@ -630,46 +666,103 @@ class Reassembler:
         timeout: float = 300.0,
         *,
         max_pending: int = 10_000,
+        max_part: int = MO_MAX_PART_OCTETS,
+        max_bytes: int = MO_MAX_PENDING_OCTETS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.timeout = timeout
         self._max = max_pending
+        self.max_part = max_part
+        self.max_bytes = max_bytes
         self._clock = clock
         self._pending: dict[tuple[tuple[str, str], int, int], _Pending] = {}
-        self._evicted: list[tuple[tuple[str, str], str]] = []
+        self._pending_bytes = 0
+        self._evicted: list[tuple[tuple[str, str], str, int]] = []
+        self._evicted_bytes = 0
+        #: Incomplete messages evicted early (delivered partial) to stay within the bounds.
+        self.evicted = 0
 
     def __len__(self) -> int:
         """Incomplete messages held."""
         return len(self._pending)
 
+    @property
+    def bytes(self) -> int:
+        """Octets of parts held: incomplete messages and evicted ones not yet expired."""
+        return self._pending_bytes + self._evicted_bytes
+
+    @property
+    def has_evicted(self) -> bool:
+        """Evicted messages are waiting for :meth:`expire` (call it soon: they hold room)."""
+        return bool(self._evicted)
+
     def add(self, key: tuple[str, str], part: MoPart) -> str | None:
-        """Return the whole text when ``part`` completes its message (or is not a part)."""
+        """Return the whole text when ``part`` completes its message (or is not a part).
+
+        Raises :class:`MoRefused` for a part it will not hold (nothing is kept then).
+        """
         if part.concat is None:
             return _clean(part.text)
         ref, total, seq = part.concat
         if total < 2 or not 1 <= seq <= total:
             return _clean(part.text)
+        size = part.size or len(part.text)
+        if size > self.max_part:
+            raise MoRefused(
+                "too_large", f"MO part of {size} octets, at most {self.max_part} in a part"
+            )
         slot = (key, ref, total)
         pending = self._pending.get(slot)
+        replaced = pending.parts[seq][1] if pending is not None and seq in pending.parts else 0
+        growth = size - replaced
+        while self._pending_bytes + growth > self.max_bytes and self._evict(keep=slot):
+            pass
+        if self._pending_bytes + growth > self.max_bytes:
+            raise MoRefused(
+                "busy",
+                f"MO reassembly holds {self.bytes} octets, at most {2 * self.max_bytes}",
+            )
         if pending is None:
-            if len(self._pending) >= self._max:
-                old_slot = next(iter(self._pending))
-                self._evicted.append((old_slot[0], self._pending.pop(old_slot).text()))
+            if len(self._pending) >= self._max and not self._evict(keep=slot):
+                raise MoRefused("busy", f"{len(self._pending)} incomplete MO messages held")
             pending = self._pending[slot] = _Pending(self._clock(), total)
-        pending.parts[seq] = part.text  # a repeated part replaces the earlier copy
+        pending.parts[seq] = (part.text, size)  # a repeated part replaces the earlier copy
+        pending.size += growth
+        self._pending_bytes += growth
         if len(pending.parts) == total:
             del self._pending[slot]
+            self._pending_bytes -= pending.size
             return pending.text()
         return None
 
+    def _evict(self, keep: tuple[tuple[str, str], int, int]) -> bool:
+        """Move the oldest incomplete message (not ``keep``) to the evicted list, if there
+        is room there for it."""
+        for slot, old in self._pending.items():
+            if slot == keep:
+                continue
+            if self._evicted_bytes + old.size > self.max_bytes:
+                return False
+            del self._pending[slot]
+            self._pending_bytes -= old.size
+            self._evicted.append((slot[0], old.text(), old.size))
+            self._evicted_bytes += old.size
+            self.evicted += 1
+            return True
+        return False
+
     def expire(self) -> list[tuple[tuple[str, str], str]]:
-        """Remove and return (key, partial text) of every message past its timeout."""
-        out, self._evicted = self._evicted, []
+        """Remove and return (key, partial text) of every message evicted since the last
+        call and of every message past its timeout."""
+        out = [(key, text) for key, text, _size in self._evicted]
+        self._evicted, self._evicted_bytes = [], 0
         deadline = self._clock() - self.timeout
         # Insertion order is creation order, so the expired ones are a prefix.
         while self._pending:
             slot = next(iter(self._pending))
             if self._pending[slot].created > deadline:
                 break
-            out.append((slot[0], self._pending.pop(slot).text()))
+            old = self._pending.pop(slot)
+            self._pending_bytes -= old.size
+            out.append((slot[0], old.text()))
         return out

@@ -7,6 +7,7 @@
 
 from smppgw.store.api import Store
 from smppgw.store.model import (
+    DeadEvent,
     JobState,
     JobView,
     OutboxEvent,
@@ -15,9 +16,11 @@ from smppgw.store.model import (
     StoredJob,
     StoreError,
     StoreStats,
+    Usage,
 )
 
 __all__ = [
+    "DeadEvent",
     "JobState",
     "JobView",
     "OutboxEvent",
@@ -27,4 +30,5 @@ __all__ = [
     "StoreError",
     "StoreStats",
     "StoredJob",
+    "Usage",
 ]

@@ -22,12 +22,14 @@ from typing import TypeVar
 
 from smppgw.store import ops
 from smppgw.store.model import (
+    DeadEvent,
     JobView,
     OutboxEvent,
     ReceiptOutcome,
     RecoveryReport,
     StoredJob,
     StoreStats,
+    Usage,
 )
 from smppgw.store.schema import connect
 from smppgw.store.writer import Tx, Writer
@@ -51,6 +53,7 @@ class Store:
         max_batch: int = 5000,
         busy_timeout: float = 5.0,
         synchronous: str = "NORMAL",
+        keep_text: bool = False,
         on_batch: Callable[[int, float | None], None] | None = None,
     ) -> None:
         """``commit_interval``: when the previous batch carried several operations, how
@@ -61,12 +64,15 @@ class Store:
         ``synchronous``: ``NORMAL`` survives any process death; ``FULL`` also survives
         power loss, at one fsync per batch (see ``smppgw.store.schema``).
         ``on_batch(operations, seconds)``: called from the writer thread after each
-        transaction, ``seconds`` None when it failed (for metrics; must be cheap)."""
+        transaction, ``seconds`` None when it failed (for metrics; must be cheap).
+        ``keep_text``: keep a job's text after it is submitted or final (``store.keep_text``;
+        off by default, see ``smppgw.store.schema``)."""
         self.path = path
         self._depths: Counter[tuple[str, int]] = Counter()
         self._outbox = 0
+        self._dead = 0
         self._writer = Writer(
-            partial(self._connect, path, busy_timeout, synchronous),
+            partial(self._connect, path, busy_timeout, synchronous, keep_text),
             commit_interval=commit_interval,
             max_batch=max_batch,
             on_commit=self._committed,
@@ -94,11 +100,16 @@ class Store:
     ) -> None:
         await self.close()
 
-    def _connect(self, path: str, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
-        conn = connect(path, busy_timeout=busy_timeout, synchronous=synchronous)
+    def _connect(
+        self, path: str, busy_timeout: float, synchronous: str, keep_text: bool
+    ) -> sqlite3.Connection:
+        conn = connect(
+            path, busy_timeout=busy_timeout, synchronous=synchronous, keep_text=keep_text
+        )
         tx = Tx(conn, 0.0)
         self._depths = Counter(ops.count_queued(tx))
         self._outbox = ops.count_outbox(tx)
+        self._dead = ops.count_dead_events(tx)
         return conn
 
     def _committed(self, tx: Tx) -> None:
@@ -121,6 +132,23 @@ class Store:
         """Queue jobs; per job True if new, False if its id is already known (in any
         state, until purged: nothing is written for it)."""
         return await self._run(partial(ops.add_jobs, jobs=list(jobs)))
+
+    async def add_counted(
+        self, jobs: Sequence[StoredJob], usage: Sequence[Usage | None]
+    ) -> list[bool | None]:
+        """``add_jobs`` with each tenant job's parts counted in ``tenant_usage`` in the
+        same transaction (``usage[i]`` for ``jobs[i]``, None for an uncounted job). Per
+        job True (new), False (known id) or None (over the tenant's daily limit: not added)."""
+        return await self._run(partial(ops.add_counted, jobs=list(jobs), usage=list(usage)))
+
+    async def tenant_usage(self, tenant: str, day: str) -> int:
+        """Parts counted for ``tenant`` on ``day`` (``YYYY-MM-DD``)."""
+        return await self._run(partial(ops.tenant_usage, tenant=tenant, day=day))
+
+    async def count_waiting(self, prefix: str | None) -> int:
+        """Jobs with an id starting with ``prefix`` (``"shop/"``; ``None``: ids without a
+        tenant) not yet submitted or final."""
+        return await self._run(partial(ops.count_waiting, prefix=prefix))
 
     async def add_rejected(
         self,
@@ -262,6 +290,22 @@ class Store:
         """Delete published (PUBACKed) events; returns how many existed."""
         return await self._run(partial(ops.ack_events, event_ids=list(event_ids)))
 
+    async def set_aside(self, reasons: Sequence[tuple[int, str]]) -> int:
+        """Move events the broker will not take from the outbox to ``dead_events``, each
+        with its reason, in one transaction (never published again; kept for inspection).
+        Returns how many moved (an id already gone is skipped)."""
+        moved = await self._run(partial(ops.set_aside, reasons=list(reasons)))
+        self._dead += moved
+        return moved
+
+    async def dead_events(self, limit: int) -> list[DeadEvent]:
+        """The ``limit`` events set aside most recently, newest first."""
+        return await self._run(partial(ops.dead_events, limit=limit))
+
+    def dead_events_count(self) -> int:
+        """Events in ``dead_events`` (counted at open, kept in step by this process)."""
+        return self._dead
+
     # -- start-up and housekeeping ---------------------------------------------------
     async def recover(
         self, resend_on_timeout: Callable[[str], bool], make_events: EventMaker
@@ -286,6 +330,12 @@ class Store:
             total += removed
             if removed < PURGE_CHUNK:
                 return total
+
+    async def purge_dead_events(self, older_than: float) -> int:
+        """Delete events set aside before ``older_than`` (wall clock); returns how many."""
+        removed = await self._run(partial(ops.purge_dead_events, older_than=older_than))
+        self._dead -= removed
+        return removed
 
     async def queue_depths(self) -> dict[tuple[str, int], int]:
         """(carrier, lane) → queued jobs, from counters kept in step with each commit."""

@@ -89,6 +89,18 @@ class StoredJob:
         )
 
 
+@dataclass(slots=True, frozen=True)
+class Usage:
+    """A tenant job's parts, counted against ``tenant_usage`` in the transaction that adds
+    it; with ``limit``, a job that would take the day's total over it is not added."""
+
+    tenant: str
+    #: The gateway's local date, ``YYYY-MM-DD``.
+    day: str
+    parts: int
+    limit: int | None = None
+
+
 @dataclass(slots=True)
 class OutboxEvent:
     """ "Publish ``payload`` to ``topic`` at QoS 1", kept until the broker PUBACKs it.
@@ -102,6 +114,21 @@ class OutboxEvent:
     correlation_data: bytes | None = None
     #: Assigned by the store; increasing, never reused (so ``after_id`` paging is safe).
     event_id: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class DeadEvent:
+    """An outbox event the broker would not take, set aside (``dead_events``) so that the
+    others flow; kept for an operator to inspect, never published again by the gateway."""
+
+    event_id: int
+    topic: str
+    payload: bytes
+    correlation_data: bytes | None
+    #: Why, in words (the check that failed, the PUBACK reason code, ...).
+    reason: str
+    #: Wall-clock time it was set aside.
+    dead_at: float
 
 
 @dataclass(slots=True)

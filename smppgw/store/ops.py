@@ -19,12 +19,14 @@ from smppgw.settings import SourceConfig
 from smppgw.store.model import (
     DELIVERED_RECEIPTS,
     FAILED_RECEIPTS,
+    DeadEvent,
     JobState,
     JobView,
     OutboxEvent,
     ReceiptOutcome,
     RecoveryReport,
     StoredJob,
+    Usage,
 )
 from smppgw.store.writer import Tx
 
@@ -52,6 +54,11 @@ _INSERT_JOB = (
 _CLAIM = (
     f"SELECT seq, {_JOB_COLUMNS} FROM jobs "
     "WHERE carrier = ? AND state = 0 AND next_attempt <= ? ORDER BY lane, seq LIMIT ?"
+)
+_USED = "SELECT parts FROM tenant_usage WHERE tenant = ? AND day = ?"
+_COUNT_USAGE = (
+    "INSERT INTO tenant_usage (tenant, day, parts) VALUES (?, ?, ?)"
+    " ON CONFLICT (tenant, day) DO UPDATE SET parts = parts + excluded.parts"
 )
 _INSERT_EVENT = "INSERT INTO outbox (topic, payload, correlation_data) VALUES (?, ?, ?)"
 
@@ -151,6 +158,47 @@ def add_jobs(tx: Tx, jobs: Sequence[StoredJob]) -> list[bool]:
         if new:
             tx.depth[(job.carrier, int(job.lane))] += 1
     return added
+
+
+def add_counted(
+    tx: Tx, jobs: Sequence[StoredJob], usage: Sequence[Usage | None]
+) -> list[bool | None]:
+    """``add_jobs`` that also counts each tenant job's parts in ``tenant_usage``: per job
+    True (added), False (known id: nothing written, nothing counted) or None (not added:
+    its parts would take the tenant's day over ``limit``)."""
+    execute = tx.conn.execute
+    result: list[bool | None] = []
+    for job, use in zip(jobs, usage, strict=True):
+        if use is not None and use.limit is not None:
+            row = execute(_USED, (use.tenant, use.day)).fetchone()
+            if (row[0] if row else 0) + use.parts > use.limit:
+                known = execute("SELECT 1 FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
+                result.append(False if known else None)
+                continue
+        new = add_jobs(tx, (job,))[0]
+        if new and use is not None:
+            execute(_COUNT_USAGE, (use.tenant, use.day, use.parts))
+        result.append(new)
+    return result
+
+
+def tenant_usage(tx: Tx, tenant: str, day: str) -> int:
+    row = tx.conn.execute(_USED, (tenant, day)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def count_waiting(tx: Tx, prefix: str | None) -> int:
+    """Jobs whose id starts with ``prefix`` not yet submitted or final: a range of the
+    unique job_id index (``prefix`` ends in '/', so the range ends before the next
+    character, '0'). ``None``: ids without '/' (the default tenant; a full scan)."""
+    if prefix is None:
+        query = "SELECT count(*) FROM jobs WHERE state < 3 AND instr(job_id, '/') = 0"
+        return int(tx.conn.execute(query).fetchone()[0])
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    row = tx.conn.execute(
+        "SELECT count(*) FROM jobs WHERE job_id >= ? AND job_id < ? AND state < 3", (prefix, end)
+    ).fetchone()
+    return int(row[0])
 
 
 def add_rejected(
@@ -355,6 +403,43 @@ def ack_events(tx: Tx, event_ids: Sequence[int]) -> int:
     cursor = tx.conn.executemany("DELETE FROM outbox WHERE event_id = ?", [(i,) for i in event_ids])
     tx.outbox -= cursor.rowcount
     return cursor.rowcount
+
+
+_SET_ASIDE = (
+    "INSERT INTO dead_events (event_id, topic, payload, correlation_data, reason, dead_at)"
+    " SELECT event_id, topic, payload, correlation_data, ?, ? FROM outbox WHERE event_id = ?"
+)
+
+
+def set_aside(tx: Tx, reasons: Sequence[tuple[int, str]]) -> int:
+    """Move each (event_id, reason) from the outbox to ``dead_events``; an id no longer in
+    the outbox is skipped. Returns how many moved."""
+    moved = 0
+    execute = tx.conn.execute
+    for event_id, reason in reasons:
+        if execute(_SET_ASIDE, (reason, tx.now, event_id)).rowcount:
+            execute("DELETE FROM outbox WHERE event_id = ?", (event_id,))
+            moved += 1
+    tx.outbox -= moved
+    return moved
+
+
+def dead_events(tx: Tx, limit: int) -> list[DeadEvent]:
+    """The ``limit`` most recently set aside, newest first."""
+    rows = tx.conn.execute(
+        "SELECT event_id, topic, payload, correlation_data, reason, dead_at FROM dead_events"
+        " ORDER BY dead_at DESC, event_id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [DeadEvent(*row) for row in rows]
+
+
+def purge_dead_events(tx: Tx, older_than: float) -> int:
+    return tx.conn.execute("DELETE FROM dead_events WHERE dead_at < ?", (older_than,)).rowcount
+
+
+def count_dead_events(tx: Tx) -> int:
+    return int(tx.conn.execute("SELECT count(*) FROM dead_events").fetchone()[0])
 
 
 def recover(

@@ -21,10 +21,14 @@ is refused (an older smppgw must not guess at a newer layout).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 
+from smppgw.logs import get_logger
 from smppgw.store.model import StoreError
+
+log = get_logger("smppgw.store")
 
 SCHEMA_VERSION = 2
 
@@ -124,10 +128,76 @@ def _to_v2(conn: sqlite3.Connection) -> None:
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_v2}
 
 
-def connect(path: str, *, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
-    """Open ``path`` for the writer thread, in autocommit mode (we issue BEGIN ourselves)."""
+#: Mode of the database, -wal and -shm files: job texts (OTPs), numbers and ids are
+#: nobody else's business, whatever the umask of whoever started the gateway.
+FILE_MODE = 0o600
+
+
+def make_private(path: str) -> list[str]:
+    """Create ``path`` with mode 0600 unless it exists, and take group/other access away
+    from it and its ``-wal`` / ``-shm`` files; returns the files that had to be tightened.
+
+    Done before SQLite opens the database because SQLite's unix VFS creates ``-wal`` and
+    ``-shm`` with the database file's own permission bits (``robust_open`` fchmods them to
+    that mode, umask or not): a private database file keeps all three private. A database
+    created by SQLite itself would get 0644 minus the umask, i.e. world-readable under the
+    usual umask 022.
+    """
+    if path == ":memory:" or path.startswith("file:"):
+        return []
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    tightened: list[str] = []
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, FILE_MODE)
+            tightened.append(path)
+    finally:
+        os.close(fd)
+    for side in (path + "-wal", path + "-shm"):
+        try:
+            if os.stat(side).st_mode & 0o077:
+                os.chmod(side, FILE_MODE)
+                tightened.append(side)
+        except FileNotFoundError:
+            pass
+    return tightened
+
+
+#: With ``store.keep_text: false`` (the default) a job's text (an OTP, most often) is
+#: set to NULL in the very transaction that makes the job ``submitted`` or final
+#: (rejected, failed, expired, delivered...), so it does not sit in the store for the
+#: whole ``retention``. Nothing reads it after that: only queued jobs are (re)sent, and a
+#: submitted job is never sent again. A TEMP trigger (this connection's, not part of the
+#: schema) covers every path that changes ``state``, present and future. ``secure_delete``
+#: makes SQLite overwrite the old text with zeros instead of leaving it in free space;
+#: the WAL still holds recent pages until it is checkpointed and reused.
+_BLANK_TEXT = """
+    CREATE TEMP TRIGGER IF NOT EXISTS blank_text_when_done
+    AFTER UPDATE OF state ON main.jobs
+    WHEN NEW.state >= 3 AND NEW.text IS NOT NULL
+    BEGIN
+        UPDATE jobs SET text = NULL WHERE seq = NEW.seq;
+    END
+"""
+
+
+def connect(
+    path: str, *, busy_timeout: float, synchronous: str, keep_text: bool = True
+) -> sqlite3.Connection:
+    """Open ``path`` for the writer thread, in autocommit mode (we issue BEGIN ourselves).
+
+    The files are made private first (:func:`make_private`). ``keep_text=False``
+    (``store.keep_text``) blanks a job's text once it is no longer needed; see
+    :data:`_BLANK_TEXT`.
+    """
     if synchronous.upper() not in ("NORMAL", "FULL"):
         raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+    try:
+        tightened = make_private(path)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot open: {exc.strerror or exc}") from exc
+    for file in tightened:
+        log.warning("store file was readable by group or others; now 0600", file=file)
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -137,6 +207,9 @@ def connect(path: str, *, busy_timeout: float, synchronous: str) -> sqlite3.Conn
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache
         migrate(conn)
+        if not keep_text:
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute(_BLANK_TEXT)
     except BaseException:
         conn.close()
         raise

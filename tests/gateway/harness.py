@@ -80,6 +80,21 @@ def sim_config(**kwargs: Any) -> SimConfig:
     return SimConfig(**kwargs)
 
 
+async def wait_until(
+    changed: asyncio.Event, predicate: Callable[[], bool], timeout: float, what: str = "events"
+) -> None:
+    """Wait until ``predicate()`` holds, re-checking whenever ``changed`` is set (and at
+    least every 0.2 s); AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"timed out waiting for {what}")
+        changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), min(remaining, 0.2))
+
+
 @contextlib.asynccontextmanager
 async def running(config: Config) -> AsyncIterator[Gateway]:
     gateway = Gateway(config)
@@ -143,14 +158,7 @@ class Observer:
         return [e for e in self.statuses(job_id) if e["status"] in FINAL]
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("timed out waiting for events")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
+        await wait_until(self._changed, predicate, timeout)
 
     async def wait_final(self, job_ids: list[str], timeout: float = 10.0) -> None:
         await self.wait_for(lambda: all(self.final(j) for j in job_ids), timeout)

@@ -152,20 +152,25 @@ class EvilSmsc:
         conn = EvilConnection(reader, writer)
         self.connections.append(conn)
         try:
-            bind = await conn.read_pdu(5.0)
-            if bind is None or bind.command_id not in BIND_CLASSES_BY_ID:
-                conn.close()
-                return
-            resp_cls = _BIND_RESP.get(bind.command_id, BindTransceiverResp)
-            conn.write(encode(resp_cls(sequence=bind.sequence, system_id="evil")))
-            await conn.drain()
-            await self.bound.put(conn)
-            if self.attack is not None:
-                await self.attack(conn)
+            await self.serve(conn)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             self._tasks.discard(task)
+
+    async def serve(self, conn: EvilConnection) -> None:
+        """One connection: accept the bind, then run the attack (a subclass may do
+        anything else, a hostile bind included)."""
+        bind = await conn.read_pdu(5.0)
+        if bind is None or bind.command_id not in BIND_CLASSES_BY_ID:
+            conn.close()
+            return
+        resp_cls = _BIND_RESP.get(bind.command_id, BindTransceiverResp)
+        conn.write(encode(resp_cls(sequence=bind.sequence, system_id="evil")))
+        await conn.drain()
+        await self.bound.put(conn)
+        if self.attack is not None:
+            await self.attack(conn)
 
 
 BIND_CLASSES_BY_ID = {cls.command_id for cls in BIND_CLASSES.values()}

@@ -125,7 +125,7 @@ HOSTILE_REPLIES: dict[str, tuple[str, str | None, str]] = {
     "rt-sys": (
         "$SYS/x",
         None,
-        "response_topic: starts with '$' (reserved for the broker, like $SYS)",
+        "response_topic: starts with '$' (reserved for the broker)",
     ),
     "rt-long": ("replies/" + "a" * 300, None, "response_topic: 308 bytes, over the 256-byte limit"),
     "rt-corr": (

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from smppgw.mosquitto import config_lines, find_mosquitto, free_port
@@ -45,7 +46,12 @@ class Mosquitto:
         max_inflight_messages: int = 1000,
         autosave_interval: int = 1,
         extra_config: str = "",
+        users: Mapping[str, str] | None = None,
+        acl: str | None = None,
     ) -> None:
+        """``users`` (name → password) turns authentication on: a password file made with
+        ``mosquitto_passwd -b`` and ``allow_anonymous false``; ``acl`` is the text of an
+        ``acl_file`` (e.g. conf/mosquitto.acl)."""
         binary = find_mosquitto()
         if binary is None:
             raise MosquittoNotFound("mosquitto is not installed (apt-get install mosquitto)")
@@ -60,16 +66,29 @@ class Mosquitto:
         self.log_path = self.dir / "mosquitto.log"
         self.max_inflight_messages = max_inflight_messages
         self._proc: subprocess.Popen[bytes] | None = None
-        self._write_config(autosave_interval, extra_config)
+        self._write_config(autosave_interval, extra_config, users, acl)
 
-    def _write_config(self, autosave_interval: int, extra_config: str) -> None:
+    def _write_config(
+        self,
+        autosave_interval: int,
+        extra_config: str,
+        users: Mapping[str, str] | None,
+        acl: str | None,
+    ) -> None:
         lines = config_lines(
             self.host,
             self.port,
             persistence_dir=self.dir,
             autosave_interval=autosave_interval,
             max_inflight_messages=self.max_inflight_messages,
+            allow_anonymous=users is None,
         )
+        if users is not None:
+            lines.append(f"password_file {self._password_file(users)}")
+        if acl is not None:
+            acl_path = self.dir / "mosquitto.acl"
+            acl_path.write_text(acl)
+            lines.append(f"acl_file {acl_path}")
         lines += [
             f"log_dest file {self.log_path}",
             "log_type error",
@@ -82,6 +101,16 @@ class Mosquitto:
         if extra_config:
             lines.append(extra_config)
         self.config_path.write_text("\n".join(lines) + "\n")
+
+    def _password_file(self, users: Mapping[str, str]) -> Path:
+        tool = shutil.which("mosquitto_passwd")
+        if tool is None:
+            raise MosquittoNotFound("mosquitto_passwd is not installed (apt-get install mosquitto)")
+        path = self.dir / "passwd"
+        path.touch(mode=0o600)
+        for name, password in users.items():
+            subprocess.run([tool, "-b", str(path), name, password], check=True, capture_output=True)
+        return path
 
     @property
     def running(self) -> bool:
