@@ -92,6 +92,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--runs", type=int, metavar="N", help="interleaved runs of each side with --peer (3)"
     )
     parser.add_argument(
+        "--kannel-spool",
+        type=Path,
+        metavar="DIR",
+        help="where Kannel's spool store goes (default: the run's directory, beside "
+        "smppgw's store); e.g. /dev/shm to leave the disk out of Kannel's figures",
+    )
+    parser.add_argument(
         "--plot", type=Path, metavar="DIR", help="write PNG charts to DIR (needs matplotlib)"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -115,6 +122,7 @@ def options_from(args: argparse.Namespace) -> Options:
         "fast_tps",
         "commit_interval",
         "receipt_delay",
+        "kannel_spool",
     ):
         value = getattr(args, name, None)
         if value is not None:

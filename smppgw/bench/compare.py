@@ -92,7 +92,11 @@ def kannel_run(options: Options, progress: Progress, binaries: KannelBinaries) -
     result = ScenarioResult("kannel")
     n = options.jobs
     with kannel_stack(
-        binaries, options.workdir, keep=options.keep, receipt_delay=options.receipt_delay
+        binaries,
+        options.workdir,
+        keep=options.keep,
+        receipt_delay=options.receipt_delay,
+        spool_base=options.kannel_spool,
     ) as k:
         warm = max(100, min(2000, n // 10))
         tick = KannelTicker(progress, "kannel warm-up", k, warm)
@@ -177,6 +181,7 @@ def compare(
         jobs=options.jobs,
         runs=runs,
         receipt_delay_s=options.receipt_delay,
+        kannel_spool=str(options.kannel_spool or "the run's directory"),
         smppgw_jobs_per_second=rate,
         kannel_messages_per_second=peer_rate,
         throughput_ratio=round(rate_ratio, 2),

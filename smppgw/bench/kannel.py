@@ -108,12 +108,18 @@ _START_ATTEMPTS = 3
 
 
 def _start_bearerbox(
-    binaries: KannelBinaries, workdir: Path, smsc_port: int, binds: int, window: int
+    binaries: KannelBinaries,
+    workdir: Path,
+    smsc_port: int,
+    spool: Path | None,
+    binds: int,
+    window: int,
 ) -> tuple[Child, KannelPorts, Path]:
     for attempt in range(_START_ATTEMPTS):
         ports = KannelPorts.free()
         config = workdir / "kannel.conf"
-        config.write_text(kannel_config(workdir, ports, smsc_port, binds=binds, window=window))
+        text = kannel_config(workdir, ports, smsc_port, spool=spool, binds=binds, window=window)
+        config.write_text(text)
         # -v 2: warnings and worse on stderr (the default, debug, would cost Kannel dearly).
         bearerbox = Child(
             "bearerbox",
@@ -132,10 +138,18 @@ def _start_bearerbox(
 
 
 def kannel_config(
-    workdir: Path, ports: KannelPorts, smsc_port: int, *, binds: int = 2, window: int = 100
+    workdir: Path,
+    ports: KannelPorts,
+    smsc_port: int,
+    *,
+    spool: Path | None = None,
+    binds: int = 2,
+    window: int = 100,
 ) -> str:
-    """The whole ``kannel.conf`` of one run (files under ``workdir``)."""
-    spool = workdir / "spool"
+    """The whole ``kannel.conf`` of one run (logs under ``workdir``; the message store in
+    ``spool``, by default ``workdir/spool``)."""
+    if spool is None:
+        spool = workdir / "spool"
     spool.mkdir(exist_ok=True)
     return f"""\
 group = core
@@ -222,12 +236,14 @@ def kannel_stack(
     *,
     keep: bool,
     receipt_delay: float,
+    spool_base: Path | None = None,
     binds: int = 2,
     window: int = 100,
 ) -> Iterator[KannelStack]:
     """Simulator, DLR sink, bearerbox, smsbox and the injector, started in that order and
     proven working: every bind is up and smsbox answers on its sendsms port. Everything
-    is stopped by PID on the way out (smsbox before bearerbox)."""
+    is stopped by PID on the way out (smsbox before bearerbox). ``spool_base``: where the
+    message store goes (a new directory in it), by default the run's directory."""
     if base is not None:
         base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="smppgw-bench-kannel-", dir=base))
@@ -243,7 +259,13 @@ def kannel_stack(
         cleanup.callback(_close, sim)
         sink = DlrSink("127.0.0.1", free_port())
         cleanup.callback(_close, sink)
-        bearerbox, ports, config = _start_bearerbox(binaries, workdir, sim.port, binds, window)
+        spool: Path | None = None
+        if spool_base is not None:
+            spool = Path(tempfile.mkdtemp(prefix="smppgw-bench-kannel-spool-", dir=spool_base))
+            cleanup.callback(shutil.rmtree, spool, True)
+        bearerbox, ports, config = _start_bearerbox(
+            binaries, workdir, sim.port, spool, binds, window
+        )
         cleanup.callback(_close, bearerbox)
         smsbox = Child("smsbox", [binaries.smsbox, "-v", "2", str(config)], workdir / "smsbox.out")
         # Stopped first: the ExitStack unwinds in reverse.

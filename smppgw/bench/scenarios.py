@@ -81,6 +81,8 @@ class Options:
     profile: Path | None = None
     #: Seconds the simulator waits before sending a receipt (throughput and latency).
     receipt_delay: float = 0.0
+    #: Directory for Kannel's spool store with ``--peer kannel`` (None: the run's own).
+    kannel_spool: Path | None = None
 
     @classmethod
     def quick(cls) -> Options:
