@@ -151,6 +151,8 @@ def _processes_using(path: Path) -> list[str]:
 def test_peer_kannel_runs_both_sides_and_prints_the_ratios(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     work = tmp_path / "work"
+    spool_base = tmp_path / "spool"
+    spool_base.mkdir()
     proc = subprocess.run(
         [
             sys.executable,
@@ -168,6 +170,8 @@ def test_peer_kannel_runs_both_sides_and_prints_the_ratios(tmp_path: Path) -> No
             "--workdir",
             str(work),
             "--keep",
+            "--kannel-spool",
+            str(spool_base),
             "--json",
             str(out),
             "--plot",
@@ -199,6 +203,8 @@ def test_peer_kannel_runs_both_sides_and_prints_the_ratios(tmp_path: Path) -> No
     (kannel_dir,) = work.glob("smppgw-bench-kannel-*")
     config = (kannel_dir / "kannel.conf").read_text()
     assert "store-type = spool" in config and "max-pending-submits = 100" in config
+    (spool,) = spool_base.glob("smppgw-bench-kannel-spool-*")  # --kannel-spool
+    assert f'store-location = "{spool}"' in config
     assert _processes_using(work) == []
     assert_png(tmp_path / "charts" / "throughput-vs-kannel.png")
 

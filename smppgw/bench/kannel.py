@@ -262,7 +262,8 @@ def kannel_stack(
         spool: Path | None = None
         if spool_base is not None:
             spool = Path(tempfile.mkdtemp(prefix="smppgw-bench-kannel-spool-", dir=spool_base))
-            cleanup.callback(shutil.rmtree, spool, True)
+            if not keep:
+                cleanup.callback(shutil.rmtree, spool, True)
         bearerbox, ports, config = _start_bearerbox(
             binaries, workdir, sim.port, spool, binds, window
         )

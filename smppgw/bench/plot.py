@@ -132,7 +132,7 @@ def throughput_chart(
         bottom.plot(times, cores, color=color, label=label)
     top.set_ylabel(f"delivered per second ({_WINDOW:g} s window)")
     top.set_ylim(bottom=0)
-    top.legend(loc="lower center")
+    top.legend(loc="upper left")
     top.set_title(title or "throughput with receipts, flat out")
     bottom.set_ylabel("gateway CPU (cores)")
     bottom.set_xlabel("seconds since the first job")
