@@ -95,29 +95,30 @@ def assert_png(path: Path) -> None:
     assert 10_000 < len(data) < 150_000, (path, len(data))
 
 
-def test_command_line_writes_json(tmp_path: Path) -> None:
-    out = tmp_path / "out.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "smppgw",
-            "bench",
-            "e2e",
-            "--scenario",
-            "throughput",
-            "--jobs",
-            "100",
-            "--no-progress",
-            "--workdir",
-            str(tmp_path),
-            "--json",
-            str(out),
-            "--plot",
-            str(tmp_path / "charts"),
-        ],
+def bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``smppgw bench e2e ARGS`` as a child process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "smppgw", "bench", "e2e", *args],
         capture_output=True,
         text=True,
+        timeout=timeout,
+    )
+
+
+def test_command_line_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    proc = bench(
+        "--scenario",
+        "throughput",
+        "--jobs",
+        "100",
+        "--no-progress",
+        "--workdir",
+        str(tmp_path),
+        "--json",
+        str(out),
+        "--plot",
+        str(tmp_path / "charts"),
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
@@ -153,32 +154,23 @@ def test_peer_kannel_runs_both_sides_and_prints_the_ratios(tmp_path: Path) -> No
     work = tmp_path / "work"
     spool_base = tmp_path / "spool"
     spool_base.mkdir()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "smppgw",
-            "bench",
-            "e2e",
-            "--peer",
-            "kannel",
-            "--jobs",
-            "300",
-            "--runs",
-            "1",
-            "--no-progress",
-            "--workdir",
-            str(work),
-            "--keep",
-            "--kannel-spool",
-            str(spool_base),
-            "--json",
-            str(out),
-            "--plot",
-            str(tmp_path / "charts"),
-        ],
-        capture_output=True,
-        text=True,
+    proc = bench(
+        "--peer",
+        "kannel",
+        "--jobs",
+        "300",
+        "--runs",
+        "1",
+        "--no-progress",
+        "--workdir",
+        str(work),
+        "--keep",
+        "--kannel-spool",
+        str(spool_base),
+        "--json",
+        str(out),
+        "--plot",
+        str(tmp_path / "charts"),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -230,12 +222,7 @@ def test_peer_kannel_without_kannel_is_exit_2_with_the_install_hint(tmp_path: Pa
 
 
 def test_unknown_scenario_is_a_usage_error() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "smppgw", "bench", "e2e", "--scenario", "nope"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = bench("--scenario", "nope", timeout=30)
     assert proc.returncode == 2
     assert "unknown scenario 'nope'" in proc.stderr
 

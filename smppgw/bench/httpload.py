@@ -16,6 +16,7 @@ SMSC rejected; 4: buffered).
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 import multiprocessing.connection
 import time
@@ -24,7 +25,7 @@ from multiprocessing.sharedctypes import Synchronized
 from typing import Any, cast
 from urllib.parse import quote
 
-from smppgw.bench.load import TEXT, _run, _Worker, destination
+from smppgw.bench.load import TEXT, _Worker, commands, destination, spawned
 
 __all__ = [
     "DLR_ACK",
@@ -115,12 +116,6 @@ class _Sink:
             self.last_final.value = now
 
 
-def _sink_main(
-    host: str, port: int, conn: multiprocessing.connection.Connection, counters: Any
-) -> None:
-    _run(lambda: _sink(host, port, conn, counters))
-
-
 async def _sink(
     host: str, port: int, conn: multiprocessing.connection.Connection, counters: Any
 ) -> None:
@@ -129,11 +124,8 @@ async def _sink(
     server = await loop.create_server(lambda: _SinkProtocol(sink), host, port, backlog=512)
     conn.send(("ready",))
     try:
-        while True:
-            command = await loop.run_in_executor(None, conn.recv)
+        async for command in commands(conn):
             kind = command[0]
-            if kind == "stop":
-                break
             if kind == "result":
                 conn.send(("done", sink.result))
             elif kind == "reset":
@@ -155,7 +147,7 @@ class DlrSink(_Worker):
         self.finals: Synchronized[int] = cast(Any, ctx.RawValue("q", 0))
         self.last_final: Synchronized[float] = cast(Any, ctx.RawValue("d", 0.0))
         counters = (self.acks, self.finals, self.last_final)
-        super().__init__(_sink_main, host, port, counters, "dlr sink")
+        super().__init__(functools.partial(spawned, _sink), host, port, counters, "dlr sink")
         self.wait_ready()
 
     def dlr_url(self) -> str:
@@ -269,23 +261,12 @@ async def _inject(
     return out
 
 
-def _injector_main(
-    host: str, port: int, conn: multiprocessing.connection.Connection, shared: Any
-) -> None:
-    _run(lambda: _injector(host, port, conn, shared))
-
-
 async def _injector(
     host: str, port: int, conn: multiprocessing.connection.Connection, shared: Any
 ) -> None:
     sent, sendsms = shared
-    loop = asyncio.get_running_loop()
     conn.send(("ready",))
-    while True:
-        command = await loop.run_in_executor(None, conn.recv)
-        if command[0] == "stop":
-            conn.send(("stopped",))
-            return
+    async for command in commands(conn):
         _, first, count, concurrency = command
         try:
             injected = await _inject(host, port, sendsms, first, count, concurrency, sent)
@@ -293,6 +274,7 @@ async def _injector(
             conn.send(("error", f"sendsms at {host}:{port}: {exc!r}"))
             continue
         conn.send(("done", injected))
+    conn.send(("stopped",))
 
 
 class Injector(_Worker):
@@ -301,7 +283,10 @@ class Injector(_Worker):
     def __init__(self, host: str, port: int, sendsms: SendSms) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.sent: Synchronized[int] = cast(Any, ctx.RawValue("q", 0))
-        super().__init__(_injector_main, host, port, (self.sent, sendsms), "sendsms injector")
+        shared = (self.sent, sendsms)
+        super().__init__(
+            functools.partial(spawned, _injector), host, port, shared, "sendsms injector"
+        )
         self.wait_ready()
 
     def burst(
