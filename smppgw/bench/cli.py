@@ -54,7 +54,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"run only these ({', '.join(SCENARIOS)}); default: all",
     )
     parser.add_argument("--quick", action="store_true", help="smaller runs (~1 minute in all)")
-    parser.add_argument("--jobs", type=int, metavar="N", help="throughput jobs (50,000)")
+    parser.add_argument(
+        "--jobs", type=int, metavar="N", help="throughput jobs (50,000; with --peer 20,000)"
+    )
     parser.add_argument(
         "--rate", type=float, metavar="JOBS/S", help="latency load (default: half the capacity)"
     )
