@@ -317,6 +317,8 @@ class SmscConnection(asyncio.Protocol):
         faults = sim.faults
         self.submit_count += 1
         status = check_submit(pdu)
+        if status == 0 and sim.rejects:
+            status = self._refused_dest(pdu.destination_addr)
         if status == 0 and account.window is not None and not account.window.allow(now):
             status = Status.ESME_RTHROTTLED
             counters.submits_throttled += 1
@@ -361,6 +363,16 @@ class SmscConnection(asyncio.Protocol):
         if drop is not None and self.submit_count >= drop:
             counters.drops += 1
             self.closing = True
+
+    def _refused_dest(self, destination: str) -> int:
+        """The status a refused destination (a ported number) gets, counted; 0 otherwise.
+
+        Checked before the throttle: an SMSC that knows the number has left refuses it
+        whatever the rate, and the refusal does not use up the account's window."""
+        status = self.sim.rejects.match(destination)
+        if status:
+            self.sim.counters.submits_dest_refused += 1
+        return status
 
     def _respond(self, data: bytes) -> None:
         if self.sim.faults.response_delay > 0:
