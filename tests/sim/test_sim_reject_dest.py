@@ -8,16 +8,16 @@ control port; the flags and the YAML key build the same table.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-import signal
 import subprocess
-import sys
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from smppgw.cli import main
 from smppgw.sim.cli import configs_from_args
 from smppgw.sim.config import SimConfigError, configs_from_mapping
 from smppgw.sim.rejects import DestRejects, parse_entry
@@ -26,7 +26,7 @@ from smppgw.smpp.constants import Status
 from smppgw.smpp.pdu import DeliverSm
 
 from sim.client import RawClient
-from sim.test_sim_cli import ROOT, parse, start
+from sim.test_sim_cli import parse, start
 from sim.test_sim_control import http
 
 PORTED = "84961110000"  # under 8496111: refused with ESME_RINVDSTADR
@@ -190,16 +190,9 @@ def test_yaml_key_builds_the_table() -> None:
         configs_from_mapping({"smscs": {"v": {"reject_dest": "8496:11"}}})
 
 
-def test_bad_flag_exits_2_naming_it() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "smppgw", "sim", "--reject-dest", "8496111:ESME_RNOPE"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-    )
-    assert result.returncode == 2
-    assert "reject_dest: 8496111: status 'ESME_RNOPE'" in result.stderr
+def test_bad_flag_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--reject-dest", "8496111:ESME_RNOPE"]) == 2
+    assert "reject_dest: 8496111: status 'ESME_RNOPE'" in capsys.readouterr().err
 
 
 async def test_process_refuses_flagged_destination_and_control_port_lifts_it() -> None:
@@ -209,7 +202,7 @@ async def test_process_refuses_flagged_destination_and_control_port_lifts_it() -
         "--reject-dest", "8496111:0x0B",
         "--control", "127.0.0.1:0",
     )  # fmt: skip
-    try:
+    with killed_at_exit(proc):
         text = "\n".join(lines)
         port = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
         control = re.search(r"control on (http://127\.0\.0\.1:\d+)", text)
@@ -228,8 +221,15 @@ async def test_process_refuses_flagged_destination_and_control_port_lifts_it() -
         assert await asyncio.to_thread(delete) == {"reject_dest": {}}
         assert (await client.submit(destination_addr=PORTED)).status == 0
         await client.close()
-        proc.send_signal(signal.SIGTERM)
+        proc.terminate()
         assert await asyncio.to_thread(proc.wait, 10) == 0
+
+
+@contextlib.contextmanager
+def killed_at_exit(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """However the test ends, no simulator process outlives it."""
+    try:
+        yield
     finally:
         if proc.poll() is None:
             proc.kill()
