@@ -317,7 +317,7 @@ class SmscConnection(asyncio.Protocol):
         faults = sim.faults
         self.submit_count += 1
         status = check_submit(pdu)
-        if status == 0 and sim.rejects:
+        if status == 0 and sim.rejects.table:
             status = self._refused_dest(pdu.destination_addr)
         if status == 0 and account.window is not None and not account.window.allow(now):
             status = Status.ESME_RTHROTTLED
