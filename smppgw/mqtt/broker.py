@@ -81,12 +81,3 @@ def config_lines(
         # As root mosquitto switches to user "mosquitto", who cannot write a tmp dir.
         lines.append("user root")
     return lines
-
-
-def wait_until_reachable(host: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if reachable(host, port, 0.2):
-            return True
-        time.sleep(0.02)
-    return False
