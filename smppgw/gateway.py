@@ -57,7 +57,7 @@ class Gateway:
         self.config_path = config_path
         self.metrics = Metrics()
         self.telemetry = Telemetry(self.metrics)
-        self.health = HealthState()
+        self.health = HealthState(policy=config.metrics.ready_policy)
         self.http = HttpEndpoint(self.metrics, self.health)
         self.store = Store(
             config.store.path,
@@ -413,6 +413,7 @@ class Gateway:
                 note="tenants added or removed need a restart; limits of the others applied",
                 tenants=changed,
             )
+        self.health.set_policy(new.metrics.ready_policy)
         self.health.set_carriers(wanted)
         for name, carrier_config in wanted.items():
             if name not in self.carriers:
