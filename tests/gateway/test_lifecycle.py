@@ -10,8 +10,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
+from structlog.testing import capture_logs
 
+from smppgw.gateway import Gateway
 from smppgw.sim.server import Simulator
 
 from gateway.harness import Observer, gateway_config, running, sim_config
@@ -96,6 +99,26 @@ async def test_sigterm_with_jobs_queued_then_restart_sends_each_once(
     for job_id in ids:
         assert _final_statuses(obs, job_id) == {"delivered"}, job_id
         assert obs.statuses(job_id)[0]["status"] == "submitted"
+
+
+async def test_a_failing_background_task_is_logged_and_the_gateway_keeps_running(
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken_purge(self: Gateway) -> None:
+        raise RuntimeError("purge broke")
+
+    monkeypatch.setattr(Gateway, "_purge", broken_purge)
+    async with Simulator(sim_config()) as sim:
+        with capture_logs() as logs:
+            async with running(gateway_config(tmp_path, mosquitto, {"viettel": sim})) as gw:
+                async with Observer(mosquitto) as obs:
+                    await asyncio.sleep(0.1)  # the purge task has failed by now
+                    await obs.submit(id="p-1", to="0981234567", text="after the failure")
+                    await obs.wait_final(["p-1"])
+                    assert not gw._stop.is_set()
+    assert _final_statuses(obs, "p-1") == {"delivered"}
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    assert [e["task"] for e in failed] == ["purge"]
 
 
 def _config_file(sim: Simulator, broker: Mosquitto, tmp_path: Path) -> dict[str, object]:
