@@ -189,7 +189,7 @@ class Stack:
         return pids
 
 
-def _close(child: Child | Collector | Publisher) -> None:
+def _close(child: Child | Broker | Collector | Publisher) -> None:
     if isinstance(child, Child):
         child.stop()
     else:

@@ -4,7 +4,6 @@ back while jobs and receipts flow; every job still reaches one final status."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections import Counter
@@ -15,6 +14,7 @@ import yaml
 from structlog.testing import capture_logs
 
 from smppgw.gateway import Gateway
+from smppgw.procs import Child
 from smppgw.sim.server import Simulator
 
 from gateway.harness import Observer, gateway_config, running, sim_config
@@ -84,16 +84,16 @@ async def test_sigterm_with_jobs_queued_then_restart_sends_each_once(
             for job_id in ids:
                 await obs.submit(id=job_id, to="0981234567", text=f"campaign {job_id}")
             await obs.wait_for(lambda: len(sim.submits) >= 20, timeout=10)
-            gw.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(gw.wait(), 30) == 0
+            gw.signal(signal.SIGTERM)
+            assert await gw.wait(30) == 0
             sent_before = len(sim.submits)
             assert sent_before < len(ids), "the backlog should outlast the first run"
             gw = await _start_gateway(path)
             try:
                 await obs.wait_final(ids, timeout=30)
             finally:
-                gw.send_signal(signal.SIGTERM)
-                assert await asyncio.wait_for(gw.wait(), 30) == 0
+                gw.signal(signal.SIGTERM)
+                assert await gw.wait(30) == 0
     sent = Counter(s.pdu.short_message for s in sim.submits)
     assert len(sent) == len(ids) and max(sent.values()) == 1
     for job_id in ids:
@@ -143,26 +143,9 @@ def _config_file(sim: Simulator, broker: Mosquitto, tmp_path: Path) -> dict[str,
     }
 
 
-async def _start_gateway(path: Path) -> asyncio.subprocess.Process:
+async def _start_gateway(path: Path) -> Child:
     """``smppgw run`` as its own process; returns once it logged ``gateway_ready``."""
-    log = path.with_suffix(".log")
-    before = log.read_bytes().count(b"gateway_ready") if log.exists() else 0
-    with log.open("ab") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "smppgw",
-            "run",
-            "--config",
-            str(path),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    for _ in range(300):
-        if log.read_bytes().count(b"gateway_ready") > before:
-            return proc
-        if proc.returncode is not None:
-            break
-        await asyncio.sleep(0.05)
-    raise AssertionError("gateway did not start: " + log.read_text()[-3000:])
+    argv = [sys.executable, "-m", "smppgw", "run", "--config", str(path)]
+    gateway = Child("smppgw run", argv, path.with_suffix(".log")).start()
+    await gateway.wait_logged("gateway_ready", 15.0)
+    return gateway
