@@ -64,6 +64,8 @@ class Demo:
         self.sim: Child | None = None
         self.gateway: Child | None = None
         self.watcher: Watcher | None = None
+        #: The watcher's MQTT connection, closed first at teardown.
+        self._watching = contextlib.AsyncExitStack()
         self.sims: SimPlan | None = None
         self.plan: GatewayPlan | None = None
         self.workdir = Path(tempfile.mkdtemp(prefix="smppgw-demo-"))
@@ -130,10 +132,9 @@ class Demo:
         await self._start_gateway()
         assert self.plan is not None and self.sims is not None
         burst_ids = {job.id for job in scenario.burst}
-        self.watcher = Watcher(
-            self.broker, self.plan.config.mqtt, self.out, quiet=burst_ids.__contains__
+        self.watcher = await self._watching.enter_async_context(
+            Watcher(self.broker, self.plan.config.mqtt, self.out, quiet=burst_ids.__contains__)
         )
-        await self.watcher.__aenter__()
         await self._publish(scenario)
         mo_sent_at = await self._wait(scenario)
         evidence = await self._gather(scenario, mo_sent_at)
@@ -438,10 +439,9 @@ class Demo:
 
     async def _teardown(self) -> None:
         stopped: list[str] = []
-        if self.watcher is not None:
-            with contextlib.suppress(Exception):
-                await self.watcher.__aexit__(None, None, None)
-            self.watcher = None
+        with contextlib.suppress(Exception):
+            await self._watching.aclose()
+        self.watcher = None
         if self.gateway is not None:
             code = await self.gateway.astop()
             stopped.append(f"gateway (SIGTERM, drained, exit {code})")
