@@ -8,10 +8,12 @@ checks against the issue's targets.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -37,9 +39,11 @@ from smppgw.bench.stats import Latency, max_in_window, mean_rate
 __all__ = [
     "SCENARIOS",
     "Check",
+    "CpuMeter",
     "Options",
     "Progress",
     "ScenarioResult",
+    "Timeline",
 ]
 
 #: The issue's targets on a 2-core machine.
@@ -75,6 +79,10 @@ class Options:
     commit_interval: float | None = None
     #: Directory for py-spy profiles of the gateway during the measured phases.
     profile: Path | None = None
+    #: Seconds the simulator waits before sending a receipt (throughput and latency).
+    receipt_delay: float = 0.0
+    #: Directory for Kannel's spool store with ``--peer kannel`` (None: the run's own).
+    kannel_spool: Path | None = None
 
     @classmethod
     def quick(cls) -> Options:
@@ -111,6 +119,8 @@ class ScenarioResult:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Raw samples for charts (``--plot``): not printed, not in the JSON.
+    series: dict[str, Any] = field(default_factory=dict)
 
 
 class Progress:
@@ -222,7 +232,12 @@ def stack(
         sim: SimProcess | None = None
         if carriers_up:
             accounts = "bench:bench-secret" + (f":{sim_tps:g}" if sim_tps else "")
-            sim = start_sim(workdir, accounts, extra=["--enquire-link", "0"])
+            sim = start_sim(
+                workdir,
+                accounts,
+                receipt_delay=options.receipt_delay if sim_tps is None else 0.0,
+                extra=["--enquire-link", "0"],
+            )
             cleanup.callback(_close, sim)
             port = sim.port
         else:
@@ -373,6 +388,41 @@ class StoreMeter:
         }
 
 
+class Timeline:
+    """(time, finished jobs, CPU seconds) every ``interval`` seconds from a thread of the
+    orchestrator, for the over-time charts: evenly spaced, whatever the progress line or
+    the load processes' pipes are doing. Sampling is two shared-memory reads and one or
+    two ``/proc`` reads, nothing the measured processes notice."""
+
+    def __init__(
+        self, done: Callable[[], int], cpu: Callable[[], float], interval: float = 0.2
+    ) -> None:
+        self.done = done
+        self.cpu = cpu
+        self.interval = interval
+        self.points: list[tuple[float, int, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench timeline", daemon=True)
+
+    def _sample(self) -> None:
+        with contextlib.suppress(OSError):  # a process that just exited: no point
+            self.points.append((time.monotonic(), self.done(), self.cpu()))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> Timeline:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
 class Ticker:
     """The progress line of a running scenario: counts, rates, the gateway's CPU use."""
 
@@ -424,7 +474,8 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
         meter = CpuMeter(s.children())
         tick = Ticker(progress, "throughput", s, n)
         store_meter = StoreMeter(s.gateway)
-        with profiling(options, s.gateway.pid, "throughput", result):
+        timeline = Timeline(lambda: int(s.collector.finals.value), lambda: s.gateway.sample().cpu)
+        with profiling(options, s.gateway.pid, "throughput", result), timeline:
             meter.start()
             start, published_at = s.publisher.burst(0, n, tick=tick)
             wait_until(
@@ -449,6 +500,9 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
         statuses=events.counts,
         gateway_cpu_us_per_job=round(cpu_us, 1),
         gateway_cpu_seconds=round(meter.seconds("gateway"), 2),
+        load_cpu_us_per_job=round(
+            (meter.seconds("publisher") + meter.seconds("collector")) / n * 1e6, 1
+        ),
         gateway_rss_mb=round(gw.rss / 2**20, 1),
         gateway_peak_rss_mb=round(gw.hwm / 2**20, 1),
         store=store_meter.figures(n),
@@ -465,6 +519,7 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
     )
     if delivered != n:
         result.notes.append(f"only {delivered} of {n} jobs ended delivered: {events.counts}")
+    result.series.update(start=start, timeline=timeline.points)
     options.capacity = rate
     return result
 
@@ -509,9 +564,14 @@ def latency(options: Options, progress: Progress) -> ScenarioResult:
         index = index_of_destination(item["destination"])
         if index is not None and index < count:
             arrived.setdefault(index, item["at"])
-    to_smsc = Latency.of(arrived[i] - times[i] for i in arrived)
+    smsc_seconds = [arrived[i] - times[i] for i in arrived]
+    final_seconds = [t - times[i] for i, (_, t) in events.final.items() if i < count]
+    to_smsc = Latency.of(smsc_seconds)
     to_event = Latency.of(events.submitted[i] - times[i] for i in events.submitted if i < count)
-    to_final = Latency.of(t - times[i] for i, (_, t) in events.final.items() if i < count)
+    to_final = Latency.of(final_seconds)
+    result.series.update(
+        rate=rate, publish_to_submit_sm=smsc_seconds, publish_to_delivered=final_seconds
+    )
     cpu_us = meter.seconds("gateway") / count * 1e6
     result.figures.update(
         rate=round(rate, 1),
@@ -574,6 +634,7 @@ def throttle(options: Options, progress: Progress) -> ScenarioResult:
         times = sorted(item["at"] for item in sim.all_submits(0))
     peak, _ = max_in_window(times, 1.0)
     mean = mean_rate(times, times[0], seconds)
+    result.series.update(tps=tps, seconds=seconds, submit_times=times)
     result.figures.update(
         tps=tps,
         seconds=seconds,
