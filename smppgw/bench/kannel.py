@@ -27,7 +27,7 @@ from pathlib import Path
 
 from smppgw.bench.httpload import DLR_DELIVERED, DlrSink, Injector, SendSms
 from smppgw.bench.load import index_of_destination
-from smppgw.bench.procs import Child, SimProcess, free_port, start_sim, wait_port
+from smppgw.bench.procs import Child, SimProcess, free_port, start_sim
 
 __all__ = [
     "INSTALL_HINT",
@@ -125,9 +125,9 @@ def _start_bearerbox(
             "bearerbox",
             [binaries.bearerbox, "-v", "2", str(config)],
             workdir / "bearerbox.out",
-        )
+        ).start()
         try:
-            wait_port("127.0.0.1", ports.smsbox, 20.0, bearerbox)
+            bearerbox.wait_port("127.0.0.1", ports.smsbox, 20.0)
         except RuntimeError:
             bearerbox.stop()
             if attempt == _START_ATTEMPTS - 1:
@@ -269,9 +269,10 @@ def kannel_stack(
         )
         cleanup.callback(_close, bearerbox)
         smsbox = Child("smsbox", [binaries.smsbox, "-v", "2", str(config)], workdir / "smsbox.out")
+        smsbox.start()
         # Stopped first: the ExitStack unwinds in reverse.
         cleanup.callback(_close, smsbox)
-        wait_port("127.0.0.1", ports.sendsms, 20.0, smsbox)
+        smsbox.wait_port("127.0.0.1", ports.sendsms, 20.0)
         deadline = time.monotonic() + 20.0
         while sim.stats()["binds"] < binds:
             if time.monotonic() > deadline:
