@@ -231,6 +231,10 @@ class Child:
         """:meth:`stop` without blocking the event loop."""
         return await asyncio.to_thread(self.stop, timeout)
 
+    def close(self) -> None:
+        """:meth:`stop`, named like the other things a caller's ExitStack closes."""
+        self.stop()
+
     def kill(self) -> int | None:
         """SIGKILL, as a power cut would: nothing gets to clean up."""
         proc = self.proc
