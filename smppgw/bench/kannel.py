@@ -27,7 +27,7 @@ from pathlib import Path
 
 from smppgw.bench.httpload import DLR_DELIVERED, DlrSink, Injector, SendSms
 from smppgw.bench.load import index_of_destination
-from smppgw.bench.procs import Child, SimProcess, free_port, start_sim, wait_port
+from smppgw.bench.procs import Child, SimProcess, free_port, start_sim
 
 __all__ = [
     "INSTALL_HINT",
@@ -125,9 +125,9 @@ def _start_bearerbox(
             "bearerbox",
             [binaries.bearerbox, "-v", "2", str(config)],
             workdir / "bearerbox.out",
-        )
+        ).start()
         try:
-            wait_port("127.0.0.1", ports.smsbox, 20.0, bearerbox)
+            bearerbox.wait_port("127.0.0.1", ports.smsbox, 20.0)
         except RuntimeError:
             bearerbox.stop()
             if attempt == _START_ATTEMPTS - 1:
@@ -222,13 +222,6 @@ class KannelStack:
         self.smsbox.check()
 
 
-def _close(child: Child | DlrSink | Injector) -> None:
-    if isinstance(child, Child):
-        child.stop()
-    else:
-        child.close()
-
-
 @contextmanager
 def kannel_stack(
     binaries: KannelBinaries,
@@ -256,9 +249,9 @@ def kannel_stack(
             receipt_delay=receipt_delay,
             extra=["--enquire-link", "0"],
         )
-        cleanup.callback(_close, sim)
+        cleanup.callback(sim.close)
         sink = DlrSink("127.0.0.1", free_port())
-        cleanup.callback(_close, sink)
+        cleanup.callback(sink.close)
         spool: Path | None = None
         if spool_base is not None:
             spool = Path(tempfile.mkdtemp(prefix="smppgw-bench-kannel-spool-", dir=spool_base))
@@ -267,11 +260,12 @@ def kannel_stack(
         bearerbox, ports, config = _start_bearerbox(
             binaries, workdir, sim.port, spool, binds, window
         )
-        cleanup.callback(_close, bearerbox)
+        cleanup.callback(bearerbox.close)
         smsbox = Child("smsbox", [binaries.smsbox, "-v", "2", str(config)], workdir / "smsbox.out")
+        smsbox.start()
         # Stopped first: the ExitStack unwinds in reverse.
-        cleanup.callback(_close, smsbox)
-        wait_port("127.0.0.1", ports.sendsms, 20.0, smsbox)
+        cleanup.callback(smsbox.close)
+        smsbox.wait_port("127.0.0.1", ports.sendsms, 20.0)
         deadline = time.monotonic() + 20.0
         while sim.stats()["binds"] < binds:
             if time.monotonic() > deadline:
@@ -280,7 +274,7 @@ def kannel_stack(
             time.sleep(0.05)
         sendsms = SendSms(SENDSMS_USER, SENDSMS_PASSWORD, SENDER, sink.dlr_url())
         injector = Injector("127.0.0.1", ports.sendsms, sendsms)
-        cleanup.callback(_close, injector)
+        cleanup.callback(injector.close)
         stack = KannelStack(workdir, sim, bearerbox, smsbox, sink, injector)
         yield stack
         stack.check()

@@ -24,7 +24,6 @@ from typing import Any, TextIO
 from smppgw.bench.load import DEST_PREFIX, Collector, Publisher, index_of_destination
 from smppgw.bench.procs import (
     Broker,
-    Child,
     GatewayProcess,
     ProcSample,
     SimProcess,
@@ -199,13 +198,6 @@ class Stack:
         return pids
 
 
-def _close(child: Child | Collector | Publisher) -> None:
-    if isinstance(child, Child):
-        child.stop()
-    else:
-        child.close()
-
-
 @contextmanager
 def stack(
     options: Options,
@@ -228,7 +220,7 @@ def stack(
         if not options.keep:
             cleanup.callback(shutil.rmtree, workdir, True)
         broker = Broker(workdir)
-        cleanup.callback(_close, broker)
+        cleanup.callback(broker.close)
         sim: SimProcess | None = None
         if carriers_up:
             accounts = "bench:bench-secret" + (f":{sim_tps:g}" if sim_tps else "")
@@ -238,7 +230,7 @@ def stack(
                 receipt_delay=options.receipt_delay if sim_tps is None else 0.0,
                 extra=["--enquire-link", "0"],
             )
-            cleanup.callback(_close, sim)
+            cleanup.callback(sim.close)
             port = sim.port
         else:
             port = free_port()  # nothing listens: the carrier is down
@@ -251,9 +243,9 @@ def stack(
             [carrier(port, tps=tps, sessions=sessions, window=window)],
             store=store,
         )
-        cleanup.callback(_close, gateway)
+        cleanup.callback(gateway.close)
         collector = Collector(broker.host, broker.port)
-        cleanup.callback(_close, collector)
+        cleanup.callback(collector.close)
         if not collector.probe(30.0):
             gateway.check()
             raise RuntimeError(f"the gateway never answered a probe job:\n{gateway.log_tail()}")
@@ -264,7 +256,7 @@ def stack(
                     raise RuntimeError(f"binds not up:\n{gateway.log_tail()}")
                 time.sleep(0.05)
         publisher = Publisher(broker.host, broker.port)
-        cleanup.callback(_close, publisher)
+        cleanup.callback(publisher.close)
         yield Stack(workdir, broker, gateway, collector, publisher, sim)
         gateway.check()
 

@@ -274,7 +274,7 @@ def to_outbound(
 
 
 class ErrorInfo(msgspec.Struct, frozen=True):
-    #: Machine-readable: ``invalid_job``, ``no_route``, ``unknown_carrier``, an SMPP status
+    #: Machine-readable: ``invalid``, ``no_route``, ``unknown_carrier``, an SMPP status
     #: name such as ``ESME_RINVDSTADR``, ...
     code: str
     reason: str

@@ -34,7 +34,6 @@ from prometheus_client.process_collector import ProcessCollector
 
 from smppgw.config import CarrierConfig
 from smppgw.ops.http import DROP_REASONS
-from smppgw.smpp.constants import status_name
 
 #: Why a job was refused before any submit_sm (the ``reason`` label of jobs_rejected).
 REJECT_REASONS = (
@@ -472,34 +471,10 @@ class Metrics:
     def job_rejected(self, reason: str) -> None:
         self.jobs_rejected.labels(reason=_bounded(reason, REJECT_REASONS)).inc()
 
-    def submit_response(self, carrier: str, status: int, latency: float | None = None) -> None:
-        """Count a submit_sm_resp and, when given, its latency since the submit_sm."""
-        name = status_name(status)
-        self.submit_sm_resp.labels(carrier=carrier, command_status=name).inc()
-        if name in ("ESME_RTHROTTLED", "ESME_RMSGQFUL"):
-            self.throttled_responses.labels(carrier=carrier, command_status=name).inc()
-        if latency is not None:
-            self.submit_latency.labels(carrier=carrier).observe(latency)
-
     def receipt(self, carrier: str, state: str, latency: float | None = None) -> None:
         self.receipts.labels(carrier=carrier, state=_bounded(state, RECEIPT_STATES)).inc()
         if latency is not None:
             self.receipt_latency.labels(carrier=carrier).observe(latency)
-
-    def bind_result(self, carrier: str, result: int | str) -> None:
-        """A bind attempt's outcome: the bind_resp command_status, or one of BIND_FAILURES."""
-        label = status_name(result) if isinstance(result, int) else _bounded(result, BIND_FAILURES)
-        self.binds.labels(carrier=carrier, result=label).inc()
-
-    def set_session_state(
-        self, carrier: str, session: int | str, state: str, bind: str = "trx"
-    ) -> None:
-        """Mark ``state`` as the bind's current one (1) and every other state 0."""
-        state = state if state in SESSION_STATES else "closed"
-        for candidate in SESSION_STATES:
-            self.session_state.labels(
-                carrier=carrier, session=str(session), bind=bind, state=candidate
-            ).set(1 if candidate == state else 0)
 
     def remove_carrier(self, name: str) -> None:
         """Forget a carrier removed by a reload, so its series stop reporting stale values."""
@@ -522,7 +497,7 @@ class Metrics:
                 self.queue_depth.labels(**labels).set(0)
 
     def exposition(self) -> bytes:
-        """The text format, as a scrape would see it (for tests and ``smppgw status``)."""
+        """The text format, as a scrape would see it (for tests)."""
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)

@@ -1,7 +1,8 @@
 """Carrier outcomes → durable state and outbox events (the gateway's ``CarrierEvents``).
 
 Each method returns only after the store has committed the state change together with the
-events it causes, which is what lets the carrier answer a deliver_sm (invariant 1) and what
+events it causes, which is what lets the carrier answer a deliver_sm ("nothing lost" in
+docs/architecture.md) and what
 makes every status event reach the broker even across a crash.
 """
 

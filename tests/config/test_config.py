@@ -31,6 +31,7 @@ from smppgw.config import (
     parse_listen,
 )
 from smppgw.config.loader import load_config, parse_config
+from smppgw.config.model import ReadyPolicy
 from smppgw.config.reader import _TLS_KEYS, parse_duration
 from smppgw.config.sections import (
     _CARRIER_CHECKS,
@@ -1229,3 +1230,17 @@ def test_parse_listen_uses_a_default_host_only_when_given_one() -> None:
     assert parse_listen("[::1]:9464", "127.0.0.1") == ("::1", 9464)
     with pytest.raises(ValueError, match="the port must be a number"):
         parse_listen("host:port", "127.0.0.1")
+
+
+def test_ready_policy_is_read_and_defaults_to_all() -> None:
+    assert parse_config(doc()).metrics.ready_policy is ReadyPolicy.ALL
+    config = parse_config(doc(metrics={"ready_policy": "any"}))
+    assert config.metrics == MetricsConfig(ready_policy=ReadyPolicy.ANY)
+    assert parse_config(doc(metrics={"ready_policy": "none"})).metrics.ready_policy == "none"
+
+
+def test_bad_ready_policy_and_bad_listen_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc(metrics={"listen": "9464", "ready_policy": "most"}))
+    assert "metrics.ready_policy: must be one of all, any, none, got 'most'" in str(caught.value)
+    assert "metrics.listen: must be" in str(caught.value)
