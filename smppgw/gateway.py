@@ -28,7 +28,7 @@ from smppgw.ops import notify
 from smppgw.ops.health import HealthState, run_heartbeat
 from smppgw.ops.http import HttpEndpoint
 from smppgw.ops.logs import register_secret, set_level, setup_logging
-from smppgw.ops.metrics import LANES, Metrics
+from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.feeder import Feeder
 from smppgw.pipeline.intake import Intake
@@ -56,7 +56,8 @@ class Gateway:
         self.config = config
         self.config_path = config_path
         self.metrics = Metrics()
-        self.telemetry = Telemetry(self.metrics)
+        self.carrier_configs: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
+        self.telemetry = Telemetry(self.metrics, self.carrier_configs)
         self.health = HealthState()
         self.http = HttpEndpoint(self.metrics, self.health)
         self.store = Store(
@@ -66,7 +67,6 @@ class Gateway:
             on_batch=self.telemetry.store_batch,
         )
         self.factory = EventFactory(config.mqtt)
-        self.carrier_configs: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
         self.carriers: dict[str, Carrier] = {}
         self.feeders: dict[str, Feeder] = {}
         self._feeder_tasks: dict[str, asyncio.Task[None]] = {}
@@ -100,7 +100,7 @@ class Gateway:
             self.store,
             self.factory,
             self.carrier_configs,
-            self.metrics,
+            self.telemetry,
             self.outbox.wake,
             on_left=self.tenants.left,
         )
@@ -109,7 +109,7 @@ class Gateway:
             self.store,
             Router(config.carriers, config.routing),
             self.factory,
-            self.metrics,
+            self.telemetry,
             self.tenants,
             on_job=self._job_committed,
             on_events=self.outbox.wake,
@@ -313,13 +313,12 @@ class Gateway:
 
     async def _refresh_once(self) -> None:
         try:
-            depths = await self.store.queue_depths()
-            self.metrics.set_queue_depths(
-                {(carrier, LANES[lane]): n for (carrier, lane), n in depths.items()}
+            self.telemetry.store_state(
+                await self.store.queue_depths(),
+                await self.store.outbox_size(),
+                self.store.dead_events_count(),
+                self.store.size_bytes(),
             )
-            self.metrics.mqtt_outbox_depth.set(await self.store.outbox_size())
-            self.metrics.dead_events.set(self.store.dead_events_count())
-            self.metrics.store_size.set(self.store.size_bytes())
         except StoreError as exc:
             self.health.set_problem("store", str(exc))
         else:
@@ -331,9 +330,7 @@ class Gateway:
                     continue  # sends no submits: no window
                 session = keeper.session
                 in_flight = session.in_flight if session is not None else 0
-                # session: the bind's slot, as in init_carrier and smppgw_session_state
-                slot = str(keeper.slot)
-                self.metrics.window_in_use.labels(carrier=name, session=slot).set(in_flight)
+                self.telemetry.window_in_use(name, keeper.slot, in_flight)
 
     async def _purge(self) -> None:
         while True:
@@ -388,7 +385,7 @@ class Gateway:
                 new = replace(new, mqtt=self.config.mqtt, store=self.config.store)
         except (ConfigError, OSError) as exc:
             log.error("reload_refused", error=str(exc))
-            self.metrics.config_reloads.labels("failed").inc()
+            self.telemetry.config_reload(ok=False)
             notify.ready("reload refused; old config kept")
             return False
         log_warnings(new)
@@ -418,7 +415,7 @@ class Gateway:
             if name not in self.carriers:
                 self.metrics.init_carrier(name, carrier_config.sessions, carrier_config.tps)
                 await self._add_carrier(carrier_config)
-        self.metrics.config_reloads.labels("ok").inc()
+        self.telemetry.config_reload(ok=True)
         log.info("reloaded", carriers=list(wanted))
         notify.ready("reloaded")
         return True

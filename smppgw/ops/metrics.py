@@ -34,6 +34,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from smppgw.config import CarrierConfig
 from smppgw.ops.http import DROP_REASONS
+from smppgw.outcome import RECEIPT_STATES as RECEIPT_MEANINGS
 from smppgw.smpp.constants import status_name
 
 #: Why a job was refused before any submit_sm (the ``reason`` label of jobs_rejected).
@@ -56,17 +57,7 @@ REJECT_REASONS = (
 SESSION_STATES = ("connecting", "binding", "bound", "unbinding", "closed")
 
 #: Receipt ``stat:`` values of SMPP 3.4 appendix B; anything else counts as ``other``.
-RECEIPT_STATES = (
-    "DELIVRD",
-    "EXPIRED",
-    "DELETED",
-    "UNDELIV",
-    "ACCEPTD",
-    "UNKNOWN",
-    "REJECTD",
-    "ENROUTE",
-    "other",
-)
+RECEIPT_STATES = (*RECEIPT_MEANINGS, "other")
 
 #: Priority lanes, as the ``lane`` label.
 LANES = ("high", "normal", "low")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import structlog
 
@@ -21,7 +20,8 @@ from smppgw.mqtt.schema import (
     encode_event,
     format_at,
 )
-from smppgw.ops.metrics import LANES, Metrics
+from smppgw.ops.telemetry import Telemetry
+from smppgw.outcome import failed, unmatched_status
 from smppgw.pipeline.envelope import UNMATCHED_SUFFIX
 from smppgw.smpp.receipt import Receipt, normalize_message_id
 from smppgw.store import JobView, OutboxEvent, Store, StoredJob
@@ -101,7 +101,7 @@ class EventFactory:
         failed_parts = [
             f"part {i + 1}: {s}"
             for i, s in enumerate(view.part_states)
-            if s is not None and s not in ("DELIVRD", "ACCEPTD", "ENROUTE")
+            if failed(s)
         ]
         code = None
         if status in ("undelivered", "expired", "failed", "rejected"):
@@ -120,20 +120,6 @@ class EventFactory:
         )
 
 
-class _CarrierMetrics:
-    """One carrier's metric children, looked up once instead of per event (``labels()``
-    takes a lock and hashes the label values). Tied to the carrier's config object: a
-    reload that removes a carrier (and its series) or changes it builds a new one."""
-
-    __slots__ = ("config", "final", "latency", "parts")
-
-    def __init__(self, metrics: Metrics, carrier: str, config: CarrierConfig | None) -> None:
-        self.config = config
-        self.parts = metrics.parts_submitted.labels(carrier)
-        self.latency = tuple(metrics.queue_latency.labels(carrier, lane) for lane in LANES)
-        self.final: dict[str, Any] = {}
-
-
 class GatewayEvents:
     """The gateway's side of the carrier interface, backed by the store."""
 
@@ -142,7 +128,7 @@ class GatewayEvents:
         store: Store,
         factory: EventFactory,
         carriers: Mapping[str, CarrierConfig],
-        metrics: Metrics,
+        telemetry: Telemetry,
         on_events: Callable[[], None],
         on_left: Callable[[str], None] | None = None,
     ) -> None:
@@ -151,27 +137,12 @@ class GatewayEvents:
         self._store = store
         self._factory = factory
         self._carriers = carriers
-        self._metrics = metrics
+        self._telemetry = telemetry
         self._on_events = on_events
         self._on_left = on_left
         #: Jobs handed to a carrier and not yet submitted or final, by id: what the
         #: status events need (parts, response topic) without a store read.
         self.active: dict[str, StoredJob] = {}
-        self._carrier_metrics: dict[str, _CarrierMetrics] = {}
-
-    def _metrics_of(self, carrier: str) -> _CarrierMetrics:
-        config = self._carriers.get(carrier)
-        found = self._carrier_metrics.get(carrier)
-        if found is None or found.config is not config:
-            found = self._carrier_metrics[carrier] = _CarrierMetrics(self._metrics, carrier, config)
-        return found
-
-    def _count_final(self, carrier: str, status: str) -> None:
-        final = self._metrics_of(carrier).final
-        child = final.get(status)
-        if child is None:
-            child = final[status] = self._metrics.jobs_final.labels(carrier, status)
-        child.inc()
 
     def claimed(self, job: StoredJob) -> None:
         self.active[job.job_id] = job
@@ -201,10 +172,12 @@ class GatewayEvents:
         self.active.pop(job_id, None)
         if self._on_left is not None:
             self._on_left(job_id)
-        metrics = self._metrics_of(carrier)
-        metrics.parts.inc(len(message_ids))
         if job is not None:
-            metrics.latency[job.lane].observe(max(0.0, time.time() - job.received_at))
+            self._telemetry.job_submitted(
+                carrier, len(message_ids), job.lane, time.time() - job.received_at
+            )
+        else:
+            self._telemetry.job_submitted(carrier, len(message_ids), 0, None)
         self._on_events()
 
     async def finished(
@@ -224,7 +197,7 @@ class GatewayEvents:
         self.active.pop(job_id, None)
         if changed and self._on_left is not None:
             self._on_left(job_id)
-        self._count_final(carrier, status)
+        self._telemetry.job_final(carrier, status)
         log.info("job_finished", carrier=carrier, job_id=job_id, status=status, code=code)
         self._on_events()
 
@@ -236,23 +209,23 @@ class GatewayEvents:
         )
         # The receipt's latency is observed by the carrier, which knows when the part
         # was accepted.
-        self._metrics.receipt(carrier, receipt.state)
+        self._telemetry.receipt(carrier, receipt.state)
         if final is not None:
-            self._count_final(carrier, final)
+            self._telemetry.job_final(carrier, final)
             self._on_events()
 
     async def unmatched_receipt(self, carrier: str, receipt: Receipt) -> None:
         payload = encode_event(
             StatusEvent(
                 id=receipt.message_id[:64] or "-",
-                status="delivered" if receipt.state == "DELIVRD" else "undelivered",
+                status=unmatched_status(receipt.state),  # type: ignore[arg-type]
                 carrier=carrier,
                 error=ErrorInfo(code="unmatched_receipt", reason=f"stat {receipt.state}"),
                 at=format_at(time.time()),
             )
         )
         await self._store.add_events([OutboxEvent(self._factory.unmatched_topic, payload)])
-        self._metrics.receipts_unmatched.labels(carrier).inc()
+        self._telemetry.receipt_unmatched(carrier)
         log.warning(
             "receipt_unmatched", carrier=carrier, message_id=receipt.message_id, state=receipt.state
         )
@@ -267,7 +240,7 @@ class GatewayEvents:
         await self._store.add_events(
             [OutboxEvent(f"{self._factory.inbound_topic}/{carrier}", payload)]
         )
-        self._metrics.mo_messages.labels(carrier).inc()
+        self._telemetry.mo_message(carrier)
         self._on_events()
 
     async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:

@@ -25,7 +25,6 @@ from smppgw.store.model import (
     DeadEvent,
     JobView,
     OutboxEvent,
-    ReceiptOutcome,
     RecoveryReport,
     StoredJob,
     StoreStats,
@@ -259,21 +258,6 @@ class Store:
         return await self._run(
             partial(
                 ops.apply_receipt, job_id=job_id, part=part, state=state, make_events=make_events
-            )
-        )
-
-    async def match_receipt(
-        self, carrier: str, normalized_id: str, state: str, make_events: EventMaker
-    ) -> ReceiptOutcome | None:
-        """``lookup`` and ``apply_receipt`` in one round trip; None when the id is not
-        mapped (yet): hold the receipt and try again, or publish it as unmatched."""
-        return await self._run(
-            partial(
-                ops.match_receipt,
-                carrier=carrier,
-                normalized_id=normalized_id,
-                state=state,
-                make_events=make_events,
             )
         )
 

@@ -16,14 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from smppgw.config import SourceConfig
+from smppgw.outcome import job_status
 from smppgw.store.model import (
-    DELIVERED_RECEIPTS,
-    FAILED_RECEIPTS,
     DeadEvent,
     JobState,
     JobView,
     OutboxEvent,
-    ReceiptOutcome,
     RecoveryReport,
     StoredJob,
     Usage,
@@ -340,16 +338,6 @@ def job(tx: Tx, job_id: str) -> JobView | None:
     return None if found is None else _view_from_row(found)
 
 
-def _job_outcome(states: Sequence[str | None]) -> str | None:
-    """The job's final status from its parts' receipts, if it has one yet."""
-    for state in states:
-        if state in FAILED_RECEIPTS:
-            return FAILED_RECEIPTS[state]
-    if all(state in DELIVERED_RECEIPTS for state in states):
-        return "delivered"
-    return None
-
-
 def apply_receipt(
     tx: Tx, job_id: str, part: int, state: str, make_events: EventMaker
 ) -> str | None:
@@ -363,7 +351,7 @@ def apply_receipt(
     )
     if view.state != JobState.SUBMITTED.label:
         return None  # already final (dlr off, or an earlier part decided it): keep it
-    status = _job_outcome(view.part_states)
+    status = job_status(view.part_states)
     if status is None:
         return None
     tx.conn.execute(
@@ -373,17 +361,6 @@ def apply_receipt(
     view.state, view.status, view.done_at = JobState.FINAL.label, status, tx.now
     _add_events(tx, make_events(view, status))
     return status
-
-
-def match_receipt(
-    tx: Tx, carrier: str, normalized_id: str, state: str, make_events: EventMaker
-) -> ReceiptOutcome | None:
-    found = lookup(tx, carrier, normalized_id)
-    if found is None:
-        return None
-    job_id, part, parts = found
-    status = apply_receipt(tx, job_id, part, state, make_events)
-    return ReceiptOutcome(job_id, part, parts, status)
 
 
 def add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:

@@ -22,7 +22,6 @@ from smppgw.engine.message import Priority
 from smppgw.store import (
     JobView,
     OutboxEvent,
-    ReceiptOutcome,
     Store,
     StoredJob,
     StoreError,
@@ -348,8 +347,8 @@ async def test_multipart_job_is_delivered_when_every_part_is(store: Store) -> No
     assert await store.apply_receipt("d", 0, "ENROUTE", status_events) is None
     assert await store.apply_receipt("d", 0, "DELIVRD", status_events) is None
     assert await store.outbox_size() == 0
-    outcome = await store.match_receipt(CARRIER, "p2", "DELIVRD", status_events)
-    assert outcome == ReceiptOutcome("d", 2, 3, "delivered")
+    assert await store.lookup(CARRIER, "p2") == ("d", 2, 3)
+    assert await store.apply_receipt("d", 2, "DELIVRD", status_events) == "delivered"
     view = await store.job("d")
     assert view is not None and view.part_states == ["DELIVRD"] * 3
     assert (view.state, view.status) == ("final", "delivered")
@@ -366,7 +365,13 @@ async def test_multipart_job_is_delivered_when_every_part_is(store: Store) -> No
 
 @pytest.mark.parametrize(
     ("state", "status"),
-    [("UNDELIV", "undelivered"), ("REJECTD", "undelivered"), ("EXPIRED", "expired")],
+    [
+        ("UNDELIV", "undelivered"),
+        ("REJECTD", "undelivered"),
+        ("DELETED", "undelivered"),
+        ("UNKNOWN", "undelivered"),
+        ("EXPIRED", "expired"),
+    ],
 )
 async def test_one_failed_part_makes_the_job_final(store: Store, state: str, status: str) -> None:
     await store.add_jobs([job("u")])
@@ -380,7 +385,7 @@ async def test_one_failed_part_makes_the_job_final(store: Store, state: str, sta
 
 
 async def test_receipts_for_unknown_ids_or_parts_match_nothing(store: Store) -> None:
-    assert await store.match_receipt(CARRIER, "nothing", "DELIVRD", status_events) is None
+    assert await store.lookup(CARRIER, "nothing") is None
     assert await store.apply_receipt("ghost", 0, "DELIVRD", status_events) is None
     await store.add_jobs([job("one")])
     await store.mark_submitted("one", CARRIER, ["1"], ["1"], False, [])
