@@ -209,7 +209,7 @@ class Gateway:
     async def _add_carrier(self, carrier_config: CarrierConfig) -> None:
         carrier = Carrier(carrier_config, self.events, observer=self.telemetry)
         self.carriers[carrier_config.name] = carrier
-        feeder = Feeder(carrier_config.name, self.store, carrier, on_claimed=self.events.claimed)
+        feeder = Feeder(carrier_config.name, self.store, carrier)
         self.feeders[carrier_config.name] = feeder
         await carrier.start()
         self._feeder_tasks[carrier_config.name] = asyncio.get_running_loop().create_task(
@@ -228,21 +228,13 @@ class Gateway:
 
     async def _release_unsent(self, carrier: str | None = None) -> None:
         """Jobs a stopped carrier never sent go back to their lanes, in arrival order."""
-        ids = [
-            job_id
-            for job_id, job in self.events.active.items()
-            if carrier is None or job.carrier == carrier
-        ]
-        if not ids:
-            return
         try:
-            moved = await self.store.release(ids)
+            moved = await self.store.release_unsent(carrier)
         except StoreError as exc:
-            log.error("release_failed", jobs=len(ids), error=str(exc))
+            log.error("release_failed", carrier=carrier, error=str(exc))
             return
-        for job_id in ids:
-            self.events.active.pop(job_id, None)
-        log.info("released_unsent", jobs=moved)
+        if moved:
+            log.info("released_unsent", jobs=moved)
 
     async def _shutdown(self) -> None:
         notify.stopping("draining")

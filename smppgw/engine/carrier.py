@@ -98,11 +98,14 @@ class CarrierEvents(Protocol):
         durably, so that after a crash their outcome is known to be unknown (and they
         are not sent twice). Called once per job, in batches, ahead of the sends."""
 
-    async def submitted(self, carrier: str, job_id: str, message_ids: list[str]) -> None:
-        """Every part accepted; ids in part order, as the SMSC wrote them."""
+    async def submitted(
+        self, carrier: str, message: OutboundMessage, message_ids: list[str]
+    ) -> None:
+        """Every part accepted; ids in part order, as the SMSC wrote them. ``message``
+        is the one :meth:`Carrier.submit` took (its ``context`` comes back with it)."""
 
     async def finished(
-        self, carrier: str, job_id: str, status: str, code: str, reason: str
+        self, carrier: str, message: OutboundMessage, status: str, code: str, reason: str
     ) -> None:
         """status: rejected | failed | expired; code: ESME_* name, ttl, text,
         unknown_outcome, retries_exhausted, shutdown, encode."""
@@ -856,7 +859,6 @@ class Carrier:
         """Report the job's outcome once it is known and nothing of it is in flight."""
         if job.reported:
             return
-        job_id = job.message.job_id
         if job.failure is not None:
             if job.inflight:
                 return
@@ -872,12 +874,12 @@ class Carrier:
             else:
                 c.jobs_failed += 1
             self._report(
-                job, partial(self.events.finished, self.name, job_id, status, code, reason)
+                job, partial(self.events.finished, self.name, job.message, status, code, reason)
             )
         elif job.pdus is not None and job.accepted == len(job.pdus):
             self.counters.jobs_submitted += 1
             ids = [mid or "" for mid in job.ids]
-            self._report(job, partial(self.events.submitted, self.name, job_id, ids))
+            self._report(job, partial(self.events.submitted, self.name, job.message, ids))
 
     def _report(self, job: _Job, call: Callable[[], Awaitable[None]]) -> None:
         job.reported = True

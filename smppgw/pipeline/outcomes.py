@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from smppgw.config import CarrierConfig, MqttConfig
+from smppgw.engine.message import OutboundMessage
 from smppgw.mqtt.schema import (
     ErrorInfo,
     InboundEvent,
@@ -98,11 +99,7 @@ class EventFactory:
 
     def for_view(self, view: JobView, status: str, reason: str | None = None) -> list[OutboxEvent]:
         """Events for a job the store already knows (receipts, recovery)."""
-        failed_parts = [
-            f"part {i + 1}: {s}"
-            for i, s in enumerate(view.part_states)
-            if failed(s)
-        ]
+        failed_parts = [f"part {i + 1}: {s}" for i, s in enumerate(view.part_states) if failed(s)]
         code = None
         if status in ("undelivered", "expired", "failed", "rejected"):
             code = view.error_code or status
@@ -140,61 +137,52 @@ class GatewayEvents:
         self._telemetry = telemetry
         self._on_events = on_events
         self._on_left = on_left
-        #: Jobs handed to a carrier and not yet submitted or final, by id: what the
-        #: status events need (parts, response topic) without a store read.
-        self.active: dict[str, StoredJob] = {}
-
-    def claimed(self, job: StoredJob) -> None:
-        self.active[job.job_id] = job
 
     async def sending(self, carrier: str, job_ids: list[str]) -> None:
         """A submit_sm for these jobs is about to be written: after a crash their outcome
         is unknown (recover() then fails them unless resend_on_timeout)."""
         await self._store.mark_in_flight(job_ids)
 
-    async def submitted(self, carrier: str, job_id: str, message_ids: list[str]) -> None:
-        job = self.active.get(job_id)
+    async def submitted(
+        self, carrier: str, message: OutboundMessage, message_ids: list[str]
+    ) -> None:
+        job = _stored(message)
         config = self._carriers[carrier]
         normalized = [normalize_message_id(m, config.submit_id_base) for m in message_ids]
-        dlr = job.dlr if job is not None else True
         events = self._factory.status(
-            job_id,
+            job.job_id,
             "submitted",
             carrier=carrier,
             parts=len(message_ids),
             message_ids=message_ids,
-            response_topic=job.response_topic if job else None,
-            correlation_data=job.correlation_data if job else None,
+            response_topic=job.response_topic,
+            correlation_data=job.correlation_data,
         )
         await self._store.mark_submitted(
-            job_id, carrier, normalized, message_ids, final=not dlr, events=events
+            job.job_id, carrier, normalized, message_ids, final=not job.dlr, events=events
         )
-        self.active.pop(job_id, None)
         if self._on_left is not None:
-            self._on_left(job_id)
-        if job is not None:
-            self._telemetry.job_submitted(
-                carrier, len(message_ids), job.lane, time.time() - job.received_at
-            )
-        else:
-            self._telemetry.job_submitted(carrier, len(message_ids), 0, None)
+            self._on_left(job.job_id)
+        self._telemetry.job_submitted(
+            carrier, len(message_ids), job.lane, time.time() - job.received_at
+        )
         self._on_events()
 
     async def finished(
-        self, carrier: str, job_id: str, status: str, code: str, reason: str
+        self, carrier: str, message: OutboundMessage, status: str, code: str, reason: str
     ) -> None:
-        job = self.active.get(job_id)
+        job = _stored(message)
+        job_id = job.job_id
         events = self._factory.status(
             job_id,
             status,
             carrier=carrier,
             code=code,
             reason=reason,
-            response_topic=job.response_topic if job else None,
-            correlation_data=job.correlation_data if job else None,
+            response_topic=job.response_topic,
+            correlation_data=job.correlation_data,
         )
         changed = await self._store.finish(job_id, status, events, code=code)
-        self.active.pop(job_id, None)
         if changed and self._on_left is not None:
             self._on_left(job_id)
         self._telemetry.job_final(carrier, status)
@@ -249,3 +237,12 @@ class GatewayEvents:
             return None
         job_id, part, parts = found
         return job_id, part + 1, parts
+
+
+def _stored(message: OutboundMessage) -> StoredJob:
+    """The store's record a carrier's message was made from (``StoredJob.outbound``): it
+    travels with the message, so the outcome needs no lookup by id."""
+    job = message.context
+    if not isinstance(job, StoredJob):
+        raise TypeError(f"job {message.job_id!r}: not made by StoredJob.outbound()")
+    return job

@@ -187,6 +187,13 @@ class Store:
         job means the caller knows its submit_sm was refused or never written."""
         return await self._run(partial(ops.release, job_ids=list(job_ids)))
 
+    async def release_unsent(self, carrier: str | None = None) -> int:
+        """After ``carrier`` (every carrier when ``None``) has stopped, put back every job
+        it claimed and left without an outcome: never written to the SMSC, or refused with
+        a transient error and waiting for its retry (what ``Carrier.stop`` leaves). Those
+        are safe to send again; returns how many moved."""
+        return await self._run(partial(ops.release_unsent, carrier=carrier))
+
     async def mark_in_flight(self, job_ids: Sequence[str]) -> None:
         """Record that a submit_sm for these claimed jobs is about to be written: from
         here on a crash leaves their outcome unknown (see ``recover``)."""

@@ -73,6 +73,7 @@ class StoredJob:
             dlr=self.dlr,
             expires_at=self.expires_at,
             attempt=self.attempt,
+            context=self,
         )
 
 

@@ -249,6 +249,24 @@ def release(tx: Tx, job_ids: Sequence[str]) -> int:
     return released
 
 
+def release_unsent(tx: Tx, carrier: str | None) -> int:
+    """Every claimed (``sending`` / ``in_flight``) job of ``carrier`` (of every carrier
+    when ``None``) back in its lane."""
+    if carrier is None:
+        rows = tx.conn.execute(
+            "UPDATE jobs SET state = 0 WHERE state IN (1, 2) RETURNING carrier, lane"
+        ).fetchall()
+    else:
+        rows = tx.conn.execute(
+            "UPDATE jobs SET state = 0 WHERE state IN (1, 2) AND carrier = ?"
+            " RETURNING carrier, lane",
+            (carrier,),
+        ).fetchall()
+    for row in rows:
+        tx.depth[(row[0], row[1])] += 1
+    return len(rows)
+
+
 def retry_later(tx: Tx, job_id: str, attempt: int, next_attempt: float) -> bool:
     current = _state(tx, job_id)
     if current is None or current[0] >= SUBMITTED:
