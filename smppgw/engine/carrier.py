@@ -113,7 +113,7 @@ class CarrierEvents(Protocol):
     async def receipt(
         self, carrier: str, job_id: str, part: int, parts: int, receipt: Receipt
     ) -> None:
-        """A matched receipt (``part`` is 1-based); return = durable → deliver_sm_resp."""
+        """A matched receipt (``part`` is 0-based); return = durable → deliver_sm_resp."""
 
     async def unmatched_receipt(self, carrier: str, receipt: Receipt) -> None:
         """No job for this receipt after ``receipt_hold`` seconds."""
@@ -122,7 +122,8 @@ class CarrierEvents(Protocol):
         """An MO message, reassembled when it came in parts."""
 
     async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
-        """(job_id, part, parts) for an id not in memory (e.g. submitted before a restart)."""
+        """(job_id, part, parts), part 0-based, for an id not in memory (e.g. submitted
+        before a restart)."""
 
 
 class CarrierObserver(SessionObserver, Protocol):
@@ -788,7 +789,7 @@ class Carrier:
                     key = normalize_message_id(message_id, self.config.submit_id_base)
                 except ValueError:
                     key = normalize_message_id(message_id)
-                self.matcher.add(key, PartRef(job.message.job_id, part + 1, n, time.monotonic()))
+                self.matcher.add(key, PartRef(job.message.job_id, part, n, time.monotonic()))
         else:
             self.observer.submit_response(self.name, result.status, time.monotonic() - sent)
             action = self.policy.classify(result.status)

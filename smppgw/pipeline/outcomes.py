@@ -192,9 +192,7 @@ class GatewayEvents:
     async def receipt(
         self, carrier: str, job_id: str, part: int, parts: int, receipt: Receipt
     ) -> None:
-        final = await self._store.apply_receipt(
-            job_id, part - 1, receipt.state, self._factory.for_view
-        )
+        final = await self._store.apply_receipt(job_id, part, receipt.state, self._factory.for_view)
         # The receipt's latency is observed by the carrier, which knows when the part
         # was accepted.
         self._telemetry.receipt(carrier, receipt.state)
@@ -232,11 +230,7 @@ class GatewayEvents:
         self._on_events()
 
     async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
-        found = await self._store.lookup(carrier, normalized_id)
-        if found is None:
-            return None
-        job_id, part, parts = found
-        return job_id, part + 1, parts
+        return await self._store.lookup(carrier, normalized_id)
 
 
 def _stored(message: OutboundMessage) -> StoredJob:
