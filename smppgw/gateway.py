@@ -99,7 +99,6 @@ class Gateway:
         self.events = GatewayEvents(
             self.store,
             self.factory,
-            self.carrier_configs,
             self.telemetry,
             self.outbox.wake,
             on_left=self.tenants.left,

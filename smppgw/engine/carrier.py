@@ -99,9 +99,10 @@ class CarrierEvents(Protocol):
         are not sent twice). Called once per job, in batches, ahead of the sends."""
 
     async def submitted(
-        self, carrier: str, message: OutboundMessage, message_ids: list[str]
+        self, carrier: str, message: OutboundMessage, message_ids: list[str], keys: list[str]
     ) -> None:
-        """Every part accepted; ids in part order, as the SMSC wrote them. ``message``
+        """Every part accepted; ids in part order, as the SMSC wrote them, and ``keys``
+        the same ids normalised (``submit_id_base``) as receipts are matched. ``message``
         is the one :meth:`Carrier.submit` took (its ``context`` comes back with it)."""
 
     async def finished(
@@ -230,6 +231,8 @@ class _Job:
     #: Part indexes (0-based) still to send, ascending.
     todo: list[int] = field(default_factory=list)
     ids: list[str | None] = field(default_factory=list)
+    #: Normalised ``ids`` (the receipt matching keys), computed once when accepted.
+    keys: list[str] = field(default_factory=list)
     accepted: int = 0
     inflight: int = 0
     session: Session | None = None
@@ -713,6 +716,7 @@ class Carrier:
         job.pdus = pdus
         job.todo = list(range(len(pdus)))
         job.ids = [None] * len(pdus)
+        job.keys = [""] * len(pdus)
 
     def _unqueue(self, job: _Job) -> None:
         if not job.queued:
@@ -789,6 +793,7 @@ class Carrier:
                     key = normalize_message_id(message_id, self.config.submit_id_base)
                 except ValueError:
                     key = normalize_message_id(message_id)
+                job.keys[part] = key
                 self.matcher.add(key, PartRef(job.message.job_id, part, n, time.monotonic()))
         else:
             self.observer.submit_response(self.name, result.status, time.monotonic() - sent)
@@ -880,7 +885,7 @@ class Carrier:
         elif job.pdus is not None and job.accepted == len(job.pdus):
             self.counters.jobs_submitted += 1
             ids = [mid or "" for mid in job.ids]
-            self._report(job, partial(self.events.submitted, self.name, job.message, ids))
+            self._report(job, partial(self.events.submitted, self.name, job.message, ids, job.keys))
 
     def _report(self, job: _Job, call: Callable[[], Awaitable[None]]) -> None:
         job.reported = True

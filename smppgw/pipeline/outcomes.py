@@ -8,11 +8,11 @@ makes every status event reach the broker even across a crash.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import structlog
 
-from smppgw.config import CarrierConfig, MqttConfig
+from smppgw.config import MqttConfig
 from smppgw.engine.message import OutboundMessage
 from smppgw.mqtt.schema import (
     ErrorInfo,
@@ -24,7 +24,7 @@ from smppgw.mqtt.schema import (
 from smppgw.ops.telemetry import Telemetry
 from smppgw.outcome import failed, unmatched_status
 from smppgw.pipeline.envelope import UNMATCHED_SUFFIX
-from smppgw.smpp.receipt import Receipt, normalize_message_id
+from smppgw.smpp.receipt import Receipt
 from smppgw.store import JobView, OutboxEvent, Store, StoredJob
 
 log = structlog.get_logger("smppgw.events")
@@ -124,7 +124,6 @@ class GatewayEvents:
         self,
         store: Store,
         factory: EventFactory,
-        carriers: Mapping[str, CarrierConfig],
         telemetry: Telemetry,
         on_events: Callable[[], None],
         on_left: Callable[[str], None] | None = None,
@@ -133,7 +132,6 @@ class GatewayEvents:
         longer waits (tenants' ``max_queued`` bookkeeping)."""
         self._store = store
         self._factory = factory
-        self._carriers = carriers
         self._telemetry = telemetry
         self._on_events = on_events
         self._on_left = on_left
@@ -144,11 +142,10 @@ class GatewayEvents:
         await self._store.mark_in_flight(job_ids)
 
     async def submitted(
-        self, carrier: str, message: OutboundMessage, message_ids: list[str]
+        self, carrier: str, message: OutboundMessage, message_ids: list[str], keys: list[str]
     ) -> None:
+        """``keys``: the ids as the carrier normalised them for matching (once, there)."""
         job = _stored(message)
-        config = self._carriers[carrier]
-        normalized = [normalize_message_id(m, config.submit_id_base) for m in message_ids]
         events = self._factory.status(
             job.job_id,
             "submitted",
@@ -159,7 +156,7 @@ class GatewayEvents:
             correlation_data=job.correlation_data,
         )
         await self._store.mark_submitted(
-            job.job_id, carrier, normalized, message_ids, final=not job.dlr, events=events
+            job.job_id, carrier, keys, message_ids, final=not job.dlr, events=events
         )
         if self._on_left is not None:
             self._on_left(job.job_id)

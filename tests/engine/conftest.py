@@ -64,7 +64,7 @@ class Recorder:
         self.armed.extend(job_ids)
 
     async def submitted(
-        self, carrier: str, message: OutboundMessage, message_ids: list[str]
+        self, carrier: str, message: OutboundMessage, message_ids: list[str], keys: list[str]
     ) -> None:
         await self._hook("submitted")
         self.events.append(Event("submitted", (message.job_id, list(message_ids))))

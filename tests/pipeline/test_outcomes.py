@@ -35,7 +35,6 @@ class Outcomes:
         self.events = GatewayEvents(
             store,
             EventFactory(MqttConfig()),
-            carriers,
             Telemetry(self.metrics, carriers),
             self._wake,
             on_left=self.left.append,
@@ -62,7 +61,7 @@ class Outcomes:
 
 @pytest.fixture
 async def outcomes(tmp_path: Path) -> AsyncIterator[Outcomes]:
-    config = CarrierConfig(name=CARRIER, host="h", port=1, system_id="s", submit_id_base="hex")
+    config = CarrierConfig(name=CARRIER, host="h", port=1, system_id="s")
     async with Store(str(tmp_path / "gw.db")) as store:
         yield Outcomes(store, config)
 
@@ -85,13 +84,14 @@ def receipt(message_id: str, state: str) -> Receipt:
 
 async def test_submitted_takes_the_job_context_from_the_message(outcomes: Outcomes) -> None:
     """The response topic, correlation data, lane and intake time come with the carrier's
-    message (no lookup by id): the store records the job submitted with its normalised
-    ids, both events go out, and the parts and queue latency are counted."""
+    message (no lookup by id): the store records the job submitted with the ids as the
+    carrier normalised them (not normalised again), both events go out, and the parts and
+    queue latency are counted."""
     message = await outcomes.claimed(job(response_topic="app/replies", correlation_data=b"k1"))
-    await outcomes.events.submitted(CARRIER, message, ["0A", "0B"])
+    await outcomes.events.submitted(CARRIER, message, ["0A", "0B"], ["10", "11"])
     view = await outcomes.store.job("j1")
     assert view is not None and (view.state, view.status) == ("submitted", "submitted")
-    assert await outcomes.store.lookup(CARRIER, "11") == ("j1", 1, 2)  # hex 0B, part 1
+    assert await outcomes.store.lookup(CARRIER, "11") == ("j1", 1, 2)  # the key of 0B, part 1
     published = await outcomes.published()
     assert [(topic, corr) for topic, _, corr in published] == [
         ("sms/status/j1", None),
@@ -106,7 +106,7 @@ async def test_submitted_takes_the_job_context_from_the_message(outcomes: Outcom
 
 async def test_submitted_without_receipt_is_final(outcomes: Outcomes) -> None:
     message = await outcomes.claimed(job(dlr=False))
-    await outcomes.events.submitted(CARRIER, message, ["1"])
+    await outcomes.events.submitted(CARRIER, message, ["1"], ["1"])
     view = await outcomes.store.job("j1")
     assert view is not None and view.state == "final"
 
@@ -115,7 +115,7 @@ async def test_a_message_not_made_from_a_stored_job_is_refused_by_name(
     outcomes: Outcomes,
 ) -> None:
     with pytest.raises(TypeError, match=re.escape("'x': not made by StoredJob.outbound()")):
-        await outcomes.events.submitted(CARRIER, OutboundMessage("x", "1", "t"), ["1"])
+        await outcomes.events.submitted(CARRIER, OutboundMessage("x", "1", "t"), ["1"], ["1"])
 
 
 async def test_finished_records_one_final_status_and_counts_it(outcomes: Outcomes) -> None:
@@ -138,7 +138,7 @@ async def test_receipts_use_0_based_parts_and_acceptd_counts_as_delivered(
     """The part index is the same at the carrier interface and in the store; the job is
     delivered once every part is DELIVRD or ACCEPTD (one status table)."""
     message = await outcomes.claimed(job())
-    await outcomes.events.submitted(CARRIER, message, ["A", "B"])
+    await outcomes.events.submitted(CARRIER, message, ["A", "B"], ["10", "11"])
     found = await outcomes.events.lookup(CARRIER, "11")
     assert found == ("j1", 1, 2)
     await outcomes.events.receipt(CARRIER, "j1", 1, 2, receipt("B", "ACCEPTD"))
@@ -154,7 +154,7 @@ async def test_receipts_use_0_based_parts_and_acceptd_counts_as_delivered(
 
 async def test_a_failed_part_names_itself_in_the_reason(outcomes: Outcomes) -> None:
     message = await outcomes.claimed(job())
-    await outcomes.events.submitted(CARRIER, message, ["A", "B"])
+    await outcomes.events.submitted(CARRIER, message, ["A", "B"], ["10", "11"])
     await outcomes.events.receipt(CARRIER, "j1", 0, 2, receipt("A", "ENROUTE"))
     await outcomes.events.receipt(CARRIER, "j1", 1, 2, receipt("B", "EXPIRED"))
     final = (await outcomes.published())[-1][1]

@@ -52,7 +52,7 @@ class Events:
         self.calls["sending"] += 1
 
     async def submitted(
-        self, carrier: str, message: OutboundMessage, message_ids: list[str]
+        self, carrier: str, message: OutboundMessage, message_ids: list[str], keys: list[str]
     ) -> None:
         self.calls["submitted"] += 1
 

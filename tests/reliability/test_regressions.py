@@ -28,7 +28,7 @@ class SlowOutcomeEvents:
         pass
 
     async def submitted(
-        self, carrier: str, message: OutboundMessage, message_ids: list[str]
+        self, carrier: str, message: OutboundMessage, message_ids: list[str], keys: list[str]
     ) -> None:
         await asyncio.sleep(self.outcome_delay)
         self.log.append(("submitted", message.job_id))
