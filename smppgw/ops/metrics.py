@@ -144,6 +144,43 @@ class Metrics:
             registry=r,
         )
 
+        # --- tenants (the ``tenant`` label is a configured name or ``default``) --------
+        self.tenant_received = Counter(
+            "smppgw_tenant_jobs_received_total",
+            "Jobs taken in and queued, by tenant (duplicates and rejections not included).",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_rejected = Counter(
+            "smppgw_tenant_jobs_rejected_total",
+            "Jobs refused at intake, by tenant and reason.",
+            ["tenant", "reason"],
+            registry=r,
+        )
+        self.tenant_parts = Counter(
+            "smppgw_tenant_parts_total",
+            "SMS parts of the jobs taken in, by tenant (what daily_parts counts).",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_waiting = Gauge(
+            "smppgw_tenant_waiting",
+            "Jobs not yet submitted or final, by tenant (what max_queued limits).",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_held = Gauge(
+            "smppgw_tenant_held",
+            "Jobs held without PUBACK by rate pacing or max_queued, by tenant.",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_unknown = Counter(
+            "smppgw_tenant_unknown_total",
+            "Jobs published on a submit topic level that names no configured tenant.",
+            registry=r,
+        )
+
         # --- submit path ---------------------------------------------------------------
         self.submit_sm = Counter(
             "smppgw_submit_sm_total",

@@ -21,8 +21,6 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client import Counter, Gauge
-
 from smppgw.config import CarrierConfig, MqttConfig
 from smppgw.engine.policy import Action, ErrorPolicy
 from smppgw.ops.metrics import (
@@ -400,42 +398,12 @@ class TenantTelemetry:
     ``default``: an unknown topic level is counted without a label."""
 
     def __init__(self, metrics: Metrics) -> None:
-        r = metrics.registry
-        self.received = Counter(
-            "smppgw_tenant_jobs_received_total",
-            "Jobs taken in and queued, by tenant (duplicates and rejections not included).",
-            ["tenant"],
-            registry=r,
-        )
-        self.rejected = Counter(
-            "smppgw_tenant_jobs_rejected_total",
-            "Jobs refused at intake, by tenant and reason.",
-            ["tenant", "reason"],
-            registry=r,
-        )
-        self.parts = Counter(
-            "smppgw_tenant_parts_total",
-            "SMS parts of the jobs taken in, by tenant (what daily_parts counts).",
-            ["tenant"],
-            registry=r,
-        )
-        self.waiting = Gauge(
-            "smppgw_tenant_waiting",
-            "Jobs not yet submitted or final, by tenant (what max_queued limits).",
-            ["tenant"],
-            registry=r,
-        )
-        self.held = Gauge(
-            "smppgw_tenant_held",
-            "Jobs held without PUBACK by rate pacing or max_queued, by tenant.",
-            ["tenant"],
-            registry=r,
-        )
-        self.unknown = Counter(
-            "smppgw_tenant_unknown_total",
-            "Jobs published on a submit topic level that names no configured tenant.",
-            registry=r,
-        )
+        self.received = metrics.tenant_received
+        self.rejected = metrics.tenant_rejected
+        self.parts = metrics.tenant_parts
+        self.waiting = metrics.tenant_waiting
+        self.held = metrics.tenant_held
+        self.unknown = metrics.tenant_unknown
 
     def init(self, names: Iterable[str]) -> None:
         for name in names:

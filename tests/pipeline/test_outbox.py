@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import itertools
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from mqtt.test_mqtt import Collector
 
 from smppgw.config import MqttConfig
-from smppgw.mqtt import Message, MqttClient
+from smppgw.mqtt import MqttClient
 from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.outbox import OutboxPublisher
@@ -36,30 +37,12 @@ def mqtt_config(broker: Mosquitto) -> MqttConfig:
     )
 
 
-class Received:
-    """A subscriber's messages, with a wait for a count."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self._changed = asyncio.Event()
-
-    async def __call__(self, message: Message) -> None:
-        self.messages.append(message)
-        self._changed.set()
-
-    async def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
-
-
 class Rig:
     def __init__(self, store: Store, outbox: OutboxPublisher, metrics: Metrics) -> None:
         self.store = store
         self.outbox = outbox
         self.metrics = metrics
-        self.received = Received()
+        self.received = Collector()
         self.set_aside: list[str] = []
 
     def sample(self, name: str, **labels: str) -> float:
@@ -109,7 +92,7 @@ async def test_committed_events_are_published_then_deleted(rig: Rig) -> None:
         ]
     )
     rig.outbox.wake()
-    await rig.received.until(lambda: len(rig.received.messages) == 3)
+    await rig.received.wait_for(3, timeout=10.0)
     got = sorted((m.topic, m.payload, m.correlation_data) for m in rig.received.messages)
     assert got == [
         ("app/replies", b'{"id":"a"}', b"corr-1"),
@@ -133,7 +116,7 @@ async def test_an_event_the_broker_cannot_take_is_set_aside_not_blocking(rig: Ri
         ]
     )
     rig.outbox.wake()
-    await rig.received.until(lambda: len(rig.received.messages) == 2)
+    await rig.received.wait_for(2, timeout=10.0)
     assert sorted(m.topic for m in rig.received.messages) == [
         "sms/status/after",
         "sms/status/before",
@@ -155,6 +138,6 @@ async def test_events_wait_in_the_store_while_the_broker_is_away(
     await asyncio.sleep(0.5)
     assert await rig.store.outbox_size() == 1  # kept: nothing acknowledged it
     mosquitto.start()
-    await rig.received.until(lambda: len(rig.received.messages) == 1, timeout=15.0)
+    await rig.received.wait_for(1, timeout=15.0)
     assert rig.received.messages[0].topic == "sms/status/late"
     assert await rig.outbox.flush(5.0)
