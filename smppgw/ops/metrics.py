@@ -312,7 +312,8 @@ class Metrics:
         )
         self.throttled_responses = Counter(
             "smppgw_smsc_throttled_total",
-            "ESME_RTHROTTLED / ESME_RMSGQFUL responses from the SMSC.",
+            "SMSC responses the carrier's error_policy treats as throttling (by default"
+            " ESME_RTHROTTLED / ESME_RMSGQFUL).",
             ["carrier", "command_status"],
             registry=r,
         )
