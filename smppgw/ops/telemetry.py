@@ -263,13 +263,11 @@ class Telemetry:
         self.metrics.garbage_payloads.inc()
 
     # ------------------------------------------------------------------ outcomes
-    def job_submitted(self, carrier: str, parts: int, lane: int, waited: float | None) -> None:
-        """Every part accepted; ``waited``: seconds from intake to the outcome (queue
-        latency), ``None`` when the job's intake time is not known."""
+    def job_submitted(self, carrier: str, parts: int, lane: int, waited: float) -> None:
+        """Every part accepted; ``waited``: seconds from intake to now (queue latency)."""
         children = self._of(carrier)
         children.parts.inc(parts)
-        if waited is not None:
-            children.queue_latency[lane].observe(max(0.0, waited))
+        children.queue_latency[lane].observe(max(0.0, waited))
 
     def job_final(self, carrier: str, status: str) -> None:
         self._of(carrier).final_status(status).inc()
