@@ -205,6 +205,21 @@ async def test_release_returns_jobs_to_their_place_in_arrival_order(store: Store
     assert await store.release(["n3"]) == 0  # submitted jobs never go back
 
 
+async def test_release_unsent_returns_a_stopped_carriers_claimed_jobs(store: Store) -> None:
+    """What a carrier left without an outcome when it stopped (claimed, or armed and never
+    accepted) goes back; another carrier's claims and submitted jobs stay where they are."""
+    await store.add_jobs([job("a0"), job("a1"), job("a2"), job("b0", carrier="other")])
+    assert await claim_ids(store) == ["a0", "a1", "a2"]
+    assert await claim_ids(store, carrier="other") == ["b0"]
+    await store.mark_in_flight(["a1"])
+    await store.mark_submitted("a2", CARRIER, ["x"], ["x"], False, [])
+    assert await store.release_unsent(CARRIER) == 2
+    assert await store.queue_depths() == {(CARRIER, 1): 2}
+    assert await claim_ids(store) == ["a0", "a1"]
+    assert await store.release_unsent() == 3  # every carrier
+    assert await store.queue_depths() == {(CARRIER, 1): 2, ("other", 1): 1}
+
+
 async def test_retry_later_holds_the_job_until_due(store: Store) -> None:
     await store.add_jobs([job("r"), job("s")])
     await store.claim(CARRIER, 10, time.time())
