@@ -31,7 +31,7 @@ from smppgw.ops import notify
 from smppgw.ops.health import HealthState, run_heartbeat
 from smppgw.ops.http import HttpEndpoint
 from smppgw.ops.logs import register_secret, set_level, setup_logging
-from smppgw.ops.metrics import LANES, Metrics
+from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.feeder import Feeder
 from smppgw.pipeline.intake import Intake
@@ -69,7 +69,8 @@ class Gateway:
 
         # Operations: what every stage reports to.
         self.metrics = Metrics()
-        self.telemetry = Telemetry(self.metrics)
+        self.carrier_configs: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
+        self.telemetry = Telemetry(self.metrics, self.carrier_configs)
         self.health = HealthState(policy=config.metrics.ready_policy)
         self.http = HttpEndpoint(self.metrics, self.health)
         # The store every stage writes to (queue, message ids, outbox).
@@ -102,13 +103,12 @@ class Gateway:
             self.store,
             Router(config.carriers, config.routing),
             self.factory,
-            self.metrics,
+            self.telemetry,
             self.tenants,
             on_job=self._job_committed,
             on_events=self._events_committed,
         )
         # 2. store → feeder → carrier → SMSC: one pair per carrier (see _add_carrier).
-        self.carrier_configs: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
         self.carriers: dict[str, Carrier] = {}
         self.feeders: dict[str, Feeder] = {}
         self._feeder_tasks: dict[str, asyncio.Task[None]] = {}
@@ -116,8 +116,7 @@ class Gateway:
         self.events = GatewayEvents(
             self.store,
             self.factory,
-            self.carrier_configs,
-            self.metrics,
+            self.telemetry,
             self._events_committed,
             on_left=self.tenants.left,
         )
@@ -237,7 +236,7 @@ class Gateway:
         assert self._feeder_tasks_spawn is not None
         carrier = Carrier(carrier_config, self.events, observer=self.telemetry)
         self.carriers[carrier_config.name] = carrier
-        feeder = Feeder(carrier_config.name, self.store, carrier, on_claimed=self.events.claimed)
+        feeder = Feeder(carrier_config.name, self.store, carrier)
         self.feeders[carrier_config.name] = feeder
         await carrier.start()
         self._feeder_tasks[carrier_config.name] = self._feeder_tasks_spawn(
@@ -263,21 +262,13 @@ class Gateway:
 
     async def _release_unsent(self, carrier: str | None = None) -> None:
         """Jobs a stopped carrier never sent go back to their lanes, in arrival order."""
-        ids = [
-            job_id
-            for job_id, job in self.events.active.items()
-            if carrier is None or job.carrier == carrier
-        ]
-        if not ids:
-            return
         try:
-            moved = await self.store.release(ids)
+            moved = await self.store.release_unsent(carrier)
         except StoreError as exc:
-            log.error("release_failed", jobs=len(ids), error=str(exc))
+            log.error("release_failed", carrier=carrier, error=str(exc))
             return
-        for job_id in ids:
-            self.events.active.pop(job_id, None)
-        log.info("released_unsent", jobs=moved)
+        if moved:
+            log.info("released_unsent", jobs=moved)
 
     async def _drain(self) -> None:
         """SIGTERM: stop sending (in-flight submits get ``drain_timeout``), publish what the
@@ -335,13 +326,12 @@ class Gateway:
 
     async def _refresh_once(self) -> None:
         try:
-            depths = await self.store.queue_depths()
-            self.metrics.set_queue_depths(
-                {(carrier, LANES[lane]): n for (carrier, lane), n in depths.items()}
+            self.telemetry.store_state(
+                await self.store.queue_depths(),
+                await self.store.outbox_size(),
+                self.store.dead_events_count(),
+                self.store.size_bytes(),
             )
-            self.metrics.mqtt_outbox_depth.set(await self.store.outbox_size())
-            self.metrics.dead_events.set(self.store.dead_events_count())
-            self.metrics.store_size.set(self.store.size_bytes())
         except StoreError as exc:
             self.health.set_problem("store", str(exc))
         else:
@@ -353,9 +343,7 @@ class Gateway:
                     continue  # sends no submits: no window
                 session = keeper.session
                 in_flight = session.in_flight if session is not None else 0
-                # session: the bind's slot, as in init_carrier and smppgw_session_state
-                slot = str(keeper.slot)
-                self.metrics.window_in_use.labels(carrier=name, session=slot).set(in_flight)
+                self.telemetry.window_in_use(name, keeper.slot, in_flight)
 
     async def _purge(self) -> None:
         while True:
@@ -413,7 +401,7 @@ class Gateway:
                 new = replace(new, mqtt=self.config.mqtt, store=self.config.store)
         except (ConfigError, OSError) as exc:
             log.error("reload_refused", error=str(exc))
-            self.metrics.config_reloads.labels("failed").inc()
+            self.telemetry.config_reload(ok=False)
             notify.ready("reload refused; old config kept")
             return False
         log_warnings(new)
@@ -444,7 +432,7 @@ class Gateway:
             if name not in self.carriers:
                 self.metrics.init_carrier(name, carrier_config.sessions, carrier_config.tps)
                 await self._add_carrier(carrier_config)
-        self.metrics.config_reloads.labels("ok").inc()
+        self.telemetry.config_reload(ok=True)
         log.info("reloaded", carriers=list(wanted))
         notify.ready("reloaded")
         return True

@@ -98,11 +98,15 @@ class CarrierEvents(Protocol):
         durably, so that after a crash their outcome is known to be unknown (and they
         are not sent twice). Called once per job, in batches, ahead of the sends."""
 
-    async def submitted(self, carrier: str, job_id: str, message_ids: list[str]) -> None:
-        """Every part accepted; ids in part order, as the SMSC wrote them."""
+    async def submitted(
+        self, carrier: str, message: OutboundMessage, message_ids: list[str], keys: list[str]
+    ) -> None:
+        """Every part accepted; ids in part order, as the SMSC wrote them, and ``keys``
+        the same ids normalised (``submit_id_base``) as receipts are matched. ``message``
+        is the one :meth:`Carrier.submit` took (its ``context`` comes back with it)."""
 
     async def finished(
-        self, carrier: str, job_id: str, status: str, code: str, reason: str
+        self, carrier: str, message: OutboundMessage, status: str, code: str, reason: str
     ) -> None:
         """status: rejected | failed | expired; code: ESME_* name, ttl, text,
         unknown_outcome, retries_exhausted, shutdown, encode."""
@@ -110,7 +114,7 @@ class CarrierEvents(Protocol):
     async def receipt(
         self, carrier: str, job_id: str, part: int, parts: int, receipt: Receipt
     ) -> None:
-        """A matched receipt (``part`` is 1-based); return = durable → deliver_sm_resp."""
+        """A matched receipt (``part`` is 0-based); return = durable → deliver_sm_resp."""
 
     async def unmatched_receipt(self, carrier: str, receipt: Receipt) -> None:
         """No job for this receipt after ``receipt_hold`` seconds."""
@@ -119,7 +123,8 @@ class CarrierEvents(Protocol):
         """An MO message, reassembled when it came in parts."""
 
     async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
-        """(job_id, part, parts) for an id not in memory (e.g. submitted before a restart)."""
+        """(job_id, part, parts), part 0-based, for an id not in memory (e.g. submitted
+        before a restart)."""
 
 
 class CarrierObserver(SessionObserver, Protocol):
@@ -226,6 +231,8 @@ class _Job:
     #: Part indexes (0-based) still to send, ascending.
     todo: list[int] = field(default_factory=list)
     ids: list[str | None] = field(default_factory=list)
+    #: Normalised ``ids`` (the receipt matching keys), computed once when accepted.
+    keys: list[str] = field(default_factory=list)
     accepted: int = 0
     inflight: int = 0
     session: Session | None = None
@@ -709,6 +716,7 @@ class Carrier:
         job.pdus = pdus
         job.todo = list(range(len(pdus)))
         job.ids = [None] * len(pdus)
+        job.keys = [""] * len(pdus)
 
     def _unqueue(self, job: _Job) -> None:
         if not job.queued:
@@ -785,7 +793,8 @@ class Carrier:
                     key = normalize_message_id(message_id, self.config.submit_id_base)
                 except ValueError:
                     key = normalize_message_id(message_id)
-                self.matcher.add(key, PartRef(job.message.job_id, part + 1, n, time.monotonic()))
+                job.keys[part] = key
+                self.matcher.add(key, PartRef(job.message.job_id, part, n, time.monotonic()))
         else:
             self.observer.submit_response(self.name, result.status, time.monotonic() - sent)
             action = self.policy.classify(result.status)
@@ -856,7 +865,6 @@ class Carrier:
         """Report the job's outcome once it is known and nothing of it is in flight."""
         if job.reported:
             return
-        job_id = job.message.job_id
         if job.failure is not None:
             if job.inflight:
                 return
@@ -872,12 +880,12 @@ class Carrier:
             else:
                 c.jobs_failed += 1
             self._report(
-                job, partial(self.events.finished, self.name, job_id, status, code, reason)
+                job, partial(self.events.finished, self.name, job.message, status, code, reason)
             )
         elif job.pdus is not None and job.accepted == len(job.pdus):
             self.counters.jobs_submitted += 1
             ids = [mid or "" for mid in job.ids]
-            self._report(job, partial(self.events.submitted, self.name, job_id, ids))
+            self._report(job, partial(self.events.submitted, self.name, job.message, ids, job.keys))
 
     def _report(self, job: _Job, call: Callable[[], Awaitable[None]]) -> None:
         job.reported = True

@@ -42,11 +42,6 @@ _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 PriorityName = Literal["high", "normal", "low"]
 StatusName = Literal["submitted", "delivered", "undelivered", "expired", "rejected", "failed"]
-#: Statuses after which nothing more is published for a job (``submitted`` is final only
-#: when the job asked for no receipt).
-FINAL_STATUSES: frozenset[str] = frozenset(
-    {"delivered", "undelivered", "expired", "rejected", "failed"}
-)
 
 
 class JobError(ValueError):
@@ -262,7 +257,7 @@ def to_outbound(
     return OutboundMessage(
         job_id=job.id,
         destination=destination,
-        text=unicodedata.normalize("NFC", job.text),
+        text=job.text,  # NFC since decode_job
         priority=Priority.parse(job.priority),
         source=source,
         dlr=job.dlr,

@@ -34,6 +34,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from smppgw.config import CarrierConfig
 from smppgw.ops.http import DROP_REASONS
+from smppgw.outcome import RECEIPT_STATES as RECEIPT_MEANINGS
 
 #: Why a job was refused before any submit_sm (the ``reason`` label of jobs_rejected).
 REJECT_REASONS = (
@@ -55,17 +56,7 @@ REJECT_REASONS = (
 SESSION_STATES = ("connecting", "binding", "bound", "unbinding", "closed")
 
 #: Receipt ``stat:`` values of SMPP 3.4 appendix B; anything else counts as ``other``.
-RECEIPT_STATES = (
-    "DELIVRD",
-    "EXPIRED",
-    "DELETED",
-    "UNDELIV",
-    "ACCEPTD",
-    "UNKNOWN",
-    "REJECTD",
-    "ENROUTE",
-    "other",
-)
+RECEIPT_STATES = (*RECEIPT_MEANINGS, "other")
 
 #: Priority lanes, as the ``lane`` label.
 LANES = ("high", "normal", "low")
@@ -149,6 +140,43 @@ class Metrics:
             "smppgw_jobs_final_total",
             "Jobs that reached a final status, by carrier and status.",
             ["carrier", "status"],
+            registry=r,
+        )
+
+        # --- tenants (the ``tenant`` label is a configured name or ``default``) --------
+        self.tenant_received = Counter(
+            "smppgw_tenant_jobs_received_total",
+            "Jobs taken in and queued, by tenant (duplicates and rejections not included).",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_rejected = Counter(
+            "smppgw_tenant_jobs_rejected_total",
+            "Jobs refused at intake, by tenant and reason.",
+            ["tenant", "reason"],
+            registry=r,
+        )
+        self.tenant_parts = Counter(
+            "smppgw_tenant_parts_total",
+            "SMS parts of the jobs taken in, by tenant (what daily_parts counts).",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_waiting = Gauge(
+            "smppgw_tenant_waiting",
+            "Jobs not yet submitted or final, by tenant (what max_queued limits).",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_held = Gauge(
+            "smppgw_tenant_held",
+            "Jobs held without PUBACK by rate pacing or max_queued, by tenant.",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_unknown = Counter(
+            "smppgw_tenant_unknown_total",
+            "Jobs published on a submit topic level that names no configured tenant.",
             registry=r,
         )
 
@@ -283,7 +311,8 @@ class Metrics:
         )
         self.throttled_responses = Counter(
             "smppgw_smsc_throttled_total",
-            "ESME_RTHROTTLED / ESME_RMSGQFUL responses from the SMSC.",
+            "SMSC responses the carrier's error_policy treats as throttling (by default"
+            " ESME_RTHROTTLED / ESME_RMSGQFUL).",
             ["carrier", "command_status"],
             registry=r,
         )
