@@ -28,24 +28,20 @@ from typing import Protocol, cast
 
 import structlog
 
+from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import RESPONSE_BIT, CommandId, Status, command_name, status_name
+from smppgw.smpp.errors import FrameError, PduError
+from smppgw.smpp.framing import DEFAULT_MAX_PDU_LENGTH, FrameReader, peek_header
 from smppgw.smpp.pdu import (
     BIND_CLASSES,
-    DEFAULT_MAX_PDU_LENGTH,
     PDU_CLASSES,
     DataSm,
     DeliverSm,
     EnquireLink,
-    FrameError,
-    FrameReader,
     GenericNack,
     Pdu,
-    PduError,
     Unbind,
-    decode,
-    encode,
     generic_nack,
-    peek_header,
 )
 
 log = structlog.stdlib.get_logger("smppgw.session")
