@@ -40,15 +40,18 @@ class Pdu:
     # -- TLV access ----------------------------------------------------------
     def tlv(self, tag: int) -> bytes | None:
         """Raw value of the first TLV with ``tag``."""
-        return tlvs_.find(self.tlvs, tag)
+        for t, v in self.tlvs:
+            if t == tag:
+                return v
+        return None
 
     def tlv_int(self, tag: int) -> int | None:
         """Integer TLV as a number, whatever length the peer chose."""
-        return tlvs_.as_int(tlvs_.find(self.tlvs, tag))
+        return tlvs_.as_int(self.tlv(tag))
 
     def tlv_str(self, tag: int) -> str | None:
         """C-string TLV up to its NUL (or its end, for peers that leave the NUL out)."""
-        return tlvs_.as_str(tlvs_.find(self.tlvs, tag))
+        return tlvs_.as_str(self.tlv(tag))
 
     def set_tlv(self, tag: int, value: int | str | bytes) -> None:
         """Set (replace) a TLV, encoding ``value`` by the tag's SMPP 3.4 type."""

@@ -9,7 +9,6 @@ odd size.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from typing import Any
 
 from smppgw.smpp.constants import TLV_CSTRING, TLV_INT_SIZE, Status
@@ -20,14 +19,6 @@ TLV_HEADER = struct.Struct(">HH")
 MAX_TLV_VALUE = 0xFFFF
 
 Tlvs = list[tuple[int, bytes]]
-
-
-def find(tlvs: Iterable[tuple[int, bytes]], tag: int) -> bytes | None:
-    """Raw value of the first TLV with ``tag``."""
-    for t, v in tlvs:
-        if t == tag:
-            return v
-    return None
 
 
 def as_int(raw: bytes | None) -> int | None:

@@ -10,7 +10,6 @@ from smppgw.smpp.tlv import (
     as_int,
     as_str,
     decode_tlvs,
-    find,
     problem,
     tlv_value,
 )
@@ -27,9 +26,6 @@ def test_values_are_encoded_by_the_tags_type() -> None:
 
 
 def test_reading_is_lenient_about_sizes_and_nul() -> None:
-    block = [(0x0427, b"\x00\x02"), (0x001E, b"6A3F"), (0x0427, b"\x09")]
-    assert find(block, 0x0427) == b"\x00\x02"  # the first of a repeated tag
-    assert find(block, 0x1400) is None
     assert as_int(b"\x00\x02") == 2 and as_int(b"") is None and as_int(None) is None
     assert as_str(b"6A3F") == "6A3F" and as_str(b"6A\x00junk") == "6A" and as_str(None) is None
 

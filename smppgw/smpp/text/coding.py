@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from smppgw.smpp.text.gsm7 import NOT_GSM, gsm_decode, gsm_encode
+from smppgw.smpp.text.gsm7 import find_non_gsm, gsm_decode, gsm_encode
 from smppgw.smpp.text.ucs2 import clean, decode_ucs2, encode_ucs2
 
 DC_GSM = 0x00
@@ -37,7 +37,7 @@ def _unencodable(ch: str, coding: str) -> TextError:
 def encode(text: str, coding: Coding) -> tuple[Coding, bytes]:
     """``text`` in ``coding`` (AUTO resolved), or :class:`TextError` naming the character."""
     if coding is Coding.AUTO or coding is Coding.GSM:
-        bad = NOT_GSM.search(text)
+        bad = find_non_gsm(text)
         if bad is None:
             return Coding.GSM, gsm_encode(text)
         if coding is Coding.GSM:

@@ -41,17 +41,25 @@ ESC = "\x1b"
 _GSM_ENCODE: dict[int, str] = {ord(ch): chr(i) for i, ch in enumerate(GSM_BASIC) if ch != ESC}
 _GSM_ENCODE.update({ord(ch): ESC + chr(code) for code, ch in GSM_EXTENSION.items()})
 _GSM_CHARS = "".join(chr(c) for c in _GSM_ENCODE)
-#: Matches the first character GSM 03.38 (basic or extension table) cannot represent.
-NOT_GSM = re.compile("[^" + "".join(re.escape(c) for c in _GSM_CHARS) + "]")
+_NOT_GSM = re.compile("[^" + "".join(re.escape(c) for c in _GSM_CHARS) + "]")
 # Characters whose GSM septet equals their ASCII code: texts made only of these (most OTPs
 # and order notices) are encoded with str.encode alone.
 _GSM_SAME_AS_ASCII = "".join(
     ch for i, ch in enumerate(GSM_BASIC) if ch != ESC and ord(ch) == i and ord(ch) < 0x80
 )
-NOT_GSM_SAME_AS_ASCII = re.compile("[^" + "".join(re.escape(c) for c in _GSM_SAME_AS_ASCII) + "]")
+_NOT_GSM_SAME_AS_ASCII = re.compile("[^" + "".join(re.escape(c) for c in _GSM_SAME_AS_ASCII) + "]")
 
 # Decoding runs on the latin-1 view of the octets: septets 0x00-0x7F map to the basic table
 # (ESC kept), octets 0x80-0xFF (not valid unpacked GSM) are kept as Latin-1.
+# Bound methods, so that callers in other modules call them at full speed (CPython 3.11 calls
+# ``imported.attr()`` without its method fast path).
+#: The first character GSM 03.38 (basic or extension table) cannot represent, as a
+#: ``re.Match``, or None.
+find_non_gsm = _NOT_GSM.search
+#: The first character whose GSM septet is not its ASCII code, or None: a text without one
+#: is encoded with ``str.encode("ascii")`` alone.
+find_non_ascii_septet = _NOT_GSM_SAME_AS_ASCII.search
+
 _GSM_DECODE = {i: ch for i, ch in enumerate(GSM_BASIC)}
 # After that translation the septet following an ESC has become its basic-table character.
 _GSM_EXT_BY_BASIC = {GSM_BASIC[code]: ch for code, ch in GSM_EXTENSION.items()}
@@ -78,6 +86,6 @@ def gsm_decode(data: bytes) -> str:
 
 def gsm_encode(text: str) -> bytes:
     """Encode text already known to be GSM-representable, one octet per septet."""
-    if NOT_GSM_SAME_AS_ASCII.search(text) is None:
+    if _NOT_GSM_SAME_AS_ASCII.search(text) is None:
         return text.encode("ascii")
     return text.translate(_GSM_ENCODE).encode("latin-1")

@@ -27,7 +27,7 @@ from itertools import pairwise
 from smppgw.smpp.constants import ESM_UDHI, Tag
 from smppgw.smpp.text.coding import DATA_CODING, DC_GSM, Coding, TextError, encode
 from smppgw.smpp.text.graphemes import is_boundary
-from smppgw.smpp.text.gsm7 import NOT_GSM_SAME_AS_ASCII
+from smppgw.smpp.text.gsm7 import find_non_ascii_septet
 from smppgw.smpp.text.ucs2 import char_offsets
 
 
@@ -138,7 +138,7 @@ def split(
         len(text) <= 160
         and coding in (Coding.AUTO, Coding.GSM)
         and text.isascii()
-        and NOT_GSM_SAME_AS_ASCII.search(text) is None
+        and find_non_ascii_septet(text) is None
     ):
         return [Part(DC_GSM, 0, text.encode("ascii"), None, None, ())]
 
