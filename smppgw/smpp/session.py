@@ -12,6 +12,9 @@ connection to end, back off (exponential, jittered, never below ``reconnect_min`
 The old socket is always closed before the next connect, and a refused bind backs off like
 a failed connect, so a misconfigured password or an SMSC that says ESME_RALYBND sees a few
 attempts a minute, not a storm.
+
+Both take a :class:`BindParams`: plain values the application builds from its own
+configuration, so this module knows nothing of it.
 """
 
 from __future__ import annotations
