@@ -45,6 +45,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from smppgw.config import BindMode, CarrierConfig
+from smppgw.engine.binds import bind_params
 from smppgw.engine.matching import PartRef, ReceiptMatcher
 from smppgw.engine.message import OutboundMessage, Priority
 from smppgw.engine.policy import Action, ErrorPolicy
@@ -360,8 +361,7 @@ class Carrier:
         for mode in modes:
             counts[mode] = counts.get(mode, 0) + 1
             keeper = SessionKeeper(
-                cfg,
-                mode,
+                bind_params(cfg, mode),
                 self,
                 name=f"{self.name}/{mode[:3]}{counts[mode]}",
                 on_change=self._wake,

@@ -20,20 +20,11 @@ from typing import TYPE_CHECKING, Any, cast
 from smppgw.sim.accounts import AccountState, OutItem
 from smppgw.sim.receipts import ReceiptJob, receipt_text_field
 from smppgw.sim.validate import check_submit
+from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import CommandId, Status, Tag
-from smppgw.smpp.pdu import (
-    PDU_CLASSES,
-    DataSm,
-    FrameError,
-    FrameReader,
-    Pdu,
-    PduError,
-    SubmitSm,
-    Unbind,
-    UnknownCommandError,
-    decode,
-    encode,
-)
+from smppgw.smpp.errors import FrameError, PduError, UnknownCommandError
+from smppgw.smpp.framing import FrameReader
+from smppgw.smpp.pdu import PDU_CLASSES, DataSm, Pdu, SubmitSm, Unbind
 
 if TYPE_CHECKING:
     from smppgw.sim.server import Simulator

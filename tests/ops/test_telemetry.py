@@ -31,8 +31,9 @@ from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
 from smppgw.sim.config import Faults, SimAccount
 from smppgw.sim.server import Simulator
+from smppgw.smpp.codec import encode
 from smppgw.smpp.constants import Status
-from smppgw.smpp.pdu import DeliverSm, encode
+from smppgw.smpp.pdu import DeliverSm
 from smppgw.store import OutboxEvent, Store, StoreError
 
 from gateway.harness import Observer, gateway_config, running, sim_config

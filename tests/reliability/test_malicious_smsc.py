@@ -29,8 +29,9 @@ import pytest
 from smppgw.config import CarrierConfig, Secret
 from smppgw.engine.carrier import Carrier
 from smppgw.engine.message import OutboundMessage
+from smppgw.smpp.codec import encode
 from smppgw.smpp.constants import CommandId
-from smppgw.smpp.pdu import EnquireLink, GenericNack, SubmitSmResp, encode
+from smppgw.smpp.pdu import EnquireLink, GenericNack, SubmitSmResp
 from smppgw.smpp.receipt import Receipt
 
 from reliability.conftest import size
