@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
@@ -18,3 +21,39 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+#: Starts a coroutine as a supervised task (see :func:`supervised`); returns the task.
+Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[None]"]
+
+
+@contextlib.asynccontextmanager
+async def supervised(log: Any) -> AsyncIterator[Spawn]:
+    """An ``asyncio.TaskGroup`` for tasks that live as long as the block: leaving the block
+    cancels them and waits until they are gone.
+
+    A task that fails is logged (``task_failed``, with its name) and ends alone. A bare
+    TaskGroup would answer one failure by cancelling every sibling and the block itself,
+    which for the gateway means a purge that hit a full disk would stop the daemon.
+    """
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def logged(coro: Coroutine[Any, Any, Any], name: str) -> None:
+        try:
+            await coro
+        except Exception:
+            log.exception("task_failed", task=name)
+
+    async with asyncio.TaskGroup() as group:
+
+        def spawn(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[None]:
+            task = group.create_task(logged(coro, name), name=name)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            return task
+
+        try:
+            yield spawn
+        finally:
+            for task in list(tasks):
+                task.cancel()

@@ -1,8 +1,10 @@
 """Composition root: builds the parts from a ``Config``, runs them, drains them.
 
-Data flows one way (DESIGN.md): MQTT intake → store → feeder → carrier → SMSC, and carrier
-outcomes → store (with outbox events) → outbox publisher → MQTT. This module owns only the
-wiring and the lifecycle: start order, SIGHUP reloads, and the SIGTERM drain.
+Data flows one way (docs/architecture.md): MQTT intake → store → feeder → carrier → SMSC,
+and carrier outcomes → store (with outbox events) → outbox publisher → MQTT. This module
+owns only the wiring and the lifecycle: start order, SIGHUP reloads, and the SIGTERM drain.
+The parts are built, and started, in that order; each lifetime is a context in one
+``AsyncExitStack``, so whatever was started is stopped in reverse, also when a start fails.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from smppgw.aio import Spawn, supervised
 from smppgw.config import CarrierConfig, Config, ConfigError
 from smppgw.config.loader import load_config
 from smppgw.engine.carrier import Carrier
@@ -28,7 +31,7 @@ from smppgw.ops import notify
 from smppgw.ops.health import HealthState, run_heartbeat
 from smppgw.ops.http import HttpEndpoint
 from smppgw.ops.logs import register_secret, set_level, setup_logging
-from smppgw.ops.metrics import LANES, Metrics
+from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.feeder import Feeder
 from smppgw.pipeline.intake import Intake
@@ -55,10 +58,22 @@ class Gateway:
     def __init__(self, config: Config, *, config_path: str | None = None) -> None:
         self.config = config
         self.config_path = config_path
+        self._stop = asyncio.Event()
+        #: Set once everything is started (tests and embedding wait for it).
+        self.started = asyncio.Event()
+        self._signals = 0
+        self._accepting = False
+        #: Set while running: feeders live in one task group, the services in another.
+        self._feeder_tasks_spawn: Spawn | None = None
+        self._services_spawn: Spawn | None = None
+
+        # Operations: what every stage reports to.
         self.metrics = Metrics()
-        self.telemetry = Telemetry(self.metrics)
-        self.health = HealthState()
+        self.carrier_configs: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
+        self.telemetry = Telemetry(self.metrics, self.carrier_configs)
+        self.health = HealthState(policy=config.metrics.ready_policy)
         self.http = HttpEndpoint(self.metrics, self.health)
+        # The store every stage writes to (queue, message ids, outbox).
         self.store = Store(
             config.store.path,
             commit_interval=config.store.commit_interval,
@@ -66,29 +81,16 @@ class Gateway:
             on_batch=self.telemetry.store_batch,
         )
         self.factory = EventFactory(config.mqtt)
-        self.carrier_configs: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
-        self.carriers: dict[str, Carrier] = {}
-        self.feeders: dict[str, Feeder] = {}
-        self._feeder_tasks: dict[str, asyncio.Task[None]] = {}
-        self._tasks: list[asyncio.Task[Any]] = []
-        self._stop = asyncio.Event()
-        #: Set once everything is started (tests and embedding wait for it).
-        self.started = asyncio.Event()
-        self._signals = 0
+
+        # 1. MQTT in → store: the main connection, one per named tenant (a tenant held by its
+        # rate or max_queued fills only its own connection's Receive Maximum), the intake.
         self.mqtt = MqttClient(
             config.mqtt,
             on_message=self._on_message,
             on_connection_change=self._on_connection_change,
             replay_inflight=False,  # the outbox publishes again whatever failed
         )
-        self.outbox = OutboxPublisher(
-            self.store,
-            self.telemetry.publisher(self.mqtt, config.mqtt),
-            on_set_aside=self.telemetry.event_set_aside,
-        )
         self.tenants = Tenants(config, self.metrics)
-        #: One intake connection per named tenant: a tenant held by its rate or max_queued
-        #: fills only its own connection's Receive Maximum, never another tenant's.
         self.tenant_mqtt = {
             name: MqttClient(
                 replace(config.mqtt, client_id=f"{config.mqtt.client_id}.{name}"),
@@ -96,25 +98,34 @@ class Gateway:
             )
             for name in self.tenants.names
         }
-        self.events = GatewayEvents(
-            self.store,
-            self.factory,
-            self.carrier_configs,
-            self.metrics,
-            self.outbox.wake,
-            on_left=self.tenants.left,
-        )
         self.intake = Intake(
             config,
             self.store,
             Router(config.carriers, config.routing),
             self.factory,
-            self.metrics,
+            self.telemetry,
             self.tenants,
             on_job=self._job_committed,
-            on_events=self.outbox.wake,
+            on_events=self._events_committed,
         )
-        self._accepting = False
+        # 2. store → feeder → carrier → SMSC: one pair per carrier (see _add_carrier).
+        self.carriers: dict[str, Carrier] = {}
+        self.feeders: dict[str, Feeder] = {}
+        self._feeder_tasks: dict[str, asyncio.Task[None]] = {}
+        # 3. carrier outcomes → store, with the events they cause.
+        self.events = GatewayEvents(
+            self.store,
+            self.factory,
+            self.telemetry,
+            self._events_committed,
+            on_left=self.tenants.left,
+        )
+        # 4. store's outbox → MQTT.
+        self.outbox = OutboxPublisher(
+            self.store,
+            self.telemetry.publisher(self.mqtt, config.mqtt),
+            on_set_aside=self.telemetry.event_set_aside,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -123,36 +134,66 @@ class Gateway:
         signal handling alone (embedding, tests)."""
         if install_signals:
             self._install_signals()
-        try:
-            await self._start()
-        except StoreError as exc:
-            log.error("store_unusable", path=self.config.store.path, error=str(exc))
-            return 1
-        except MqttError as exc:  # refused credentials, untrusted certificate
-            log.error("mqtt_refused", host=self.config.mqtt.host, error=str(exc))
-            await self.store.close()
-            return 1
-        notify.ready("connected; binds attempted")
-        log.info(
-            "gateway_ready",
-            carriers=list(self.carriers),
-            submit_topic=self.config.mqtt.submit_topic,
-        )
-        self.started.set()
-        await self._stop.wait()
-        await self._shutdown()
+        async with contextlib.AsyncExitStack() as lifetimes:
+            try:
+                await self._start(lifetimes)
+            except StoreError as exc:
+                log.error("store_unusable", path=self.config.store.path, error=str(exc))
+                return 1
+            except MqttError as exc:  # refused credentials, untrusted certificate
+                log.error("mqtt_refused", host=self.config.mqtt.host, error=str(exc))
+                return 1
+            notify.ready("connected; binds attempted")
+            log.info(
+                "gateway_ready",
+                carriers=list(self.carriers),
+                submit_topic=self.config.mqtt.submit_topic,
+            )
+            self.started.set()
+            await self._stop.wait()
+            await self._drain()
+            # Leaving the block: services cancelled, MQTT disconnected, store closed, HTTP off.
+        log.info("gateway_stopped")
         return 0
 
     def stop(self) -> None:
         self._stop.set()
 
-    async def _start(self) -> None:
+    async def _start(self, lifetimes: contextlib.AsyncExitStack) -> None:
+        """Start the parts in data-flow order, each lifetime entered into ``lifetimes``."""
         config = self.config
         if config.metrics.listen:
             self.metrics.init_carriers(config.carriers)
             self.http.start(config.metrics.listen)
+            lifetimes.callback(self.http.stop)
         self.health.set_carriers(self.carrier_configs)
         await self.store.open()
+        lifetimes.push_async_callback(self.store.close)
+        await self._recover()
+        await self.tenants.load(self.store)
+        # Carriers (and their feeders) next: ready for jobs before any connection, since a
+        # session that is present hands us its queued jobs at once (before the last client
+        # is even connected). At exit, carriers not drained (a failed start) stop unsent.
+        self._feeder_tasks_spawn = await lifetimes.enter_async_context(supervised(log))
+        lifetimes.push_async_callback(self._remove_carriers, 0.0)
+        for carrier_config in config.carriers:
+            await self._add_carrier(carrier_config)
+        self._accepting = True
+        await lifetimes.enter_async_context(self.mqtt)
+        for client in self.tenant_mqtt.values():
+            await lifetimes.enter_async_context(client)
+        # Services that use all of the above, so cancelled before any of it closes.
+        spawn = self._services_spawn = await lifetimes.enter_async_context(supervised(log))
+        lifetimes.callback(setattr, self, "_services_spawn", None)
+        spawn(self._subscribe(), "subscribe")
+        spawn(self.outbox.run(), "outbox")
+        spawn(run_heartbeat(self.health), "heartbeat")
+        spawn(self._refresh_metrics(), "metrics")
+        spawn(self._purge(), "purge")
+        spawn(notify.run_watchdog(self.health.alive), "watchdog")
+
+    async def _recover(self) -> None:
+        """Jobs a previous run left half-done go back to their lanes (or end unknown)."""
         report = await self.store.recover(
             lambda name: (
                 self.carrier_configs[name].resend_on_timeout
@@ -168,21 +209,6 @@ class Gateway:
                 resent=report.resent,
                 unknown_outcome=len(report.failed),
             )
-        await self.tenants.load(self.store)
-        for carrier_config in config.carriers:
-            await self._add_carrier(carrier_config)
-        # Ready for jobs before any connection: a session that is present hands us its
-        # queued jobs at once (before the last client is even connected).
-        self._accepting = True
-        await self.mqtt.__aenter__()
-        for client in self.tenant_mqtt.values():
-            await client.__aenter__()
-        self._spawn(self._subscribe(), "subscribe")
-        self._spawn(self.outbox.run(), "outbox")
-        self._spawn(run_heartbeat(self.health), "heartbeat")
-        self._spawn(self._refresh_metrics(), "metrics")
-        self._spawn(self._purge(), "purge")
-        self._spawn(notify.run_watchdog(self.health.alive), "watchdog")
 
     async def _subscribe(self) -> None:
         """Subscribe, retrying while the broker is away (the session keeps it afterwards):
@@ -207,13 +233,14 @@ class Gateway:
                 await asyncio.sleep(1.0)
 
     async def _add_carrier(self, carrier_config: CarrierConfig) -> None:
+        assert self._feeder_tasks_spawn is not None
         carrier = Carrier(carrier_config, self.events, observer=self.telemetry)
         self.carriers[carrier_config.name] = carrier
-        feeder = Feeder(carrier_config.name, self.store, carrier, on_claimed=self.events.claimed)
+        feeder = Feeder(carrier_config.name, self.store, carrier)
         self.feeders[carrier_config.name] = feeder
         await carrier.start()
-        self._feeder_tasks[carrier_config.name] = asyncio.get_running_loop().create_task(
-            feeder.run(), name=f"feeder/{carrier_config.name}"
+        self._feeder_tasks[carrier_config.name] = self._feeder_tasks_spawn(
+            feeder.run(), f"feeder/{carrier_config.name}"
         )
 
     async def _remove_carrier(self, name: str, drain_timeout: float) -> None:
@@ -226,50 +253,36 @@ class Gateway:
         await carrier.stop(drain_timeout)
         await self._release_unsent(name)
 
+    async def _remove_carriers(self, drain_timeout: float) -> None:
+        """Stop every carrier at once, each waiting up to ``drain_timeout`` for its
+        in-flight submits; then whatever none of them sent goes back to its lane."""
+        names = list(self.carriers)
+        await asyncio.gather(*(self._remove_carrier(name, drain_timeout) for name in names))
+        await self._release_unsent()
+
     async def _release_unsent(self, carrier: str | None = None) -> None:
         """Jobs a stopped carrier never sent go back to their lanes, in arrival order."""
-        ids = [
-            job_id
-            for job_id, job in self.events.active.items()
-            if carrier is None or job.carrier == carrier
-        ]
-        if not ids:
-            return
         try:
-            moved = await self.store.release(ids)
+            moved = await self.store.release_unsent(carrier)
         except StoreError as exc:
-            log.error("release_failed", jobs=len(ids), error=str(exc))
+            log.error("release_failed", carrier=carrier, error=str(exc))
             return
-        for job_id in ids:
-            self.events.active.pop(job_id, None)
-        log.info("released_unsent", jobs=moved)
+        if moved:
+            log.info("released_unsent", jobs=moved)
 
-    async def _shutdown(self) -> None:
+    async def _drain(self) -> None:
+        """SIGTERM: stop sending (in-flight submits get ``drain_timeout``), publish what the
+        outbox holds, then stop taking jobs; the lifetimes close the rest."""
         notify.stopping("draining")
         self.health.set_draining()
         log.info("gateway_stopping", drain_timeout=self.config.drain_timeout)
-        names = list(self.carriers)
-        await asyncio.gather(
-            *(self._remove_carrier(name, self.config.drain_timeout) for name in names)
-        )
-        await self._release_unsent()
+        await self._remove_carriers(self.config.drain_timeout)
         flushed = await self.outbox.flush(FLUSH_TIMEOUT)
         if not flushed:
             log.warning("outbox_not_empty_at_exit", note="published at next start")
         self._accepting = False
         self.tenants.close()  # held jobs are not acknowledged: the broker keeps them
         self.outbox.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for client in self.tenant_mqtt.values():
-            await client.__aexit__(None, None, None)
-        await self.mqtt.__aexit__(None, None, None)
-        await self.store.close()
-        self.http.stop()
-        log.info("gateway_stopped")
 
     # ------------------------------------------------------------------ wiring
 
@@ -298,8 +311,8 @@ class Gateway:
         if feeder is not None:
             feeder.wake()
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+    def _events_committed(self) -> None:
+        self.outbox.wake()
 
     async def _refresh_metrics(self) -> None:
         """Gauges that are cheaper to sample than to track: queue depths, outbox, binds.
@@ -313,13 +326,12 @@ class Gateway:
 
     async def _refresh_once(self) -> None:
         try:
-            depths = await self.store.queue_depths()
-            self.metrics.set_queue_depths(
-                {(carrier, LANES[lane]): n for (carrier, lane), n in depths.items()}
+            self.telemetry.store_state(
+                await self.store.queue_depths(),
+                await self.store.outbox_size(),
+                self.store.dead_events_count(),
+                self.store.size_bytes(),
             )
-            self.metrics.mqtt_outbox_depth.set(await self.store.outbox_size())
-            self.metrics.dead_events.set(self.store.dead_events_count())
-            self.metrics.store_size.set(self.store.size_bytes())
         except StoreError as exc:
             self.health.set_problem("store", str(exc))
         else:
@@ -331,9 +343,7 @@ class Gateway:
                     continue  # sends no submits: no window
                 session = keeper.session
                 in_flight = session.in_flight if session is not None else 0
-                # session: the bind's slot, as in init_carrier and smppgw_session_state
-                slot = str(keeper.slot)
-                self.metrics.window_in_use.labels(carrier=name, session=slot).set(in_flight)
+                self.telemetry.window_in_use(name, keeper.slot, in_flight)
 
     async def _purge(self) -> None:
         while True:
@@ -370,7 +380,10 @@ class Gateway:
         if self.config_path is None:
             log.warning("reload_ignored", reason="no config file")
             return
-        self._spawn(self.reload(), "reload")
+        if self._services_spawn is None:
+            log.warning("reload_ignored", reason="not running")
+            return
+        self._services_spawn(self.reload(), "reload")
 
     async def reload(self) -> bool:
         """Re-read the config file: log level, routes, TPS/window/… of changed carriers,
@@ -388,7 +401,7 @@ class Gateway:
                 new = replace(new, mqtt=self.config.mqtt, store=self.config.store)
         except (ConfigError, OSError) as exc:
             log.error("reload_refused", error=str(exc))
-            self.metrics.config_reloads.labels("failed").inc()
+            self.telemetry.config_reload(ok=False)
             notify.ready("reload refused; old config kept")
             return False
         log_warnings(new)
@@ -413,12 +426,13 @@ class Gateway:
                 note="tenants added or removed need a restart; limits of the others applied",
                 tenants=changed,
             )
+        self.health.set_policy(new.metrics.ready_policy)
         self.health.set_carriers(wanted)
         for name, carrier_config in wanted.items():
             if name not in self.carriers:
                 self.metrics.init_carrier(name, carrier_config.sessions, carrier_config.tps)
                 await self._add_carrier(carrier_config)
-        self.metrics.config_reloads.labels("ok").inc()
+        self.telemetry.config_reload(ok=True)
         log.info("reloaded", carriers=list(wanted))
         notify.ready("reloaded")
         return True

@@ -3,6 +3,8 @@
 smppgw bench e2e                      # every scenario, full size (~5 minutes)
 smppgw bench e2e --quick              # smaller runs (~1 minute)
 smppgw bench e2e --scenario throughput,latency --jobs 20000 --json out.json
+smppgw bench e2e --peer kannel        # smppgw and Kannel side by side (20,000 jobs, 3 runs)
+smppgw bench e2e --plot charts/       # also PNG charts of what ran (needs matplotlib)
 """
 
 from __future__ import annotations
@@ -16,8 +18,21 @@ from typing import Any
 
 import orjson
 
+from smppgw.bench.compare import compare, format_side_by_side
+from smppgw.bench.kannel import INSTALL_HINT as KANNEL_INSTALL_HINT
+from smppgw.bench.kannel import KannelBinaries, find_kannel
+from smppgw.bench.plot import plotting_available, write_charts
 from smppgw.bench.report import as_json, format_results
 from smppgw.bench.scenarios import SCENARIOS, Options, Progress, ScenarioResult
+
+#: The workload of issue #13's side-by-side figures.
+PEER_JOBS = 20_000
+#: Kannel drops a receipt that overtakes its submit_sm_resp (it arrives on the other bind
+#: before the response is processed: "DLR ... not found"); carriers' receipts come seconds
+#: later. 0.2 s: every receipt matched in our runs, and Kannel is cheaper at 0.2 s than at
+#: 1 s (its waiting DLRs are fewer). Both sides get the same delay, and both rates leave
+#: it out of the wall time.
+PEER_RECEIPT_DELAY = 0.2
 
 
 def _scenarios(text: str) -> list[str]:
@@ -39,7 +54,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"run only these ({', '.join(SCENARIOS)}); default: all",
     )
     parser.add_argument("--quick", action="store_true", help="smaller runs (~1 minute in all)")
-    parser.add_argument("--jobs", type=int, metavar="N", help="throughput jobs (50,000)")
+    parser.add_argument(
+        "--jobs", type=int, metavar="N", help="throughput jobs (50,000; with --peer 20,000)"
+    )
     parser.add_argument(
         "--rate", type=float, metavar="JOBS/S", help="latency load (default: half the capacity)"
     )
@@ -52,6 +69,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="the gateway's store.commit_interval (default: the gateway's own default)",
     )
+    parser.add_argument(
+        "--receipt-delay",
+        type=float,
+        metavar="S",
+        help="the SMSC's delay before each receipt (0; with --peer: 0.2)",
+    )
     parser.add_argument("--latency-seconds", type=float, metavar="S", help="(20)")
     parser.add_argument("--throttle-seconds", type=float, metavar="S", help="(60)")
     parser.add_argument("--otp-backlog", type=int, metavar="N", help="campaign size (100,000)")
@@ -60,6 +83,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep configs, logs and stores")
     parser.add_argument(
         "--profile", type=Path, metavar="DIR", help="py-spy the gateway; profiles go to DIR"
+    )
+    parser.add_argument(
+        "--peer",
+        choices=("kannel",),
+        help="also run the throughput workload through this gateway (bearerbox and smsbox "
+        "on PATH) and print both side by side; without --scenario, only the comparison",
+    )
+    parser.add_argument(
+        "--runs", type=int, metavar="N", help="interleaved runs of each side with --peer (3)"
+    )
+    parser.add_argument(
+        "--kannel-spool",
+        type=Path,
+        metavar="DIR",
+        help="where Kannel's spool store goes (default: the run's directory, beside "
+        "smppgw's store); e.g. /dev/shm to leave the disk out of Kannel's figures",
+    )
+    parser.add_argument(
+        "--plot", type=Path, metavar="DIR", help="write PNG charts to DIR (needs matplotlib)"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
@@ -81,6 +123,8 @@ def options_from(args: argparse.Namespace) -> Options:
         "profile",
         "fast_tps",
         "commit_interval",
+        "receipt_delay",
+        "kannel_spool",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -91,6 +135,8 @@ def options_from(args: argparse.Namespace) -> Options:
             raise SystemExit(f"smppgw bench e2e: --{name.replace('_', '-')} must be >= 1")
     if options.rate is not None and options.rate <= 0:
         raise SystemExit("smppgw bench e2e: --rate must be > 0")
+    if options.receipt_delay < 0:
+        raise SystemExit("smppgw bench e2e: --receipt-delay must be >= 0")
     return options
 
 
@@ -109,13 +155,59 @@ def run_scenarios(names: list[str], options: Options, progress: Progress) -> lis
     return results
 
 
+def _peer_binaries(args: argparse.Namespace) -> KannelBinaries | None:
+    """Kannel's boxes when ``--peer kannel`` asked for them; SystemExit(2) when missing."""
+    if args.peer is None:
+        return None
+    binaries = find_kannel()
+    if binaries is None:
+        print(
+            "smppgw bench e2e: --peer kannel needs Kannel's bearerbox and smsbox on PATH "
+            f"(Debian/Ubuntu: {KANNEL_INSTALL_HINT})",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return binaries
+
+
+def _check_plotting(args: argparse.Namespace) -> None:
+    if args.plot is not None and not plotting_available():
+        print(
+            "smppgw bench e2e: --plot needs matplotlib (pip install 'smppgw[bench]')",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
 def run(args: argparse.Namespace) -> int:
     options = options_from(args)
-    names = args.scenario or list(SCENARIOS)
+    binaries = _peer_binaries(args)
+    _check_plotting(args)
+    runs = 3 if args.runs is None else args.runs
+    if runs < 1:
+        raise SystemExit("smppgw bench e2e: --runs must be >= 1")
+    if binaries is not None and args.jobs is None and not args.quick:
+        options.jobs = PEER_JOBS
+    if binaries is not None and args.receipt_delay is None:
+        options.receipt_delay = PEER_RECEIPT_DELAY
+    names = args.scenario or ([] if binaries is not None else list(SCENARIOS))
     names = [n for n in SCENARIOS if n in names]  # dependency order: throughput first
     progress = Progress(enabled=not args.no_progress)
-    results = run_scenarios(names, options, progress)
+    results: list[ScenarioResult] = []
+    if binaries is not None:
+        started = time.monotonic()
+        progress.line(f"== vs {args.peer}")
+        comparison = compare(options, progress, binaries, runs)
+        comparison.seconds = time.monotonic() - started
+        results.append(comparison)
+    results += run_scenarios(names, options, progress)
     print(format_results(results))
+    if binaries is not None:
+        print()
+        print(format_side_by_side(results[0]))
+    if args.plot is not None:
+        for path in write_charts(results, args.plot):
+            print(f"chart: {path}")
     if args.json:
         opts: dict[str, Any] = {
             k: (str(v) if isinstance(v, Path) else v)
@@ -123,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
         }
         opts["quick"] = bool(args.quick)
         opts["scenarios"] = names
+        opts["peer"] = args.peer
+        opts["runs"] = runs if binaries is not None else None
         data = as_json(results, opts)
         Path(args.json).write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
     ok = all(c.ok for r in results for c in r.checks)

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import multiprocessing
 import multiprocessing.connection
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any, cast
@@ -78,13 +79,32 @@ def _run(main: Callable[[], Any]) -> None:
         uvloop.run(main())
 
 
-# ====================================================================== publisher
-
-
-def _publisher_main(
-    host: str, port: int, conn: multiprocessing.connection.Connection, published: Any
+def spawned(
+    main: Callable[[str, int, multiprocessing.connection.Connection, Any], Awaitable[None]],
+    host: str,
+    port: int,
+    conn: multiprocessing.connection.Connection,
+    shared: Any,
 ) -> None:
-    _run(lambda: _publisher(host, port, conn, published))
+    """A load process's target: ``main(host, port, conn, shared)`` on a fresh event loop
+    (``functools.partial(spawned, main)`` pickles by name, as *spawn* needs)."""
+    _run(lambda: main(host, port, conn, shared))
+
+
+async def commands(
+    conn: multiprocessing.connection.Connection,
+) -> AsyncIterator[tuple[Any, ...]]:
+    """The orchestrator's commands, until ``stop``; the caller answers that with
+    ``("stopped",)`` once it has cleaned up."""
+    loop = asyncio.get_running_loop()
+    while True:
+        command: tuple[Any, ...] = await loop.run_in_executor(None, conn.recv)
+        if command[0] == "stop":
+            return
+        yield command
+
+
+# ====================================================================== publisher
 
 
 async def _publisher(
@@ -93,19 +113,14 @@ async def _publisher(
     from smppgw.config import MqttConfig
     from smppgw.mqtt import MqttClient
 
-    loop = asyncio.get_running_loop()
     client = MqttClient(MqttConfig(host=host, port=port, client_id="bench-load", keepalive=60))
     async with client:
         if not await client.wait_connected(10):
             conn.send(("error", "publisher: broker not reachable"))
             return
         conn.send(("ready",))
-        while True:
-            command = await loop.run_in_executor(None, conn.recv)
+        async for command in commands(conn):
             kind = command[0]
-            if kind == "stop":
-                conn.send(("stopped",))
-                return
             if kind == "burst":
                 _, first, count, priority, concurrency = command
                 started = time.monotonic()
@@ -124,6 +139,7 @@ async def _publisher(
                 conn.send(("done", at))
             else:  # pragma: no cover - orchestrator bug
                 conn.send(("error", f"unknown command {kind!r}"))
+        conn.send(("stopped",))
 
 
 async def _burst(
@@ -191,15 +207,6 @@ class CollectorResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _collector_main(
-    host: str,
-    port: int,
-    conn: multiprocessing.connection.Connection,
-    counters: tuple[Any, Any, Any],
-) -> None:
-    _run(lambda: _collector(host, port, conn, counters))
-
-
 async def _collector(
     host: str,
     port: int,
@@ -256,14 +263,10 @@ async def _collector(
     client.subscribe(prefix + "#", qos=1)
     await asyncio.wait_for(subscribed, 10)
     conn.send(("ready",))
-    loop = asyncio.get_running_loop()
     probe_no = 0
     try:
-        while True:
-            command = await loop.run_in_executor(None, conn.recv)
+        async for command in commands(conn):
             kind = command[0]
-            if kind == "stop":
-                break
             if kind == "probe":
                 # An invalid job (no "to") comes back as a "rejected" event: proof that the
                 # gateway is subscribed and its intake → store → outbox → MQTT path works.
@@ -365,7 +368,9 @@ class Publisher(_Worker):
     def __init__(self, host: str, port: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.published: Synchronized[int] = cast(Any, ctx.RawValue("q", 0))
-        super().__init__(_publisher_main, host, port, self.published, "load publisher")
+        super().__init__(
+            functools.partial(spawned, _publisher), host, port, self.published, "load publisher"
+        )
         self.wait_ready()
 
     def burst(
@@ -413,7 +418,9 @@ class Collector(_Worker):
         self.finals: Synchronized[int] = cast(Any, ctx.RawValue("q", 0))
         self.last_final: Synchronized[float] = cast(Any, ctx.RawValue("d", 0.0))
         counters = (self.submitted, self.finals, self.last_final)
-        super().__init__(_collector_main, host, port, counters, "event collector")
+        super().__init__(
+            functools.partial(spawned, _collector), host, port, counters, "event collector"
+        )
         self.wait_ready()
 
     def probe(self, timeout: float = 30.0) -> bool:

@@ -13,20 +13,15 @@ import contextlib
 import http.client
 import os
 import re
-import select
-import signal
-import socket
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
 
-from smppgw.mqtt.broker import INSTALL_HINT, config_lines, find_mosquitto, free_port
+from smppgw.mqtt.broker import Mosquitto, free_port
+from smppgw.procs import Child, ProcSample, sample
 
 __all__ = [
     "Broker",
@@ -41,34 +36,6 @@ __all__ = [
 ]
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-@dataclass(frozen=True, slots=True)
-class ProcSample:
-    """One reading of a process: CPU seconds so far (user + system, all threads), resident
-    set size now and its peak (``VmHWM``), in bytes."""
-
-    at: float
-    cpu: float
-    rss: int
-    hwm: int
-
-
-def sample(pid: int) -> ProcSample:
-    """Read ``/proc/<pid>/stat`` and ``/proc/<pid>/status`` (Linux)."""
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        stat = fh.read()
-    # The command name may contain spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    cpu = (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
-    rss = hwm = 0
-    with open(f"/proc/{pid}/status", "rb") as fh:
-        for line in fh:
-            if line.startswith(b"VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-            elif line.startswith(b"VmHWM:"):
-                hwm = int(line.split()[1]) * 1024
-    return ProcSample(time.monotonic(), cpu, rss, hwm)
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -121,96 +88,22 @@ def http_text(host: str, port: int, path: str, timeout: float = 5.0) -> tuple[in
         conn.close()
 
 
-class Child:
-    """A child process with its output in a log file; ``stop()`` is SIGTERM, then SIGKILL."""
-
-    def __init__(
-        self, name: str, argv: list[str], log_path: Path, *, capture_stdout: bool = False
-    ) -> None:
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                stdout=subprocess.PIPE if capture_stdout else log,
-                stderr=log if capture_stdout else subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def sample(self) -> ProcSample:
-        return sample(self.pid)
-
-    def check(self) -> None:
-        """Raise if the process has exited (with the tail of its log)."""
-        code = self.proc.poll()
-        if code is not None:
-            raise RuntimeError(f"{self.name} exited with {code}:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5.0)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        return self.proc.returncode
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            text = self.log_path.read_text(errors="replace")
-            return "\n".join(text.splitlines()[-lines:])
-        return ""
-
-
-def _mosquitto_binary() -> str:
-    binary = find_mosquitto()
-    if binary is None:
-        raise RuntimeError(f"mosquitto is not installed ({INSTALL_HINT})")
-    return binary
-
-
-class Broker(Child):
+class Broker(Mosquitto):
     """mosquitto on a free loopback port. ``max_queued_messages 0``: the default (1000)
     silently drops QoS 1 messages queued for a client that is behind, which would make a
     benchmark that outruns the gateway lose jobs. No persistence: the gateway's store is
     the durable part under test, and the broker is restarted for every scenario."""
 
     def __init__(self, workdir: Path, *, max_inflight: int = 1000) -> None:
-        self.host = "127.0.0.1"
-        self.port = free_port(self.host)
-        config = workdir / "mosquitto.conf"
-        lines = config_lines(self.host, self.port, max_inflight_messages=max_inflight)
-        lines += ["log_type error", "log_type warning"]
-        config.write_text("\n".join(lines) + "\n")
-        super().__init__(
-            "mosquitto", [_mosquitto_binary(), "-c", str(config)], workdir / "mosquitto.log"
-        )
-        wait_port(self.host, self.port, 10.0, self)
+        super().__init__(directory=workdir, persistence=False, max_inflight_messages=max_inflight)
+        self.start()
 
-
-def wait_port(host: str, port: int, timeout: float, child: Child | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child is not None:
-            child.check()
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout} s")
+    @property
+    def pid(self) -> int:
+        """Running for the whole scenario (started by the constructor)."""
+        pid = super().pid
+        assert pid is not None, "mosquitto is not running"
+        return pid
 
 
 class SimProcess(Child):
@@ -272,29 +165,8 @@ def start_sim(
         *(extra or []),
     ]
     sim = SimProcess("smppgw sim", argv, workdir / "sim.log", capture_stdout=True)
-    assert sim.proc.stdout is not None
-    fd = sim.proc.stdout.fileno()  # raw reads: a buffered readline() would hide lines from select
-    port = control = None
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while (port is None or control is None) and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if not ready:
-            sim.check()
-            continue
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            sim.check()
-            time.sleep(0.05)
-            continue
-        seen += chunk
-        if (m := _LISTEN.search(seen)) is not None:
-            port = int(m.group(1))
-        if (m := _CONTROL.search(seen)) is not None:
-            control = int(m.group(1))
-    if port is None or control is None:
-        sim.stop()
-        raise RuntimeError(f"smppgw sim did not start: {seen!r}\n{sim.log_tail()}")
+    sim.start()
+    port, control = sim.read_stdout([_LISTEN, _CONTROL], timeout)
     sim.port, sim.control_port = port, control
     return sim
 
@@ -353,8 +225,9 @@ def start_gateway(
         code = f"import sys\n{prelude}\nfrom smppgw.cli import main\nsys.exit(main())"
         argv = [sys.executable, "-c", code, "run", "--config", str(config_path)]
     gateway = GatewayProcess("smppgw run", argv, workdir / "gateway.log")
+    gateway.start()
     gateway.metrics_port = metrics_port
     gateway.config_path = config_path
     gateway.store_path = store_path
-    wait_port("127.0.0.1", metrics_port, 20.0, gateway)
+    gateway.wait_port("127.0.0.1", metrics_port, 20.0)
     return gateway

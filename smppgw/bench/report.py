@@ -12,9 +12,22 @@ from smppgw.commands.bench_codec import cpu_model
 __all__ = ["as_json", "format_results", "machine"]
 
 
+def cpu_ghz() -> float | None:
+    """The first CPU's clock from /proc/cpuinfo (Linux; a VM reports its host's), or None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("cpu mhz"):
+                    return round(float(line.split(":", 1)[1]) / 1000, 2)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpu": cpu_model(),
+        "ghz": cpu_ghz(),
         "cores": os.cpu_count(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "system": f"{platform.system()} {platform.release()}",
@@ -38,8 +51,9 @@ def _limit(check: Check) -> str:
 def format_results(results: list[ScenarioResult]) -> str:
     """A table of every check, then each scenario's other figures."""
     m = machine()
+    clock = f" at {m['ghz']:g} GHz" if m["ghz"] else ""
     lines = [
-        f"machine: {m['cpu']}, {m['cores']} cores, {m['python']}, {m['system']}",
+        f"machine: {m['cpu']}{clock}, {m['cores']} cores, {m['python']}, {m['system']}",
         "",
     ]
     rows = [("scenario", "figure", "measured", "target", "")]

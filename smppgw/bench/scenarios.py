@@ -8,10 +8,12 @@ checks against the issue's targets.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -22,7 +24,6 @@ from typing import Any, TextIO
 from smppgw.bench.load import DEST_PREFIX, Collector, Publisher, index_of_destination
 from smppgw.bench.procs import (
     Broker,
-    Child,
     GatewayProcess,
     ProcSample,
     SimProcess,
@@ -37,9 +38,11 @@ from smppgw.bench.stats import Latency, max_in_window, mean_rate
 __all__ = [
     "SCENARIOS",
     "Check",
+    "CpuMeter",
     "Options",
     "Progress",
     "ScenarioResult",
+    "Timeline",
 ]
 
 #: The issue's targets on a 2-core machine.
@@ -75,6 +78,10 @@ class Options:
     commit_interval: float | None = None
     #: Directory for py-spy profiles of the gateway during the measured phases.
     profile: Path | None = None
+    #: Seconds the simulator waits before sending a receipt (throughput and latency).
+    receipt_delay: float = 0.0
+    #: Directory for Kannel's spool store with ``--peer kannel`` (None: the run's own).
+    kannel_spool: Path | None = None
 
     @classmethod
     def quick(cls) -> Options:
@@ -111,6 +118,8 @@ class ScenarioResult:
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Raw samples for charts (``--plot``): not printed, not in the JSON.
+    series: dict[str, Any] = field(default_factory=dict)
 
 
 class Progress:
@@ -189,13 +198,6 @@ class Stack:
         return pids
 
 
-def _close(child: Child | Collector | Publisher) -> None:
-    if isinstance(child, Child):
-        child.stop()
-    else:
-        child.close()
-
-
 @contextmanager
 def stack(
     options: Options,
@@ -218,12 +220,17 @@ def stack(
         if not options.keep:
             cleanup.callback(shutil.rmtree, workdir, True)
         broker = Broker(workdir)
-        cleanup.callback(_close, broker)
+        cleanup.callback(broker.close)
         sim: SimProcess | None = None
         if carriers_up:
             accounts = "bench:bench-secret" + (f":{sim_tps:g}" if sim_tps else "")
-            sim = start_sim(workdir, accounts, extra=["--enquire-link", "0"])
-            cleanup.callback(_close, sim)
+            sim = start_sim(
+                workdir,
+                accounts,
+                receipt_delay=options.receipt_delay if sim_tps is None else 0.0,
+                extra=["--enquire-link", "0"],
+            )
+            cleanup.callback(sim.close)
             port = sim.port
         else:
             port = free_port()  # nothing listens: the carrier is down
@@ -236,9 +243,9 @@ def stack(
             [carrier(port, tps=tps, sessions=sessions, window=window)],
             store=store,
         )
-        cleanup.callback(_close, gateway)
+        cleanup.callback(gateway.close)
         collector = Collector(broker.host, broker.port)
-        cleanup.callback(_close, collector)
+        cleanup.callback(collector.close)
         if not collector.probe(30.0):
             gateway.check()
             raise RuntimeError(f"the gateway never answered a probe job:\n{gateway.log_tail()}")
@@ -249,7 +256,7 @@ def stack(
                     raise RuntimeError(f"binds not up:\n{gateway.log_tail()}")
                 time.sleep(0.05)
         publisher = Publisher(broker.host, broker.port)
-        cleanup.callback(_close, publisher)
+        cleanup.callback(publisher.close)
         yield Stack(workdir, broker, gateway, collector, publisher, sim)
         gateway.check()
 
@@ -373,6 +380,41 @@ class StoreMeter:
         }
 
 
+class Timeline:
+    """(time, finished jobs, CPU seconds) every ``interval`` seconds from a thread of the
+    orchestrator, for the over-time charts: evenly spaced, whatever the progress line or
+    the load processes' pipes are doing. Sampling is two shared-memory reads and one or
+    two ``/proc`` reads, nothing the measured processes notice."""
+
+    def __init__(
+        self, done: Callable[[], int], cpu: Callable[[], float], interval: float = 0.2
+    ) -> None:
+        self.done = done
+        self.cpu = cpu
+        self.interval = interval
+        self.points: list[tuple[float, int, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench timeline", daemon=True)
+
+    def _sample(self) -> None:
+        with contextlib.suppress(OSError):  # a process that just exited: no point
+            self.points.append((time.monotonic(), self.done(), self.cpu()))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> Timeline:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
 class Ticker:
     """The progress line of a running scenario: counts, rates, the gateway's CPU use."""
 
@@ -424,7 +466,8 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
         meter = CpuMeter(s.children())
         tick = Ticker(progress, "throughput", s, n)
         store_meter = StoreMeter(s.gateway)
-        with profiling(options, s.gateway.pid, "throughput", result):
+        timeline = Timeline(lambda: int(s.collector.finals.value), lambda: s.gateway.sample().cpu)
+        with profiling(options, s.gateway.pid, "throughput", result), timeline:
             meter.start()
             start, published_at = s.publisher.burst(0, n, tick=tick)
             wait_until(
@@ -449,6 +492,9 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
         statuses=events.counts,
         gateway_cpu_us_per_job=round(cpu_us, 1),
         gateway_cpu_seconds=round(meter.seconds("gateway"), 2),
+        load_cpu_us_per_job=round(
+            (meter.seconds("publisher") + meter.seconds("collector")) / n * 1e6, 1
+        ),
         gateway_rss_mb=round(gw.rss / 2**20, 1),
         gateway_peak_rss_mb=round(gw.hwm / 2**20, 1),
         store=store_meter.figures(n),
@@ -465,6 +511,7 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
     )
     if delivered != n:
         result.notes.append(f"only {delivered} of {n} jobs ended delivered: {events.counts}")
+    result.series.update(start=start, timeline=timeline.points)
     options.capacity = rate
     return result
 
@@ -509,9 +556,14 @@ def latency(options: Options, progress: Progress) -> ScenarioResult:
         index = index_of_destination(item["destination"])
         if index is not None and index < count:
             arrived.setdefault(index, item["at"])
-    to_smsc = Latency.of(arrived[i] - times[i] for i in arrived)
+    smsc_seconds = [arrived[i] - times[i] for i in arrived]
+    final_seconds = [t - times[i] for i, (_, t) in events.final.items() if i < count]
+    to_smsc = Latency.of(smsc_seconds)
     to_event = Latency.of(events.submitted[i] - times[i] for i in events.submitted if i < count)
-    to_final = Latency.of(t - times[i] for i, (_, t) in events.final.items() if i < count)
+    to_final = Latency.of(final_seconds)
+    result.series.update(
+        rate=rate, publish_to_submit_sm=smsc_seconds, publish_to_delivered=final_seconds
+    )
     cpu_us = meter.seconds("gateway") / count * 1e6
     result.figures.update(
         rate=round(rate, 1),
@@ -574,6 +626,7 @@ def throttle(options: Options, progress: Progress) -> ScenarioResult:
         times = sorted(item["at"] for item in sim.all_submits(0))
     peak, _ = max_in_window(times, 1.0)
     mean = mean_rate(times, times[0], seconds)
+    result.series.update(tps=tps, seconds=seconds, submit_times=times)
     result.figures.update(
         tps=tps,
         seconds=seconds,

@@ -19,7 +19,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "e2e": (
         "smppgw.bench.cli",
         "end to end: broker, simulator, gateway and load as processes; throughput, "
-        "latency, CPU, throttle accuracy, OTP priority, memory",
+        "latency, CPU, throttle accuracy, OTP priority, memory; side by side with Kannel "
+        "(--peer kannel); PNG charts (--plot)",
     ),
 }
 

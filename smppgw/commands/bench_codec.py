@@ -19,8 +19,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import ESM_DELIVERY_RECEIPT, ESM_UDHI, MessageState, Tag
-from smppgw.smpp.pdu import DeliverSm, SubmitSm, decode, encode
+from smppgw.smpp.pdu import DeliverSm, SubmitSm
 
 #: The issue's targets, in PDUs a second on one core.
 ENCODE_TARGET = 150_000

@@ -46,6 +46,17 @@ class BindMode(StrEnum):
     TRANSMITTER = "transmitter"
 
 
+class ReadyPolicy(StrEnum):
+    """Which carriers must have a bind up before /readyz answers 200 (the broker connection
+    is always required): ``all`` suits one gateway per carrier set, where a missing bind is
+    worth a page; ``any`` keeps a multi-carrier gateway in rotation while one carrier is
+    down (its jobs queue in the store); ``none`` leaves carriers to the metrics alone."""
+
+    ALL = "all"  # every configured carrier has at least one bind up
+    ANY = "any"  # at least one carrier has a bind up
+    NONE = "none"  # binds do not matter; only the broker connection does
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     CONSOLE = "console"
@@ -101,6 +112,8 @@ class StoreConfig:
 class MetricsConfig:
     #: ``host:port`` for /metrics, /healthz, /readyz; ``None`` disables the endpoint.
     listen: str | None = "127.0.0.1:9464"
+    #: Which carriers need a bind up for /readyz to answer 200.
+    ready_policy: ReadyPolicy = ReadyPolicy.ALL
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from smppgw.config.model import (
     LogFormat,
     MetricsConfig,
     MqttConfig,
+    ReadyPolicy,
     RoutingConfig,
     Secret,
     SourceConfig,
@@ -44,7 +45,7 @@ CODINGS = ("auto", "gsm", "latin1", "ucs2")
 CONCATS = ("udh8", "udh16", "sar", "payload")
 ID_BASES = ("string", "hex", "decimal")
 _STORE_KEYS = ("path", "retention", "commit_interval", "keep_text")
-_METRICS_KEYS = ("listen",)
+_METRICS_KEYS = ("listen", "ready_policy")
 _LOG_KEYS = ("level", "format")
 _ROUTING_KEYS = ("country_code", "allow_international")
 _CARRIER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -167,17 +168,23 @@ def _metrics(r: Reader, value: object) -> MetricsConfig | Invalid:
     data = r.mapping("metrics", {} if value is None else value, _METRICS_KEYS)
     if isinstance(data, Invalid):
         return data
-    if "listen" not in data:
-        return MetricsConfig()
-    listen = data["listen"]
-    if listen is None:
-        return MetricsConfig(listen=None)
-    if isinstance(listen, str) and _serveable(listen):
-        return MetricsConfig(listen=listen)
-    return r.problem(
-        "metrics.listen",
-        f'must be "host:port" (like "127.0.0.1:9464") or null, got {show(listen)}',
-    )
+    before = len(r.problems)
+    kwargs: dict[str, Any] = {}
+    if "listen" in data:
+        listen = data["listen"]
+        if listen is None or (isinstance(listen, str) and _serveable(listen)):
+            kwargs["listen"] = listen
+        else:
+            r.problem(
+                "metrics.listen",
+                f'must be "host:port" (like "127.0.0.1:9464") or null, got {show(listen)}',
+            )
+    if "ready_policy" in data:
+        options = [p.value for p in ReadyPolicy]
+        chosen = r.choice("metrics.ready_policy", data["ready_policy"], options)
+        if not isinstance(chosen, Invalid):
+            kwargs["ready_policy"] = ReadyPolicy(chosen)
+    return INVALID if len(r.problems) > before else MetricsConfig(**kwargs)
 
 
 def _serveable(listen: str) -> bool:

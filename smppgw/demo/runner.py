@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from smppgw.demo import report
-from smppgw.demo.broker import BrokerError, OwnBroker
-from smppgw.demo.procs import Child, ChildError, http_json, http_text
+from smppgw.demo.procs import http_json, http_text, smppgw_child
 from smppgw.demo.scenario import COD_CUSTOMER, COD_REPLY, COD_SHORT_CODE, Scenario, build
 from smppgw.demo.stack import GatewayPlan, SimPlan, StackError, find_conf, plan_gateway, plan_sims
 from smppgw.demo.watch import Watcher, clock, count_finals
 from smppgw.mqtt import MqttError
-from smppgw.mqtt.broker import reachable
+from smppgw.mqtt.broker import BrokerError, Mosquitto, reachable
+from smppgw.procs import Child, ChildError
 
 DEFAULT_BROKER = ("127.0.0.1", 1883)
 #: Seconds between progress lines while something slow is going on.
@@ -60,10 +60,12 @@ class Demo:
         #: Name of the signal that interrupted the run, once one did.
         self.interrupted: str | None = None
         self.broker: tuple[str, int] = DEFAULT_BROKER
-        self.own_broker: OwnBroker | None = None
+        self.own_broker: Mosquitto | None = None
         self.sim: Child | None = None
         self.gateway: Child | None = None
         self.watcher: Watcher | None = None
+        #: The watcher's MQTT connection, closed first at teardown.
+        self._watching = contextlib.AsyncExitStack()
         self.sims: SimPlan | None = None
         self.plan: GatewayPlan | None = None
         self.workdir = Path(tempfile.mkdtemp(prefix="smppgw-demo-"))
@@ -130,10 +132,9 @@ class Demo:
         await self._start_gateway()
         assert self.plan is not None and self.sims is not None
         burst_ids = {job.id for job in scenario.burst}
-        self.watcher = Watcher(
-            self.broker, self.plan.config.mqtt, self.out, quiet=burst_ids.__contains__
+        self.watcher = await self._watching.enter_async_context(
+            Watcher(self.broker, self.plan.config.mqtt, self.out, quiet=burst_ids.__contains__)
         )
-        await self.watcher.__aenter__()
         await self._publish(scenario)
         mo_sent_at = await self._wait(scenario)
         evidence = await self._gather(scenario, mo_sent_at)
@@ -156,7 +157,10 @@ class Demo:
             self.broker = DEFAULT_BROKER
             self.say("broker     local mosquitto at 127.0.0.1:1883 (topics under demo/)")
             return
-        broker = OwnBroker()
+        try:  # no state kept: persistence off, its temp dir removed at the end
+            broker = Mosquitto(persistence=False, own_session=True)
+        except BrokerError as exc:
+            raise BrokerError(f"{exc}, or pass --broker HOST:PORT") from None
         self.own_broker = broker
         broker.start()
         self.broker = (broker.host, broker.port)
@@ -169,14 +173,13 @@ class Demo:
     async def _start_sims(self) -> None:
         source = self.options.sim_config or find_conf("sim-demo.yaml")
         sims = self.sims = plan_sims(source, self.workdir)
-        child = self.sim = Child(
+        child = self.sim = smppgw_child(
             "simulator", ["sim", "--config", str(sims.path)], self.workdir / "sim.log"
         )
-        child.start()
         deadline = time.monotonic() + 10
         waiting = set(sims.smscs)
         while waiting:
-            child.check_alive()
+            child.check()
             for name in list(waiting):
                 with contextlib.suppress(OSError):
                     status, _ = await http_json(
@@ -205,16 +208,15 @@ class Demo:
         assert self.sims is not None
         source = self.options.gateway_config or find_conf("demo.yaml")
         plan = self.plan = plan_gateway(source, self.workdir, self.sims, self.broker)
-        child = self.gateway = Child(
+        started = time.monotonic()
+        child = self.gateway = smppgw_child(
             "gateway", ["run", "--config", str(plan.path)], self.workdir / "gateway.log"
         )
-        started = time.monotonic()
-        child.start()
         self.say(f"gateway    smppgw run --config {plan.path} (pid {child.pid})")
         last_note = started
         while True:
             try:
-                child.check_alive()
+                child.check()
             except ChildError as exc:
                 if self.own_broker is None and "refused the connection" in str(exc):
                     host, port = self.broker
@@ -437,22 +439,21 @@ class Demo:
 
     async def _teardown(self) -> None:
         stopped: list[str] = []
-        if self.watcher is not None:
-            with contextlib.suppress(Exception):
-                await self.watcher.__aexit__(None, None, None)
-            self.watcher = None
+        with contextlib.suppress(Exception):
+            await self._watching.aclose()
+        self.watcher = None
         if self.gateway is not None:
-            code = await self.gateway.stop()
+            code = await self.gateway.astop()
             stopped.append(f"gateway (SIGTERM, drained, exit {code})")
             if code not in (0, None) and not self._log_shown:
                 self.say(f"gateway log tail:\n{self.gateway.log_tail()}")
             self.gateway = None
         if self.sim is not None:
-            code = await self.sim.stop()
+            code = await self.sim.astop()
             stopped.append(f"simulator (exit {code})")
             self.sim = None
         if self.own_broker is not None:
-            await asyncio.to_thread(self.own_broker.stop)
+            await asyncio.to_thread(self.own_broker.close)
             stopped.append("mosquitto")
             self.own_broker = None
         if stopped:

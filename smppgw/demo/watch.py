@@ -107,19 +107,20 @@ class Watcher:
         )
 
     async def __aenter__(self) -> Watcher:
-        await self.client.__aenter__()
-        if not await self.client.wait_connected(10):
-            await self.client.__aexit__(None, None, None)
-            raise ConnectionError("could not connect to the MQTT broker")
-        status = self.topics.status_topic.rstrip("/")
-        inbound = self.topics.inbound_topic.rstrip("/")
-        await self.client.subscribe(f"{status}/#")
-        await self.client.subscribe(f"{inbound}/#")
-        await self.client.subscribe(self.topics.rejected_topic)
+        async with contextlib.AsyncExitStack() as connected:  # closed again if this fails
+            await connected.enter_async_context(self.client)
+            if not await self.client.wait_connected(10):
+                raise ConnectionError("could not connect to the MQTT broker")
+            status = self.topics.status_topic.rstrip("/")
+            inbound = self.topics.inbound_topic.rstrip("/")
+            await self.client.subscribe(f"{status}/#")
+            await self.client.subscribe(f"{inbound}/#")
+            await self.client.subscribe(self.topics.rejected_topic)
+            self._connected = connected.pop_all()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.client.__aexit__(None, None, None)
+        await self._connected.aclose()
 
     async def publish(self, job: dict[str, Any]) -> None:
         self.record.published[str(job["id"])] = time.time()

@@ -32,6 +32,7 @@ from functools import partial
 from typing import Any
 
 from smppgw.config import BindMode, CarrierConfig
+from smppgw.engine.binds import bind_params
 from smppgw.engine.job import SendJob
 from smppgw.engine.lanes import Arming, Lanes
 from smppgw.engine.matching import ReceiptMatcher
@@ -139,8 +140,7 @@ class Carrier:
         for mode in modes:
             counts[mode] = counts.get(mode, 0) + 1
             keeper = SessionKeeper(
-                cfg,
-                mode,
+                bind_params(cfg, mode),
                 self,
                 name=f"{self.name}/{mode[:3]}{counts[mode]}",
                 on_change=self._wake,
@@ -352,6 +352,7 @@ class Carrier:
                     return None
                 job.todo = list(range(len(job.pdus)))
                 job.ids = [None] * len(job.pdus)
+                job.keys = [""] * len(job.pdus)
             if not job.armed:
                 self._arming.request()
                 return INF  # arming wakes the dispatcher

@@ -25,6 +25,8 @@ class SendJob:
     #: Part indexes (0-based) still to send, ascending.
     todo: list[int] = field(default_factory=list)
     ids: list[str | None] = field(default_factory=list)
+    #: Normalised ``ids`` (the receipt matching keys), computed once when accepted.
+    keys: list[str] = field(default_factory=list)
     accepted: int = 0
     inflight: int = 0
     #: The session its parts go through (the one its first part used, while it stays bound).

@@ -23,7 +23,8 @@ DEFAULT_CAPACITY = 200_000
 
 class PartRef(NamedTuple):
     job_id: str
-    #: 1-based part number, as in the UDH / SAR sequence.
+    #: 0-based part index, as everywhere in code (the UDH / SAR sequence and texts
+    #: for people are 1-based).
     part: int
     parts: int
     #: ``time.monotonic()`` when the SMSC accepted the part; 0.0 when not known here

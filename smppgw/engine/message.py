@@ -6,8 +6,9 @@ both can use it without importing each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from smppgw.config import SourceConfig
 
@@ -40,3 +41,6 @@ class OutboundMessage:
     expires_at: float | None = None
     #: Transient-failure retries already spent.
     attempt: int = 0
+    #: The sender's own record of the job (the store's ``StoredJob``), handed back
+    #: untouched in the outcome callbacks so that nobody joins it again by id.
+    context: Any = field(default=None, compare=False, repr=False)

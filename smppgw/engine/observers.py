@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from smppgw.engine.message import OutboundMessage
 from smppgw.smpp.receipt import Receipt
 from smppgw.smpp.session import SessionObserver, Unobserved
 
@@ -23,11 +24,15 @@ class CarrierEvents(Protocol):
         durably, so that after a crash their outcome is known to be unknown (and they
         are not sent twice). Called once per job, in batches, ahead of the sends."""
 
-    async def submitted(self, carrier: str, job_id: str, message_ids: list[str]) -> None:
-        """Every part accepted; ids in part order, as the SMSC wrote them."""
+    async def submitted(
+        self, carrier: str, message: OutboundMessage, message_ids: list[str], keys: list[str]
+    ) -> None:
+        """Every part accepted; ids in part order, as the SMSC wrote them, and ``keys``
+        the same ids normalised (``submit_id_base``) as receipts are matched. ``message``
+        is the one :meth:`Carrier.submit` took (its ``context`` comes back with it)."""
 
     async def finished(
-        self, carrier: str, job_id: str, status: str, code: str, reason: str
+        self, carrier: str, message: OutboundMessage, status: str, code: str, reason: str
     ) -> None:
         """status: rejected | failed | expired; code: ESME_* name, ttl, text,
         unknown_outcome, retries_exhausted, shutdown, encode."""
@@ -35,7 +40,7 @@ class CarrierEvents(Protocol):
     async def receipt(
         self, carrier: str, job_id: str, part: int, parts: int, receipt: Receipt
     ) -> None:
-        """A matched receipt (``part`` is 1-based); return = durable → deliver_sm_resp."""
+        """A matched receipt (``part`` is 0-based); return = durable → deliver_sm_resp."""
 
     async def unmatched_receipt(self, carrier: str, receipt: Receipt) -> None:
         """No job for this receipt after ``receipt_hold`` seconds."""
@@ -44,7 +49,8 @@ class CarrierEvents(Protocol):
         """An MO message, reassembled when it came in parts."""
 
     async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
-        """(job_id, part, parts) for an id not in memory (e.g. submitted before a restart)."""
+        """(job_id, part, parts), part 0-based, for an id not in memory (e.g. submitted
+        before a restart)."""
 
 
 class CarrierObserver(SessionObserver, Protocol):

@@ -141,7 +141,8 @@ class Results:
                 key = normalize_message_id(message_id, self.config.submit_id_base)
             except ValueError:
                 key = normalize_message_id(message_id)
-            self.matcher.add(key, PartRef(job.job_id, part + 1, job.parts, time.monotonic()))
+            job.keys[part] = key
+            self.matcher.add(key, PartRef(job.job_id, part, job.parts, time.monotonic()))
 
     def _throttled(self, job: SendJob, part: int, epoch: int) -> None:
         if job.failure is None:
@@ -210,7 +211,6 @@ class Results:
         """Report the job's outcome once it is known and nothing of it is in flight."""
         if job.reported:
             return
-        job_id = job.job_id
         if job.failure is not None:
             if job.inflight:
                 return
@@ -226,12 +226,12 @@ class Results:
             else:
                 c.jobs_failed += 1
             self._report(
-                job, partial(self.events.finished, self.name, job_id, status, code, reason)
+                job, partial(self.events.finished, self.name, job.message, status, code, reason)
             )
         elif job.pdus is not None and job.accepted == len(job.pdus):
             self.counters.jobs_submitted += 1
             ids = [mid or "" for mid in job.ids]
-            self._report(job, partial(self.events.submitted, self.name, job_id, ids))
+            self._report(job, partial(self.events.submitted, self.name, job.message, ids, job.keys))
 
     def _report(self, job: SendJob, call: Callable[[], Awaitable[None]]) -> None:
         job.reported = True

@@ -1,8 +1,8 @@
-"""Starting a local mosquitto: the one place that knows which broker settings matter.
+"""A local mosquitto (:class:`Mosquitto`): the one place that knows which settings matter.
 
-The demo, the benchmark and the tests each run their own broker on a free loopback port.
-They share the binary lookup, the port choice and, above all, the settings without which
-mosquitto loses or delays messages under load:
+The demo, the benchmark and the tests each run their own broker on a free loopback port,
+all with this class, and so with the settings without which mosquitto loses or delays
+messages under load:
 
 * ``max_queued_messages 0``: the default (1000) silently drops QoS 1 messages queued for a
   client that is slow or away (a gateway restarting, a benchmark outrunning the gateway);
@@ -16,10 +16,19 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import time
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from smppgw.procs import Child, ChildError
+
 INSTALL_HINT = "apt-get install mosquitto"
+#: What a broker started for a run logs, to its log file: enough to say why it failed.
+QUIET = ("error", "warning")
+
+
+class BrokerError(ChildError):
+    """No broker can be started or it died; the message says what to do."""
 
 
 def find_mosquitto() -> str | None:
@@ -83,10 +92,98 @@ def config_lines(
     return lines
 
 
-def wait_until_reachable(host: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if reachable(host, port, 0.2):
-            return True
-        time.sleep(0.02)
-    return False
+class Mosquitto:
+    """One mosquitto on a free loopback port, with its config, log and (optionally)
+    persistence file in a directory (a temporary one, removed by ``close()``, if none is
+    given). ``start()`` after ``stop()`` or ``kill()`` reuses the port and, with
+    ``persistence``, the sessions and queued messages, as a production restart would.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        directory: str | os.PathLike[str] | None = None,
+        persistence: bool = True,
+        max_inflight_messages: int = 1000,
+        autosave_interval: int = 1,
+        log_types: Sequence[str] = QUIET,
+        extra_lines: Sequence[str] = (),
+        allow_anonymous: bool = True,
+        own_session: bool = False,
+    ) -> None:
+        """``own_session``: Ctrl-C in the terminal does not reach the broker (the demo
+        stops it last, after the gateway drained); ``extra_lines``: more config lines."""
+        binary = find_mosquitto()
+        if binary is None:
+            raise BrokerError(f"mosquitto is not installed ({INSTALL_HINT})")
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self._owns_dir = directory is None
+        self.dir = Path(directory or tempfile.mkdtemp(prefix="smppgw-mosquitto-"))
+        self.config_path = self.dir / "mosquitto.conf"
+        self.log_path = self.dir / "mosquitto.log"
+        self.max_inflight_messages = max_inflight_messages
+        lines = config_lines(
+            host,
+            self.port,
+            persistence_dir=self.dir if persistence else None,
+            autosave_interval=autosave_interval,
+            max_inflight_messages=max_inflight_messages,
+            allow_anonymous=allow_anonymous,
+        )
+        lines += ["log_dest stderr", *(f"log_type {kind}" for kind in log_types)]
+        self.config_path.write_text("\n".join([*lines, *extra_lines]) + "\n")
+        self._child = Child(
+            "mosquitto",
+            [binary, "-c", str(self.config_path)],
+            self.log_path,
+            own_session=own_session,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._child.running
+
+    @property
+    def pid(self) -> int | None:
+        """The running broker's pid; None when stopped or killed."""
+        return self._child.pid if self.running else None
+
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        """Start (or restart) on the same port; return once the port accepts connections."""
+        if not self.running:
+            self._child.start()
+            try:
+                self._child.wait_port(self.host, self.port, timeout)
+            except ChildError as exc:
+                self._child.kill()
+                raise BrokerError(str(exc)) from None
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM and wait: mosquitto saves its persistence file on the way out."""
+        self._child.stop(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: whatever was not autosaved is lost, like a power cut."""
+        self._child.kill()
+
+    def close(self) -> None:
+        """Stop and remove the directory if it was made for this broker."""
+        self.stop()
+        if self._owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self._child.log_tail(lines)
+
+    def __enter__(self) -> Mosquitto:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Mosquitto({self.host}:{self.port}, running={self.running})"

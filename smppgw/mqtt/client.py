@@ -1,8 +1,9 @@
 """MQTT for the gateway: the job intake subscription and the QoS 1 event publisher.
 
-This is the only module that uses gmqtt (chosen by measurement, see DESIGN.md; the internals
-it relies on are checked by :mod:`smppgw.mqtt._gmqtt` when a client is built); the rest
-of the gateway sees :class:`MqttClient`, :class:`Message` and :class:`MqttUnavailable`.
+This is the only module that uses gmqtt (chosen by measurement, see README's "Why these
+libraries"; the internals it relies on are checked by :mod:`smppgw.mqtt._gmqtt` when a
+client is built); the rest of the gateway sees :class:`MqttClient`, :class:`Message` and
+:class:`MqttUnavailable`.
 
 What the gateway needs from MQTT, and how gmqtt 0.8.0 is made to give it (each point was
 read in gmqtt's source, not assumed):

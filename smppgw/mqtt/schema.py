@@ -42,11 +42,6 @@ _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 PriorityName = Literal["high", "normal", "low"]
 StatusName = Literal["submitted", "delivered", "undelivered", "expired", "rejected", "failed"]
-#: Statuses after which nothing more is published for a job (``submitted`` is final only
-#: when the job asked for no receipt).
-FINAL_STATUSES: frozenset[str] = frozenset(
-    {"delivered", "undelivered", "expired", "rejected", "failed"}
-)
 
 
 class JobError(ValueError):
@@ -270,7 +265,7 @@ def to_outbound(
     return OutboundMessage(
         job_id=job.id,
         destination=destination,
-        text=unicodedata.normalize("NFC", job.text),
+        text=job.text,  # NFC since decode_job
         priority=Priority.parse(job.priority),
         source=source,
         dlr=registered_delivery if job.dlr is None else job.dlr,
@@ -282,7 +277,7 @@ def to_outbound(
 
 
 class ErrorInfo(msgspec.Struct, frozen=True):
-    #: Machine-readable: ``invalid_job``, ``no_route``, ``unknown_carrier``, an SMPP status
+    #: Machine-readable: ``invalid``, ``no_route``, ``unknown_carrier``, an SMPP status
     #: name such as ``ESME_RINVDSTADR``, ...
     code: str
     reason: str

@@ -14,15 +14,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class ReadyPolicy(StrEnum):
-    """Which carriers must have a bind up before the gateway calls itself ready."""
-
-    ALL = "all"  # every configured carrier has at least one bind up
-    ANY = "any"  # at least one carrier has a bind up
-    NONE = "none"  # binds do not matter; only the broker connection does
+from smppgw.config.model import ReadyPolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from smppgw.config import CarrierConfig
 from smppgw.ops.http import DROP_REASONS
-from smppgw.smpp.constants import status_name
+from smppgw.outcome import RECEIPT_STATES as RECEIPT_MEANINGS
 
 #: Why a job was refused before any submit_sm (the ``reason`` label of jobs_rejected).
 REJECT_REASONS = (
@@ -56,17 +56,7 @@ REJECT_REASONS = (
 SESSION_STATES = ("connecting", "binding", "bound", "unbinding", "closed")
 
 #: Receipt ``stat:`` values of SMPP 3.4 appendix B; anything else counts as ``other``.
-RECEIPT_STATES = (
-    "DELIVRD",
-    "EXPIRED",
-    "DELETED",
-    "UNDELIV",
-    "ACCEPTD",
-    "UNKNOWN",
-    "REJECTD",
-    "ENROUTE",
-    "other",
-)
+RECEIPT_STATES = (*RECEIPT_MEANINGS, "other")
 
 #: Priority lanes, as the ``lane`` label.
 LANES = ("high", "normal", "low")
@@ -150,6 +140,43 @@ class Metrics:
             "smppgw_jobs_final_total",
             "Jobs that reached a final status, by carrier and status.",
             ["carrier", "status"],
+            registry=r,
+        )
+
+        # --- tenants (the ``tenant`` label is a configured name or ``default``) --------
+        self.tenant_received = Counter(
+            "smppgw_tenant_jobs_received_total",
+            "Jobs taken in and queued, by tenant (duplicates and rejections not included).",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_rejected = Counter(
+            "smppgw_tenant_jobs_rejected_total",
+            "Jobs refused at intake, by tenant and reason.",
+            ["tenant", "reason"],
+            registry=r,
+        )
+        self.tenant_parts = Counter(
+            "smppgw_tenant_parts_total",
+            "SMS parts of the jobs taken in, by tenant (what daily_parts counts).",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_waiting = Gauge(
+            "smppgw_tenant_waiting",
+            "Jobs not yet submitted or final, by tenant (what max_queued limits).",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_held = Gauge(
+            "smppgw_tenant_held",
+            "Jobs held without PUBACK by rate pacing or max_queued, by tenant.",
+            ["tenant"],
+            registry=r,
+        )
+        self.tenant_unknown = Counter(
+            "smppgw_tenant_unknown_total",
+            "Jobs published on a submit topic level that names no configured tenant.",
             registry=r,
         )
 
@@ -284,7 +311,8 @@ class Metrics:
         )
         self.throttled_responses = Counter(
             "smppgw_smsc_throttled_total",
-            "ESME_RTHROTTLED / ESME_RMSGQFUL responses from the SMSC.",
+            "SMSC responses the carrier's error_policy treats as throttling (by default"
+            " ESME_RTHROTTLED / ESME_RMSGQFUL).",
             ["carrier", "command_status"],
             registry=r,
         )
@@ -472,34 +500,10 @@ class Metrics:
     def job_rejected(self, reason: str) -> None:
         self.jobs_rejected.labels(reason=_bounded(reason, REJECT_REASONS)).inc()
 
-    def submit_response(self, carrier: str, status: int, latency: float | None = None) -> None:
-        """Count a submit_sm_resp and, when given, its latency since the submit_sm."""
-        name = status_name(status)
-        self.submit_sm_resp.labels(carrier=carrier, command_status=name).inc()
-        if name in ("ESME_RTHROTTLED", "ESME_RMSGQFUL"):
-            self.throttled_responses.labels(carrier=carrier, command_status=name).inc()
-        if latency is not None:
-            self.submit_latency.labels(carrier=carrier).observe(latency)
-
     def receipt(self, carrier: str, state: str, latency: float | None = None) -> None:
         self.receipts.labels(carrier=carrier, state=_bounded(state, RECEIPT_STATES)).inc()
         if latency is not None:
             self.receipt_latency.labels(carrier=carrier).observe(latency)
-
-    def bind_result(self, carrier: str, result: int | str) -> None:
-        """A bind attempt's outcome: the bind_resp command_status, or one of BIND_FAILURES."""
-        label = status_name(result) if isinstance(result, int) else _bounded(result, BIND_FAILURES)
-        self.binds.labels(carrier=carrier, result=label).inc()
-
-    def set_session_state(
-        self, carrier: str, session: int | str, state: str, bind: str = "trx"
-    ) -> None:
-        """Mark ``state`` as the bind's current one (1) and every other state 0."""
-        state = state if state in SESSION_STATES else "closed"
-        for candidate in SESSION_STATES:
-            self.session_state.labels(
-                carrier=carrier, session=str(session), bind=bind, state=candidate
-            ).set(1 if candidate == state else 0)
 
     def remove_carrier(self, name: str) -> None:
         """Forget a carrier removed by a reload, so its series stop reporting stale values."""
@@ -522,7 +526,7 @@ class Metrics:
                 self.queue_depth.labels(**labels).set(0)
 
     def exposition(self) -> bytes:
-        """The text format, as a scrape would see it (for tests and ``smppgw status``)."""
+        """The text format, as a scrape would see it (for tests)."""
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)

@@ -1,9 +1,12 @@
-"""Turns what the running engine reports into Prometheus metrics.
+"""Turns what the running gateway reports into Prometheus metrics: the one writer.
 
-The SMPP engine (:mod:`smppgw.engine.carrier`, :mod:`smppgw.smpp.session`), the store and the
-outbox know nothing of Prometheus: they call small observers (``CarrierObserver``,
+:class:`~smppgw.ops.metrics.Metrics` declares the metrics (a plain registry); this module is
+the only one that sets, increments or observes them. The SMPP engine
+(:mod:`smppgw.engine.carrier`, :mod:`smppgw.smpp.session`), the store and the outbox know
+nothing of Prometheus: they call small observers (``CarrierObserver``,
 ``Store(on_batch=...)``, the ``Publisher`` protocol) and :class:`Telemetry` implements
-them on top of :class:`~smppgw.ops.metrics.Metrics`, which stays a plain registry.
+them. The pipeline (intake, outcomes, tenancy) and the gateway's periodic refresh call
+:class:`Telemetry` / :class:`TenantTelemetry` methods named for what happened.
 
 Some of these calls happen once per submit_sm. prometheus-client's ``labels(...)`` takes a
 lock and hashes the label values on every call, so each carrier's labelled children are
@@ -15,18 +18,25 @@ through ``status_name``, bind results outside a status fold into ``other``.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from smppgw.config import MqttConfig
-from smppgw.ops.metrics import BIND_FAILURES, MO_REFUSALS, SESSION_STATES, Metrics
+from smppgw.config import CarrierConfig, MqttConfig
+from smppgw.engine.policy import Action, ErrorPolicy
+from smppgw.ops.metrics import (
+    BIND_FAILURES,
+    LANES,
+    MO_REFUSALS,
+    RECEIPT_STATES,
+    REJECT_REASONS,
+    SESSION_STATES,
+    Metrics,
+)
 from smppgw.pipeline.outbox import Publisher
 from smppgw.smpp.constants import status_name
 
 #: SMPP bind mode → the ``bind`` label of ``smppgw_session_state``.
 BIND_LABELS = {"transceiver": "trx", "transmitter": "tx", "receiver": "rx"}
-
-#: command_status names that mean "slow down" (also counted in smppgw_smsc_throttled_total).
-_THROTTLING = frozenset({"ESME_RTHROTTLED", "ESME_RMSGQFUL"})
 
 
 class _Pause:
@@ -55,12 +65,18 @@ class _CarrierChildren:
     __slots__ = (
         "binds",
         "carrier",
+        "config",
         "enquire_link_timeouts",
+        "final",
         "malformed",
         "metrics",
         "mo_parts",
+        "parts",
         "pause",
+        "policy",
+        "queue_latency",
         "receipt_latency",
+        "receipts",
         "receipts_early",
         "reconnects",
         "responses",
@@ -72,9 +88,19 @@ class _CarrierChildren:
         "timeouts",
     )
 
-    def __init__(self, metrics: Metrics, carrier: str) -> None:
+    def __init__(self, metrics: Metrics, carrier: str, config: CarrierConfig | None) -> None:
         self.metrics = metrics
         self.carrier = carrier
+        self.config = config
+        #: Which statuses count as throttling: the carrier's own error policy, the one
+        #: the carrier acts on (``error_policy`` may make any status "slow down").
+        self.policy = ErrorPolicy(dict(config.error_policy) if config is not None else None)
+        self.parts = metrics.parts_submitted.labels(carrier)
+        self.queue_latency = tuple(metrics.queue_latency.labels(carrier, lane) for lane in LANES)
+        #: final status → jobs_final child
+        self.final: dict[str, Any] = {}
+        #: receipt state → receipts child
+        self.receipts: dict[str, Any] = {}
         self.submit_sm = metrics.submit_sm.labels(carrier)
         self.timeouts = metrics.submit_sm_timeouts.labels(carrier)
         self.retries = metrics.submit_retries.labels(carrier)
@@ -95,17 +121,36 @@ class _CarrierChildren:
         #: (session, bind mode) → session_state children, in SESSION_STATES order
         self.states: dict[tuple[int, str], tuple[Any, ...]] = {}
 
+    def retune(self, config: CarrierConfig | None) -> None:
+        """A reload changed the carrier's config: its error policy may have changed."""
+        self.config = config
+        self.policy = ErrorPolicy(dict(config.error_policy) if config is not None else None)
+        self.responses.clear()
+
     def response(self, status: int) -> tuple[Any, Any]:
         found = self.responses.get(status)
         if found is None:
             name = status_name(status)
             throttled = (
                 self.metrics.throttled_responses.labels(self.carrier, name)
-                if name in _THROTTLING
+                if status and self.policy.classify(status) is Action.THROTTLE
                 else None
             )
             found = (self.metrics.submit_sm_resp.labels(self.carrier, name), throttled)
             self.responses[status] = found
+        return found
+
+    def final_status(self, status: str) -> Any:
+        found = self.final.get(status)
+        if found is None:
+            found = self.final[status] = self.metrics.jobs_final.labels(self.carrier, status)
+        return found
+
+    def receipt(self, state: str) -> Any:
+        found = self.receipts.get(state)
+        if found is None:
+            label = state if state in RECEIPT_STATES else "other"
+            found = self.receipts[state] = self.metrics.receipts.labels(self.carrier, label)
         return found
 
     def bind(self, result: int | str) -> Any:
@@ -135,14 +180,24 @@ class Telemetry:
     ``on_batch``; :meth:`publisher` wraps the MQTT client the outbox publishes through.
     """
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(
+        self, metrics: Metrics, carriers: Mapping[str, CarrierConfig] | None = None
+    ) -> None:
+        """``carriers``: the live carrier configs by name (a reload updates the mapping
+        in place); each carrier's ``error_policy`` says which statuses are throttling."""
         self.metrics = metrics
+        self._configs: Mapping[str, CarrierConfig] = carriers if carriers is not None else {}
         self._carriers: dict[str, _CarrierChildren] = {}
+        self._received = tuple(metrics.jobs_received.labels(lane) for lane in LANES)
+        self._duplicate = metrics.jobs_duplicate
 
     def _of(self, carrier: str) -> _CarrierChildren:
         found = self._carriers.get(carrier)
+        config = self._configs.get(carrier)
         if found is None:
-            found = self._carriers[carrier] = _CarrierChildren(self.metrics, carrier)
+            found = self._carriers[carrier] = _CarrierChildren(self.metrics, carrier, config)
+        elif found.config is not config:
+            found.retune(config)
         return found
 
     def remove_carrier(self, carrier: str) -> None:
@@ -192,6 +247,42 @@ class Telemetry:
     def throttle_backoff(self, carrier: str, seconds: float) -> None:
         self._of(carrier).pause.start(seconds)
 
+    # ------------------------------------------------------------------ intake
+    def job_received(self, lane: int) -> None:
+        """A new job was committed to its lane (0 high, 1 normal, 2 low)."""
+        self._received[lane].inc()
+
+    def job_duplicate(self) -> None:
+        """A job (or rejection) whose id was already known: acknowledged, not sent again."""
+        self._duplicate.inc()
+
+    def job_rejected(self, reason: str) -> None:
+        self.metrics.job_rejected(reason)
+
+    def garbage_payload(self) -> None:
+        self.metrics.garbage_payloads.inc()
+
+    # ------------------------------------------------------------------ outcomes
+    def job_submitted(self, carrier: str, parts: int, lane: int, waited: float) -> None:
+        """Every part accepted; ``waited``: seconds from intake to now (queue latency)."""
+        children = self._of(carrier)
+        children.parts.inc(parts)
+        children.queue_latency[lane].observe(max(0.0, waited))
+
+    def job_final(self, carrier: str, status: str) -> None:
+        self._of(carrier).final_status(status).inc()
+
+    def receipt(self, carrier: str, state: str) -> None:
+        """A matched receipt was recorded (its latency comes from the carrier)."""
+        self._of(carrier).receipt(state).inc()
+
+    def receipt_unmatched(self, carrier: str) -> None:
+        self.metrics.receipts_unmatched.labels(carrier).inc()
+
+    def mo_message(self, carrier: str) -> None:
+        """An inbound message (reassembled) was committed for publishing."""
+        self.metrics.mo_messages.labels(carrier).inc()
+
     # ------------------------------------------------------------------ SessionObserver
     def session_state(self, carrier: str, session: int, bind: str, state: str) -> None:
         if state not in SESSION_STATES:
@@ -222,6 +313,30 @@ class Telemetry:
         else:
             self.metrics.store_commit.observe(seconds)
             self.metrics.store_batch.observe(operations)
+
+    def store_state(
+        self,
+        depths: Mapping[tuple[str, int], int],
+        outbox: int,
+        dead_events: int,
+        size_bytes: int,
+    ) -> None:
+        """The store's sampled gauges: queue depth per (carrier, lane index), outbox and
+        dead events, size on disk."""
+        metrics = self.metrics
+        metrics.set_queue_depths(
+            {(carrier, LANES[lane]): n for (carrier, lane), n in depths.items()}
+        )
+        metrics.mqtt_outbox_depth.set(outbox)
+        metrics.dead_events.set(dead_events)
+        metrics.store_size.set(size_bytes)
+
+    def window_in_use(self, carrier: str, slot: int, in_flight: int) -> None:
+        """Requests awaiting a response on one bind (``slot`` as in ``init_carrier``)."""
+        self.metrics.window_in_use.labels(carrier=carrier, session=str(slot)).set(in_flight)
+
+    def config_reload(self, ok: bool) -> None:
+        self.metrics.config_reloads.labels("ok" if ok else "failed").inc()
 
     def mqtt_connection(self, connected: bool) -> None:
         """The MQTT client's connection changed (it reports transitions only)."""
@@ -274,3 +389,39 @@ class CountingPublisher:
             self._rejected.inc()
         else:
             self._status.inc()
+
+
+class TenantTelemetry:
+    """Per-tenant series; the ``tenant`` label is only ever a configured name or
+    ``default``: an unknown topic level is counted without a label."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.received = metrics.tenant_received
+        self.rejected = metrics.tenant_rejected
+        self.parts = metrics.tenant_parts
+        self.waiting = metrics.tenant_waiting
+        self.held = metrics.tenant_held
+        self.unknown = metrics.tenant_unknown
+
+    def init(self, names: Iterable[str]) -> None:
+        for name in names:
+            for child in (self.received, self.parts, self.waiting, self.held):
+                child.labels(tenant=name)
+
+    def rejected_job(self, tenant: str, reason: str) -> None:
+        reason = reason if reason in REJECT_REASONS else "other"
+        self.rejected.labels(tenant=tenant, reason=reason).inc()
+
+    def received_job(self, tenant: str, parts: int) -> None:
+        self.received.labels(tenant=tenant).inc()
+        self.parts.labels(tenant=tenant).inc(parts)
+
+    def unknown_topic(self) -> None:
+        self.unknown.inc()
+
+    def hold(self, tenant: str, delta: int) -> None:
+        """A handler started (+1) or stopped (-1) waiting for the tenant's rate or room."""
+        self.held.labels(tenant=tenant).inc(delta)
+
+    def show_waiting(self, tenant: str, waiting: int) -> None:
+        self.waiting.labels(tenant=tenant).set(waiting)

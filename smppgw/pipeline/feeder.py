@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 import structlog
 
 from smppgw.aio import wait_event
 from smppgw.engine.message import OutboundMessage, Priority
-from smppgw.store import Store, StoredJob, StoreError
+from smppgw.store import Store, StoreError
 
 log = structlog.get_logger("smppgw.feeder")
 
@@ -45,18 +45,10 @@ class Sink(Protocol):
 
 
 class Feeder:
-    def __init__(
-        self,
-        name: str,
-        store: Store,
-        carrier: Sink,
-        *,
-        on_claimed: Callable[[StoredJob], None] | None = None,
-    ) -> None:
+    def __init__(self, name: str, store: Store, carrier: Sink) -> None:
         self.name = name
         self._store = store
         self._carrier = carrier
-        self._on_claimed = on_claimed
         self._wakeup = asyncio.Event()
         #: Resolved by wake() while the feeder naps with the carrier full.
         self._nap: asyncio.Future[None] | None = None
@@ -100,9 +92,7 @@ class Feeder:
                 await self._release([j.job_id for j in jobs])
                 return
             for job in jobs:
-                if self._on_claimed is not None:
-                    self._on_claimed(job)
-                self._carrier.submit(job.outbound())
+                self._carrier.submit(job.outbound())  # the StoredJob travels with it
             self.claimed += len(jobs)
             if len(jobs) < min(room, CLAIM_LIMIT) and not urgent:
                 await self._sleep(await self._idle_for())

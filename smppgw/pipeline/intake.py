@@ -30,7 +30,7 @@ from smppgw.mqtt.schema import (
     rejected_event,
     to_outbound,
 )
-from smppgw.ops.metrics import LANES, Metrics
+from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.envelope import Envelope, EnvelopeGuard
 from smppgw.pipeline.outcomes import EventFactory
 from smppgw.pipeline.routing import Router, RoutingError, normalize_msisdn
@@ -55,7 +55,7 @@ class Intake:
         store: Store,
         router: Router,
         factory: EventFactory,
-        metrics: Metrics,
+        telemetry: Telemetry,
         tenants: Tenants,
         *,
         on_job: Callable[[str], None],
@@ -66,7 +66,7 @@ class Intake:
         self._store = store
         self._router = router
         self._factory = factory
-        self._metrics = metrics
+        self._telemetry = telemetry
         self._on_job = on_job
         self._on_events = on_events
         self._tenants = tenants
@@ -74,8 +74,6 @@ class Intake:
         #: Jobs waiting for the end of this event-loop turn, with their handlers' futures.
         self._batch: list[_Pending] = []
         self._commits: set[asyncio.Future[None]] = set()
-        #: The jobs_received counter of each lane (``labels()`` is a dict lookup under a lock).
-        self._received = tuple(metrics.jobs_received.labels(name) for name in LANES)
 
     def reconfigure(self, config: Config, router: Router) -> None:
         """Take a reloaded config's routes and limits for the next jobs."""
@@ -168,13 +166,12 @@ class Intake:
             await self._reject(key, "quota_exceeded", reason, envelope, now)
             return False
         if new:
-            self._received[stored.lane].inc()
+            self._telemetry.job_received(stored.lane)
             self._on_job(carrier)
             if usage is not None:
-                self._tenants.metrics.received.labels(tenant=usage.tenant).inc()
-                self._tenants.metrics.parts.labels(tenant=usage.tenant).inc(usage.parts)
+                self._tenants.metrics.received_job(usage.tenant, usage.parts)
         else:
-            self._metrics.jobs_duplicate.inc()
+            self._telemetry.job_duplicate()
             log.info("job_duplicate", job_id=key)
         return new
 
@@ -236,24 +233,24 @@ class Intake:
             received_at=now,
         )
         if new:
-            self._metrics.job_rejected(code)
+            self._telemetry.job_rejected(code)
             name, slash, _ = job_id.partition("/")
             self._tenants.metrics.rejected_job(name if slash else DEFAULT, code)
             log.info("job_rejected", job_id=job_id, code=code, reason=reason)
             self._on_events()
         else:
-            self._metrics.jobs_duplicate.inc()
+            self._telemetry.job_duplicate()
 
     async def _unknown_tenant(self, message: Message, exc: UnknownTenant) -> None:
         """A job for a tenant nobody configured: nothing is stored under it (its ids
         would be nobody's namespace); ``sms/rejected`` says which topic level was wrong."""
         await self._publish_rejected(message.payload, str(exc))
-        self._tenants.metrics.unknown.inc()
+        self._tenants.metrics.unknown_topic()
         log.warning("tenant_unknown", topic=message.topic[:200], size=len(message.payload))
 
     async def _garbage(self, payload: bytes, reason: str) -> None:
         await self._publish_rejected(payload, reason)
-        self._metrics.garbage_payloads.inc()
+        self._telemetry.garbage_payload()
         log.warning("payload_garbage", reason=reason, size=len(payload))
 
     async def _publish_rejected(self, payload: bytes, reason: str) -> None:

@@ -1,19 +1,20 @@
 """Carrier outcomes → durable state and outbox events (the gateway's ``CarrierEvents``).
 
 Each method returns only after the store has committed the state change together with the
-events it causes, which is what lets the carrier answer a deliver_sm (invariant 1) and what
+events it causes, which is what lets the carrier answer a deliver_sm ("nothing lost" in
+docs/architecture.md) and what
 makes every status event reach the broker even across a crash.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import structlog
 
-from smppgw.config import CarrierConfig, MqttConfig
+from smppgw.config import MqttConfig
+from smppgw.engine.message import OutboundMessage
 from smppgw.mqtt.schema import (
     ErrorInfo,
     InboundEvent,
@@ -21,9 +22,10 @@ from smppgw.mqtt.schema import (
     encode_event,
     format_at,
 )
-from smppgw.ops.metrics import LANES, Metrics
+from smppgw.ops.telemetry import Telemetry
+from smppgw.outcome import failed, unmatched_status
 from smppgw.pipeline.envelope import UNMATCHED_SUFFIX
-from smppgw.smpp.receipt import Receipt, normalize_message_id
+from smppgw.smpp.receipt import Receipt
 from smppgw.store import JobView, OutboxEvent, Store, StoredJob
 
 log = structlog.get_logger("smppgw.events")
@@ -98,11 +100,7 @@ class EventFactory:
 
     def for_view(self, view: JobView, status: str, reason: str | None = None) -> list[OutboxEvent]:
         """Events for a job the store already knows (receipts, recovery)."""
-        failed_parts = [
-            f"part {i + 1}: {s}"
-            for i, s in enumerate(view.part_states)
-            if s is not None and s not in ("DELIVRD", "ACCEPTD", "ENROUTE")
-        ]
+        failed_parts = [f"part {i + 1}: {s}" for i, s in enumerate(view.part_states) if failed(s)]
         code = None
         if status in ("undelivered", "expired", "failed", "rejected"):
             code = view.error_code or status
@@ -120,20 +118,6 @@ class EventFactory:
         )
 
 
-class _CarrierMetrics:
-    """One carrier's metric children, looked up once instead of per event (``labels()``
-    takes a lock and hashes the label values). Tied to the carrier's config object: a
-    reload that removes a carrier (and its series) or changes it builds a new one."""
-
-    __slots__ = ("config", "final", "latency", "parts")
-
-    def __init__(self, metrics: Metrics, carrier: str, config: CarrierConfig | None) -> None:
-        self.config = config
-        self.parts = metrics.parts_submitted.labels(carrier)
-        self.latency = tuple(metrics.queue_latency.labels(carrier, lane) for lane in LANES)
-        self.final: dict[str, Any] = {}
-
-
 class GatewayEvents:
     """The gateway's side of the carrier interface, backed by the store."""
 
@@ -141,8 +125,7 @@ class GatewayEvents:
         self,
         store: Store,
         factory: EventFactory,
-        carriers: Mapping[str, CarrierConfig],
-        metrics: Metrics,
+        telemetry: Telemetry,
         on_events: Callable[[], None],
         on_left: Callable[[str], None] | None = None,
     ) -> None:
@@ -150,109 +133,83 @@ class GatewayEvents:
         longer waits (tenants' ``max_queued`` bookkeeping)."""
         self._store = store
         self._factory = factory
-        self._carriers = carriers
-        self._metrics = metrics
+        self._telemetry = telemetry
         self._on_events = on_events
         self._on_left = on_left
-        #: Jobs handed to a carrier and not yet submitted or final, by id: what the
-        #: status events need (parts, response topic) without a store read.
-        self.active: dict[str, StoredJob] = {}
-        self._carrier_metrics: dict[str, _CarrierMetrics] = {}
-
-    def _metrics_of(self, carrier: str) -> _CarrierMetrics:
-        config = self._carriers.get(carrier)
-        found = self._carrier_metrics.get(carrier)
-        if found is None or found.config is not config:
-            found = self._carrier_metrics[carrier] = _CarrierMetrics(self._metrics, carrier, config)
-        return found
-
-    def _count_final(self, carrier: str, status: str) -> None:
-        final = self._metrics_of(carrier).final
-        child = final.get(status)
-        if child is None:
-            child = final[status] = self._metrics.jobs_final.labels(carrier, status)
-        child.inc()
-
-    def claimed(self, job: StoredJob) -> None:
-        self.active[job.job_id] = job
 
     async def sending(self, carrier: str, job_ids: list[str]) -> None:
         """A submit_sm for these jobs is about to be written: after a crash their outcome
         is unknown (recover() then fails them unless resend_on_timeout)."""
         await self._store.mark_in_flight(job_ids)
 
-    async def submitted(self, carrier: str, job_id: str, message_ids: list[str]) -> None:
-        job = self.active.get(job_id)
-        config = self._carriers[carrier]
-        normalized = [normalize_message_id(m, config.submit_id_base) for m in message_ids]
-        dlr = job.dlr if job is not None else True
+    async def submitted(
+        self, carrier: str, message: OutboundMessage, message_ids: list[str], keys: list[str]
+    ) -> None:
+        """``keys``: the ids as the carrier normalised them for matching (once, there)."""
+        job = _stored(message)
         events = self._factory.status(
-            job_id,
+            job.job_id,
             "submitted",
             carrier=carrier,
             parts=len(message_ids),
             message_ids=message_ids,
-            response_topic=job.response_topic if job else None,
-            correlation_data=job.correlation_data if job else None,
+            response_topic=job.response_topic,
+            correlation_data=job.correlation_data,
         )
         await self._store.mark_submitted(
-            job_id, carrier, normalized, message_ids, final=not dlr, events=events
+            job.job_id, carrier, keys, message_ids, final=not job.dlr, events=events
         )
-        self.active.pop(job_id, None)
         if self._on_left is not None:
-            self._on_left(job_id)
-        metrics = self._metrics_of(carrier)
-        metrics.parts.inc(len(message_ids))
-        if job is not None:
-            metrics.latency[job.lane].observe(max(0.0, time.time() - job.received_at))
+            self._on_left(job.job_id)
+        self._telemetry.job_submitted(
+            carrier, len(message_ids), job.lane, time.time() - job.received_at
+        )
         self._on_events()
 
     async def finished(
-        self, carrier: str, job_id: str, status: str, code: str, reason: str
+        self, carrier: str, message: OutboundMessage, status: str, code: str, reason: str
     ) -> None:
-        job = self.active.get(job_id)
+        job = _stored(message)
+        job_id = job.job_id
         events = self._factory.status(
             job_id,
             status,
             carrier=carrier,
             code=code,
             reason=reason,
-            response_topic=job.response_topic if job else None,
-            correlation_data=job.correlation_data if job else None,
+            response_topic=job.response_topic,
+            correlation_data=job.correlation_data,
         )
         changed = await self._store.finish(job_id, status, events, code=code)
-        self.active.pop(job_id, None)
         if changed and self._on_left is not None:
             self._on_left(job_id)
-        self._count_final(carrier, status)
+        self._telemetry.job_final(carrier, status)
         log.info("job_finished", carrier=carrier, job_id=job_id, status=status, code=code)
         self._on_events()
 
     async def receipt(
         self, carrier: str, job_id: str, part: int, parts: int, receipt: Receipt
     ) -> None:
-        final = await self._store.apply_receipt(
-            job_id, part - 1, receipt.state, self._factory.for_view
-        )
+        final = await self._store.apply_receipt(job_id, part, receipt.state, self._factory.for_view)
         # The receipt's latency is observed by the carrier, which knows when the part
         # was accepted.
-        self._metrics.receipt(carrier, receipt.state)
+        self._telemetry.receipt(carrier, receipt.state)
         if final is not None:
-            self._count_final(carrier, final)
+            self._telemetry.job_final(carrier, final)
             self._on_events()
 
     async def unmatched_receipt(self, carrier: str, receipt: Receipt) -> None:
         payload = encode_event(
             StatusEvent(
                 id=receipt.message_id[:64] or "-",
-                status="delivered" if receipt.state == "DELIVRD" else "undelivered",
+                status=unmatched_status(receipt.state),  # type: ignore[arg-type]
                 carrier=carrier,
                 error=ErrorInfo(code="unmatched_receipt", reason=f"stat {receipt.state}"),
                 at=format_at(time.time()),
             )
         )
         await self._store.add_events([OutboxEvent(self._factory.unmatched_topic, payload)])
-        self._metrics.receipts_unmatched.labels(carrier).inc()
+        self._telemetry.receipt_unmatched(carrier)
         log.warning(
             "receipt_unmatched", carrier=carrier, message_id=receipt.message_id, state=receipt.state
         )
@@ -267,12 +224,17 @@ class GatewayEvents:
         await self._store.add_events(
             [OutboxEvent(f"{self._factory.inbound_topic}/{carrier}", payload)]
         )
-        self._metrics.mo_messages.labels(carrier).inc()
+        self._telemetry.mo_message(carrier)
         self._on_events()
 
     async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
-        found = await self._store.lookup(carrier, normalized_id)
-        if found is None:
-            return None
-        job_id, part, parts = found
-        return job_id, part + 1, parts
+        return await self._store.lookup(carrier, normalized_id)
+
+
+def _stored(message: OutboundMessage) -> StoredJob:
+    """The store's record a carrier's message was made from (``StoredJob.outbound``): it
+    travels with the message, so the outcome needs no lookup by id."""
+    job = message.context
+    if not isinstance(job, StoredJob):
+        raise TypeError(f"job {message.job_id!r}: not made by StoredJob.outbound()")
+    return job

@@ -28,13 +28,12 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter, Gauge
-
 from smppgw.config import CarrierConfig, Config, TenantConfig
 from smppgw.engine.throttle import Throttle
 from smppgw.mqtt import Declined
 from smppgw.mqtt.schema import Job
-from smppgw.ops.metrics import REJECT_REASONS, Metrics
+from smppgw.ops.metrics import Metrics
+from smppgw.ops.telemetry import TenantTelemetry
 from smppgw.pipeline.routing import RoutingError, sender_source
 from smppgw.smpp.text import TextError, split
 from smppgw.store import Store, Usage
@@ -132,58 +131,6 @@ def _token(tenant: Tenant) -> float:
     return wait
 
 
-class TenantMetrics:
-    """Per-tenant series; the ``tenant`` label is only ever a configured name or
-    ``default``: an unknown topic level is counted without a label."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        r = metrics.registry
-        self.received = Counter(
-            "smppgw_tenant_jobs_received_total",
-            "Jobs taken in and queued, by tenant (duplicates and rejections not included).",
-            ["tenant"],
-            registry=r,
-        )
-        self.rejected = Counter(
-            "smppgw_tenant_jobs_rejected_total",
-            "Jobs refused at intake, by tenant and reason.",
-            ["tenant", "reason"],
-            registry=r,
-        )
-        self.parts = Counter(
-            "smppgw_tenant_parts_total",
-            "SMS parts of the jobs taken in, by tenant (what daily_parts counts).",
-            ["tenant"],
-            registry=r,
-        )
-        self.waiting = Gauge(
-            "smppgw_tenant_waiting",
-            "Jobs not yet submitted or final, by tenant (what max_queued limits).",
-            ["tenant"],
-            registry=r,
-        )
-        self.held = Gauge(
-            "smppgw_tenant_held",
-            "Jobs held without PUBACK by rate pacing or max_queued, by tenant.",
-            ["tenant"],
-            registry=r,
-        )
-        self.unknown = Counter(
-            "smppgw_tenant_unknown_total",
-            "Jobs published on a submit topic level that names no configured tenant.",
-            registry=r,
-        )
-
-    def init(self, names: Iterable[str]) -> None:
-        for name in names:
-            for child in (self.received, self.parts, self.waiting, self.held):
-                child.labels(tenant=name)
-
-    def rejected_job(self, tenant: str, reason: str) -> None:
-        reason = reason if reason in REJECT_REASONS else "other"
-        self.rejected.labels(tenant=tenant, reason=reason).inc()
-
-
 class Tenants:
     """Topic → tenant, the tenants' policies, admission (pacing) and their bookkeeping."""
 
@@ -192,7 +139,7 @@ class Tenants:
         self._tenants: dict[str, Tenant] = {}
         self._default: Tenant | None = None
         self._closed = asyncio.Event()
-        self.metrics = TenantMetrics(metrics)
+        self.metrics = TenantTelemetry(metrics)
         self._apply(config.tenants, config.routing.country_code)
 
     def _apply(self, tenants: Iterable[TenantConfig], country_code: str) -> None:
@@ -295,8 +242,7 @@ class Tenants:
         """Wait until the tenant has room under ``max_queued`` and a token under ``rate``;
         the caller then owes exactly one :meth:`settled`. Raises :class:`TenantClosed`
         when the gateway stops meanwhile (the handler must not acknowledge)."""
-        held = self.metrics.held.labels(tenant=tenant.name)
-        held.inc()
+        self.metrics.hold(tenant.name, 1)
         try:
             await self._room(tenant)
             try:
@@ -305,7 +251,7 @@ class Tenants:
                 self.settled(tenant, False)
                 raise
         finally:
-            held.dec()
+            self.metrics.hold(tenant.name, -1)
 
     async def _room(self, tenant: Tenant) -> None:
         self._check_open()
@@ -365,7 +311,7 @@ class Tenants:
                 waiter.set_result(None)
 
     def _show(self, tenant: Tenant) -> None:
-        self.metrics.waiting.labels(tenant=tenant.name).set(tenant.waiting)
+        self.metrics.show_waiting(tenant.name, tenant.waiting)
 
     def close(self) -> None:
         """Release every held handler with :class:`TenantClosed` (no PUBACK: redelivered

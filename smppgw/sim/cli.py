@@ -26,6 +26,7 @@ from smppgw.sim.config import (
     parse_mix,
     parse_status,
 )
+from smppgw.sim.rejects import parse_entries
 from smppgw.sim.server import Simulator
 
 #: Flags that describe one SMSC, so cannot be combined with --config.
@@ -46,7 +47,9 @@ _SMSC_FLAGS = (
     "no_response_fraction",
     "drop_after",
     "refuse_binds_for",
+    "arrival_jitter",
     "keep_submits",
+    "reject_dest",
 )
 
 
@@ -93,6 +96,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="the rate limiter sees each submit up to S seconds late (a front-end queue)",
     )
+    add_reject_dest(parser)
+
+
+def add_reject_dest(parser: argparse.ArgumentParser) -> None:
+    """``--reject-dest``: imitate ported numbers (changeable at run time: /reject-dest)."""
+    parser.add_argument(
+        "--reject-dest",
+        action="append",
+        metavar="PREFIX:STATUS",
+        help="refuse submit_sm to destinations starting with PREFIX (an exact number is a "
+        "prefix too; the longest wins) with STATUS (0x0B, 11 or ESME_RINVDSTADR), no "
+        "receipt; repeatable; run time: POST/DELETE /reject-dest on the control port",
+    )
 
 
 def configs_from_args(args: argparse.Namespace) -> list[SimConfig]:
@@ -124,6 +140,7 @@ def configs_from_args(args: argparse.Namespace) -> list[SimConfig]:
         config.enquire_link_interval = args.enquire_link
     if args.keep_submits is not None:
         config.keep_submits = args.keep_submits
+    config.reject_dest = parse_entries(args.reject_dest or ())
     config.faults = Faults(
         reject_fraction=args.reject_fraction or 0.0,
         reject_status=parse_status(args.reject_status)

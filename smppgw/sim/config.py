@@ -114,6 +114,9 @@ class SimConfig:
     deliver_window: int = 100
     #: Accepted submits kept in ``Simulator.submits`` (older ones are dropped in halves).
     keep_submits: int = 200_000
+    #: Destination prefix → command_status the submit_sm is refused with (a ported number);
+    #: checked by :class:`smppgw.sim.rejects.DestRejects`, changeable through the control port.
+    reject_dest: dict[str, int] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise :class:`SimConfigError` for values that cannot work."""
@@ -279,6 +282,7 @@ _SMSC_KEYS = {
     "deliver_retry_delay",
     "deliver_window",
     "keep_submits",
+    "reject_dest",
 }
 _ACCOUNT_KEYS = {"system_id", "password", "tps", "max_binds"}
 
@@ -341,6 +345,8 @@ def _smsc_from_mapping(name: str, raw: dict[str, Any]) -> SimConfig:
             config.pdu_log = None if raw["log"] is None else str(raw["log"])
         if "faults" in raw:
             config.faults = dataclasses.replace(Faults(), **fault_changes(dict(raw["faults"])))
+        if "reject_dest" in raw:
+            config.reject_dest = _reject_dest_from(raw["reject_dest"])
         for key in (
             "id_format",
             "receipt_delay",
@@ -359,6 +365,13 @@ def _smsc_from_mapping(name: str, raw: dict[str, Any]) -> SimConfig:
     except (SimConfigError, TypeError, ValueError) as exc:
         raise SimConfigError(f"{where}: {exc}") from exc
     return config
+
+
+def _reject_dest_from(raw: object) -> dict[str, int]:
+    # Imported here: smppgw.sim.rejects builds on this module's parse_status / SimConfigError.
+    from smppgw.sim.rejects import from_mapping
+
+    return from_mapping(raw or {})
 
 
 def _accounts_from(where: str, raw: object) -> list[SimAccount]:

@@ -20,20 +20,11 @@ from typing import TYPE_CHECKING, Any, cast
 from smppgw.sim.accounts import AccountState, OutItem
 from smppgw.sim.receipts import ReceiptJob, receipt_text_field
 from smppgw.sim.validate import check_submit
+from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import CommandId, Status, Tag
-from smppgw.smpp.pdu import (
-    PDU_CLASSES,
-    DataSm,
-    FrameError,
-    FrameReader,
-    Pdu,
-    PduError,
-    SubmitSm,
-    Unbind,
-    UnknownCommandError,
-    decode,
-    encode,
-)
+from smppgw.smpp.errors import FrameError, PduError, UnknownCommandError
+from smppgw.smpp.framing import FrameReader
+from smppgw.smpp.pdu import PDU_CLASSES, DataSm, Pdu, SubmitSm, Unbind
 
 if TYPE_CHECKING:
     from smppgw.sim.server import Simulator
@@ -318,6 +309,8 @@ class SmscConnection(asyncio.Protocol):
         self.submit_count += 1
         now = account.seen_at(now, faults.arrival_jitter)
         status = check_submit(pdu)
+        if status == 0 and sim.rejects.table:
+            status = self._refused_dest(pdu.destination_addr)
         if status == 0 and account.window is not None and not account.window.allow(now):
             status = Status.ESME_RTHROTTLED
             counters.submits_throttled += 1
@@ -362,6 +355,16 @@ class SmscConnection(asyncio.Protocol):
         if drop is not None and self.submit_count >= drop:
             counters.drops += 1
             self.closing = True
+
+    def _refused_dest(self, destination: str) -> int:
+        """The status a refused destination (a ported number) gets, counted; 0 otherwise.
+
+        Checked before the throttle: an SMSC that knows the number has left refuses it
+        whatever the rate, and the refusal does not use up the account's window."""
+        status = self.sim.rejects.match(destination)
+        if status:
+            self.sim.counters.submits_dest_refused += 1
+        return status
 
     def _respond(self, data: bytes) -> None:
         if self.sim.faults.response_delay > 0:

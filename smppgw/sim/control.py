@@ -10,6 +10,9 @@ so handlers can touch the simulator without locks.
     GET  /config                     current faults
     POST /config  {"reject_fraction": 0.5, "reject_status": "ESME_RSYSERR", ...}
     POST /mo      {"system_id"?, "from", "to", "text", "coding"?}
+    GET    /reject-dest              refused destination prefixes (also in /config, /stats)
+    POST   /reject-dest  {"dest": "8496111", "status": "0x0B"}   refuse a prefix / number
+    DELETE /reject-dest/8496111      accept it again
     GET  /healthz
 """
 
@@ -120,6 +123,8 @@ class ControlServer:
             changes = _json_object(body)
             self._apply_config(changes)
             return 200, self._config_view()
+        if path == "/reject-dest" or path.startswith("/reject-dest/"):
+            return self._reject_dest(method, path, body)
         if path == "/mo":
             _only(method, "POST")
             request = _json_object(body)
@@ -147,7 +152,29 @@ class ControlServer:
             "faults": dataclasses.asdict(config.faults),
             "receipt_delay": config.receipt_delay,
             "receipt_mix": config.receipt_mix,
+            "reject_dest": self.sim.rejects.as_json(),
         }
+
+    def _reject_dest(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+        """GET / POST ``/reject-dest`` and DELETE ``/reject-dest/PREFIX``: the ported numbers."""
+        rejects = self.sim.rejects
+        prefix = path.removeprefix("/reject-dest").strip("/")
+        if prefix:
+            _only(method, "DELETE")
+            if not rejects.remove(prefix):
+                raise HttpError(404, f"reject_dest: {prefix!r} is not refused")
+        elif method == "POST":
+            request = _json_object(body)
+            if set(request) != {"dest", "status"}:
+                keys = sorted(request)
+                raise HttpError(400, f'expected {{"dest": PREFIX, "status": STATUS}}, got {keys}')
+            try:
+                rejects.set(request["dest"], request["status"])
+            except SimConfigError as exc:
+                raise HttpError(400, str(exc)) from None
+        else:
+            _only(method, "GET")
+        return 200, {"reject_dest": rejects.as_json()}
 
     def _apply_config(self, changes: dict[str, Any]) -> None:
         sim = self.sim

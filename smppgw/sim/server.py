@@ -26,6 +26,7 @@ from smppgw.sim.config import Faults, SimAccount, SimConfig, fault_changes
 from smppgw.sim.connection import SmscConnection
 from smppgw.sim.pdulog import PduLog
 from smppgw.sim.receipts import ReceiptFactory, ReceiptJob, Timeline
+from smppgw.sim.rejects import DestRejects
 from smppgw.sim.stats import Counters, RateMeter
 from smppgw.smpp.pdu import DataSm, DeliverSm, SubmitSm
 from smppgw.smpp.text import RefCounter, split
@@ -94,6 +95,8 @@ class Simulator:
         self.submits: list[ReceivedSubmit] = []
         self.submits_base = 0
         self.counters = Counters()
+        #: Destinations refused on purpose (ported numbers); live, the control port edits it.
+        self.rejects = DestRejects(config.reject_dest)
         self.port = 0
         self.control_port: int | None = None
         self.pdulog: PduLog | None = None
@@ -378,6 +381,7 @@ class Simulator:
                 for name, a in self.accounts.items()
             },
             "faults": dataclasses.asdict(self.config.faults),
+            "reject_dest": self.rejects.as_json(),
         }
 
 

@@ -18,6 +18,8 @@ class Counters:
     submits_accepted: int = 0
     submits_throttled: int = 0
     submits_rejected: int = 0
+    #: Of ``submits_rejected``: refused by the destination table (``--reject-dest``).
+    submits_dest_refused: int = 0
     submits_unanswered: int = 0
     drops: int = 0
     receipts_sent: int = 0

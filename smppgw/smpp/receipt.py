@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from smppgw.smpp.constants import Tag
-from smppgw.smpp.pdu import MAX_MESSAGE_ID
+from smppgw.smpp.fields import MAX_MESSAGE_ID
 
 __all__ = [
     "FINAL_STATES",

@@ -12,6 +12,9 @@ connection to end, back off (exponential, jittered, never below ``reconnect_min`
 The old socket is always closed before the next connect, and a refused bind backs off like
 a failed connect, so a misconfigured password or an SMSC that says ESME_RALYBND sees a few
 attempts a minute, not a storm.
+
+Both take a :class:`BindParams`: plain values the application builds from its own
+configuration, so this module knows nothing of it.
 """
 
 from __future__ import annotations
@@ -21,39 +24,78 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from ssl import SSLContext
 from typing import Protocol, cast
 
-from smppgw.config import CarrierConfig
-from smppgw.ops.logs import get_logger
+import structlog
+
+from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import RESPONSE_BIT, CommandId, Status, command_name, status_name
+from smppgw.smpp.errors import FrameError, PduError
+from smppgw.smpp.framing import DEFAULT_MAX_PDU_LENGTH, FrameReader, peek_header
 from smppgw.smpp.pdu import (
     BIND_CLASSES,
-    DEFAULT_MAX_PDU_LENGTH,
     PDU_CLASSES,
     DataSm,
     DeliverSm,
     EnquireLink,
-    FrameError,
-    FrameReader,
     GenericNack,
     Pdu,
-    PduError,
     Unbind,
-    decode,
-    encode,
     generic_nack,
-    peek_header,
 )
-from smppgw.tls import client_context
 
-log = get_logger("smppgw.session")
+log = structlog.stdlib.get_logger("smppgw.session")
 
 #: Highest sequence number (SMPP 3.4 section 3.2: 0x00000001 to 0x7FFFFFFF).
 MAX_SEQUENCE = 0x7FFFFFFF
 #: deliver_sm / data_sm being handled at once per session before reading pauses.
 MAX_DELIVER_HANDLERS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class BindParams:
+    """Everything one bind needs to know, and nothing of where it came from.
+
+    Like go-smpp's ``Transmitter{Addr, User, Passwd, EnquireLink, RespTimeout, WindowSize}``:
+    the application builds one from its own configuration (the gateway does in
+    :func:`smppgw.engine.binds.bind_params`), so this library reads no config file, holds no
+    ``Secret`` type and knows no TLS settings, only an ``ssl.SSLContext`` (or ``None`` for
+    plain TCP). Times are in seconds; 0 turns a timer off where noted.
+    """
+
+    #: Names the account in log lines and in every :class:`SessionObserver` call.
+    name: str
+    host: str
+    port: int
+    system_id: str
+    #: Kept out of ``repr()``, so a params object in a log line or traceback does not show it.
+    password: str = field(default="", repr=False)
+    system_type: str = ""
+    address_range: str = ""
+    #: ``transmitter``, ``receiver`` or ``transceiver``.
+    mode: str = "transceiver"
+    #: Submit-like requests outstanding at once (at least 1).
+    window: int = 10
+    #: enquire_link after this long without anything received (0: never).
+    enquire_link: float = 30.0
+    #: Wait for a response to any request (0: forever).
+    response_timeout: float = 10.0
+    #: Wait for the TCP (and TLS) connect, and then again for the bind response.
+    bind_timeout: float = 10.0
+    #: A PDU must be complete this long after its first octets arrived (0: no limit).
+    frame_timeout: float = 10.0
+    #: Reconnect back-off bounds (see :func:`backoff`).
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    #: TLS client context, or ``None`` for plain TCP.
+    ssl: SSLContext | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in BIND_CLASSES:
+            raise ValueError(f"bind mode {self.mode!r}: transmitter, receiver or transceiver")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,15 +205,14 @@ class _Pending:
 class Session(asyncio.Protocol):
     """One TCP connection and its bind.
 
-    ``mode`` is ``transmitter``, ``receiver`` or ``transceiver``. The window counts only
+    ``params.mode`` is ``transmitter``, ``receiver`` or ``transceiver``. The window counts only
     submit-like requests (``request(..., in_window=True)``); enquire_link and unbind go
     outside it so a full window never stops the keepalive.
     """
 
     def __init__(
         self,
-        config: CarrierConfig,
-        mode: str,
+        params: BindParams,
         handler: DeliverHandler,
         *,
         name: str = "",
@@ -179,16 +220,14 @@ class Session(asyncio.Protocol):
         observer: SessionObserver = UNOBSERVED,
         slot: int = 0,
     ) -> None:
-        if mode not in BIND_CLASSES:
-            raise ValueError(f"bind mode {mode!r}: transmitter, receiver or transceiver")
-        self.config = config
-        self.mode = mode
-        self.name = name or f"{config.name}/{mode}"
+        self.params = params
+        self.mode = params.mode
+        self.name = name or f"{params.name}/{params.mode}"
         self.handler = handler
         self._observer = observer
         self._slot = slot
         self.state = State.CONNECTING
-        self.window = max(1, config.window)
+        self.window = max(1, params.window)
         self._max_pdu_length = max_pdu_length
         self._reader = FrameReader(max_pdu_length)
         self._transport: asyncio.Transport | None = None
@@ -238,7 +277,7 @@ class Session(asyncio.Protocol):
 
     def _set_state(self, state: State) -> None:
         self.state = state
-        self._observer.session_state(self.config.name, self._slot, self.mode, state)
+        self._observer.session_state(self.params.name, self._slot, self.mode, state)
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._closed)
@@ -282,16 +321,16 @@ class Session(asyncio.Protocol):
         try:
             frames = self._reader.feed(data)
         except FrameError as exc:
-            self._observer.malformed_pdu(self.config.name)
+            self._observer.malformed_pdu(self.params.name)
             self.abort(f"framing error: {exc}")
             return
         self.last_rx = time.monotonic()
         if self._reader.buffered:
             if frames or self._partial_since is None:  # a new PDU started in this read
                 self._partial_since = self._loop.time()
-                if self._frame_timer is None and self.config.frame_timeout > 0:
+                if self._frame_timer is None and self.params.frame_timeout > 0:
                     self._frame_timer = self._loop.call_later(
-                        self.config.frame_timeout, self._check_partial_frame
+                        self.params.frame_timeout, self._check_partial_frame
                     )
         else:
             self._partial_since = None
@@ -299,7 +338,7 @@ class Session(asyncio.Protocol):
             try:
                 pdu = decode(frame, self._max_pdu_length)
             except FrameError as exc:
-                self._observer.malformed_pdu(self.config.name)
+                self._observer.malformed_pdu(self.params.name)
                 self.abort(f"framing error: {exc}")
                 return
             except PduError as exc:
@@ -318,14 +357,14 @@ class Session(asyncio.Protocol):
         since = self._partial_since
         if since is None or self._transport is None:
             return
-        remaining = since + self.config.frame_timeout - self._loop.time()
+        remaining = since + self.params.frame_timeout - self._loop.time()
         if remaining > 0:
             self._frame_timer = self._loop.call_later(remaining, self._check_partial_frame)
             return
-        self._observer.malformed_pdu(self.config.name)
+        self._observer.malformed_pdu(self.params.name)
         self.abort(
             f"incomplete PDU ({self._reader.buffered} octets) not completed within "
-            f"frame_timeout {self.config.frame_timeout:g} s"
+            f"frame_timeout {self.params.frame_timeout:g} s"
         )
 
     # ------------------------------------------------------------------ requests
@@ -346,7 +385,7 @@ class Session(asyncio.Protocol):
         self._seq = seq
         fut: asyncio.Future[Result] = self._loop.create_future()
         if timeout is None:
-            timeout = self.config.response_timeout
+            timeout = self.params.response_timeout
         timer = self._loop.call_later(timeout, self._expire, seq) if timeout > 0 else None
         self._pending[seq] = _Pending(fut, timer, in_window, pdu.command_id)
         if in_window:
@@ -386,7 +425,7 @@ class Session(asyncio.Protocol):
         result: Result = pdu
         if pdu.command_id == CommandId.GENERIC_NACK:
             if pdu.status == Status.ESME_ROK:
-                self._observer.malformed_pdu(self.config.name)
+                self._observer.malformed_pdu(self.params.name)
                 result = GenericNack(sequence=pdu.sequence, status=Status.ESME_RINVCMDID)
             log.warning(
                 "generic_nack for a request",
@@ -396,7 +435,7 @@ class Session(asyncio.Protocol):
                 status=status_name(pdu.status),
             )
         elif pdu.command_id != entry.command_id | RESPONSE_BIT:
-            self._observer.malformed_pdu(self.config.name)
+            self._observer.malformed_pdu(self.params.name)
             reason = (
                 f"protocol error: {pdu.name} ({status_name(pdu.status)}) answered "
                 f"{command_name(entry.command_id)}"
@@ -479,7 +518,7 @@ class Session(asyncio.Protocol):
         self._send(pdu.response(status=status))
 
     def _unreadable(self, exc: PduError, frame: bytes) -> None:
-        self._observer.malformed_pdu(self.config.name)
+        self._observer.malformed_pdu(self.params.name)
         cid, seq = exc.command_id, exc.sequence
         if cid is not None and cid & RESPONSE_BIT:
             # A response we cannot read must still settle its request: with its error
@@ -506,11 +545,11 @@ class Session(asyncio.Protocol):
     # ------------------------------------------------------------------ lifecycle
     async def bind(self) -> None:
         """Bind; raises :class:`BindError` on refusal or when no bind response comes."""
-        cfg = self.config
+        cfg = self.params
         cls = BIND_CLASSES[self.mode]
         pdu = cls(
             system_id=cfg.system_id,
-            password=cfg.password.reveal(),
+            password=cfg.password,
             system_type=cfg.system_type,
             address_range=cfg.address_range,
         )
@@ -527,12 +566,12 @@ class Session(asyncio.Protocol):
             raise BindError("connection closed right after the bind response")
         self.smsc_system_id = str(getattr(result, "system_id", ""))
         self._set_state(State.BOUND)
-        if cfg.enquire_link_interval > 0:
+        if cfg.enquire_link > 0:
             self._keepalive = self._loop.create_task(self._keep_alive())
 
     async def _keep_alive(self) -> None:
         """enquire_link when nothing arrived for an interval; no answer means a dead link."""
-        interval = self.config.enquire_link_interval
+        interval = self.params.enquire_link
         while self.state is State.BOUND:
             idle = time.monotonic() - self.last_rx
             if idle < interval:
@@ -545,7 +584,7 @@ class Session(asyncio.Protocol):
             self.enquire_links_sent += 1
             result = await fut
             if isinstance(result, NoResponse) and self.state is State.BOUND:
-                self._observer.enquire_link_timeout(self.config.name)
+                self._observer.enquire_link_timeout(self.params.name)
                 self.abort("enquire_link unanswered")
                 return
 
@@ -612,8 +651,7 @@ class SessionKeeper:
 
     def __init__(
         self,
-        config: CarrierConfig,
-        mode: str,
+        params: BindParams,
         handler: DeliverHandler,
         *,
         name: str,
@@ -622,8 +660,8 @@ class SessionKeeper:
         observer: SessionObserver = UNOBSERVED,
         slot: int = 0,
     ) -> None:
-        self.config = config
-        self.mode = mode
+        self.params = params
+        self.mode = params.mode
         self.name = name
         self.handler = handler
         self._observer = observer
@@ -635,7 +673,6 @@ class SessionKeeper:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._wake: asyncio.Event | None = None
-        self._ssl = client_context(config.tls) if config.tls else None
         #: Counters for metrics and tests.
         self.connect_attempts = 0
         self.bind_attempts = 0
@@ -692,8 +729,8 @@ class SessionKeeper:
                 log.warning("bind failed", session=self.name, error=str(exc), failures=failures)
             except (OSError, TimeoutError) as exc:
                 failures += 1
-                self._observer.bind_result(self.config.name, "connect_error")
-                self._observer.session_state(self.config.name, self.slot, self.mode, State.CLOSED)
+                self._observer.bind_result(self.params.name, "connect_error")
+                self._observer.session_state(self.params.name, self.slot, self.mode, State.CLOSED)
                 self.last_error = f"connect: {exc!r}"
                 log.warning("connect failed", session=self.name, error=repr(exc), failures=failures)
             else:
@@ -701,7 +738,7 @@ class SessionKeeper:
                 self.binds += 1
                 self.session = session
                 if self.is_stopping():
-                    await session.unbind(self.config.response_timeout)
+                    await session.unbind(self.params.response_timeout)
                     self.session = None
                     break
                 log.info("bound", session=self.name, smsc=session.smsc_system_id)
@@ -713,12 +750,12 @@ class SessionKeeper:
                     self._on_change()
                 self.last_error = session.close_reason
                 if not self.is_stopping():
-                    self._observer.reconnect(self.config.name)
+                    self._observer.reconnect(self.params.name)
             if self.is_stopping():
                 break
             await self._pause(
                 backoff(
-                    failures + 1, self.config.reconnect_min, self.config.reconnect_max, self._rng
+                    failures + 1, self.params.reconnect_min, self.params.reconnect_max, self._rng
                 )
             )
 
@@ -729,14 +766,13 @@ class SessionKeeper:
                 await self._wake.wait()
 
     async def _connect_and_bind(self) -> Session:
-        cfg = self.config
+        cfg = self.params
         loop = asyncio.get_running_loop()
         self.connect_attempts += 1
 
         def factory() -> Session:
             return Session(
                 cfg,
-                self.mode,
                 self.handler,
                 name=self.name,
                 observer=self._observer,
@@ -748,7 +784,7 @@ class SessionKeeper:
         # that races with completion, and stop() relies on cancelling this.
         async with asyncio.timeout(cfg.bind_timeout):
             _transport, session = await loop.create_connection(
-                factory, cfg.host, cfg.port, ssl=self._ssl
+                factory, cfg.host, cfg.port, ssl=cfg.ssl
             )
         try:
             self.bind_attempts += 1

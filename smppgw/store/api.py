@@ -25,7 +25,6 @@ from smppgw.store.model import (
     DeadEvent,
     JobView,
     OutboxEvent,
-    ReceiptOutcome,
     RecoveryReport,
     StoredJob,
     StoreStats,
@@ -188,6 +187,13 @@ class Store:
         job means the caller knows its submit_sm was refused or never written."""
         return await self._run(partial(ops.release, job_ids=list(job_ids)))
 
+    async def release_unsent(self, carrier: str | None = None) -> int:
+        """After ``carrier`` (every carrier when ``None``) has stopped, put back every job
+        it claimed and left without an outcome: never written to the SMSC, or refused with
+        a transient error and waiting for its retry (what ``Carrier.stop`` leaves). Those
+        are safe to send again; returns how many moved."""
+        return await self._run(partial(ops.release_unsent, carrier=carrier))
+
     async def mark_in_flight(self, job_ids: Sequence[str]) -> None:
         """Record that a submit_sm for these claimed jobs is about to be written: from
         here on a crash leaves their outcome unknown (see ``recover``)."""
@@ -259,21 +265,6 @@ class Store:
         return await self._run(
             partial(
                 ops.apply_receipt, job_id=job_id, part=part, state=state, make_events=make_events
-            )
-        )
-
-    async def match_receipt(
-        self, carrier: str, normalized_id: str, state: str, make_events: EventMaker
-    ) -> ReceiptOutcome | None:
-        """``lookup`` and ``apply_receipt`` in one round trip; None when the id is not
-        mapped (yet): hold the receipt and try again, or publish it as unmatched."""
-        return await self._run(
-            partial(
-                ops.match_receipt,
-                carrier=carrier,
-                normalized_id=normalized_id,
-                state=state,
-                make_events=make_events,
             )
         )
 

@@ -41,19 +41,6 @@ class JobState(IntEnum):
         return self.name.lower()
 
 
-#: Receipt states that make the whole job ``undelivered`` / ``expired`` at once.
-FAILED_RECEIPTS: dict[str, str] = {
-    "UNDELIV": "undelivered",
-    "REJECTD": "undelivered",
-    "DELETED": "undelivered",
-    "UNKNOWN": "undelivered",
-    "EXPIRED": "expired",
-}
-#: Receipt states that count as delivered once every part has one. ACCEPTD is final in
-#: SMPP 3.4 ("read on behalf of the subscriber"); nothing later will come for that part.
-DELIVERED_RECEIPTS = frozenset({"DELIVRD", "ACCEPTD"})
-
-
 @dataclass(slots=True)
 class StoredJob:
     """One routed, validated job as the store keeps it."""
@@ -86,6 +73,7 @@ class StoredJob:
             dlr=self.dlr,
             expires_at=self.expires_at,
             attempt=self.attempt,
+            context=self,
         )
 
 
@@ -157,17 +145,6 @@ class JobView:
     expires_at: float | None
     #: When the job was submitted or became final (purge age).
     done_at: float | None
-
-
-@dataclass(slots=True, frozen=True)
-class ReceiptOutcome:
-    """What a receipt did: which job and part it matched, and the final status it caused."""
-
-    job_id: str
-    part: int
-    parts: int
-    #: The job's final status when this receipt completed it, else ``None``.
-    status: str | None
 
 
 @dataclass(slots=True, frozen=True)

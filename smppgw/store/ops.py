@@ -16,14 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from smppgw.config import SourceConfig
+from smppgw.outcome import job_status
 from smppgw.store.model import (
-    DELIVERED_RECEIPTS,
-    FAILED_RECEIPTS,
     DeadEvent,
     JobState,
     JobView,
     OutboxEvent,
-    ReceiptOutcome,
     RecoveryReport,
     StoredJob,
     Usage,
@@ -251,6 +249,24 @@ def release(tx: Tx, job_ids: Sequence[str]) -> int:
     return released
 
 
+def release_unsent(tx: Tx, carrier: str | None) -> int:
+    """Every claimed (``sending`` / ``in_flight``) job of ``carrier`` (of every carrier
+    when ``None``) back in its lane."""
+    if carrier is None:
+        rows = tx.conn.execute(
+            "UPDATE jobs SET state = 0 WHERE state IN (1, 2) RETURNING carrier, lane"
+        ).fetchall()
+    else:
+        rows = tx.conn.execute(
+            "UPDATE jobs SET state = 0 WHERE state IN (1, 2) AND carrier = ?"
+            " RETURNING carrier, lane",
+            (carrier,),
+        ).fetchall()
+    for row in rows:
+        tx.depth[(row[0], row[1])] += 1
+    return len(rows)
+
+
 def retry_later(tx: Tx, job_id: str, attempt: int, next_attempt: float) -> bool:
     current = _state(tx, job_id)
     if current is None or current[0] >= SUBMITTED:
@@ -340,16 +356,6 @@ def job(tx: Tx, job_id: str) -> JobView | None:
     return None if found is None else _view_from_row(found)
 
 
-def _job_outcome(states: Sequence[str | None]) -> str | None:
-    """The job's final status from its parts' receipts, if it has one yet."""
-    for state in states:
-        if state in FAILED_RECEIPTS:
-            return FAILED_RECEIPTS[state]
-    if all(state in DELIVERED_RECEIPTS for state in states):
-        return "delivered"
-    return None
-
-
 def apply_receipt(
     tx: Tx, job_id: str, part: int, state: str, make_events: EventMaker
 ) -> str | None:
@@ -363,7 +369,7 @@ def apply_receipt(
     )
     if view.state != JobState.SUBMITTED.label:
         return None  # already final (dlr off, or an earlier part decided it): keep it
-    status = _job_outcome(view.part_states)
+    status = job_status(view.part_states)
     if status is None:
         return None
     tx.conn.execute(
@@ -373,17 +379,6 @@ def apply_receipt(
     view.state, view.status, view.done_at = JobState.FINAL.label, status, tx.now
     _add_events(tx, make_events(view, status))
     return status
-
-
-def match_receipt(
-    tx: Tx, carrier: str, normalized_id: str, state: str, make_events: EventMaker
-) -> ReceiptOutcome | None:
-    found = lookup(tx, carrier, normalized_id)
-    if found is None:
-        return None
-    job_id, part, parts = found
-    status = apply_receipt(tx, job_id, part, state, make_events)
-    return ReceiptOutcome(job_id, part, parts, status)
 
 
 def add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:

@@ -1,6 +1,6 @@
 """The SQLite schema, its version, and how a connection is set up.
 
-Durability reasoning (invariant 1, "kill -9 loses nothing"):
+Durability reasoning (docs/architecture.md, invariant "nothing lost"):
 
 * ``journal_mode=WAL`` with ``synchronous=NORMAL``: COMMIT appends the transaction's pages
   to the ``-wal`` file with ``write()`` and returns; the fsync happens at checkpoints.

@@ -9,6 +9,7 @@ The statistics helpers the figures rest on are checked exactly.
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from smppgw.bench.kannel import INSTALL_HINT, find_kannel
+from smppgw.bench.plot import write_charts
 from smppgw.bench.report import as_json, format_results
 from smppgw.bench.scenarios import OTP_COUNT, THROTTLE_TPS, Options, Progress
 from smppgw.bench.stats import Latency, max_in_window, mean_rate, percentile
@@ -78,28 +81,44 @@ def test_every_scenario_runs_and_measures(tmp_path: Path) -> None:
     orjson.dumps(data)  # JSON-able
     assert set(data["scenarios"]) == set(names)
 
+    # --plot: a chart for every scenario that keeps samples, drawn from this run's.
+    charts = write_charts(list(results.values()), tmp_path / "charts")
+    assert sorted(p.name for p in charts) == ["latency-cdf.png", "throttle.png", "throughput.png"]
+    for chart in charts:
+        assert_png(chart)
+
+
+def assert_png(path: Path) -> None:
+    """A PNG file with a real picture in it (an empty 8 × 4.5 in canvas is ~3 KB)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    assert 10_000 < len(data) < 150_000, (path, len(data))
+
+
+def bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``smppgw bench e2e ARGS`` as a child process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "smppgw", "bench", "e2e", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
 
 def test_command_line_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "smppgw",
-            "bench",
-            "e2e",
-            "--scenario",
-            "throughput",
-            "--jobs",
-            "100",
-            "--no-progress",
-            "--workdir",
-            str(tmp_path),
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    proc = bench(
+        "--scenario",
+        "throughput",
+        "--jobs",
+        "100",
+        "--no-progress",
+        "--workdir",
+        str(tmp_path),
+        "--json",
+        str(out),
+        "--plot",
+        str(tmp_path / "charts"),
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
@@ -107,15 +126,103 @@ def test_command_line_writes_json(tmp_path: Path) -> None:
     data = orjson.loads(out.read_bytes())
     assert data["scenarios"]["throughput"]["figures"]["delivered"] == 100
     assert data["options"]["jobs"] == 100
+    chart = tmp_path / "charts" / "throughput.png"
+    assert f"chart: {chart}" in proc.stdout
+    assert_png(chart)
 
 
-def test_unknown_scenario_is_a_usage_error() -> None:
+def _processes_using(path: Path) -> list[str]:
+    """Command lines of live processes that name ``path`` (Kannel's boxes get their
+    config file from the run's directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if str(path) in cmdline and "\nState:\tZ" not in status:
+            found.append(cmdline)
+    return found
+
+
+@pytest.mark.skipif(find_kannel() is None, reason=f"Kannel is not installed ({INSTALL_HINT})")
+def test_peer_kannel_runs_both_sides_and_prints_the_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    work = tmp_path / "work"
+    spool_base = tmp_path / "spool"
+    spool_base.mkdir()
+    proc = bench(
+        "--peer",
+        "kannel",
+        "--jobs",
+        "300",
+        "--runs",
+        "1",
+        "--no-progress",
+        "--workdir",
+        str(work),
+        "--keep",
+        "--kannel-spool",
+        str(spool_base),
+        "--json",
+        str(out),
+        "--plot",
+        str(tmp_path / "charts"),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "side by side: smppgw vs Kannel 1." in proc.stdout
+    assert "jobs/s with receipts" in proc.stdout and "CPU per job (µs)" in proc.stdout
+    data = orjson.loads(out.read_bytes())
+    assert list(data["scenarios"]) == ["vs kannel"]  # --peer alone: only the comparison
+    f = data["scenarios"]["vs kannel"]["figures"]
+    # Kannel did the same work: every message delivered, its final report received.
+    assert f["kannel_delivered"] == [300] and f["smppgw_delivered"] == [300]
+    assert f["kannel_messages_per_second"] > 0 and f["kannel_cpu_us_per_message"] > 0
+    assert f["throughput_ratio"] == pytest.approx(
+        f["smppgw_jobs_per_second"] / f["kannel_messages_per_second"], abs=0.006
+    )
+    assert f["cpu_ratio"] == pytest.approx(
+        f["smppgw_cpu_us_per_job"] / f["kannel_cpu_us_per_message"], abs=0.006
+    )
+    assert len(f["other_processes_cores"]) == 2
+    names = [c["name"] for c in data["scenarios"]["vs kannel"]["checks"]]
+    assert names == ["jobs/s ÷ Kannel's (same run)", "CPU per job ÷ Kannel's (same run)"]
+    # Kannel's config was generated into the run's directory, and nothing of it still runs.
+    (kannel_dir,) = work.glob("smppgw-bench-kannel-*")
+    config = (kannel_dir / "kannel.conf").read_text()
+    assert "store-type = spool" in config and "max-pending-submits = 100" in config
+    (spool,) = spool_base.glob("smppgw-bench-kannel-spool-*")  # --kannel-spool
+    assert f'store-location = "{spool}"' in config
+    assert _processes_using(work) == []
+    assert_png(tmp_path / "charts" / "throughput-vs-kannel.png")
+
+
+def test_peer_kannel_without_kannel_is_exit_2_with_the_install_hint(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "import smppgw.bench.kannel as kannel\n"
+        "kannel.SBIN_DIRS = ()\n"
+        "from smppgw.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "smppgw", "bench", "e2e", "--scenario", "nope"],
+        [sys.executable, "-c", code, "bench", "e2e", "--peer", "kannel", "--no-progress"],
         capture_output=True,
         text=True,
         timeout=30,
+        env={**os.environ, "PATH": str(tmp_path)},  # nothing on PATH
     )
+    assert proc.returncode == 2, proc.stderr
+    assert "bearerbox and smsbox" in proc.stderr and "apt-get install kannel" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_unknown_scenario_is_a_usage_error() -> None:
+    proc = bench("--scenario", "nope", timeout=30)
     assert proc.returncode == 2
     assert "unknown scenario 'nope'" in proc.stderr
 

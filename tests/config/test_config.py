@@ -31,6 +31,7 @@ from smppgw.config import (
     parse_listen,
 )
 from smppgw.config.loader import load_config, parse_config
+from smppgw.config.model import ReadyPolicy
 from smppgw.config.reader import _TLS_KEYS, parse_duration
 from smppgw.config.sections import (
     _CARRIER_CHECKS,
@@ -154,7 +155,7 @@ carriers:
     assert config.log.format is LogFormat.JSON
 
 
-def test_example_file_loads(tmp_path: Path) -> None:
+def load_example(tmp_path: Path) -> Config:
     """conf/smppgw.example.yaml, with its secret files and env vars provided."""
     secrets = tmp_path / "secrets"
     secrets.mkdir()
@@ -164,10 +165,15 @@ def test_example_file_loads(tmp_path: Path) -> None:
     file = tmp_path / "smppgw.yaml"
     file.write_text(text)
     env = {"VIETTEL_SMPP_PASSWORD": "viettel-pw", "MOBIFONE_SMPP_PASSWORD": "mobi-pw"}
-    config = load_config(file, environ=env)
+    env |= {"VIETNAMOBILE_SMPP_PASSWORD": "vnm-pw", "GMOBILE_SMPP_PASSWORD": "gm-pw"}
+    return load_config(file, environ=env)
+
+
+def test_example_file_loads(tmp_path: Path) -> None:
+    config = load_example(tmp_path)
     names = [c.name for c in config.carriers]
-    assert names == ["viettel", "vinaphone", "mobifone"]
-    viettel, vinaphone, mobifone = config.carriers
+    assert names == ["viettel", "vinaphone", "mobifone", "vietnamobile", "gmobile"]
+    viettel, vinaphone, mobifone, vietnamobile, gmobile = config.carriers
     assert viettel.password.reveal() == "viettel-pw"
     assert vinaphone.password.reveal() == "vina-pw"
     assert mobifone.password.reveal() == "mobi-pw"
@@ -175,6 +181,8 @@ def test_example_file_loads(tmp_path: Path) -> None:
     assert viettel.prefixes == ("8486", "8496", "8497", "8498", *(f"843{d}" for d in range(2, 10)))
     assert vinaphone.prefixes == ("8488", "8491", "8494", "8481", "8482", "8483", "8484", "8485")
     assert mobifone.prefixes == ("8489", "8490", "8493", "8470", "8476", "8477", "8478", "8479")
+    assert vietnamobile.prefixes == ("8492", "8452", "8456", "8458")
+    assert gmobile.prefixes == ("8459", "84993", "84994", "84995", "84996", "84997")
     assert vinaphone.bind is BindMode.TRANSMITTER_RECEIVER
     assert vinaphone.source == SourceConfig("SHOPVN", 5, 0)
     assert mobifone.source == SourceConfig("SHOPVN", 5, 0)
@@ -195,7 +203,7 @@ def test_example_file_loads(tmp_path: Path) -> None:
         ),
     )
     text = summary(config)
-    for secret in ("viettel-pw", "vina-pw", "mobi-pw", "mqtt-pw"):
+    for secret in ("viettel-pw", "vina-pw", "mobi-pw", "mqtt-pw", "vnm-pw", "gm-pw"):
         assert secret not in text
 
 
@@ -207,7 +215,38 @@ def test_example_file_without_its_secrets_names_them() -> None:
         "carriers[1].password_file: cannot read /run/secrets/vinaphone_smpp_password: "
         "No such file or directory",
         "carriers[2].password_env: environment variable MOBIFONE_SMPP_PASSWORD is not set",
+        "carriers[3].password_env: environment variable VIETNAMOBILE_SMPP_PASSWORD is not set",
+        "carriers[4].password_env: environment variable GMOBILE_SMPP_PASSWORD is not set",
     ]
+
+
+#: Each mobile range after the 2018 renumbering (national form) → the carrier that must
+#: route it in the example, from the sources its comments cite.
+VN_MOBILE_RANGES = {
+    **{f"03{d}": "viettel" for d in range(2, 10)},
+    **{p: "viettel" for p in ("086", "096", "097", "098")},
+    **{p: "vinaphone" for p in ("081", "082", "083", "084", "085", "088", "091", "094")},
+    **{p: "mobifone" for p in ("070", "076", "077", "078", "079", "089", "090", "093")},
+    **{p: "vietnamobile" for p in ("052", "056", "058", "092")},
+    **{p: "gmobile" for p in ("059", "0993", "0997")},
+}
+
+
+def test_example_routes_every_vietnamese_mobile_range(tmp_path: Path) -> None:
+    """The longest prefix of each range's numbers is the right carrier's (the Router's rule)."""
+    carriers = load_example(tmp_path).carriers
+
+    def owner(msisdn: str) -> str | None:
+        claims = [(len(p), c.name) for c in carriers for p in c.prefixes if msisdn.startswith(p)]
+        return max(claims)[1] if claims else None
+
+    for national, carrier in VN_MOBILE_RANGES.items():
+        assert owner("84" + national[1:] + "1234567"[: 10 - len(national)]) == carrier, national
+    for unrouted in ("0871234567", "0551234567", "0998123456"):  # MVNOs: commented out
+        assert owner("84" + unrouted[1:]) is None, unrouted
+    text = EXAMPLE.read_text()
+    for source in ("sggpnews.org.vn", "lawnet.vn", "google/libphonenumber", "vietnamnet.vn"):
+        assert source in text
 
 
 def problems_from_file(path: Path, **kwargs: Any) -> list[str]:
@@ -1191,3 +1230,17 @@ def test_parse_listen_uses_a_default_host_only_when_given_one() -> None:
     assert parse_listen("[::1]:9464", "127.0.0.1") == ("::1", 9464)
     with pytest.raises(ValueError, match="the port must be a number"):
         parse_listen("host:port", "127.0.0.1")
+
+
+def test_ready_policy_is_read_and_defaults_to_all() -> None:
+    assert parse_config(doc()).metrics.ready_policy is ReadyPolicy.ALL
+    config = parse_config(doc(metrics={"ready_policy": "any"}))
+    assert config.metrics == MetricsConfig(ready_policy=ReadyPolicy.ANY)
+    assert parse_config(doc(metrics={"ready_policy": "none"})).metrics.ready_policy == "none"
+
+
+def test_bad_ready_policy_and_bad_listen_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc(metrics={"listen": "9464", "ready_policy": "most"}))
+    assert "metrics.ready_policy: must be one of all, any, none, got 'most'" in str(caught.value)
+    assert "metrics.listen: must be" in str(caught.value)

@@ -63,15 +63,17 @@ class Recorder:
         await self._hook("sending")
         self.armed.extend(job_ids)
 
-    async def submitted(self, carrier: str, job_id: str, message_ids: list[str]) -> None:
+    async def submitted(
+        self, carrier: str, message: OutboundMessage, message_ids: list[str], keys: list[str]
+    ) -> None:
         await self._hook("submitted")
-        self.events.append(Event("submitted", (job_id, list(message_ids))))
+        self.events.append(Event("submitted", (message.job_id, list(message_ids))))
 
     async def finished(
-        self, carrier: str, job_id: str, status: str, code: str, reason: str
+        self, carrier: str, message: OutboundMessage, status: str, code: str, reason: str
     ) -> None:
         await self._hook("finished")
-        self.events.append(Event("finished", (job_id, status, code, reason)))
+        self.events.append(Event("finished", (message.job_id, status, code, reason)))
 
     async def receipt(
         self, carrier: str, job_id: str, part: int, parts: int, receipt: Receipt

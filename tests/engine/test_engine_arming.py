@@ -1,5 +1,6 @@
-"""No submit_sm leaves before the gateway has durably recorded that it may (invariant 2:
-after a crash, a job whose submit may have left is known as such and not sent again)."""
+"""No submit_sm leaves before the gateway has durably recorded that it may
+(docs/architecture.md, invariant "no double send": after a crash, a job whose submit may
+have left is known as such and not sent again)."""
 
 from __future__ import annotations
 

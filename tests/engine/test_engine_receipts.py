@@ -35,7 +35,7 @@ async def test_receipts_before_their_responses_are_held_and_matched(
     ids = {job_of(s): s.message_id for s in sim.submits}
     for e in recorder.of("receipt"):
         job_id, part, parts, receipt = e.args
-        assert (part, parts) == (1, 1)
+        assert (part, parts) == (0, 1)
         assert receipt.message_id == ids[job_id] and receipt.state == "DELIVRD"
         assert position(recorder, "submitted", job_id) < position(recorder, "receipt", job_id)
     await until(lambda: sim.counters.receipts_acknowledged == 5)
@@ -80,7 +80,7 @@ async def test_each_part_receipt_maps_to_its_part(
     ids = recorder.outcome("j1").args[1]
     assert ids == [s.message_id for s in sim.submits]
     got = sorted((e.args[1], e.args[2], e.args[3].message_id) for e in recorder.of("receipt"))
-    assert got == [(1, 3, ids[0]), (2, 3, ids[1]), (3, 3, ids[2])]
+    assert got == [(0, 3, ids[0]), (1, 3, ids[1]), (2, 3, ids[2])]
 
 
 async def test_receipt_after_restart_found_by_lookup_else_unmatched(
@@ -95,11 +95,11 @@ async def test_receipt_after_restart_found_by_lookup_else_unmatched(
     await until(lambda: len(sim.submits) == 2)
     await first.stop(drain_timeout=1.0)  # the receipts are still on their way
     known = sim.submits[0].message_id
-    recorder.store[normalize_message_id(known, "hex")] = ("j1", 1, 1)
+    recorder.store[normalize_message_id(known, "hex")] = ("j1", 0, 1)
     await make_carrier(sim, receipt_hold=0.2)
     await until(lambda: len(recorder.of("receipt")) + len(recorder.of("unmatched")) == 2)
     (matched,) = recorder.of("receipt")
-    assert matched.args[:3] == ("j1", 1, 1) and matched.args[3].message_id == known
+    assert matched.args[:3] == ("j1", 0, 1) and matched.args[3].message_id == known
     (unmatched,) = recorder.of("unmatched")
     assert unmatched.args[0].message_id == sim.submits[1].message_id
     await until(lambda: sim.counters.receipts_acknowledged == 2)

@@ -6,15 +6,11 @@ import asyncio
 import time
 
 from smppgw.sim.server import Faults
+from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import CommandId, Status
-from smppgw.smpp.pdu import (
-    BindTransceiverResp,
-    DeliverSm,
-    FrameReader,
-    PduError,
-    decode,
-    encode,
-)
+from smppgw.smpp.errors import PduError
+from smppgw.smpp.framing import FrameReader
+from smppgw.smpp.pdu import BindTransceiverResp, DeliverSm
 
 from .conftest import CarrierFactory, Recorder, SimFactory, job_of, message, until
 

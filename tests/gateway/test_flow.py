@@ -190,3 +190,26 @@ def _get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+async def test_ready_policy_any_keeps_the_gateway_ready_while_one_carrier_is_down(
+    tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
+) -> None:
+    async with Simulator(sim_config(name="vinaphone")) as gone:
+        pass  # its port is closed again: vinaphone's binds keep failing
+    port = free_port()
+    config = gateway_config(
+        tmp_path,
+        mosquitto,
+        {"viettel": viettel, "vinaphone": gone},
+        metrics={"listen": f"127.0.0.1:{port}", "ready_policy": "any"},
+    )
+    async with running(config) as gw:
+        await asyncio.sleep(1.2)  # one metrics refresh reports the binds
+        any_ready = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz")
+        gw.health.set_policy("all")  # what the default would answer
+        all_ready = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz")
+    assert any_ready[0] == 200, any_ready
+    assert orjson.loads(any_ready[1])["policy"] == "any"
+    assert all_ready[0] == 503
+    assert "carrier vinaphone: no bind up" in all_ready[1]

@@ -4,14 +4,17 @@ back while jobs and receipts flow; every job still reaches one final status."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
+from structlog.testing import capture_logs
 
+from smppgw.gateway import Gateway
+from smppgw.procs import Child
 from smppgw.sim.server import Simulator
 
 from gateway.harness import Observer, gateway_config, running, sim_config
@@ -81,21 +84,41 @@ async def test_sigterm_with_jobs_queued_then_restart_sends_each_once(
             for job_id in ids:
                 await obs.submit(id=job_id, to="0981234567", text=f"campaign {job_id}")
             await obs.wait_for(lambda: len(sim.submits) >= 20, timeout=10)
-            gw.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(gw.wait(), 30) == 0
+            gw.signal(signal.SIGTERM)
+            assert await gw.wait(30) == 0
             sent_before = len(sim.submits)
             assert sent_before < len(ids), "the backlog should outlast the first run"
             gw = await _start_gateway(path)
             try:
                 await obs.wait_final(ids, timeout=30)
             finally:
-                gw.send_signal(signal.SIGTERM)
-                assert await asyncio.wait_for(gw.wait(), 30) == 0
+                gw.signal(signal.SIGTERM)
+                assert await gw.wait(30) == 0
     sent = Counter(s.pdu.short_message for s in sim.submits)
     assert len(sent) == len(ids) and max(sent.values()) == 1
     for job_id in ids:
         assert _final_statuses(obs, job_id) == {"delivered"}, job_id
         assert obs.statuses(job_id)[0]["status"] == "submitted"
+
+
+async def test_a_failing_background_task_is_logged_and_the_gateway_keeps_running(
+    tmp_path: Path, mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken_purge(self: Gateway) -> None:
+        raise RuntimeError("purge broke")
+
+    monkeypatch.setattr(Gateway, "_purge", broken_purge)
+    async with Simulator(sim_config()) as sim:
+        with capture_logs() as logs:
+            async with running(gateway_config(tmp_path, mosquitto, {"viettel": sim})) as gw:
+                async with Observer(mosquitto) as obs:
+                    await asyncio.sleep(0.1)  # the purge task has failed by now
+                    await obs.submit(id="p-1", to="0981234567", text="after the failure")
+                    await obs.wait_final(["p-1"])
+                    assert not gw._stop.is_set()
+    assert _final_statuses(obs, "p-1") == {"delivered"}
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    assert [e["task"] for e in failed] == ["purge"]
 
 
 def _config_file(sim: Simulator, broker: Mosquitto, tmp_path: Path) -> dict[str, object]:
@@ -120,26 +143,9 @@ def _config_file(sim: Simulator, broker: Mosquitto, tmp_path: Path) -> dict[str,
     }
 
 
-async def _start_gateway(path: Path) -> asyncio.subprocess.Process:
+async def _start_gateway(path: Path) -> Child:
     """``smppgw run`` as its own process; returns once it logged ``gateway_ready``."""
-    log = path.with_suffix(".log")
-    before = log.read_bytes().count(b"gateway_ready") if log.exists() else 0
-    with log.open("ab") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "smppgw",
-            "run",
-            "--config",
-            str(path),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    for _ in range(300):
-        if log.read_bytes().count(b"gateway_ready") > before:
-            return proc
-        if proc.returncode is not None:
-            break
-        await asyncio.sleep(0.05)
-    raise AssertionError("gateway did not start: " + log.read_text()[-3000:])
+    argv = [sys.executable, "-m", "smppgw", "run", "--config", str(path)]
+    gateway = Child("smppgw run", argv, path.with_suffix(".log")).start()
+    await gateway.wait_logged("gateway_ready", 15.0)
+    return gateway

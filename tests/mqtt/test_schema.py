@@ -296,9 +296,11 @@ def test_to_outbound_defaults() -> None:
     )
 
 
-def test_to_outbound_nfc_even_for_a_hand_built_job() -> None:
-    job = Job(id="a", to="1", text=unicodedata.normalize("NFD", "Việt"))
-    assert to_outbound(job, "84912345678", 0).text == unicodedata.normalize("NFC", "Việt")
+def test_text_is_nfc_from_decode_job_through_to_outbound() -> None:
+    """NFC once, at decode_job; to_outbound carries the text as it is."""
+    job = decode_job(payload(text=unicodedata.normalize("NFD", "Việt")))
+    assert job.text == unicodedata.normalize("NFC", "Việt")
+    assert to_outbound(job, "84912345678", 0).text is job.text
 
 
 @pytest.mark.parametrize(

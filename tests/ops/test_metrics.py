@@ -19,6 +19,7 @@ from smppgw.config import CarrierConfig, Secret
 from smppgw.ops.health import HealthState, ReadyPolicy, run_heartbeat
 from smppgw.ops.http import HttpEndpoint
 from smppgw.ops.metrics import Metrics
+from smppgw.ops.telemetry import Telemetry
 from smppgw.smpp.constants import Status
 
 PASSWORD = "hunter2-Sup3rSecret"
@@ -132,16 +133,17 @@ def exercise(metrics: Metrics) -> None:
     metrics.garbage_payloads.inc()
     metrics.jobs_final.labels(carrier="viettel", status="delivered").inc()
     metrics.submit_sm.labels(carrier="viettel").inc(3)
-    metrics.submit_response("viettel", Status.ESME_ROK, latency=0.012)
-    metrics.submit_response("viettel", Status.ESME_RTHROTTLED, latency=0.004)
+    telemetry = Telemetry(metrics)
+    telemetry.submit_response("viettel", Status.ESME_ROK, latency=0.012)
+    telemetry.submit_response("viettel", Status.ESME_RTHROTTLED, latency=0.004)
     metrics.parts_submitted.labels(carrier="viettel").inc()
     metrics.receipt("viettel", "DELIVRD", latency=4.2)
     metrics.receipts_unmatched.labels(carrier="viettel").inc()
     metrics.mo_messages.labels(carrier="vinaphone").inc()
-    metrics.set_session_state("viettel", 0, "bound")
-    metrics.set_session_state("vinaphone", 1, "connecting", bind="rx")
-    metrics.bind_result("viettel", Status.ESME_ROK)
-    metrics.bind_result("vinaphone", "connect_error")
+    telemetry.session_state("viettel", 0, "transceiver", "bound")
+    telemetry.session_state("vinaphone", 1, "receiver", "connecting")
+    telemetry.bind_result("viettel", Status.ESME_ROK)
+    telemetry.bind_result("vinaphone", "connect_error")
     metrics.reconnects.labels(carrier="vinaphone").inc()
     metrics.window_in_use.labels(carrier="viettel", session="0").set(7)
     metrics.set_queue_depths({("viettel", "high"): 2, ("viettel", "low"): 100_000})
@@ -223,10 +225,11 @@ def test_label_values_stay_bounded_whatever_callers_pass(served):
     metrics, _, _, port = served
     metrics.job_rejected("job 84912345678 said hello")  # a careless caller
     metrics.receipt("viettel", "stat:WEIRD")
-    metrics.submit_response("viettel", 0x0000_0401)  # vendor-specific
-    metrics.submit_response("viettel", 0x0012_3456)  # nonsense
-    metrics.bind_result("viettel", "ssl handshake failed: cert for 10.0.0.1")
-    metrics.set_session_state("viettel", 0, "flapping")
+    telemetry = Telemetry(metrics)
+    telemetry.submit_response("viettel", 0x0000_0401, 0.0)  # vendor-specific
+    telemetry.submit_response("viettel", 0x0012_3456, 0.0)  # nonsense
+    telemetry.bind_result("viettel", "ssl handshake failed: cert for 10.0.0.1")
+    telemetry.session_state("viettel", 0, "transceiver", "flapping")
     metrics.set_queue_depths({("viettel", "urgent!!"): 5})
     _, body = get(port, "/metrics")
     text = body.decode()
@@ -248,7 +251,7 @@ def test_queue_depths_not_reported_again_drop_to_zero_and_removed_carriers_vanis
     text = metrics.exposition().decode()
     assert 'smppgw_queue_depth{carrier="viettel",lane="normal"} 3.0' in text
     assert 'smppgw_queue_depth{carrier="vinaphone",lane="low"} 0.0' in text
-    metrics.set_session_state("vinaphone", 0, "bound")
+    Telemetry(metrics).session_state("vinaphone", 0, "transceiver", "bound")
     metrics.remove_carrier("vinaphone")
     text = metrics.exposition().decode()
     assert 'carrier="vinaphone"' not in text

@@ -25,13 +25,15 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from smppgw.config import CarrierConfig
 from smppgw.gateway import Gateway
 from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
 from smppgw.sim.config import Faults, SimAccount
 from smppgw.sim.server import Simulator
+from smppgw.smpp.codec import encode
 from smppgw.smpp.constants import Status
-from smppgw.smpp.pdu import DeliverSm, encode
+from smppgw.smpp.pdu import DeliverSm
 from smppgw.store import OutboxEvent, Store, StoreError
 
 from gateway.harness import Observer, gateway_config, running, sim_config
@@ -345,3 +347,28 @@ def test_removed_carrier_gets_fresh_series_when_it_comes_back() -> None:
     assert sample("smppgw_bind_attempts_total", {"carrier": "x", "result": "other"}) == 1
     labels = {"carrier": "x", "session": "0", "bind": "trx", "state": "bound"}
     assert sample("smppgw_session_state", labels) is None  # fresh: nothing reported yet
+
+
+def test_throttling_follows_each_carriers_error_policy() -> None:
+    """smppgw_smsc_throttled_total counts what the carrier treats as throttling: its
+    ``error_policy`` (engine/policy.py), not a fixed list of two statuses. A reload that
+    changes the policy changes the count from then on."""
+    metrics = Metrics(process_metrics=False)
+    base = CarrierConfig(name="x", host="h", port=1, system_id="s")
+    carriers = {
+        "x": replace(base, error_policy={"ESME_RSYSERR": "throttle", "RMSGQFUL": "transient"})
+    }
+    telemetry = Telemetry(metrics, carriers)
+    for status in (Status.ESME_RSYSERR, Status.ESME_RMSGQFUL, Status.ESME_RTHROTTLED):
+        telemetry.submit_response("x", status, 0.01)
+
+    def throttled(name: str) -> float:
+        labels = {"carrier": "x", "command_status": name}
+        return metrics.registry.get_sample_value("smppgw_smsc_throttled_total", labels) or 0.0
+
+    assert (throttled("ESME_RSYSERR"), throttled("ESME_RMSGQFUL")) == (1, 0)
+    assert throttled("ESME_RTHROTTLED") == 1  # the default still applies
+    carriers["x"] = base  # reload: back to the defaults
+    telemetry.submit_response("x", Status.ESME_RSYSERR, 0.01)
+    telemetry.submit_response("x", Status.ESME_RMSGQFUL, 0.01)
+    assert (throttled("ESME_RSYSERR"), throttled("ESME_RMSGQFUL")) == (1, 1)

@@ -21,7 +21,7 @@ from smppgw.commands.bench_codec import (
     sample_dlr_frame,
     sample_submit_sm,
 )
-from smppgw.smpp.pdu import decode, encode
+from smppgw.smpp.codec import decode, encode
 
 
 def bench_codec(seconds: float = 2.0, *, smpplib: bool = True) -> CodecFigures:

@@ -24,8 +24,10 @@ import time
 from pathlib import Path
 from typing import cast
 
+from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import CommandId
-from smppgw.smpp.pdu import BindTransceiver, FrameReader, SubmitSm, decode, encode
+from smppgw.smpp.framing import FrameReader
+from smppgw.smpp.pdu import BindTransceiver, SubmitSm
 
 HEADER = struct.Struct(">IIII")
 SEQ = struct.Struct(">I")

@@ -15,19 +15,17 @@ import random
 import struct
 from collections.abc import Awaitable, Callable
 
+from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import CommandId, Tag
+from smppgw.smpp.errors import FrameError, PduError
+from smppgw.smpp.framing import FrameReader
 from smppgw.smpp.pdu import (
     BIND_CLASSES,
     BindTransceiverResp,
     BindTransmitterResp,
     DeliverSm,
     EnquireLink,
-    FrameError,
-    FrameReader,
     Pdu,
-    PduError,
-    decode,
-    encode,
 )
 from smppgw.smpp.receipt import format_receipt_text
 

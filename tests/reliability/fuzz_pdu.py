@@ -14,7 +14,9 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from smppgw.smpp.pdu import FrameReader, PduError, decode, encode
+    from smppgw.smpp.codec import decode, encode
+    from smppgw.smpp.errors import PduError
+    from smppgw.smpp.framing import FrameReader
 
 
 def one_input(data: bytes) -> None:

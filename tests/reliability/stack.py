@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
-import os
 import re
 import signal
 import sqlite3
@@ -33,9 +32,9 @@ from typing import Any
 import orjson
 import yaml
 
-from smppgw.bench.procs import sample
 from smppgw.config import MqttConfig
 from smppgw.mqtt import Message, MqttClient, MqttUnavailable
+from smppgw.procs import Child, ChildError, sample
 
 from support.broker import Mosquitto, free_port
 
@@ -45,6 +44,9 @@ SYSTEM_ID = "shop"
 CARRIER_PASSWORD = "Carrier-Pw-7f3a91"
 MQTT_PASSWORD = "Mqtt-Pw-c0ffee42"
 PYTHON = sys.executable
+#: What ``smppgw sim`` prints once bound: its SMPP port, its control port.
+_LISTEN = re.compile(rb"listening on [\d.]+:(\d+)")
+_CONTROL = re.compile(rb"control on http://[\d.]+:(\d+)")
 
 
 # ----------------------------------------------------------------------------- HTTP
@@ -122,39 +124,16 @@ class SimProc:
         self.config_path = self.dir / f"sim-{name}.yaml"
         self.config_path.write_text(yaml.safe_dump({"smscs": {name: body}}))
         self.log_path = self.dir / f"sim-{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        argv = [PYTHON, "-m", "smppgw", "sim", "--config", str(self.config_path)]
+        self.child = Child(f"sim {name}", argv, self.log_path, capture_stdout=True)
 
     def start(self, timeout: float = 15.0) -> SimProc:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [PYTHON, "-m", "smppgw", "sim", "--config", str(self.config_path)],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-            )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not (self.port and self.control_port):
-            line = self.proc.stdout.readline().decode()
-            if not line:
-                raise RuntimeError(f"sim exited: {self.log_path.read_text()[-2000:]}")
-            if m := re.search(r"listening on [\d.]+:(\d+)", line):
-                self.port = int(m.group(1))
-            elif m := re.search(r"control on http://[\d.]+:(\d+)", line):
-                self.control_port = int(m.group(1))
-        if not (self.port and self.control_port):
-            raise RuntimeError("sim did not report its ports")
+        self.child.start()
+        self.port, self.control_port = self.child.read_stdout([_LISTEN, _CONTROL], timeout)
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
+        self.child.stop(10.0, kill_after=10.0)
 
     # -- control port (blocking; call through asyncio.to_thread from async code) --------
     def stats(self) -> dict[str, Any]:
@@ -276,83 +255,66 @@ class GatewayProc:
         self.config_path = self.dir / "gw.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = self.dir / "gw.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        argv = [PYTHON, "-m", "smppgw", "run", "--config", str(self.config_path)]
+        self.child = Child("smppgw run", argv, self.log_path)
         self.starts = 0
         self.kills = 0
         self.peak_rss = 0
 
     @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The running process, None once it was killed or terminated."""
+        return self.child.proc if self.child.running else None
+
+    @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        return self.child.pid
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.child.running
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self.child.log_text()
 
     async def start(self, timeout: float = 20.0) -> GatewayProc:
-        before = self.log_text().count('"gateway_ready"')
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [PYTHON, "-m", "smppgw", "run", "--config", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        self.child.start()
         self.starts += 1
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.log_text().count('"gateway_ready"') > before:
-                return self
-            if self.proc.poll() is not None:
-                break
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"gateway did not start:\n{self.log_text()[-4000:]}")
+        try:
+            await self.child.wait_logged('"gateway_ready"', timeout)
+        except ChildError as exc:
+            raise AssertionError(f"gateway did not start: {exc}") from None
+        return self
 
     def kill9(self) -> None:
-        assert self.proc is not None
+        assert self.alive
         self.note_rss()
-        self.proc.kill()
-        self.proc.wait(10)
+        self.child.kill()
         self.kills += 1
-        self.proc = None
 
     async def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait for the drain; returns the exit code."""
-        assert self.proc is not None
+        assert self.alive
         self.note_rss()
-        self.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None:
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                self.proc.wait(5)
-                raise AssertionError("gateway did not stop within the drain timeout")
-            await asyncio.sleep(0.05)
-        code = self.proc.returncode
-        self.proc = None
-        return code
+        self.child.signal(signal.SIGTERM)
+        try:
+            return await self.child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            raise AssertionError("gateway did not stop within the drain timeout") from None
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
+        self.child.kill()
 
     def note_rss(self) -> int:
         """Peak RSS (VmHWM) of the running process, remembered across restarts."""
-        if self.proc is not None and self.proc.poll() is None:
+        if self.alive:
             with contextlib.suppress(OSError):
-                self.peak_rss = max(self.peak_rss, sample(self.proc.pid).hwm)
+                self.peak_rss = max(self.peak_rss, sample(self.pid).hwm)
         return self.peak_rss
 
     def rss(self) -> int:
-        assert self.proc is not None
-        return sample(self.proc.pid).rss
+        return sample(self.pid).rss
 
     def metrics(self) -> str:
         assert self.metrics_port is not None

@@ -1,6 +1,7 @@
 """Scenario 5: a big backlog while every carrier is down, then the carrier comes back.
 
-The jobs live in SQLite, not in RAM (invariant 6): the gateway's resident memory must not
+The jobs live in SQLite, not in RAM (docs/architecture.md, invariant
+"bounded memory"): the gateway's resident memory must not
 grow with the backlog. When the SMSC comes back they drain in arrival order (one lane, one
 session: the SMSC sees them in the order they were published).
 

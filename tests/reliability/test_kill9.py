@@ -1,11 +1,11 @@
 """Scenario 1: ``kill -9`` of the gateway at random moments while jobs, submit responses,
 receipts and MO flow; restart on the same store each time.
 
-Expected (DESIGN.md invariants 1 and 2): no job lost (each reaches exactly one final
-status), no job sent twice, every receipt and MO the SMSC delivered is published. Jobs
-whose submit_sm may have left when the process died end ``failed`` / ``unknown_outcome``
-(``resend_on_timeout`` is off): they are counted, split into "the SMSC had it" and "it never
-left" (armed for sending, then killed).
+Expected (docs/architecture.md, invariants "nothing lost" and "no double send"): no job
+lost (each reaches exactly one final status), no job sent twice, every receipt and MO the
+SMSC delivered is published. Jobs whose submit_sm may have left when the process died end
+``failed`` / ``unknown_outcome`` (``resend_on_timeout`` is off): they are counted, split
+into "the SMSC had it" and "it never left" (armed for sending, then killed).
 """
 
 from __future__ import annotations

@@ -28,8 +28,10 @@ import pytest
 
 from smppgw.config import CarrierConfig, Secret
 from smppgw.engine.carrier import Carrier
+from smppgw.engine.message import OutboundMessage
+from smppgw.smpp.codec import encode
 from smppgw.smpp.constants import CommandId
-from smppgw.smpp.pdu import EnquireLink, GenericNack, SubmitSmResp, encode
+from smppgw.smpp.pdu import EnquireLink, GenericNack, SubmitSmResp
 from smppgw.smpp.receipt import Receipt
 
 from reliability.conftest import size
@@ -50,10 +52,14 @@ class Events:
     async def sending(self, carrier: str, job_ids: list[str]) -> None:
         self.calls["sending"] += 1
 
-    async def submitted(self, carrier: str, job_id: str, message_ids: list[str]) -> None:
+    async def submitted(
+        self, carrier: str, message: OutboundMessage, message_ids: list[str], keys: list[str]
+    ) -> None:
         self.calls["submitted"] += 1
 
-    async def finished(self, carrier: str, job_id: str, status: str, code: str, reason: str):
+    async def finished(
+        self, carrier: str, message: OutboundMessage, status: str, code: str, reason: str
+    ) -> None:
         self.calls["finished"] += 1
 
     async def receipt(

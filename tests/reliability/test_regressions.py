@@ -27,12 +27,16 @@ class SlowOutcomeEvents:
     async def sending(self, carrier: str, job_ids: list[str]) -> None:
         pass
 
-    async def submitted(self, carrier: str, job_id: str, message_ids: list[str]) -> None:
+    async def submitted(
+        self, carrier: str, message: OutboundMessage, message_ids: list[str], keys: list[str]
+    ) -> None:
         await asyncio.sleep(self.outcome_delay)
-        self.log.append(("submitted", job_id))
+        self.log.append(("submitted", message.job_id))
 
-    async def finished(self, carrier: str, job_id: str, status: str, code: str, reason: str):
-        self.log.append((status, job_id))
+    async def finished(
+        self, carrier: str, message: OutboundMessage, status: str, code: str, reason: str
+    ) -> None:
+        self.log.append((status, message.job_id))
 
     async def receipt(
         self, carrier: str, job_id: str, part: int, parts: int, receipt: Receipt

@@ -25,8 +25,9 @@ from collections import Counter
 from pathlib import Path
 
 from smppgw.bench.procs import sample
+from smppgw.smpp.codec import encode
 from smppgw.smpp.constants import CommandId, Status, Tag
-from smppgw.smpp.pdu import DeliverSm, encode
+from smppgw.smpp.pdu import DeliverSm
 
 from reliability.evil import EvilConnection, EvilSmsc
 from reliability.stack import GatewayProc, Observer, SimProc, carrier_entry

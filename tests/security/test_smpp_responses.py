@@ -26,17 +26,16 @@ import pytest
 from smppgw.config import CarrierConfig, Secret
 from smppgw.engine.carrier import Carrier
 from smppgw.engine.message import OutboundMessage
+from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import CommandId, Status
+from smppgw.smpp.errors import PduError
 from smppgw.smpp.pdu import (
     BIND_CLASSES,
     BindTransceiverResp,
     DeliverSmResp,
     GenericNack,
     Pdu,
-    PduError,
     SubmitSmResp,
-    decode,
-    encode,
 )
 
 from engine.conftest import Recorder, until

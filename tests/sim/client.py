@@ -12,15 +12,9 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from smppgw.smpp.pdu import (
-    BIND_CLASSES,
-    DeliverSm,
-    FrameReader,
-    Pdu,
-    SubmitSm,
-    decode,
-    encode,
-)
+from smppgw.smpp.codec import decode, encode
+from smppgw.smpp.framing import FrameReader
+from smppgw.smpp.pdu import BIND_CLASSES, DeliverSm, Pdu, SubmitSm
 
 
 class RawClient:

@@ -44,7 +44,7 @@ def start(*argv: str) -> tuple[subprocess.Popen[str], list[str]]:
         if not line:
             break
         lines.append(line.strip())
-        if "listening" in line and (argv.count("--control") == 0 or "control on" in line):
+        if "control on" in line or ("listening" in line and "--control" not in argv):
             break
     return proc, lines
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from smppgw.sim.server import Faults, SimAccount, SimConfig, Simulator
+from smppgw.smpp.codec import encode
 from smppgw.smpp.constants import Status
 
 from sim.client import RawClient, submit_sm
@@ -15,7 +16,7 @@ from sim.client import RawClient, submit_sm
 
 async def burst(client: RawClient, count: int, **fields: object) -> list[int]:
     pdus = [submit_sm(sequence=client.next_seq(), **fields) for _ in range(count)]
-    client.send(b"".join(p.encode() for p in pdus))
+    client.send(b"".join(encode(p) for p in pdus))
     return [(await client.response(p)).status for p in pdus]
 
 
@@ -100,7 +101,7 @@ async def test_drop_after_submits() -> None:
         client = await RawClient.connect(sim.port)
         await client.bind()
         pdus = [submit_sm(sequence=client.next_seq()) for _ in range(5)]
-        client.send(b"".join(p.encode() for p in pdus))
+        client.send(b"".join(encode(p) for p in pdus))
         assert await client.closed()
         answered = [p for p in client.inbox if p.is_response]
         assert [p.sequence for p in answered] == [p.sequence for p in pdus[:3]]

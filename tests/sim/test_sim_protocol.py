@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from smppgw.sim.server import SimAccount, SimConfig, Simulator
+from smppgw.smpp.codec import encode
 from smppgw.smpp.constants import CommandId, Status, Tag
 from smppgw.smpp.pdu import (
     DataSm,
@@ -202,7 +203,7 @@ async def test_broken_frame_closes_only_that_connection(sim: Simulator) -> None:
 
 async def test_responses_to_many_requests_in_one_read(sim: Simulator, bound: RawClient) -> None:
     pdus = [submit_sm(sequence=100 + i) for i in range(50)]
-    bound.send(b"".join(p.encode() for p in pdus))
+    bound.send(b"".join(encode(p) for p in pdus))
     for p in pdus:
         assert (await bound.response(p)).status == 0
     assert len(sim.submits) == 50

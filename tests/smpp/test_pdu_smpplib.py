@@ -33,6 +33,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import TLV_CSTRING, TLV_INT_SIZE, MessageState, Status, Tag
 from smppgw.smpp.pdu import (
     PDU_CLASSES,
@@ -58,8 +59,6 @@ from smppgw.smpp.pdu import (
     SubmitSmResp,
     Unbind,
     UnbindResp,
-    decode,
-    encode,
 )
 
 smpplib_smpp = pytest.importorskip("smpplib.smpp")

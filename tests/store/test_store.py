@@ -22,7 +22,6 @@ from smppgw.engine.message import Priority
 from smppgw.store import (
     JobView,
     OutboxEvent,
-    ReceiptOutcome,
     Store,
     StoredJob,
     StoreError,
@@ -206,6 +205,21 @@ async def test_release_returns_jobs_to_their_place_in_arrival_order(store: Store
     assert await store.release(["n3"]) == 0  # submitted jobs never go back
 
 
+async def test_release_unsent_returns_a_stopped_carriers_claimed_jobs(store: Store) -> None:
+    """What a carrier left without an outcome when it stopped (claimed, or armed and never
+    accepted) goes back; another carrier's claims and submitted jobs stay where they are."""
+    await store.add_jobs([job("a0"), job("a1"), job("a2"), job("b0", carrier="other")])
+    assert await claim_ids(store) == ["a0", "a1", "a2"]
+    assert await claim_ids(store, carrier="other") == ["b0"]
+    await store.mark_in_flight(["a1"])
+    await store.mark_submitted("a2", CARRIER, ["x"], ["x"], False, [])
+    assert await store.release_unsent(CARRIER) == 2
+    assert await store.queue_depths() == {(CARRIER, 1): 2}
+    assert await claim_ids(store) == ["a0", "a1"]
+    assert await store.release_unsent() == 3  # every carrier
+    assert await store.queue_depths() == {(CARRIER, 1): 2, ("other", 1): 1}
+
+
 async def test_retry_later_holds_the_job_until_due(store: Store) -> None:
     await store.add_jobs([job("r"), job("s")])
     await store.claim(CARRIER, 10, time.time())
@@ -348,8 +362,8 @@ async def test_multipart_job_is_delivered_when_every_part_is(store: Store) -> No
     assert await store.apply_receipt("d", 0, "ENROUTE", status_events) is None
     assert await store.apply_receipt("d", 0, "DELIVRD", status_events) is None
     assert await store.outbox_size() == 0
-    outcome = await store.match_receipt(CARRIER, "p2", "DELIVRD", status_events)
-    assert outcome == ReceiptOutcome("d", 2, 3, "delivered")
+    assert await store.lookup(CARRIER, "p2") == ("d", 2, 3)
+    assert await store.apply_receipt("d", 2, "DELIVRD", status_events) == "delivered"
     view = await store.job("d")
     assert view is not None and view.part_states == ["DELIVRD"] * 3
     assert (view.state, view.status) == ("final", "delivered")
@@ -366,7 +380,13 @@ async def test_multipart_job_is_delivered_when_every_part_is(store: Store) -> No
 
 @pytest.mark.parametrize(
     ("state", "status"),
-    [("UNDELIV", "undelivered"), ("REJECTD", "undelivered"), ("EXPIRED", "expired")],
+    [
+        ("UNDELIV", "undelivered"),
+        ("REJECTD", "undelivered"),
+        ("DELETED", "undelivered"),
+        ("UNKNOWN", "undelivered"),
+        ("EXPIRED", "expired"),
+    ],
 )
 async def test_one_failed_part_makes_the_job_final(store: Store, state: str, status: str) -> None:
     await store.add_jobs([job("u")])
@@ -380,7 +400,7 @@ async def test_one_failed_part_makes_the_job_final(store: Store, state: str, sta
 
 
 async def test_receipts_for_unknown_ids_or_parts_match_nothing(store: Store) -> None:
-    assert await store.match_receipt(CARRIER, "nothing", "DELIVRD", status_events) is None
+    assert await store.lookup(CARRIER, "nothing") is None
     assert await store.apply_receipt("ghost", 0, "DELIVRD", status_events) is None
     await store.add_jobs([job("one")])
     await store.mark_submitted("one", CARRIER, ["1"], ["1"], False, [])

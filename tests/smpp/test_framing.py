@@ -9,19 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import Status, Tag
-from smppgw.smpp.pdu import (
-    DEFAULT_MAX_PDU_LENGTH,
-    DeliverSm,
-    EnquireLink,
-    FrameError,
-    FrameReader,
-    Pdu,
-    SubmitSm,
-    SubmitSmResp,
-    decode,
-    encode,
-)
+from smppgw.smpp.errors import FrameError
+from smppgw.smpp.framing import DEFAULT_MAX_PDU_LENGTH, FrameReader
+from smppgw.smpp.pdu import DeliverSm, EnquireLink, Pdu, SubmitSm, SubmitSmResp
 
 PDUS: list[Pdu] = [
     EnquireLink(sequence=1),

@@ -1,0 +1,261 @@
+"""``smppgw bench e2e --peer kannel``: smppgw and Kannel on the same workload, side by side.
+
+The workload is the throughput scenario's: ``jobs`` messages of one GSM part, receipts on,
+one unthrottled SMSC account on ``smppgw sim``, two binds of window 100. smppgw takes them
+over MQTT and publishes two events per job; Kannel takes them over HTTP (smsbox's
+``sendsms``) and reports the SMSC's ack and the final state of each to a ``dlr-url``. The
+runs alternate (smppgw, Kannel, smppgw, Kannel, ...) so a change in the machine's other
+load hits both sides alike, and each side's figure is the median of its runs.
+
+Kannel's throughput is messages whose final report said delivered, over the wall time
+from the first sendsms request to the last final report less the SMSC's receipt delay
+(smppgw's likewise: jobs delivered over first publish to last event less the delay; the
+delay is the handset network's time, the same on both sides, and would otherwise weigh
+more on the faster side's shorter run); its CPU per message is
+bearerbox's + smsbox's CPU time over the measured phase, divided by the messages. The
+injector's and the DLR sink's CPU are reported beside it, as the MQTT publisher's and
+collector's are beside smppgw's.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from smppgw.bench.kannel import KannelBinaries, KannelStack, delivered_count, kannel_stack
+from smppgw.bench.scenarios import (
+    Check,
+    CpuMeter,
+    Options,
+    Progress,
+    ScenarioResult,
+    Timeline,
+    throughput,
+)
+
+__all__ = ["TARGET_CPU_RATIO", "TARGET_RATE_RATIO", "compare", "format_side_by_side"]
+
+#: Issue #13's targets, as ratios taken in one run.
+TARGET_RATE_RATIO = 2.0
+TARGET_CPU_RATIO = 0.25
+#: Seconds without a new final report, after the last injection, before a run gives up
+#: on the reports still missing (and says so).
+STALL_SECONDS = 20.0
+
+
+class KannelTicker:
+    """Progress line of a Kannel run: counts, rate, bearerbox's + smsbox's CPU use."""
+
+    def __init__(self, progress: Progress, name: str, k: KannelStack, total: int) -> None:
+        self.progress = progress
+        self.name = name
+        self.k = k
+        self.total = total
+        self.started = time.monotonic()
+        self._prev = (self.started, 0, self.k.cpu())
+
+    def __call__(self) -> None:
+        now, cpu = time.monotonic(), self.k.cpu()
+        done = int(self.k.sink.finals.value)
+        at, prev_done, prev_cpu = self._prev
+        wall = now - at
+        rate = (done - prev_done) / wall if wall > 0 else 0.0
+        share = (cpu - prev_cpu) / wall * 100 if wall > 0 else 0.0
+        self._prev = (now, done, cpu)
+        self.progress.show(
+            f"[{self.name}] {now - self.started:5.1f}s  "
+            f"sent {int(self.k.injector.sent.value):,}/{self.total:,}  "
+            f"acked {int(self.k.sink.acks.value):,}  final {done:,} ({rate:,.0f}/s)  "
+            f"bearerbox+smsbox cpu {share:.0f}%"
+        )
+
+
+def _wait_reports(k: KannelStack, n: int, tick: Callable[[], None], timeout: float) -> None:
+    """Until ``n`` final reports arrived, or none came for ``STALL_SECONDS``."""
+    deadline = time.monotonic() + timeout
+    last, last_at = -1, time.monotonic()
+    while (done := int(k.sink.finals.value)) < n:
+        now = time.monotonic()
+        if done != last:
+            last, last_at = done, now
+        elif now - last_at > STALL_SECONDS or now > deadline:
+            return
+        k.check()
+        tick()
+        time.sleep(0.5)
+
+
+def kannel_run(options: Options, progress: Progress, binaries: KannelBinaries) -> ScenarioResult:
+    """One Kannel run of ``options.jobs`` messages on a fresh stack."""
+    result = ScenarioResult("kannel")
+    n = options.jobs
+    with kannel_stack(
+        binaries,
+        options.workdir,
+        keep=options.keep,
+        receipt_delay=options.receipt_delay,
+        spool_base=options.kannel_spool,
+    ) as k:
+        warm = max(100, min(2000, n // 10))
+        tick = KannelTicker(progress, "kannel warm-up", k, warm)
+        k.injector.burst(1_000_000_000 - warm - 1, warm, tick=tick)
+        _wait_reports(k, warm, tick, 120)
+        k.sink.reset()
+        k.injector.sent.value = 0
+        meter = CpuMeter(k.children())
+        tick = KannelTicker(progress, "kannel", k, n)
+        with Timeline(lambda: int(k.sink.finals.value), k.cpu) as timeline:
+            meter.start()
+            injected = k.injector.burst(0, n, tick=tick)
+            _wait_reports(k, n, tick, 60 + n / 200)
+            meter.stop()
+        reports = k.sink.result()
+    times = injected.times
+    start = min(times)
+    ends = [t for i, (_, t) in reports.final.items() if i < n]
+    elapsed = (max(ends) - start) if ends else float("nan")
+    delivered = delivered_count(reports.final, n)
+    busy = elapsed - options.receipt_delay
+    kannel_seconds = meter.seconds("bearerbox") + meter.seconds("smsbox")
+    load_seconds = meter.seconds("injector") + meter.seconds("dlr sink")
+    result.figures.update(
+        jobs=n,
+        seconds=round(elapsed, 3),
+        messages_per_second=round(delivered / busy, 1),
+        injection_seconds=round(max(times) - start, 3),
+        delivered=delivered,
+        acked=len(reports.acked),
+        sendsms_resent=injected.resent,
+        report_types=reports.counts,
+        kannel_cpu_us_per_message=round(kannel_seconds / n * 1e6, 1),
+        kannel_cpu_us_by_box={
+            box: round(meter.seconds(box) / n * 1e6, 1) for box in ("bearerbox", "smsbox")
+        },
+        load_cpu_us_per_message=round(load_seconds / n * 1e6, 1),
+        cores_used=meter.shares(),
+    )
+    if injected.errors:
+        result.notes.append(f"sendsms refused some jobs: {'; '.join(injected.errors)}")
+    if injected.resent:
+        result.notes.append(
+            f"{injected.resent} sendsms requests sent again: smsbox dropped the connection "
+            "before answering"
+        )
+    if delivered != n:
+        result.notes.append(f"only {delivered} of {n} final reports said delivered")
+    if reports.malformed:
+        result.notes.append(f"{reports.malformed} malformed requests at the DLR sink")
+    result.series.update(start=start, timeline=timeline.points)
+    return result
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 1) if values else float("nan")
+
+
+def compare(
+    options: Options, progress: Progress, binaries: KannelBinaries, runs: int
+) -> ScenarioResult:
+    """``runs`` interleaved runs of each side; medians, ratios and the targets."""
+    ours: list[ScenarioResult] = []
+    theirs: list[ScenarioResult] = []
+    for k in range(runs):
+        progress.line(f"   run {k + 1}/{runs}: smppgw")
+        ours.append(throughput(options, progress))
+        progress.line(f"   run {k + 1}/{runs}: kannel")
+        theirs.append(kannel_run(options, progress, binaries))
+    for r in ours:  # the receipt delay is the handset network's time, not the gateway's
+        busy = r.figures["seconds"] - options.receipt_delay
+        r.figures["jobs_per_second"] = round(r.figures["delivered"] / busy, 1)
+    rate = _median([r.figures["jobs_per_second"] for r in ours])
+    cpu = _median([r.figures["gateway_cpu_us_per_job"] for r in ours])
+    peer_rate = _median([r.figures["messages_per_second"] for r in theirs])
+    peer_cpu = _median([r.figures["kannel_cpu_us_per_message"] for r in theirs])
+    rate_ratio = rate / peer_rate if peer_rate else float("nan")
+    cpu_ratio = cpu / peer_cpu if peer_cpu else float("nan")
+    result = ScenarioResult("vs kannel")
+    result.figures.update(
+        peer=f"Kannel {binaries.version()} (bearerbox + smsbox)",
+        jobs=options.jobs,
+        runs=runs,
+        receipt_delay_s=options.receipt_delay,
+        kannel_spool=str(options.kannel_spool or "the run's directory"),
+        smppgw_jobs_per_second=rate,
+        kannel_messages_per_second=peer_rate,
+        throughput_ratio=round(rate_ratio, 2),
+        smppgw_cpu_us_per_job=cpu,
+        kannel_cpu_us_per_message=peer_cpu,
+        cpu_ratio=round(cpu_ratio, 2),
+        smppgw_runs_jobs_per_second=[r.figures["jobs_per_second"] for r in ours],
+        kannel_runs_messages_per_second=[r.figures["messages_per_second"] for r in theirs],
+        smppgw_runs_cpu_us=[r.figures["gateway_cpu_us_per_job"] for r in ours],
+        kannel_runs_cpu_us=[r.figures["kannel_cpu_us_per_message"] for r in theirs],
+        smppgw_delivered=[r.figures["delivered"] for r in ours],
+        kannel_delivered=[r.figures["delivered"] for r in theirs],
+        kannel_cpu_us_by_box=theirs[len(theirs) // 2].figures["kannel_cpu_us_by_box"],
+        smppgw_load_cpu_us_per_job=_median([r.figures["load_cpu_us_per_job"] for r in ours]),
+        kannel_load_cpu_us_per_message=_median(
+            [r.figures["load_cpu_us_per_message"] for r in theirs]
+        ),
+        other_processes_cores=[
+            r.figures["cores_used"]["other processes"]
+            for pair in zip(ours, theirs, strict=True)
+            for r in pair
+        ],
+    )
+    result.checks.append(
+        Check("jobs/s ÷ Kannel's (same run)", rate_ratio, TARGET_RATE_RATIO, "×", at_most=False)
+    )
+    result.checks.append(
+        Check("CPU per job ÷ Kannel's (same run)", cpu_ratio, TARGET_CPU_RATIO, "×", at_most=True)
+    )
+    for side in (*ours, *theirs):
+        result.notes.extend(f"{side.name}: {note}" for note in side.notes)
+    result.series.update(
+        smppgw=[r.series for r in ours], kannel=[r.series for r in theirs], rates=(rate, peer_rate)
+    )
+    return result
+
+
+def format_side_by_side(result: ScenarioResult) -> str:
+    """The comparison as the two-column table docs/performance.md quotes."""
+    f: dict[str, Any] = result.figures
+    rows = [
+        ("", "smppgw", "Kannel", "ratio", "target"),
+        (
+            "jobs/s with receipts",
+            f"{f['smppgw_jobs_per_second']:,.0f}",
+            f"{f['kannel_messages_per_second']:,.0f}",
+            f"{f['throughput_ratio']:.2f}×",
+            f">= {TARGET_RATE_RATIO:g}×",
+        ),
+        (
+            "CPU per job (µs)",
+            f"{f['smppgw_cpu_us_per_job']:,.0f}",
+            f"{f['kannel_cpu_us_per_message']:,.0f}",
+            f"{f['cpu_ratio']:.2f}×",
+            f"<= {TARGET_CPU_RATIO:g}×",
+        ),
+        (
+            "load generators' CPU per job (µs)",
+            f"{f['smppgw_load_cpu_us_per_job']:,.0f}",
+            f"{f['kannel_load_cpu_us_per_message']:,.0f}",
+            "",
+            "",
+        ),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [
+        f"side by side: smppgw vs {f['peer']}, {f['jobs']:,} jobs, "
+        f"median of {f['runs']} interleaved runs each"
+    ]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells))
+    others = ", ".join(f"{x:.2f}" for x in f["other_processes_cores"])
+    lines.append(f"other processes (cores, run by run): {others}")
+    return "\n".join(lines)

@@ -1,0 +1,265 @@
+"""Child processes for the tools and tests: mosquitto, ``smppgw sim``, ``smppgw run``.
+
+The demo, the benchmark and the fault-injection tests all run the parts of a deployment as
+separate OS processes (as production does) and need the same few things from each: its
+output in a log file, a wait until it is ready (a port that accepts connections, a line it
+prints or logs), SIGTERM with a grace period before SIGKILL, its exit code, and for the
+benchmark the kernel's own CPU and memory accounting. This is the one place that does it.
+
+An ``atexit`` hook terminates whatever is still running when the parent exits, so a run
+that fails half-way leaves no daemon behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Child", "ChildError", "ProcSample", "sample", "wait_port"]
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+@atexit.register
+def _terminate_leftovers() -> None:
+    for proc in list(_LIVE):
+        if proc.poll() is None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        if proc.poll() is None:
+            proc.kill()
+
+
+class ChildError(RuntimeError):
+    """A child process failed to start or died; the message has the end of its log."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcSample:
+    """One reading of a process: CPU seconds so far (user + system, all threads), resident
+    set size now and its peak (``VmHWM``), in bytes."""
+
+    at: float
+    cpu: float
+    rss: int
+    hwm: int
+
+
+def sample(pid: int) -> ProcSample:
+    """Read ``/proc/<pid>/stat`` and ``/proc/<pid>/status`` (Linux)."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        stat = fh.read()
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
+    rss = hwm = 0
+    with open(f"/proc/{pid}/status", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+            elif line.startswith(b"VmHWM:"):
+                hwm = int(line.split()[1]) * 1024
+    return ProcSample(time.monotonic(), cpu, rss, hwm)
+
+
+class Child:
+    """One child process with its output appended to ``log_path``.
+
+    ``capture_stdout`` keeps stdout as a pipe (stderr still goes to the log) for children
+    that announce their ports there (``smppgw sim``); ``own_session`` puts the child in its
+    own session, so Ctrl-C in the terminal reaches only the parent, which stops children in
+    its own order. ``start()`` may be called again after the child has exited.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        capture_stdout: bool = False,
+        own_session: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.capture_stdout = capture_stdout
+        self.own_session = own_session
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        #: Where this start's output begins in the log (earlier runs are before it).
+        self._log_start = 0
+
+    def start(self) -> Child:
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if self.capture_stdout else log,
+                stderr=log if self.capture_stdout else subprocess.STDOUT,
+                start_new_session=self.own_session,
+                env=self.env,
+            )
+        _LIVE.add(self.proc)
+        return self
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, f"{self.name} was never started"
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def exited(self) -> int | None:
+        """Exit code when the process has ended, else None (also when never started)."""
+        return self.proc.poll() if self.proc is not None else None
+
+    def check(self) -> None:
+        """Raise :class:`ChildError`, with the tail of the log, if the process has exited."""
+        code = self.exited()
+        if code is not None:
+            raise ChildError(f"{self.name} exited with code {code}:\n{self.log_tail()}")
+
+    def sample(self) -> ProcSample:
+        return sample(self.pid)
+
+    def log_text(self) -> str:
+        """Everything the child wrote, over all its starts."""
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")
+        return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    # ------------------------------------------------------------------ readiness
+
+    def wait_port(self, host: str, port: int, timeout: float) -> None:
+        """Until ``host:port`` accepts a connection; ChildError if the child exits first."""
+        wait_port(host, port, timeout, self)
+
+    async def wait_logged(self, marker: str, timeout: float) -> None:
+        """Until this start's log holds ``marker``; ChildError on exit or timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError), open(self.log_path, "rb") as fh:
+                fh.seek(self._log_start)
+                if marker.encode() in fh.read():
+                    return
+            self.check()
+            if time.monotonic() > deadline:
+                raise ChildError(
+                    f"{self.name}: no {marker!r} after {timeout} s:\n{self.log_tail()}"
+                )
+            await asyncio.sleep(0.05)
+
+    def read_stdout(self, patterns: Sequence[re.Pattern[bytes]], timeout: float) -> list[int]:
+        """Read stdout until each pattern matched; the first group of each, as an int
+        (the ports a child prints once bound). Raw reads: a buffered readline() would hide
+        lines from select()."""
+        assert self.proc is not None and self.proc.stdout is not None, "capture_stdout=True"
+        fd = self.proc.stdout.fileno()
+        found: list[int | None] = [None] * len(patterns)
+        seen = b""
+        deadline = time.monotonic() + timeout
+        while None in found:
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ChildError(f"{self.name} did not start: {seen!r}\n{self.log_tail()}")
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            chunk = os.read(fd, 4096) if ready else b""
+            if not chunk:
+                self.check()
+                time.sleep(0.05 if ready else 0)
+                continue
+            seen += chunk
+            for i, pattern in enumerate(patterns):
+                if found[i] is None and (match := pattern.search(seen)) is not None:
+                    found[i] = int(match.group(1))
+        return [port for port in found if port is not None]
+
+    # ------------------------------------------------------------------ ending
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.running:
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    async def wait(self, timeout: float) -> int:
+        """The exit code once the process has ended (it is not signalled);
+        ``subprocess.TimeoutExpired`` after ``timeout`` seconds."""
+        assert self.proc is not None, f"{self.name} was never started"
+        code = await asyncio.to_thread(self.proc.wait, timeout)
+        self._ended(self.proc)
+        return code
+
+    def stop(self, timeout: float = 15.0, *, kill_after: float = 5.0) -> int | None:
+        """SIGTERM, wait up to ``timeout`` s, then SIGKILL; the exit code (None if never
+        started)."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(kill_after)
+        return self._ended(proc)
+
+    async def astop(self, timeout: float = 15.0) -> int | None:
+        """:meth:`stop` without blocking the event loop."""
+        return await asyncio.to_thread(self.stop, timeout)
+
+    def close(self) -> None:
+        """:meth:`stop`, named like the other things a caller's ExitStack closes."""
+        self.stop()
+
+    def kill(self) -> int | None:
+        """SIGKILL, as a power cut would: nothing gets to clean up."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10.0)
+        return self._ended(proc)
+
+    def _ended(self, proc: subprocess.Popen[bytes]) -> int | None:
+        if proc.stdout is not None:
+            proc.stdout.close()
+        _LIVE.discard(proc)
+        return proc.returncode
+
+
+def wait_port(host: str, port: int, timeout: float, child: Child | None = None) -> None:
+    """Until ``host:port`` accepts a TCP connection; ChildError if ``child`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None:
+            child.check()
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return
+        time.sleep(0.02)
+    name = child.name if child is not None else "nothing"
+    raise ChildError(f"{name}: nothing listens on {host}:{port} after {timeout} s")
