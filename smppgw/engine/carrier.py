@@ -33,6 +33,7 @@ from typing import Any
 
 from smppgw.config import BindMode, CarrierConfig
 from smppgw.engine.binds import bind_params
+from smppgw.engine.context import CarrierContext
 from smppgw.engine.job import SendJob
 from smppgw.engine.lanes import Arming, Lanes
 from smppgw.engine.matching import ReceiptMatcher
@@ -88,11 +89,9 @@ class Carrier:
         # outcome, so arm about 50 ms of sending at a time (one commit each).
         batch = max(8, min(200, int(config.tps * 0.05)), config.window)
         self._arming = Arming(self.name, events, batch, self._background.spawn, self._wake)
+        ctx = CarrierContext(config, events, observer, self.counters)
         self._results = Results(
-            config,
-            events,
-            observer,
-            self.counters,
+            ctx,
             lanes=self._lanes,
             pause=self._pause,
             throttle=self.throttle,
@@ -102,12 +101,8 @@ class Carrier:
             wake=self._wake,
         )
         self.policy = self._results.policy
-        self._receipts = Receipts(
-            config, events, observer, self.counters, self.matcher, self._active
-        )
-        self._mo = MoHandler(
-            self.name, events, observer, self.counters, self._background, reassembly_timeout
-        )
+        self._receipts = Receipts(ctx, self.matcher, self._active)
+        self._mo = MoHandler(ctx, self._background, reassembly_timeout)
         self._order = 0
         self.keepers: list[SessionKeeper] = []
         self._tx: list[SessionKeeper] = []

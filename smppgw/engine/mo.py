@@ -14,7 +14,7 @@ import contextlib
 from collections import OrderedDict
 from functools import partial
 
-from smppgw.engine.observers import CarrierEvents, CarrierObserver, CarrierStats
+from smppgw.engine.context import CarrierContext, CarrierPart
 from smppgw.engine.tasks import Background
 from smppgw.ops.logs import get_logger
 from smppgw.smpp.constants import Status
@@ -27,33 +27,15 @@ log = get_logger("smppgw.carrier")
 MO_UNSENT_MAX = 1000
 
 
-class MoHandler:
+class MoHandler(CarrierPart):
     """One carrier's MO: reassembly state, and the housekeeping that bounds it."""
 
-    __slots__ = (
-        "_background",
-        "_evicted",
-        "_unsent",
-        "counters",
-        "events",
-        "name",
-        "observer",
-        "reassembler",
-    )
+    __slots__ = ("_background", "_evicted", "_unsent", "reassembler")
 
     def __init__(
-        self,
-        carrier: str,
-        events: CarrierEvents,
-        observer: CarrierObserver,
-        counters: CarrierStats,
-        background: Background,
-        reassembly_timeout: float,
+        self, ctx: CarrierContext, background: Background, reassembly_timeout: float
     ) -> None:
-        self.name = carrier
-        self.events = events
-        self.observer = observer
-        self.counters = counters
+        super().__init__(ctx)
         self._background = background
         self.reassembler = Reassembler(reassembly_timeout)
         #: Set when the reassembler evicted messages: the housekeeper delivers them now,

@@ -12,10 +12,9 @@ import asyncio
 import contextlib
 import time
 
-from smppgw.config import CarrierConfig
+from smppgw.engine.context import CarrierContext, CarrierPart
 from smppgw.engine.job import SendJob
 from smppgw.engine.matching import PartRef, ReceiptMatcher
-from smppgw.engine.observers import CarrierEvents, CarrierObserver, CarrierStats
 from smppgw.ops.logs import get_logger
 from smppgw.smpp.constants import Status
 from smppgw.smpp.pdu import DataSm, DeliverSm
@@ -24,25 +23,15 @@ from smppgw.smpp.receipt import ReceiptError, normalize_message_id, parse_receip
 log = get_logger("smppgw.carrier")
 
 
-class Receipts:
+class Receipts(CarrierPart):
     """Matches one carrier's receipts to its jobs."""
 
-    __slots__ = ("_active", "config", "counters", "events", "matcher", "name", "observer")
+    __slots__ = ("_active", "matcher")
 
     def __init__(
-        self,
-        config: CarrierConfig,
-        events: CarrierEvents,
-        observer: CarrierObserver,
-        counters: CarrierStats,
-        matcher: ReceiptMatcher,
-        active: dict[str, SendJob],
+        self, ctx: CarrierContext, matcher: ReceiptMatcher, active: dict[str, SendJob]
     ) -> None:
-        self.config = config
-        self.name = config.name
-        self.events = events
-        self.observer = observer
-        self.counters = counters
+        super().__init__(ctx)
         self.matcher = matcher
         self._active = active
 

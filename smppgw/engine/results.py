@@ -26,11 +26,10 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from smppgw.config import CarrierConfig
+from smppgw.engine.context import CarrierContext, CarrierPart
 from smppgw.engine.job import SendJob
 from smppgw.engine.lanes import Lanes
 from smppgw.engine.matching import PartRef, ReceiptMatcher
-from smppgw.engine.observers import CarrierEvents, CarrierObserver, CarrierStats
 from smppgw.engine.pause import ThrottlePause
 from smppgw.engine.policy import Action, ErrorPolicy
 from smppgw.engine.tasks import Background
@@ -43,15 +42,12 @@ from smppgw.smpp.session import NoResponse, Result
 log = get_logger("smppgw.carrier")
 
 
-class Results:
+class Results(CarrierPart):
     """Classifies submit_sm answers, schedules retries and reports each job's outcome once."""
 
     def __init__(
         self,
-        config: CarrierConfig,
-        events: CarrierEvents,
-        observer: CarrierObserver,
-        counters: CarrierStats,
+        ctx: CarrierContext,
         *,
         lanes: Lanes,
         pause: ThrottlePause,
@@ -61,12 +57,8 @@ class Results:
         active: dict[str, SendJob],
         wake: Callable[[], None],
     ) -> None:
-        self.config = config
-        self.name = config.name
-        self.events = events
-        self.observer = observer
-        self.counters = counters
-        self.policy = ErrorPolicy(dict(config.error_policy))
+        super().__init__(ctx)
+        self.policy = ErrorPolicy(dict(ctx.config.error_policy))
         self.lanes = lanes
         self.pause = pause
         self.throttle = throttle
