@@ -133,6 +133,7 @@ def test_flags_to_config() -> None:
             "--reject-fraction", "0.1",
             "--reject-status", "0x58",
             "--drop-after", "7",
+            "--arrival-jitter", "0.008",
             "--enquire-link", "0",
         )
     )  # fmt: skip
@@ -147,12 +148,15 @@ def test_flags_to_config() -> None:
     assert config.faults.reject_fraction == 0.1
     assert config.faults.reject_status == Status.ESME_RTHROTTLED
     assert config.faults.drop_after_submits == 7 and config.enquire_link_interval == 0
+    assert config.faults.arrival_jitter == 0.008
     assert "x" not in repr(config.accounts[0]).replace("max_binds", "")
 
 
 def test_config_flag_excludes_smsc_flags() -> None:
     with pytest.raises(SimConfigError, match="--listen"):
         configs_from_args(parse("--config", "x.yaml", "--listen", ":1"))
+    with pytest.raises(SimConfigError, match="--arrival-jitter"):
+        configs_from_args(parse("--config", "x.yaml", "--arrival-jitter", "0.01"))
 
 
 def test_demo_yaml_loads() -> None:

@@ -137,6 +137,7 @@ async def test_set_faults_rejects_nonsense() -> None:
         for bad in (
             {"reject_fraction": 2.0},
             {"response_delay": -1},
+            {"arrival_jitter": -0.001},
             {"drop_after_submits": 0},
             {"reject_status": "ESME_NOPE"},
             {"rejct_fraction": 0.5},
