@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from smppgw.engine.carrier import Carrier
 from smppgw.engine.message import Priority
-from smppgw.engine.throttle import Throttle
+from smppgw.engine.pause import INF, ThrottlePause
+from smppgw.engine.throttle import GUARD, GUARD_MAX, Throttle
 from smppgw.sim.server import Faults, Simulator
 from smppgw.smpp.constants import Status
 
@@ -37,11 +38,16 @@ def max_in_any_second(times: list[float]) -> int:
     return best
 
 
-def run_backlog(tps: float, seconds: float, lateness: list[float]) -> list[float]:
+def run_backlog(
+    tps: float, seconds: float, lateness: list[float], *, widened: bool = False
+) -> list[float]:
     """Drive a Throttle like the dispatcher does, with a clock whose timer wake-ups are
-    late by the given amounts (cycled); returns the send times."""
+    late by the given amounts (cycled); returns the send times. ``widened``: after an
+    SMSC throttle widened the guard."""
     now = 0.0
     throttle = Throttle(tps, clock=lambda: now)
+    if widened:
+        assert throttle.widen_guard() == GUARD_MAX
     sends: list[float] = []
     k = 0
     while now < seconds:
@@ -64,6 +70,65 @@ def test_no_second_over_tps_and_full_use(tps: float, lateness: list[float]) -> N
     # Everything after the first second: at least 98 % of the contract.
     steady = [t for t in sends if t >= 1.0]
     assert len(steady) >= 0.98 * int(tps) * (seconds - 1.0) - 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    tps=st.sampled_from([1, 3, 10, 50, 99.5, 200, 1000, 5000]),
+    lateness=st.lists(st.floats(0.0, 0.010), min_size=1, max_size=20),
+)
+def test_a_widened_guard_keeps_the_limit_and_full_use(tps: float, lateness: list[float]) -> None:
+    """After a throttle widened the guard to GUARD_MAX, wake-ups late by up to 10 ms: still
+    never over tps, still at least 98 % of the contract."""
+    seconds = 12.0
+    sends = run_backlog(tps, seconds, lateness, widened=True)
+    assert max_in_any_second(sends) <= int(tps)
+    steady = [t for t in sends if t >= 1.0]
+    assert len(steady) >= 0.98 * int(tps) * (seconds - 1.0) - 1
+
+
+def test_window_frees_and_the_guard() -> None:
+    """window_frees: 0 until tps sends are in the ring, then until the oldest is 1 s +
+    guard old; the guard widens one step at a time, to GUARD_MAX and no further."""
+    now = 10.0
+    throttle = Throttle(3, clock=lambda: now)
+    for t in (10.0, 10.2, 10.4):
+        assert throttle.window_frees(t) == 0.0
+        throttle.take(t)
+    assert throttle.window_frees(10.5) == pytest.approx(0.5 + GUARD)
+    assert throttle.delay(10.5) == pytest.approx(0.5 + GUARD)
+    assert throttle.guard == GUARD
+    assert throttle.widen_guard() == GUARD_MAX == 2 * GUARD
+    assert throttle.widen_guard() == GUARD_MAX
+    assert throttle.window_frees(10.5) == pytest.approx(0.5 + GUARD_MAX)
+    assert throttle.window_frees(12.0) == 0.0
+
+
+def test_pause_lone_throttle_then_back_off_then_reset() -> None:
+    """The pause/probe state machine on its own: a lone throttle pauses until the window
+    frees (never longer than the back-off), answers from before the pause are ignored,
+    a refused probe backs off doubling to the cap, an accepted probe resets it all."""
+    pause = ThrottlePause(1.0, 4.0)
+    epoch, probe = pause.sent()
+    assert not probe
+    assert pause.throttled(epoch, 100.0, window_frees=0.03) == 0.03
+    assert pause.wait(100.0) == pytest.approx(0.03)
+    assert pause.throttled(epoch, 100.01, window_frees=0.5) is None  # same burst
+    assert pause.wait(100.05) is None
+    epoch, probe = pause.sent()
+    assert probe and pause.wait(100.05) == INF  # nothing else until the probe answers
+    pause.answered(probe)
+    assert pause.throttled(epoch, 100.06, window_frees=0.0) == 1.0  # refused probe
+    for expected in (2.0, 4.0, 4.0):
+        epoch, probe = pause.sent()
+        pause.answered(probe)
+        assert pause.throttled(epoch, 200.0, window_frees=0.0) == expected
+    epoch, probe = pause.sent()
+    pause.answered(probe)
+    pause.accepted(probe)
+    assert pause.level == 1.0 and not pause.streak
+    epoch, _ = pause.sent()
+    assert pause.throttled(epoch, 300.0, window_frees=5.0) == 1.0  # lone, but capped
 
 
 def test_burst_after_idle_is_bounded() -> None:
