@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("smppgw.commands.bench", "run benchmarks (codec)"),
     "check-config": ("smppgw.commands.check_config", "validate a config file and print a summary"),
+    "ctl": ("smppgw.commands.ctl", "ask the running gateway: status, pause, resume, jobs, reload"),
     "dead-events": (
         "smppgw.commands.dead_events",
         "list the events set aside because the broker would not take them",

@@ -28,6 +28,8 @@ from smppgw.engine.carrier import Carrier
 from smppgw.mqtt import Declined, MqttClient, MqttError
 from smppgw.mqtt._gmqtt import GmqttChanged
 from smppgw.ops import notify
+from smppgw.ops.control import Control
+from smppgw.ops.ctl import CtlServer
 from smppgw.ops.health import HealthState, run_heartbeat
 from smppgw.ops.http import HttpEndpoint
 from smppgw.ops.logs import register_secret, set_level, setup_logging
@@ -112,6 +114,8 @@ class Gateway:
         self.carriers: dict[str, Carrier] = {}
         self.feeders: dict[str, Feeder] = {}
         self._feeder_tasks: dict[str, asyncio.Task[None]] = {}
+        #: Carriers an operator paused (``smppgw ctl pause``); kept across reloads.
+        self.paused: set[str] = set()
         # 3. carrier outcomes → store, with the events they cause.
         self.events = GatewayEvents(
             self.store,
@@ -191,6 +195,16 @@ class Gateway:
         spawn(self._refresh_metrics(), "metrics")
         spawn(self._purge(), "purge")
         spawn(notify.run_watchdog(self.health.alive), "watchdog")
+        # Last in, first out: the control socket closes before anything it reaches.
+        if config.ctl.socket is not None:
+            await lifetimes.enter_async_context(
+                CtlServer(
+                    config.ctl.socket,
+                    Control(self).handle,
+                    self.metrics,
+                    allow_uids=lambda: self.config.ctl.allow_uids,
+                )
+            )
 
     async def _recover(self) -> None:
         """Jobs a previous run left half-done go back to their lanes (or end unknown)."""
@@ -238,10 +252,35 @@ class Gateway:
         self.carriers[carrier_config.name] = carrier
         feeder = Feeder(carrier_config.name, self.store, carrier)
         self.feeders[carrier_config.name] = feeder
+        if carrier_config.name in self.paused:
+            feeder.pause()
+            carrier.hold(True)
         await carrier.start()
         self._feeder_tasks[carrier_config.name] = self._feeder_tasks_spawn(
             feeder.run(), f"feeder/{carrier_config.name}"
         )
+
+    def set_paused(self, name: str, paused: bool) -> None:
+        """``smppgw ctl pause``: the carrier's feeder claims nothing more and the carrier
+        starts no new job; binds stay up, submits in a window get their answers."""
+        if paused:
+            self.paused.add(name)
+        else:
+            self.paused.discard(name)
+        self.health.set_paused(name, paused)
+        feeder = self.feeders.get(name)
+        if feeder is not None:
+            if paused:
+                feeder.pause()
+            else:
+                feeder.resume()
+        carrier = self.carriers.get(name)
+        if carrier is not None:
+            carrier.hold(paused)
+
+    def wake_feeder(self, name: str) -> None:
+        """A job was put back in ``name``'s lane outside the intake (``jobs requeue``)."""
+        self._job_committed(name)
 
     async def _remove_carrier(self, name: str, drain_timeout: float) -> None:
         feeder = self.feeders.pop(name)
@@ -399,6 +438,9 @@ class Gateway:
                     note="mqtt and store settings need a restart; the rest is applied",
                 )
                 new = replace(new, mqtt=self.config.mqtt, store=self.config.store)
+            if new.ctl.socket != self.config.ctl.socket:
+                log.warning("reload_partial", note="ctl.socket needs a restart")
+                new = replace(new, ctl=replace(new.ctl, socket=self.config.ctl.socket))
         except (ConfigError, OSError) as exc:
             log.error("reload_refused", error=str(exc))
             self.telemetry.config_reload(ok=False)
@@ -415,6 +457,8 @@ class Gateway:
                 await self._remove_carrier(name, new.drain_timeout)
                 if name not in wanted:
                     self.telemetry.remove_carrier(name)
+                    self.paused.discard(name)
+                    self.health.set_paused(name, False)
         self.carrier_configs.clear()
         self.carrier_configs.update(wanted)
         self.config = new

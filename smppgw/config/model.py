@@ -117,6 +117,17 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CtlConfig:
+    """``smppgw ctl``'s UNIX socket: owner-only (0600) unless other uids are allowed."""
+
+    #: Path of the socket; ``None`` turns the control socket off.
+    socket: str | None = "/run/smppgw/ctl.sock"
+    #: Uids besides the gateway's own (and root) whose clients are served; each connection's
+    #: peer uid (SO_PEERCRED) is checked. Non-empty: the socket file is made 0666.
+    allow_uids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"
     format: LogFormat = LogFormat.AUTO
@@ -223,6 +234,7 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
     routing: RoutingConfig = RoutingConfig()
+    ctl: CtlConfig = CtlConfig()
     #: On SIGTERM, how long in-flight submits may take before the binds are closed.
     drain_timeout: float = 10.0
     #: Named publishers with their own topic, id namespace and limits.

@@ -16,6 +16,7 @@ from typing import Any
 from smppgw.config.model import (
     BindMode,
     CarrierConfig,
+    CtlConfig,
     LogConfig,
     LogFormat,
     MetricsConfig,
@@ -48,6 +49,9 @@ _STORE_KEYS = ("path", "retention", "commit_interval", "keep_text")
 _METRICS_KEYS = ("listen", "ready_policy")
 _LOG_KEYS = ("level", "format")
 _ROUTING_KEYS = ("country_code", "allow_international")
+_CTL_KEYS = ("socket", "allow_uids")
+#: Longest UNIX socket path (``sun_path`` holds 108 bytes with the NUL).
+_SUN_PATH_MAX = 107
 _CARRIER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 PRIORITY_NAMES = ("high", "normal", "low")
 _MQTT_MAX_PAYLOAD = 268_435_455
@@ -65,6 +69,7 @@ TOP_KEYS = (
     "routing",
     "carriers",
     "tenants",
+    "ctl",
     "drain_timeout",
 )
 #: Keys that are often put in the wrong section.
@@ -227,6 +232,31 @@ def _routing(r: Reader, value: object) -> RoutingConfig | Invalid:
             r, "routing.allow_international", allowed, home
         )
     return INVALID if len(r.problems) > before else RoutingConfig(**kwargs)
+
+
+def _ctl(r: Reader, value: object) -> CtlConfig | Invalid:
+    data = r.mapping("ctl", {} if value is None else value, _CTL_KEYS)
+    if isinstance(data, Invalid):
+        return data
+    before = len(r.problems)
+    kwargs: dict[str, Any] = {}
+    if data.get("socket", "") is None:
+        kwargs["socket"] = None
+    elif "socket" in data:
+        path = r.path("ctl.socket", data["socket"], must_exist=False)
+        if isinstance(path, str) and len(path.encode()) > _SUN_PATH_MAX:
+            r.problem("ctl.socket", f"must be at most {_SUN_PATH_MAX} bytes (a UNIX socket path)")
+        kwargs["socket"] = path
+    if data.get("allow_uids") is not None:
+        kwargs["allow_uids"] = _uids(r, "ctl.allow_uids", data["allow_uids"])
+    return INVALID if len(r.problems) > before else CtlConfig(**kwargs)
+
+
+def _uids(r: Reader, path: str, value: object) -> tuple[int, ...] | Invalid:
+    if not isinstance(value, list):
+        return r.problem(path, f"must be a list of uids like [1000], got {show(value)}")
+    uids = [r.integer(join(path, index), item, 0, 0xFFFFFFFE) for index, item in enumerate(value)]
+    return tuple(uid for uid in uids if isinstance(uid, int))
 
 
 def _country_code(r: Reader, path: str, code: object) -> str | Invalid:
@@ -616,6 +646,7 @@ def read_sections(r: Reader, top: dict[str, Any]) -> dict[str, Any]:
         "routing": _routing(r, top.get("routing")),
         "carriers": _carriers(r, top.get("carriers")),
         "tenants": _tenants(r, top.get("tenants")),
+        "ctl": _ctl(r, top.get("ctl")),
     }
     if "drain_timeout" in top:
         parts["drain_timeout"] = r.duration("drain_timeout", top["drain_timeout"])

@@ -112,6 +112,8 @@ class Carrier:
         self._dirty = False
         self._started = False
         self._closing = False
+        #: ``smppgw ctl pause``: binds stay up, no new job starts (see :meth:`hold`).
+        self.held = False
         self._stopped = False
         #: When the dispatcher last started waiting for a token alone (metrics).
         self._throttled_since: float | None = None
@@ -180,9 +182,15 @@ class Carrier:
         """Jobs queued in memory per lane (not counting those in a window or a retry wait)."""
         return self._lanes.backlog()
 
+    def hold(self, held: bool) -> None:
+        """Start no new job while ``held`` (binds stay up; jobs already started send their
+        remaining parts and windows drain); ``False`` carries on where it stopped."""
+        self.held = held
+        self._wake()
+
     def wants(self) -> int:
         """How many more jobs the carrier would like in memory: about two seconds of work."""
-        if self._closing:
+        if self._closing or self.held:
             return 0
         cfg = self.config
         target = max(2 * cfg.tps, 2 * max(1, cfg.window) * max(1, len(self._tx) or cfg.sessions))
@@ -331,7 +339,7 @@ class Carrier:
         wait = self._pause.wait(now)
         if wait is not None:
             return wait
-        job = self._lanes.head(self._closing)
+        job = self._lanes.head(self._closing or self.held)
         if job is None:
             return INF
         msg = job.message

@@ -130,6 +130,17 @@ class Throttle:
         self._guard = min(self._guard + GUARD, max(GUARD_MAX, self._guard))
         return self._guard
 
+    def in_use(self, now: float | None = None) -> int:
+        """Sends in the last second (at most ``window_limit``): the rate in use now, for
+        ``smppgw ctl status``. Walks the recent sends newest first."""
+        since = (self._clock() if now is None else now) - 1.0
+        count = 0
+        for sent in reversed(self._recent):
+            if sent <= since:
+                break
+            count += 1
+        return count
+
     def take(self, now: float | None = None) -> float:
         """Record a send happening now (after :meth:`delay` said 0); returns its time."""
         if now is None:

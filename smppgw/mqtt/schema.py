@@ -41,7 +41,9 @@ PRIORITIES = ("high", "normal", "low")
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 PriorityName = Literal["high", "normal", "low"]
-StatusName = Literal["submitted", "delivered", "undelivered", "expired", "rejected", "failed"]
+StatusName = Literal[
+    "submitted", "delivered", "undelivered", "expired", "rejected", "failed", "cancelled"
+]
 
 
 class JobError(ValueError):

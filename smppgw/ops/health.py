@@ -46,6 +46,7 @@ class HealthState:
         self._binds: dict[str, int] = {}
         self._problems: dict[str, str] = {}
         self._draining = False
+        self._paused: set[str] = set()
 
     # --- written by the gateway -------------------------------------------------------
 
@@ -68,6 +69,15 @@ class HealthState:
         """Number of binds of ``carrier`` currently bound (able to submit or receive)."""
         with self._lock:
             self._binds[carrier] = up
+
+    def set_paused(self, carrier: str, paused: bool) -> None:
+        """An operator paused (or resumed) ``carrier``: shown apart from broken binds, and
+        not a reason to be unready (its binds stay up, its jobs queue in the store)."""
+        with self._lock:
+            if paused:
+                self._paused.add(carrier)
+            else:
+                self._paused.discard(carrier)
 
     def set_policy(self, policy: ReadyPolicy | str) -> None:
         with self._lock:
@@ -111,6 +121,7 @@ class HealthState:
             problems = dict(self._problems)
             policy = self._policy
             draining = self._draining
+            paused = sorted(self._paused)
         reasons = list(live.reasons)
         if draining:
             reasons.append("gateway: shutting down")
@@ -125,6 +136,7 @@ class HealthState:
             "mqtt_connected": mqtt,
             "binds": binds,
             "policy": policy.value,
+            "paused": paused,
         }
         return Verdict(not reasons, tuple(reasons), details)
 

@@ -67,6 +67,9 @@ BIND_FAILURES = ("connect_error", "timeout", "closed")
 #: Why an MO part was refused (the ``reason`` label of mo_parts_refused).
 MO_REFUSALS = ("too_large", "busy")
 
+#: Results of a ``smppgw ctl`` request (the ``result`` label of ctl_requests).
+CTL_RESULTS = ("ok", "refused", "invalid", "failed")
+
 #: Kinds of MQTT publications (the ``kind`` label of events_published).
 EVENT_KINDS = ("status", "inbound", "rejected")
 
@@ -418,6 +421,13 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.ctl_requests = Counter(
+            "smppgw_ctl_requests_total",
+            "smppgw ctl requests, by result (ok, refused: uid not allowed, invalid: not a "
+            "request this gateway knows, failed: a known request that could not be done).",
+            ["result"],
+            registry=r,
+        )
         self.http_dropped = Counter(
             "smppgw_http_connections_dropped_total",
             "Connections to this HTTP endpoint closed unanswered: over_cap (more than 64 "
@@ -444,6 +454,8 @@ class Metrics:
         )
         for result in ("ok", "failed"):
             self.config_reloads.labels(result=result)
+        for result in CTL_RESULTS:
+            self.ctl_requests.labels(result=result)
         for kind in EVENT_KINDS:
             self.events_published.labels(kind=kind)
         for reason in SET_ASIDE_REASONS:

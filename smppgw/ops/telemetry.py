@@ -402,6 +402,8 @@ class TenantTelemetry:
         self.waiting = metrics.tenant_waiting
         self.held = metrics.tenant_held
         self.unknown = metrics.tenant_unknown
+        #: Handlers held per tenant right now (the gauge's value, for ``smppgw ctl status``).
+        self.holding: dict[str, int] = {}
 
     def init(self, names: Iterable[str]) -> None:
         for name in names:
@@ -422,6 +424,7 @@ class TenantTelemetry:
     def hold(self, tenant: str, delta: int) -> None:
         """A handler started (+1) or stopped (-1) waiting for the tenant's rate or room."""
         self.held.labels(tenant=tenant).inc(delta)
+        self.holding[tenant] = self.holding.get(tenant, 0) + delta
 
     def show_waiting(self, tenant: str, waiting: int) -> None:
         self.waiting.labels(tenant=tenant).set(waiting)

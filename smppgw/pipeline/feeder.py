@@ -53,6 +53,9 @@ class Feeder:
         #: Resolved by wake() while the feeder naps with the carrier full.
         self._nap: asyncio.Future[None] | None = None
         self._stopping = False
+        #: Set while not paused (``smppgw ctl pause``): the loop waits on it before a claim.
+        self._running = asyncio.Event()
+        self._running.set()
         self.claimed = 0
 
     def wake(self) -> None:
@@ -68,10 +71,28 @@ class Feeder:
 
     def stop(self) -> None:
         self._stopping = True
+        self._running.set()
+        self.wake()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        """Claim nothing more until :meth:`resume` (an operator's ``smppgw ctl pause``):
+        the carrier's queue stays in the store, where ``jobs cancel`` can still reach it."""
+        self._running.clear()
+        self.wake()
+
+    def resume(self) -> None:
+        self._running.set()
         self.wake()
 
     async def run(self) -> None:
         while not self._stopping:
+            if not self._running.is_set():
+                await self._running.wait()
+                continue
             room = self._carrier.wants()
             urgent = room <= 0
             if urgent:

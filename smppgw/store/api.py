@@ -23,6 +23,7 @@ from typing import TypeVar
 from smppgw.store import ops
 from smppgw.store.model import (
     DeadEvent,
+    JobState,
     JobView,
     OutboxEvent,
     RecoveryReport,
@@ -338,6 +339,37 @@ class Store:
 
     async def job(self, job_id: str) -> JobView | None:
         return await self._run(partial(ops.job, job_id=job_id))
+
+    # -- operator actions (smppgw ctl) -----------------------------------------------
+    async def cancel_queued(self, job_id: str, make_events: EventMaker) -> JobView | None:
+        """End a job still waiting in its lane ``cancelled``, with ``make_events(view,
+        "cancelled")``, in one transaction. Returns the job's view (its state says whether
+        it was cancelled), None for an unknown id."""
+        return await self._run(partial(ops.cancel_queued, job_id=job_id, make_events=make_events))
+
+    async def requeue_unknown(self, job_id: str) -> tuple[JobView | None, bool]:
+        """Put a ``failed`` / ``unknown_outcome`` job whose text was kept (``keep_text``)
+        back in its lane; the view, and whether it moved."""
+        return await self._run(partial(ops.requeue_unknown, job_id=job_id))
+
+    async def list_jobs(
+        self,
+        *,
+        carrier: str | None = None,
+        state: JobState | None = None,
+        lane: int | None = None,
+        limit: int = 50,
+    ) -> list[JobView]:
+        """The newest ``limit`` jobs with that carrier, state and lane (each optional)."""
+        return await self._run(
+            partial(
+                ops.list_jobs,
+                carrier=carrier,
+                state=None if state is None else int(state),
+                lane=lane,
+                limit=limit,
+            )
+        )
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` in the writer thread inside a batch's transaction: for

@@ -342,6 +342,61 @@ def finish(
     return True
 
 
+def cancel_queued(tx: Tx, job_id: str, make_events: EventMaker) -> JobView | None:
+    """A job still waiting in its lane becomes final ``cancelled`` with its events; a job
+    in any other state is left alone (its view says which). None for an unknown id.
+    Claimed jobs are not ``queued``, so a cancel never races a submit_sm."""
+    view = job(tx, job_id)
+    if view is None or view.state != JobState.QUEUED.label:
+        return view
+    _leave_queue(tx, QUEUED, view.carrier, view.lane)
+    tx.conn.execute(
+        "UPDATE jobs SET state = 4, status = 'cancelled', done_at = ? WHERE job_id = ?",
+        (tx.now, job_id),
+    )
+    view.state, view.status, view.done_at = JobState.FINAL.label, "cancelled", tx.now
+    _add_events(tx, make_events(view, "cancelled"))
+    return view
+
+
+def requeue_unknown(tx: Tx, job_id: str) -> tuple[JobView | None, bool]:
+    """A ``failed`` / ``unknown_outcome`` job whose text was kept goes back to its lane
+    (attempt count kept, at its original place in arrival order). Returns the job's view
+    (after the change when one was made) and whether it was requeued."""
+    view = job(tx, job_id)
+    if view is None or (view.status, view.error_code) != ("failed", "unknown_outcome"):
+        return view, False
+    row = tx.conn.execute("SELECT text IS NOT NULL FROM jobs WHERE job_id = ?", (job_id,))
+    if not row.fetchone()[0] or view.carrier is None:
+        return view, False
+    tx.conn.execute(
+        "UPDATE jobs SET state = 0, status = NULL, error_code = NULL, done_at = NULL,"
+        " next_attempt = 0 WHERE job_id = ?",
+        (job_id,),
+    )
+    tx.depth[(view.carrier, view.lane)] += 1
+    view.state, view.status, view.error_code, view.done_at = "queued", None, None, None
+    return view, True
+
+
+def list_jobs(
+    tx: Tx, carrier: str | None, state: int | None, lane: int | None, limit: int
+) -> list[JobView]:
+    """The newest ``limit`` jobs matching every filter given (``jobs_queue`` serves a
+    carrier with a state)."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("carrier", carrier), ("state", state), ("lane", lane)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    rows = tx.conn.execute(
+        f"SELECT {_VIEW_COLUMNS} FROM jobs{clause} ORDER BY seq DESC LIMIT ?", (*params, limit)
+    ).fetchall()
+    return [_view_from_row(row) for row in rows]
+
+
 def lookup(tx: Tx, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
     row = tx.conn.execute(
         "SELECT job_id, part, parts FROM msgids WHERE carrier = ? AND normalized_id = ?",
