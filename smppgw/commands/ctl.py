@@ -87,7 +87,10 @@ def ask(path: str, request: dict[str, Any], timeout: float = TIMEOUT) -> dict[st
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
-        sock.sendall(json.dumps(request).encode() + b"\n")
+        try:
+            sock.sendall(json.dumps(request).encode() + b"\n")
+        except BrokenPipeError:
+            pass  # refused at once (uid not allowed): the refusal is waiting to be read
         with sock.makefile("rb") as answers:
             line = answers.readline()
     if not line:
@@ -169,7 +172,8 @@ def _job_line(job: dict[str, Any]) -> str:
     status = job["status"] or job["state"]
     if job["error_code"]:
         status += f" ({job['error_code']})"
-    return f"{job['received_at']}  {job['job_id']:<30} {job['carrier'] or '-':<12} {job['lane']:<7}{status}"
+    carrier = job["carrier"] or "-"
+    return f"{job['received_at']}  {job['job_id']:<30} {carrier:<12} {job['lane']:<7}{status}"
 
 
 def _show(value: Any) -> str:

@@ -129,10 +129,10 @@ class Control:
     async def jobs_cancel(self, request: Request) -> dict[str, Any]:
         job_id = _job_id(request.args)
         _logged(request, job_id=job_id)
-        view = await self._gw.events.cancel(job_id)
+        view, cancelled = await self._gw.events.cancel(job_id)
         if view is None:
             raise RequestError(f"no job {job_id!r}")
-        if view.status != "cancelled":
+        if not cancelled:
             raise RequestError(
                 f"job {job_id!r} is {_where(view)}: only a job still queued can be cancelled"
             )

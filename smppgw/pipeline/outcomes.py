@@ -187,17 +187,17 @@ class GatewayEvents:
         log.info("job_finished", carrier=carrier, job_id=job_id, status=status, code=code)
         self._on_events()
 
-    async def cancel(self, job_id: str) -> JobView | None:
+    async def cancel(self, job_id: str) -> tuple[JobView | None, bool]:
         """Cancel a job still waiting in its lane: final ``cancelled``, its status event in
-        the outbox, in one transaction. Returns the view (``status`` says whether it was
-        cancelled; a job claimed, submitted or final is left alone), None if unknown."""
-        view = await self._store.cancel_queued(job_id, self._factory.for_view)
-        if view is not None and view.status == "cancelled" and view.carrier is not None:
+        the outbox, in one transaction. The view (None if unknown) and whether it was
+        cancelled now (a job claimed, submitted or final is left alone)."""
+        view, cancelled = await self._store.cancel_queued(job_id, self._factory.for_view)
+        if view is not None and cancelled and view.carrier is not None:
             if self._on_left is not None:
                 self._on_left(job_id)
             self._telemetry.job_final(view.carrier, "cancelled")
             self._on_events()
-        return view
+        return view, cancelled
 
     async def receipt(
         self, carrier: str, job_id: str, part: int, parts: int, receipt: Receipt

@@ -341,10 +341,12 @@ class Store:
         return await self._run(partial(ops.job, job_id=job_id))
 
     # -- operator actions (smppgw ctl) -----------------------------------------------
-    async def cancel_queued(self, job_id: str, make_events: EventMaker) -> JobView | None:
+    async def cancel_queued(
+        self, job_id: str, make_events: EventMaker
+    ) -> tuple[JobView | None, bool]:
         """End a job still waiting in its lane ``cancelled``, with ``make_events(view,
-        "cancelled")``, in one transaction. Returns the job's view (its state says whether
-        it was cancelled), None for an unknown id."""
+        "cancelled")``, in one transaction. The job's view (None for an unknown id) and
+        whether it was cancelled now."""
         return await self._run(partial(ops.cancel_queued, job_id=job_id, make_events=make_events))
 
     async def requeue_unknown(self, job_id: str) -> tuple[JobView | None, bool]:

@@ -342,13 +342,14 @@ def finish(
     return True
 
 
-def cancel_queued(tx: Tx, job_id: str, make_events: EventMaker) -> JobView | None:
+def cancel_queued(tx: Tx, job_id: str, make_events: EventMaker) -> tuple[JobView | None, bool]:
     """A job still waiting in its lane becomes final ``cancelled`` with its events; a job
-    in any other state is left alone (its view says which). None for an unknown id.
-    Claimed jobs are not ``queued``, so a cancel never races a submit_sm."""
+    in any other state is left alone (its view says which). Claimed jobs are not
+    ``queued``, so a cancel never races a submit_sm. Returns the view (None for an
+    unknown id) and whether it was cancelled now."""
     view = job(tx, job_id)
     if view is None or view.state != JobState.QUEUED.label:
-        return view
+        return view, False
     _leave_queue(tx, QUEUED, view.carrier, view.lane)
     tx.conn.execute(
         "UPDATE jobs SET state = 4, status = 'cancelled', done_at = ? WHERE job_id = ?",
@@ -356,7 +357,7 @@ def cancel_queued(tx: Tx, job_id: str, make_events: EventMaker) -> JobView | Non
     )
     view.state, view.status, view.done_at = JobState.FINAL.label, "cancelled", tx.now
     _add_events(tx, make_events(view, "cancelled"))
-    return view
+    return view, True
 
 
 def requeue_unknown(tx: Tx, job_id: str) -> tuple[JobView | None, bool]:

@@ -69,6 +69,7 @@ def gateway_config(
         "metrics": {"listen": None},
         "log": {"level": "warning", "format": "console"},
         "carriers": carriers,
+        "ctl": {"socket": None},  # tests that talk to it pass ctl={"socket": ...}
     }
     data.update(top)
     return parse_config(data)
