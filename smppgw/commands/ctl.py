@@ -9,6 +9,7 @@ document for scripts. Exit status: 0 done, 1 the gateway refused or could not do
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import sys
@@ -87,10 +88,9 @@ def ask(path: str, request: dict[str, Any], timeout: float = TIMEOUT) -> dict[st
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
-        try:
+        # Refused at once (uid not allowed): the refusal is waiting to be read.
+        with contextlib.suppress(BrokenPipeError):
             sock.sendall(json.dumps(request).encode() + b"\n")
-        except BrokenPipeError:
-            pass  # refused at once (uid not allowed): the refusal is waiting to be read
         with sock.makefile("rb") as answers:
             line = answers.readline()
     if not line:

@@ -26,7 +26,6 @@ import stat
 import struct
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from smppgw.ops.logs import get_logger
@@ -143,12 +142,7 @@ class CtlServer:
             probe.close()
         raise OSError(f"{self.path}: another process is listening on it")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         server, self._server = self._server, None
         if server is None:
             return

@@ -1244,3 +1244,34 @@ def test_bad_ready_policy_and_bad_listen_are_reported_together() -> None:
         parse_config(doc(metrics={"listen": "9464", "ready_policy": "most"}))
     assert "metrics.ready_policy: must be one of all, any, none, got 'most'" in str(caught.value)
     assert "metrics.listen: must be" in str(caught.value)
+
+
+# ---------------------------------------------------------------------- ctl
+
+
+def test_ctl_defaults_to_an_owner_only_socket_under_run() -> None:
+    ctl = parse_config(doc()).ctl
+    assert (ctl.socket, ctl.allow_uids) == ("/run/smppgw/ctl.sock", ())
+
+
+def test_ctl_socket_off_relative_and_allowed_uids(tmp_path: Path) -> None:
+    assert parse_config(doc(ctl={"socket": None})).ctl.socket is None
+    ctl = parse_config(
+        doc(ctl={"socket": "ctl.sock", "allow_uids": [1000, 0]}), base_dir=tmp_path
+    ).ctl
+    assert (ctl.socket, ctl.allow_uids) == (str(tmp_path / "ctl.sock"), (1000, 0))
+
+
+@pytest.mark.parametrize(
+    ("ctl", "message"),
+    [
+        ({"socket": 5}, "ctl.socket: must be a string, got 5"),
+        ({"socket": "/run/" + "x" * 120}, "ctl.socket: must be at most 107 bytes"),
+        ({"allow_uids": 1000}, "ctl.allow_uids: must be a list of uids like [1000], got 1000"),
+        ({"allow_uids": ["root"]}, "ctl.allow_uids[0]: must be an integer from 0 to"),
+        ({"allow_uids": [-1]}, "ctl.allow_uids[0]: must be an integer from 0 to"),
+        ({"sockt": "/x"}, "ctl.sockt: unknown key; did you mean socket?"),
+    ],
+)
+def test_ctl_errors(ctl: dict[str, Any], message: str) -> None:
+    assert only(doc(ctl=ctl)).startswith(message)

@@ -307,7 +307,13 @@ def test_readyz_says_why_not_ready(served):
         "mqtt_connected": True,
         "binds": {"viettel": 2, "vinaphone": 1},
         "policy": "all",
+        "paused": [],
     }
+    # An operator's pause (smppgw ctl) is shown, and is not a reason to be unready.
+    health.set_paused("vinaphone", True)
+    status, body = get(port, "/readyz")
+    assert status == 200 and json.loads(body)["paused"] == ["vinaphone"]
+    health.set_paused("vinaphone", False)
     health.set_problem("store", "database is locked")
     assert json.loads(get(port, "/readyz")[1])["reasons"] == ["store: database is locked"]
     health.set_problem("store", None)
