@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from smppgw.store import Store, StoredJob
 from gateway.harness import Observer, gateway_config, running, sim_config
 from support.broker import Mosquitto
 
+_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
 NOBODY = 65534
 DAEMON = 1  # Debian's "daemon" user: an uid to allow that is neither root nor nobody
 
@@ -352,3 +354,40 @@ async def test_ctl_under_load_is_fast_and_costs_no_throughput(
     assert len(ms) == STATUS_CALLS
     assert statistics.median(ms) < 25 and ms[-1] < 500, ms
     assert busy >= 0.8 * quiet, (before, busy, after)
+
+
+async def test_the_command_line_for_people_and_scripts(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    viettel: Simulator,
+    sock_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from smppgw.cli import main
+
+    sock = sock_dir / "ctl.sock"
+
+    async def smppgw_ctl(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, ["ctl", "--socket", str(sock), *argv])
+        out, err = capsys.readouterr()
+        # The gateway's own log lines share this process's stdout: leave them out.
+        kept = [line for line in out.splitlines(True) if not _LOG_LINE.match(line)]
+        return code, "".join(kept), err
+
+    async with running(_config(tmp_path, mosquitto, viettel, sock)):
+        code, out, _ = await smppgw_ctl("status")
+        assert code == 0 and out.splitlines()[1].startswith("viettel         up"), out
+        assert "outbox 0, dead events 0" in out
+        code, out, _ = await smppgw_ctl("--json", "status")
+        assert code == 0 and json.loads(out)["result"]["carriers"]["viettel"]["binds_up"] == 1
+        code, out, _ = await smppgw_ctl("pause", "viettel")
+        assert (code, out) == (0, "viettel: paused\n")
+        code, out, _ = await smppgw_ctl("status")
+        assert out.splitlines()[1].startswith("viettel         paused")
+        code, _, err = await smppgw_ctl("jobs", "requeue", "x1")
+        assert code == 1 and "--confirm-never-sent" in err
+        code, out, _ = await smppgw_ctl("jobs", "list")
+        assert (code, out) == (0, "no jobs\n")
+    code, _, err = await smppgw_ctl("status")  # no gateway any more
+    assert code == 2 and str(sock) in err

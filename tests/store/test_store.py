@@ -20,6 +20,7 @@ import pytest
 from smppgw.config import SourceConfig
 from smppgw.engine.message import Priority
 from smppgw.store import (
+    JobState,
     JobView,
     OutboxEvent,
     Store,
@@ -530,6 +531,57 @@ async def test_recover_requeues_claimed_and_applies_policy_to_in_flight(tmp_path
         assert view is not None
         assert (view.status, view.error_code) == ("failed", "unknown_outcome")
         assert await topics(store) == ["sms/status/v1", "sms/status/v3"]
+
+
+async def test_cancel_only_a_queued_job_and_keep_the_depths(store: Store) -> None:
+    """smppgw ctl jobs cancel: queued → final cancelled with its event in the same
+    transaction; a claimed job (a submit_sm may be on its way) is left alone."""
+    await store.add_jobs([job("q"), job("c"), job("h", lane=0)])
+    assert await claim_ids(store, limit=1, carrier=CARRIER) == ["h"]
+    view, cancelled = await store.cancel_queued("q", status_events)
+    assert cancelled and view is not None
+    assert (view.state, view.status) == ("final", "cancelled")
+    assert await topics(store) == ["sms/status/q"]
+    assert await store.queue_depths() == {(CARRIER, 1): 1}
+    view, cancelled = await store.cancel_queued("h", status_events)  # claimed
+    assert not cancelled and view is not None and view.state == "sending"
+    view, cancelled = await store.cancel_queued("q", status_events)  # already final
+    assert not cancelled and view is not None and view.status == "cancelled"
+    assert await store.cancel_queued("nope", status_events) == (None, False)
+    assert await topics(store) == ["sms/status/q"]
+    assert await claim_ids(store) == ["c"]
+
+
+async def test_requeue_only_an_unknown_outcome_with_its_text(tmp_path: Path) -> None:
+    path = str(tmp_path / "gw.db")
+    async with Store(path, keep_text=True) as store:
+        await store.add_jobs([job("u"), job("r")])
+        await store.claim(CARRIER, 10, time.time())
+        await store.mark_in_flight(["u"])
+        await store.finish("r", "rejected", [], code="ESME_RINVDSTADR")
+    async with Store(path, keep_text=True) as store:
+        await store.recover(lambda carrier: False, status_events)
+        assert (await store.requeue_unknown("r"))[1] is False
+        view, moved = await store.requeue_unknown("u")
+        assert moved and view is not None and (view.state, view.status) == ("queued", None)
+        assert await store.queue_depths() == {(CARRIER, 1): 1}
+        [again] = await store.claim(CARRIER, 10, time.time())
+        assert again.job_id == "u" and again.text
+        listed = await store.list_jobs(carrier=CARRIER, limit=10)
+        assert [v.job_id for v in listed] == ["r", "u"]  # newest first
+        assert [v.job_id for v in await store.list_jobs(state=JobState.FINAL)] == ["r"]
+
+
+async def test_requeue_refused_once_the_text_was_blanked(tmp_path: Path) -> None:
+    path = str(tmp_path / "gw.db")
+    async with Store(path) as store:  # keep_text off: the text goes when it ends
+        await store.add_jobs([job("u")])
+        await store.claim(CARRIER, 10, time.time())
+        await store.mark_in_flight(["u"])
+    async with Store(path) as store:
+        await store.recover(lambda carrier: False, status_events)
+        view, moved = await store.requeue_unknown("u")
+        assert not moved and view is not None and view.error_code == "unknown_outcome"
 
 
 async def test_purge_removes_old_finished_jobs_in_chunks(
