@@ -122,13 +122,13 @@ class Control:
     def _switch(self, request: Request, *, paused: bool) -> dict[str, Any]:
         name = _carrier(request.args, self._gw.carriers)
         was = name in self._gw.paused
-        _logged(request, carrier=name, was_paused=was)
+        _logged(request, was_paused=was)
         self._gw.set_paused(name, paused)
         return {"carrier": name, "paused": paused, "changed": was != paused}
 
     async def jobs_cancel(self, request: Request) -> dict[str, Any]:
         job_id = _job_id(request.args)
-        _logged(request, job_id=job_id)
+        _logged(request)
         view, cancelled = await self._gw.events.cancel(job_id)
         if view is None:
             raise RequestError(f"no job {job_id!r}")
@@ -145,7 +145,7 @@ class Control:
                 f"job {job_id!r}: requeue sends it again; confirm with --confirm-never-sent "
                 "that the SMSC never got it (its logs, or the carrier)"
             )
-        _logged(request, job_id=job_id)
+        _logged(request)
         view, moved = await self._gw.store.requeue_unknown(job_id)
         if view is None:
             raise RequestError(f"no job {job_id!r}")
@@ -174,7 +174,7 @@ class Control:
 
 def _logged(request: Request, **details: Any) -> None:
     """Every command that changes state, with who asked."""
-    log.info("ctl_command", uid=request.uid, command=request.command, **details)
+    log.info("ctl_command", uid=request.uid, command=request.command, args=request.args, **details)
 
 
 def _where(view: JobView) -> str:

@@ -118,7 +118,7 @@ class CtlServer:
             if self._server is not None:
                 self._server.close()
                 self._server = None
-            log.error("ctl_unavailable", socket=self.path, error=str(exc))
+            log.warning("ctl_unavailable", socket=self.path, error=str(exc))
             return self
         log.info("ctl_listening", socket=self.path, mode=oct(mode))
         return self

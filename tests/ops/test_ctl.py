@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from structlog.testing import capture_logs
 
 from smppgw.commands.ctl import ask, render
 from smppgw.config.loader import load_config
@@ -280,8 +281,20 @@ async def test_a_client_that_is_not_allowed_is_refused(
         assert "viettel" not in gw.paused
         refused_total = gw.metrics.ctl_requests.labels(result="refused")._value.get()
         assert refused_total == 1
-        allowed = await _as_uid(DAEMON, sock)
+        with capture_logs() as logs:
+            allowed = await _as_uid(DAEMON, sock)
         assert allowed["ok"] and "viettel" in gw.paused
+        said = [e for e in logs if e["event"] == "ctl_command"]
+        assert said == [
+            {
+                "event": "ctl_command",
+                "log_level": "info",
+                "uid": DAEMON,
+                "command": "pause",
+                "args": {"carrier": "viettel"},
+                "was_paused": False,
+            }
+        ], said
 
 
 def load_config_with(config: Any, **ctl: Any) -> Any:
