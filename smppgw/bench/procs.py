@@ -214,6 +214,7 @@ def start_gateway(
         "mqtt": {"host": broker.host, "port": broker.port, "client_id": "smppgw-bench"},
         "store": {"path": str(store_path), **(store or {})},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
+        "ctl": {"socket": None},  # never the host's /run/smppgw
         "log": {"level": log_level, "format": "json"},
         "carriers": carriers,
     }

@@ -423,6 +423,8 @@ class Demo:
         assert self.plan is not None and self.sims is not None
         topics = self.plan.config.mqtt
         control = self.sims.control_url("viettel", "")
+        socket = self.plan.config.ctl.socket
+        ctl = f"  smppgw ctl --socket {socket} status\n" if socket else ""
         self.say(
             "\neverything is still running (Ctrl-C stops it). In another terminal:\n"
             f"  mosquitto_sub -h {host} -p {port} -t 'demo/sms/#' -v\n"
@@ -432,6 +434,7 @@ class Demo:
             f'\'{{"from":"{COD_CUSTOMER}","to":"{COD_SHORT_CODE}","text":"2"}}\'\n'
             f"  curl -s {self.plan.metrics_url}/metrics | grep ^smppgw_\n"
             f"  curl -s {self.plan.metrics_url}/readyz\n"
+            f"{ctl}"
             f"events keep printing here; gateway log: {self.workdir / 'gateway.log'}"
         )
 

@@ -107,6 +107,10 @@ def plan_gateway(
     mqtt["host"], mqtt["port"] = broker
     mqtt["client_id"] = f"smppgw-demo-{os.getpid()}"
     raw.setdefault("store", {})["path"] = str(workdir / "smppgw.db")
+    # `smppgw ctl --socket <workdir>/ctl.sock status` talks to the demo's gateway; a UNIX
+    # socket path is at most 107 bytes, so a very deep --workdir goes without.
+    ctl_socket = workdir / "ctl.sock"
+    raw["ctl"] = {"socket": str(ctl_socket) if len(bytes(ctl_socket)) <= 100 else None}
     metrics_port = free_port(HOST)
     raw["metrics"] = {"listen": f"{HOST}:{metrics_port}"}
     # The log goes to a file the demo reads: it waits for the "mqtt.subscribed" line.

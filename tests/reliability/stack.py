@@ -246,6 +246,7 @@ class GatewayProc:
             "store": {"path": str(self.store_path)},
             "metrics": {"listen": f"127.0.0.1:{self.metrics_port}" if self.metrics_port else None},
             "log": {"level": log_level, "format": "json"},
+            "ctl": {"socket": None},  # never the host's /run/smppgw
             "carriers": carriers,
             "drain_timeout": 5.0,
         }
