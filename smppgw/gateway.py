@@ -25,6 +25,7 @@ from smppgw.aio import Spawn, supervised
 from smppgw.config import CarrierConfig, Config, ConfigError
 from smppgw.config.loader import load_config
 from smppgw.engine.carrier import Carrier
+from smppgw.engine.reconfig import diff
 from smppgw.mqtt import Declined, MqttClient, MqttError
 from smppgw.mqtt._gmqtt import GmqttChanged
 from smppgw.ops import notify
@@ -425,9 +426,10 @@ class Gateway:
         self._services_spawn(self.reload(), "reload")
 
     async def reload(self) -> bool:
-        """Re-read the config file: log level, routes, TPS/window/… of changed carriers,
-        added and removed carriers. Unchanged carriers keep their binds. A broken file is
-        refused and the running config stays."""
+        """Re-read the config file: log level, routes, tenants, added and removed carriers,
+        and changed carriers' settings, applied live with their binds kept; only a change
+        to what identifies a bind rebinds that carrier (:mod:`smppgw.engine.reconfig`). A
+        broken file is refused and the running config stays."""
         assert self.config_path is not None
         notify.reloading()
         try:
@@ -453,12 +455,13 @@ class Gateway:
         old = self.carrier_configs
         wanted = {c.name: c for c in new.carriers}
         for name in list(old):
-            if name not in wanted or wanted[name] != old[name]:
+            if name not in wanted:
                 await self._remove_carrier(name, new.drain_timeout)
-                if name not in wanted:
-                    self.telemetry.remove_carrier(name)
-                    self.paused.discard(name)
-                    self.health.set_paused(name, False)
+                self.telemetry.remove_carrier(name)
+                self.paused.discard(name)
+                self.health.set_paused(name, False)
+            elif wanted[name] != old[name]:
+                await self._reconfigure_carrier(old[name], wanted[name], new.drain_timeout)
         self.carrier_configs.clear()
         self.carrier_configs.update(wanted)
         self.config = new
@@ -480,6 +483,28 @@ class Gateway:
         log.info("reloaded", carriers=list(wanted))
         notify.ready("reloaded")
         return True
+
+
+    async def _reconfigure_carrier(
+        self, old: CarrierConfig, new: CarrierConfig, drain_timeout: float
+    ) -> None:
+        """Apply one carrier's changed settings: a change to what identifies its binds
+        drains and rebinds it (re-added by :meth:`reload`); otherwise the running carrier
+        takes the rest live and grows or shrinks ``sessions`` one bind at a time."""
+        change = diff(old, new)
+        if change.rebind:
+            log.info("carrier_reconfigured", carrier=new.name, rebind=change.rebind)
+            await self._remove_carrier(new.name, drain_timeout)
+            return
+        carrier = self.carriers[new.name]
+        carrier.reconfigure(replace(new, sessions=old.sessions))
+        if change.sessions:
+            await carrier.resize(new.sessions, drain_timeout)
+        self.metrics.init_carrier(new.name, new.sessions, new.tps)
+        how: dict[str, Any] = {"live": change.live}
+        if change.sessions:
+            how["sessions"] = f"{change.sessions:+d}"
+        log.info("carrier_reconfigured", carrier=new.name, **how)
 
 
 def log_warnings(config: Config) -> None:

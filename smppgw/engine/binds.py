@@ -7,6 +7,8 @@ translates, so a new carrier setting that a bind needs is added here and in ``Bi
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from smppgw.config import CarrierConfig
 from smppgw.smpp.session import BindParams
 from smppgw.tls import client_context
@@ -14,7 +16,7 @@ from smppgw.tls import client_context
 
 def bind_params(config: CarrierConfig, mode: str) -> BindParams:
     """The parameters of one ``mode`` bind (transmitter, receiver, transceiver) to ``config``."""
-    return BindParams(
+    identity = BindParams(
         name=config.name,
         host=config.host,
         port=config.port,
@@ -23,6 +25,16 @@ def bind_params(config: CarrierConfig, mode: str) -> BindParams:
         system_type=config.system_type,
         address_range=config.address_range,
         mode=mode,
+        ssl=client_context(config.tls) if config.tls else None,
+    )
+    return retuned(identity, config)
+
+
+def retuned(params: BindParams, config: CarrierConfig) -> BindParams:
+    """``params`` with what a reload may change without a new bind taken from ``config``:
+    the window, timeouts and reconnect back-off (the identity, and TLS context, kept)."""
+    return replace(
+        params,
         window=config.window,
         enquire_link=config.enquire_link_interval,
         response_timeout=config.response_timeout,
@@ -30,5 +42,4 @@ def bind_params(config: CarrierConfig, mode: str) -> BindParams:
         frame_timeout=config.frame_timeout,
         reconnect_min=config.reconnect_min,
         reconnect_max=config.reconnect_max,
-        ssl=client_context(config.tls) if config.tls else None,
     )

@@ -28,11 +28,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from smppgw.config import BindMode, CarrierConfig
-from smppgw.engine.binds import bind_params
+from smppgw.engine.binds import bind_params, retuned
 from smppgw.engine.context import CarrierContext
 from smppgw.engine.job import SendJob
 from smppgw.engine.lanes import Arming, Lanes
@@ -42,6 +43,7 @@ from smppgw.engine.mo import MoHandler
 from smppgw.engine.observers import UNOBSERVED, CarrierEvents, CarrierObserver, CarrierStats
 from smppgw.engine.pause import INF, ThrottlePause
 from smppgw.engine.pdus import PduBuilder
+from smppgw.engine.policy import ErrorPolicy
 from smppgw.engine.receipts import Receipts
 from smppgw.engine.results import Results
 from smppgw.engine.tasks import Background
@@ -124,29 +126,8 @@ class Carrier:
         if self._started:
             return
         self._started = True
-        cfg = self.config
-        n = max(1, cfg.sessions)
-        modes: list[str]
-        if cfg.bind == BindMode.TRANSCEIVER:
-            modes = ["transceiver"] * n
-        elif cfg.bind == BindMode.TRANSMITTER_RECEIVER:
-            modes = ["transmitter", "receiver"] * n
-        else:
-            modes = ["transmitter"] * n
-        counts: dict[str, int] = {}
-        for mode in modes:
-            counts[mode] = counts.get(mode, 0) + 1
-            keeper = SessionKeeper(
-                bind_params(cfg, mode),
-                self,
-                name=f"{self.name}/{mode[:3]}{counts[mode]}",
-                on_change=self._wake,
-                observer=self.observer,
-                slot=counts[mode] - 1,
-            )
-            self.keepers.append(keeper)
-            if mode != "receiver":
-                self._tx.append(keeper)
+        for _ in range(max(1, self.config.sessions)):
+            self._add_session()
         for keeper in self.keepers:
             keeper.start()
         loop = asyncio.get_running_loop()
@@ -154,6 +135,103 @@ class Carrier:
         self._housekeeper = loop.create_task(
             self._mo.housekeeping(), name=f"{self.name}/housekeeping"
         )
+
+    def _session_modes(self) -> tuple[str, ...]:
+        """The binds one of ``sessions`` opens: one transceiver, one transmitter, or a pair."""
+        bind = self.config.bind
+        if bind == BindMode.TRANSCEIVER:
+            return ("transceiver",)
+        if bind == BindMode.TRANSMITTER_RECEIVER:
+            return ("transmitter", "receiver")
+        return ("transmitter",)
+
+    def _add_session(self) -> list[SessionKeeper]:
+        """One more of ``sessions``: its keepers, created and listed (started by the caller)."""
+        added = []
+        for mode in self._session_modes():
+            slot = sum(1 for k in self.keepers if k.mode == mode)
+            keeper = SessionKeeper(
+                bind_params(self.config, mode),
+                self,
+                name=f"{self.name}/{mode[:3]}{slot + 1}",
+                on_change=self._wake,
+                observer=self.observer,
+                slot=slot,
+            )
+            self.keepers.append(keeper)
+            if mode != "receiver":
+                self._tx.append(keeper)
+            added.append(keeper)
+        return added
+
+    # ================================================================== reload
+    def reconfigure(self, config: CarrierConfig) -> None:
+        """Take a reload's new settings without touching the binds: rate, window, texts,
+        retries, error policy, timeouts, ... (see :mod:`smppgw.engine.reconfig`).
+
+        The caller keeps what identifies a bind and ``sessions`` unchanged here: those
+        go through a rebind and :meth:`resize`. A smaller window only holds back new
+        submits; a lower tps allows no burst (:meth:`Throttle.set_rate`).
+        """
+        old = self.config
+        self.config = config
+        if config.tps != old.tps:
+            self.throttle.set_rate(config.tps)
+            self._arming.batch = max(8, min(200, int(config.tps * 0.05)), config.window)
+        self._pause.retune(config.throttle_backoff, config.throttle_backoff_max)
+        if config.concat != old.concat:
+            self._pdus = PduBuilder(config)
+        else:
+            self._pdus.config = config
+        self._results.config = config
+        self._results.policy = self.policy = ErrorPolicy(dict(config.error_policy))
+        self._receipts.config = config
+        self._mo.config = config
+        for keeper in self.keepers:
+            keeper.retune(retuned(keeper.params, config))
+        self._wake()
+
+    async def resize(self, sessions: int, drain_timeout: float) -> None:
+        """Grow or shrink to ``sessions``, one bind (or transmitter/receiver pair) at a
+        time. A bind that goes first takes no new job; the parts of jobs it started and
+        its window finish (up to ``drain_timeout``), then it unbinds."""
+        sessions = max(1, sessions)
+        self.config = replace(self.config, sessions=sessions)
+        per_session = len(self._session_modes())
+        while len(self.keepers) // per_session < sessions:
+            for keeper in self._add_session():
+                keeper.start()
+            log.info("session_added", carrier=self.name, binds=len(self.keepers))
+        while len(self.keepers) // per_session > sessions:
+            going = self.keepers[-per_session:]
+            for keeper in going:
+                if keeper in self._tx:
+                    self._tx.remove(keeper)
+            await self._drain_binds(going, drain_timeout)
+            unbind_timeout = min(self.config.response_timeout, 5.0)
+            await asyncio.gather(*(k.stop(unbind_timeout) for k in going))
+            del self.keepers[-per_session:]
+            log.info("session_removed", carrier=self.name, binds=len(self.keepers))
+        self._wake()
+
+    async def _drain_binds(self, going: list[SessionKeeper], timeout: float) -> None:
+        """Until no job has parts left to send on ``going``'s sessions and their windows
+        are empty, or ``timeout`` passes."""
+        deadline = time.monotonic() + max(0.0, timeout)
+
+        def busy() -> bool:
+            sessions = {id(k.session) for k in going if k.session is not None}
+            if not sessions:
+                return False
+            if any(k.session is not None and k.session.in_flight for k in going):
+                return True
+            return any(
+                id(j.session) in sessions and j.todo and not j.reported
+                for j in self._active.values()
+            )
+
+        while busy() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     async def wait_ready(self, timeout: float) -> bool:
         """Until every bind is up (True) or ``timeout`` passes (False). For tests and /readyz."""

@@ -50,6 +50,12 @@ class ThrottlePause:
         #: Throttled since the last accepted probe: the next throttle backs off.
         self._streak = False
 
+    def retune(self, base: float, cap: float) -> None:
+        """A reload's new back-off bounds; a pause under way keeps its end."""
+        self._base = base
+        self._cap = cap
+        self.level = min(max(self.level, base), cap)
+
     def wait(self, now: float) -> float | None:
         """Seconds to wait before anything may be sent (INF: until the probe answers)."""
         if self.until > now:

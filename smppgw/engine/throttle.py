@@ -69,6 +69,7 @@ class Throttle:
     __slots__ = (
         "_clock",
         "_guard",
+        "_margin",
         "_recent",
         "_tat",
         "granted",
@@ -87,20 +88,35 @@ class Throttle:
         margin: float = MARGIN,
         guard: float = GUARD,
     ) -> None:
-        if not tps > 0:
-            raise ValueError(f"tps must be positive, got {tps!r}")
-        self.tps = tps
-        self.interval = (1.0 + margin) / tps
-        self.tolerance = tolerance_for(self.interval)
-        #: How many sends any one-second window may hold.
-        self.window_limit = max(1, math.floor(tps))
+        self._margin = margin
         self._guard = guard
         self._clock = clock
         self._tat = -math.inf
-        self._recent: deque[float] = deque(maxlen=self.window_limit)
+        self._recent: deque[float] = deque()
+        self.set_rate(tps)
         #: Sends granted, and the total seconds callers of :meth:`acquire` waited (metrics).
         self.granted = 0
         self.waited = 0.0
+
+    def set_rate(self, tps: float) -> None:
+        """Change the limit in place (a reload), keeping the sends already made.
+
+        The sliding-window guard keeps the newest ``floor(tps)`` send times, so every
+        one-second window that ends after the change, including one that straddles it,
+        holds at most the new ``tps``: lowering the rate allows no burst. The GCRA's next
+        send time becomes one new interval after the last send, so a raised rate shows
+        from the next send on and a lowered one spaces sends at once.
+        """
+        if not tps > 0:
+            raise ValueError(f"tps must be positive, got {tps!r}")
+        self.tps = tps
+        self.interval = (1.0 + self._margin) / tps
+        self.tolerance = tolerance_for(self.interval)
+        #: How many sends any one-second window may hold.
+        self.window_limit = max(1, math.floor(tps))
+        self._recent = deque(self._recent, maxlen=self.window_limit)
+        if self._recent:
+            self._tat = self._recent[-1] + self.interval
 
     def delay(self, now: float | None = None) -> float:
         """Seconds until a send would conform; 0.0 when one may go now."""

@@ -271,6 +271,13 @@ class Session(asyncio.Protocol):
         """Window slots in use (submits awaiting their response)."""
         return self._in_window
 
+    def retune(self, params: BindParams) -> None:
+        """Take the new window and timeouts of a reload without rebinding. A smaller window
+        only holds back new submits; those already in it finish. Timeouts apply to the
+        requests sent from now on."""
+        self.params = params
+        self.window = max(1, params.window)
+
     @property
     def closed(self) -> bool:
         return self._closed.done()
@@ -571,8 +578,10 @@ class Session(asyncio.Protocol):
 
     async def _keep_alive(self) -> None:
         """enquire_link when nothing arrived for an interval; no answer means a dead link."""
-        interval = self.params.enquire_link
         while self.state is State.BOUND:
+            interval = self.params.enquire_link  # read each time: a reload may change it
+            if interval <= 0:
+                return
             idle = time.monotonic() - self.last_rx
             if idle < interval:
                 await asyncio.sleep(interval - idle)
@@ -679,6 +688,15 @@ class SessionKeeper:
         self.binds = 0
         self.bind_refusals = 0
         self.last_error = ""
+
+    def retune(self, params: BindParams) -> None:
+        """A reload changed what does not identify the bind (window, timeouts, back-off):
+        the bound session takes it now, later sessions from here."""
+        self.params = params
+        session = self.session
+        if session is not None:
+            session.retune(params)
+        self._on_change()
 
     def is_stopping(self) -> bool:
         """A method, not an attribute test, so type checkers do not assume it is constant."""
