@@ -484,7 +484,6 @@ class Gateway:
         notify.ready("reloaded")
         return True
 
-
     async def _reconfigure_carrier(
         self, old: CarrierConfig, new: CarrierConfig, drain_timeout: float
     ) -> None:
