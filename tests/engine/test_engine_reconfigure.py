@@ -19,23 +19,7 @@ from smppgw.engine.throttle import Throttle
 from smppgw.sim.server import Faults
 
 from .conftest import CarrierFactory, Recorder, SimFactory, message, until
-
-
-def most_in_second_ending_at(times: list[float], since: float) -> int:
-    """The most sends in any one second (t - 1, t] that ends at a send at or after ``since``."""
-    times = sorted(times)
-    best = 0
-    j = 0
-    for i, t in enumerate(times):
-        while times[j] <= t - 1.0:
-            j += 1
-        if t >= since:
-            best = max(best, i - j + 1)
-    return best
-
-
-def in_span(times: list[float], start: float, end: float) -> int:
-    return sum(1 for t in times if start <= t < end)
+from support.rates import in_span, most_in_second_ending_at
 
 
 @settings(max_examples=60, deadline=None)

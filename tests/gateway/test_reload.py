@@ -1,25 +1,36 @@
-"""SIGHUP reload: changed carriers rebind, unchanged ones keep their binds, a broken
-config is refused and the running one stays."""
+"""SIGHUP / ``smppgw ctl reload``: changed settings apply live with every bind kept (tps,
+window, sessions one bind at a time), only a change to what identifies a bind rebinds that
+carrier, unchanged carriers keep their binds, a broken config is refused and the running
+one stays. Measured at the simulated SMSC."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
+import tempfile
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from smppgw.commands.ctl import ask
 from smppgw.config.loader import load_config
 from smppgw.gateway import Gateway
 from smppgw.sim.server import Simulator
 
 from gateway.harness import Observer, sim_config
 from support.broker import Mosquitto
+from support.rates import in_span, most_in_second_ending_at
 
 
-def _carrier(name: str, sim: Simulator, prefixes: list[str], tps: int = 50) -> dict[str, Any]:
+def _carrier(
+    name: str, sim: Simulator, prefixes: list[str], tps: int = 50, **more: Any
+) -> dict[str, Any]:
     return {
         "name": name,
         "host": "127.0.0.1",
@@ -30,6 +41,7 @@ def _carrier(name: str, sim: Simulator, prefixes: list[str], tps: int = 50) -> d
         "source": "SHOPVN",
         "prefixes": prefixes,
         "reconnect_min": 0.05,
+        **more,
     }
 
 
@@ -98,3 +110,168 @@ async def _until(predicate: Any, timeout: float = 10.0) -> None:
     while not predicate():
         assert loop.time() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+def _doc(tmp_path: Path, mosquitto: Mosquitto, *carriers: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "client_id": "gw-live"},
+        "store": {"path": str(tmp_path / "gw.db")},
+        "metrics": {"listen": None},
+        "log": {"level": "warning", "format": "console"},
+        "carriers": list(carriers),
+    }
+
+
+@contextlib.asynccontextmanager
+async def _gateway(doc: dict[str, Any], path: Path) -> AsyncIterator[Gateway]:
+    """The gateway on ``doc`` written to ``path``, with the real SIGHUP handler, bound."""
+    path.write_text(yaml.safe_dump(doc))
+    gateway = Gateway(load_config(path), config_path=str(path))
+    task = asyncio.create_task(gateway.run())
+    await asyncio.wait_for(gateway.started.wait(), 15)
+    try:
+        for carrier in gateway.carriers.values():
+            assert await carrier.wait_ready(5)
+        yield gateway
+    finally:
+        gateway.stop()
+        assert await asyncio.wait_for(task, 30) == 0
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
+async def _backlog(obs: Observer, total: int, prefix: str = "j") -> list[str]:
+    """``total`` jobs to viettel's prefix (8498), published at once."""
+    ids = [f"{prefix}{i}" for i in range(total)]
+    for i, job_id in enumerate(ids):
+        await obs.submit(id=job_id, to=f"0981{i:06d}", text="backlog")
+    return ids
+
+
+async def test_tps_change_mid_backlog_keeps_every_bind_and_shows_within_a_second(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """tps 50 → 100 by SIGHUP, then 100 → 30 by ``smppgw ctl reload``, while a backlog
+    sends over two binds: the SMSC's connection and bind counts never change, the raised
+    rate shows in the first second after the signal, the lowered one once the second the
+    old rate filled has passed, and no sliding second at the SMSC holds more than the
+    limit in force (50 before, 100, then 30)."""
+    sock_dir = Path(tempfile.mkdtemp(prefix="smppgw-live-"))  # short: a UNIX socket path
+    sock = sock_dir / "ctl.sock"
+    async with Simulator(sim_config(name="viettel")) as viettel:
+        doc = _doc(tmp_path, mosquitto, _carrier("viettel", viettel, ["8498"], sessions=2))
+        doc["ctl"] = {"socket": str(sock)}
+        path = tmp_path / "gw.yaml"
+        try:
+            async with _gateway(doc, path) as gateway, Observer(mosquitto) as obs:
+                carrier = gateway.carriers["viettel"]
+                await _backlog(obs, 450)
+                await _until(lambda: len(viettel.submits) >= 1)
+                await asyncio.sleep(1.5)
+                before = viettel.stats()
+                assert before["connections"] == 2 and before["binds"] == 2
+
+                doc["carriers"][0]["tps"] = 100
+                path.write_text(yaml.safe_dump(doc))
+                signalled = time.monotonic()
+                os.kill(os.getpid(), signal.SIGHUP)
+                await _until(lambda: carrier.config.tps == 100)
+                await asyncio.sleep(signalled + 2.0 - time.monotonic())
+                mid = viettel.stats()
+
+                doc["carriers"][0]["tps"] = 30
+                path.write_text(yaml.safe_dump(doc))
+                answer = await asyncio.to_thread(ask, str(sock), {"command": "reload"}, 10.0)
+                assert answer["ok"], answer
+                lowered = time.monotonic()
+                await asyncio.sleep(2.5)
+                after = viettel.stats()
+                times = [s.at for s in viettel.submits]
+
+                assert gateway.carriers["viettel"] is carrier
+                for stats in (mid, after):
+                    assert stats["connections"] == before["connections"]
+                    assert stats["binds"] == before["binds"]
+                    assert stats["binds_total"] == before["binds_total"] == 2
+                    assert stats["unbinds"] == 0
+                assert most_in_second_ending_at([t for t in times if t < signalled], 0.0) <= 50
+                assert most_in_second_ending_at([t for t in times if t < lowered], 0.0) <= 100
+                assert most_in_second_ending_at(times, lowered) <= 30
+                assert in_span(times, signalled, signalled + 1.0) >= 90
+                assert in_span(times, lowered + 1.0, lowered + 2.0) >= 27
+                assert after["submits_throttled"] == 0
+        finally:
+            shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+async def test_sessions_change_by_reload_loses_no_job(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """sessions 2 → 3 → 1 by reload under a backlog: one bind opened, then two closed, the
+    first kept; every job delivered, each submitted to the SMSC exactly once."""
+    async with Simulator(sim_config(name="viettel")) as viettel:
+        doc = _doc(tmp_path, mosquitto, _carrier("viettel", viettel, ["8498"], tps=100, sessions=2))
+        path = tmp_path / "gw.yaml"
+        async with _gateway(doc, path) as gateway, Observer(mosquitto) as obs:
+            carrier = gateway.carriers["viettel"]
+            first = carrier.keepers[0]
+            ids = await _backlog(obs, 300)
+            await _until(lambda: len(viettel.submits) >= 50)
+            doc["carriers"][0]["sessions"] = 3
+            path.write_text(yaml.safe_dump(doc))
+            assert await gateway.reload()
+            await _until(lambda: viettel.stats()["connections"] == 3)
+            doc["carriers"][0]["sessions"] = 1
+            path.write_text(yaml.safe_dump(doc))
+            assert await gateway.reload()
+            assert viettel.stats()["connections"] == 1
+            await obs.wait_final(ids, timeout=30)
+
+            assert gateway.carriers["viettel"] is carrier and carrier.keepers == [first]
+            assert viettel.stats()["binds_total"] == 3 and viettel.stats()["unbinds"] == 2
+            assert all(obs.final(j)[0]["status"] == "delivered" for j in ids)
+            destinations = [s.pdu.destination_addr for s in viettel.submits]
+            assert len(destinations) == len(set(destinations)) == len(ids)
+
+
+async def test_password_change_rebinds_that_carrier_only(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """viettel's password and vinaphone's tps and window change in one reload: viettel
+    binds again (with the new password), vinaphone keeps its bind, untouched."""
+    async with (
+        Simulator(sim_config(name="viettel")) as viettel,
+        Simulator(sim_config(name="vinaphone")) as vinaphone,
+    ):
+        doc = _doc(
+            tmp_path,
+            mosquitto,
+            _carrier("viettel", viettel, ["8498"]),
+            _carrier("vinaphone", vinaphone, ["8491"]),
+        )
+        path = tmp_path / "gw.yaml"
+        async with _gateway(doc, path) as gateway, Observer(mosquitto) as obs:
+            old_viettel = gateway.carriers["viettel"]
+            kept = gateway.carriers["vinaphone"]
+            vinaphone_before = vinaphone.stats()
+            viettel.accounts["shop"].account.password = "rotated"  # existing binds stay
+            doc["carriers"][0]["password"] = "rotated"
+            doc["carriers"][1]["tps"] = 20
+            doc["carriers"][1]["window"] = 3
+            path.write_text(yaml.safe_dump(doc))
+            assert await gateway.reload()
+            assert await gateway.carriers["viettel"].wait_ready(5)
+
+            assert gateway.carriers["viettel"] is not old_viettel
+            assert viettel.stats()["binds_total"] == 2 and viettel.stats()["unbinds"] == 1
+            assert gateway.carriers["vinaphone"] is kept
+            assert kept.config.tps == 20 and kept.throttle.tps == 20
+            session = kept.keepers[0].session
+            assert session is not None and session.window == 3
+            vinaphone_after = vinaphone.stats()
+            for key in ("connections", "binds", "binds_total", "unbinds"):
+                assert vinaphone_after[key] == vinaphone_before[key], key
+            await obs.submit(id="pw-1", to="0981234567", text="after the new password")
+            await obs.submit(id="pw-2", to="0911234567", text="on the kept bind")
+            await obs.wait_final(["pw-1", "pw-2"])
+            assert obs.final("pw-1")[0]["status"] == "delivered"
+            assert obs.final("pw-2")[0]["status"] == "delivered"
