@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import random
 from types import SimpleNamespace
 
@@ -24,18 +25,12 @@ from smppgw.sim.server import Faults, Simulator
 from smppgw.smpp.constants import Status
 
 from .conftest import CarrierFactory, Recorder, SimFactory, job_of, message, until
+from support.rates import most_in_second_ending_at
 
 
 def max_in_any_second(times: list[float]) -> int:
-    """Most events in any half-open window [t, t + 1)."""
-    times = sorted(times)
-    best = 0
-    j = 0
-    for i, t in enumerate(times):
-        while times[j] <= t - 1.0:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
+    """Most events in any one-second window."""
+    return most_in_second_ending_at(times, -math.inf)
 
 
 def run_backlog(

@@ -53,24 +53,9 @@ async def test_sighup_reload_applies_changes_and_keeps_unchanged_binds(
         Simulator(sim_config(name="vinaphone")) as vinaphone,
         Simulator(sim_config(name="mobifone")) as mobifone,
     ):
-        doc: dict[str, Any] = {
-            "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "client_id": "gw-reload"},
-            "store": {"path": str(tmp_path / "gw.db")},
-            "metrics": {"listen": None},
-            "log": {"level": "warning", "format": "console"},
-            "carriers": [
-                _carrier("viettel", viettel, ["8498"]),
-                _carrier("vinaphone", vinaphone, ["8491"]),
-            ],
-        }
+        doc = _doc(tmp_path, mosquitto, *_pair(viettel, vinaphone))
         path = tmp_path / "gw.yaml"
-        path.write_text(yaml.safe_dump(doc))
-        gateway = Gateway(load_config(path), config_path=str(path))
-        task = asyncio.create_task(gateway.run())  # installs the real SIGHUP handler
-        await asyncio.wait_for(gateway.started.wait(), 15)
-        try:
-            for carrier in gateway.carriers.values():
-                assert await carrier.wait_ready(5)
+        async with _gateway(doc, path) as gateway:
             viettel_carrier = gateway.carriers["viettel"]
             binds_before = viettel.stats()["binds"]
 
@@ -96,12 +81,6 @@ async def test_sighup_reload_applies_changes_and_keeps_unchanged_binds(
             assert await gateway.reload() is False
             assert set(gateway.carriers) == {"viettel", "vinaphone", "mobifone"}
             assert gateway.carriers["viettel"] is viettel_carrier
-        finally:
-            gateway.stop()
-            assert await asyncio.wait_for(task, 30) == 0
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
 
 
 async def _until(predicate: Any, timeout: float = 10.0) -> None:
@@ -110,6 +89,11 @@ async def _until(predicate: Any, timeout: float = 10.0) -> None:
     while not predicate():
         assert loop.time() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+def _pair(viettel: Simulator, vinaphone: Simulator) -> list[dict[str, Any]]:
+    """viettel (8498) and vinaphone (8491), each on its own simulator."""
+    return [_carrier("viettel", viettel, ["8498"]), _carrier("vinaphone", vinaphone, ["8491"])]
 
 
 def _doc(tmp_path: Path, mosquitto: Mosquitto, *carriers: dict[str, Any]) -> dict[str, Any]:
@@ -242,12 +226,7 @@ async def test_password_change_rebinds_that_carrier_only(
         Simulator(sim_config(name="viettel")) as viettel,
         Simulator(sim_config(name="vinaphone")) as vinaphone,
     ):
-        doc = _doc(
-            tmp_path,
-            mosquitto,
-            _carrier("viettel", viettel, ["8498"]),
-            _carrier("vinaphone", vinaphone, ["8491"]),
-        )
+        doc = _doc(tmp_path, mosquitto, *_pair(viettel, vinaphone))
         path = tmp_path / "gw.yaml"
         async with _gateway(doc, path) as gateway, Observer(mosquitto) as obs:
             old_viettel = gateway.carriers["viettel"]
