@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from structlog.testing import capture_logs
 
 from smppgw.commands.ctl import ask
 from smppgw.config.loader import load_config
@@ -237,8 +238,19 @@ async def test_password_change_rebinds_that_carrier_only(
             doc["carriers"][1]["tps"] = 20
             doc["carriers"][1]["window"] = 3
             path.write_text(yaml.safe_dump(doc))
-            assert await gateway.reload()
+            with capture_logs() as logs:
+                assert await gateway.reload()
             assert await gateway.carriers["viettel"].wait_ready(5)
+            changes = {
+                e["carrier"]: (e.get("rebind"), e.get("live"))
+                for e in logs
+                if e["event"] == "carrier_reconfigured"
+            }
+            assert changes == {
+                "viettel": (("password",), None),
+                "vinaphone": (None, ("tps", "window")),
+            }
+            assert "rotated" not in repr(logs)
 
             assert gateway.carriers["viettel"] is not old_viettel
             assert viettel.stats()["binds_total"] == 2 and viettel.stats()["unbinds"] == 1
