@@ -274,9 +274,16 @@ class Session(asyncio.Protocol):
     def retune(self, params: BindParams) -> None:
         """Take the new window and timeouts of a reload without rebinding. A smaller window
         only holds back new submits; those already in it finish. Timeouts apply to the
-        requests sent from now on."""
+        requests sent from now on; a new enquire_link interval restarts the keepalive."""
+        interval_changed = params.enquire_link != self.params.enquire_link
         self.params = params
         self.window = max(1, params.window)
+        if interval_changed and self.state is State.BOUND:
+            if self._keepalive is not None:
+                self._keepalive.cancel()  # asleep for the old interval
+                self._keepalive = None
+            if params.enquire_link > 0:
+                self._keepalive = self._loop.create_task(self._keep_alive())
 
     @property
     def closed(self) -> bool:
@@ -578,10 +585,8 @@ class Session(asyncio.Protocol):
 
     async def _keep_alive(self) -> None:
         """enquire_link when nothing arrived for an interval; no answer means a dead link."""
+        interval = self.params.enquire_link
         while self.state is State.BOUND:
-            interval = self.params.enquire_link  # read each time: a reload may change it
-            if interval <= 0:
-                return
             idle = time.monotonic() - self.last_rx
             if idle < interval:
                 await asyncio.sleep(interval - idle)

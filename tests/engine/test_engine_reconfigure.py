@@ -164,3 +164,18 @@ def test_diff_sorts_fields_by_how_they_apply() -> None:
     assert set(change.live) == {"tps", "window", "prefixes"}
     assert diff(old, dataclasses.replace(old, password=Secret("b"))).rebind == ("password",)
     assert "password" not in repr(diff(old, dataclasses.replace(old, password=Secret("b"))).live)
+
+
+async def test_enquire_link_interval_applies_on_the_bound_session(
+    make_sim: SimFactory, make_carrier: CarrierFactory
+) -> None:
+    """30 s → 0.1 s: the keepalive asleep for the old interval restarts, so enquire_link
+    goes within a fraction of a second, on the same bind."""
+    sim = await make_sim()
+    carrier = await make_carrier(sim, enquire_link_interval=30.0)
+    session = carrier.keepers[0].session
+    assert session is not None and session.enquire_links_sent == 0
+    carrier.reconfigure(dataclasses.replace(carrier.config, enquire_link_interval=0.1))
+    await until(lambda: session.enquire_links_sent >= 2, timeout=2.0, what="enquire_link")
+    assert carrier.keepers[0].session is session
+    assert sim.counters.binds_total == 1
