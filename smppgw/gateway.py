@@ -499,6 +499,8 @@ class Gateway:
         carrier.reconfigure(replace(new, sessions=old.sessions))
         if change.sessions:
             await carrier.resize(new.sessions, drain_timeout)
+            for slot in range(new.sessions, old.sessions):  # binds gone: no window in use
+                self.telemetry.window_in_use(new.name, slot, 0)
         self.metrics.init_carrier(new.name, new.sessions, new.tps)
         how: dict[str, Any] = {"live": change.live}
         if change.sessions:
