@@ -72,9 +72,12 @@ class Publisher(Protocol):
     @property
     def max_packet_size(self) -> int | None: ...
 
-    async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 1, correlation_data: bytes | None = None
-    ) -> None: ...
+    def publish_soon(
+        self, topic: str, payload: bytes, *, correlation_data: bytes | None = None
+    ) -> asyncio.Future[None]:
+        """Publish at QoS 1; the future resolves at the PUBACK (or fails as ``publish``
+        would raise): a round of events is then futures, not a task per event."""
+        ...
 
 
 #: ``check(event, max_packet_size)`` → (kind, reason) when the event cannot be published.
@@ -237,11 +240,9 @@ class OutboxPublisher:
                 ready.append(event)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        publish = self._mqtt.publish_soon
         results = await asyncio.gather(
-            *(
-                self._mqtt.publish(e.topic, e.payload, qos=1, correlation_data=e.correlation_data)
-                for e in ready
-            ),
+            *[publish(e.topic, e.payload, correlation_data=e.correlation_data) for e in ready],
             return_exceptions=True,
         )
         result.published = len(ready)
