@@ -35,6 +35,9 @@ SENDING = int(JobState.SENDING)
 IN_FLIGHT = int(JobState.IN_FLIGHT)
 SUBMITTED = int(JobState.SUBMITTED)
 FINAL = int(JobState.FINAL)
+#: state number → label, without an enum lookup per row.
+_LABELS = {int(state): state.label for state in JobState}
+_SUBMITTED_LABEL = _LABELS[SUBMITTED]
 
 _JOB_COLUMNS = (
     "job_id, carrier, lane, destination, text, source_address, source_ton, source_npi, dlr,"
@@ -105,7 +108,7 @@ def _view_from_row(row: Sequence[Any]) -> JobView:
         job_id=row[0],
         carrier=row[1],
         lane=row[2],
-        state=JobState(row[3]).label,
+        state=_LABELS[row[3]],
         status=row[4],
         error_code=row[5],
         destination=row[6],
@@ -287,6 +290,12 @@ def mark_in_flight(tx: Tx, job_ids: Sequence[str]) -> None:
     )
 
 
+_SUBMIT = (
+    "UPDATE jobs SET state = ?, status = 'submitted', parts = ?, message_ids = ?,"
+    " norm_ids = ?, part_states = ?, done_at = ? WHERE job_id = ?"
+)
+
+
 def mark_submitted(
     tx: Tx,
     job_id: str,
@@ -298,26 +307,26 @@ def mark_submitted(
 ) -> None:
     if len(normalized_ids) != len(raw_ids) or not raw_ids:
         raise ValueError("normalized_ids and raw_ids must be non-empty and of equal length")
-    current = _state(tx, job_id)
-    if current is None:
-        raise KeyError(f"unknown job {job_id!r}")
-    if current[0] == FINAL:
-        raise ValueError(f"job {job_id!r} is already final")
-    _leave_queue(tx, *current)
     parts = len(raw_ids)
-    tx.conn.execute(
-        "UPDATE jobs SET state = ?, status = 'submitted', parts = ?, message_ids = ?,"
-        " norm_ids = ?, part_states = ?, done_at = ? WHERE job_id = ?",
-        (
-            FINAL if final else SUBMITTED,
-            parts,
-            json.dumps(list(raw_ids)),
-            json.dumps(list(normalized_ids)),
-            json.dumps([None] * parts),
-            tx.now,
-            job_id,
-        ),
+    values = (
+        FINAL if final else SUBMITTED,
+        parts,
+        json.dumps(list(raw_ids)),
+        json.dumps(list(normalized_ids)),
+        json.dumps([None] * parts),
+        tx.now,
+        job_id,
     )
+    # The usual case in one statement: a claimed job (sending / in flight) is in no
+    # queue-depth count, so nothing else needs its old state.
+    if tx.conn.execute(_SUBMIT + " AND state IN (1, 2)", values).rowcount != 1:
+        current = _state(tx, job_id)
+        if current is None:
+            raise KeyError(f"unknown job {job_id!r}")
+        if current[0] == FINAL:
+            raise ValueError(f"job {job_id!r} is already final")
+        _leave_queue(tx, *current)
+        tx.conn.execute(_SUBMIT, values)
     # A recycled message id (SMSC counters wrap) now points at the newer job.
     tx.conn.executemany(
         "INSERT OR REPLACE INTO msgids (carrier, normalized_id, job_id, part, parts)"
@@ -363,20 +372,18 @@ def apply_receipt(
     if view is None or not 0 <= part < view.parts:
         return None
     view.part_states[part] = state
-    tx.conn.execute(
-        "UPDATE jobs SET part_states = ? WHERE job_id = ?",
-        (json.dumps(view.part_states), job_id),
-    )
-    if view.state != JobState.SUBMITTED.label:
-        return None  # already final (dlr off, or an earlier part decided it): keep it
-    status = job_status(view.part_states)
+    states = json.dumps(view.part_states)
+    # Already final (dlr off, or an earlier part decided it): keep it, record the part.
+    status = job_status(view.part_states) if view.state == _SUBMITTED_LABEL else None
     if status is None:
+        tx.conn.execute("UPDATE jobs SET part_states = ? WHERE job_id = ?", (states, job_id))
         return None
+    # The part and the final status in one statement.
     tx.conn.execute(
-        "UPDATE jobs SET state = 4, status = ?, done_at = ? WHERE job_id = ?",
-        (status, tx.now, job_id),
+        "UPDATE jobs SET part_states = ?, state = 4, status = ?, done_at = ? WHERE job_id = ?",
+        (states, status, tx.now, job_id),
     )
-    view.state, view.status, view.done_at = JobState.FINAL.label, status, tx.now
+    view.state, view.status, view.done_at = _LABELS[FINAL], status, tx.now
     _add_events(tx, make_events(view, status))
     return status
 
