@@ -138,6 +138,22 @@ def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
     return ids
 
 
+#: Most values bound in one ``IN (...)`` (SQLite allows 32,766 since 3.32; far below).
+_CHUNK = 500
+
+
+def _each_chunk(tx: Tx, statement: str, values: Sequence[Any]) -> int:
+    """``statement`` (with ``IN ({})``) once per chunk of ``values`` rather than once per
+    value as ``executemany`` does: one statement for a whole claim or outbox round.
+    Returns the rows changed."""
+    changed = 0
+    for start in range(0, len(values), _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        sql = statement.format(", ".join("?" * len(chunk)))
+        changed += tx.conn.execute(sql, tuple(chunk)).rowcount
+    return changed
+
+
 def _state(tx: Tx, job_id: str) -> tuple[int, str | None, int] | None:
     row = tx.conn.execute("SELECT state, carrier, lane FROM jobs WHERE job_id = ?", (job_id,))
     found = row.fetchone()
@@ -228,8 +244,8 @@ def claim(tx: Tx, carrier: str, limit: int, now: float) -> list[StoredJob]:
     rows = tx.conn.execute(_CLAIM, (carrier, now, limit)).fetchall()
     if not rows:
         return []
-    tx.conn.executemany(
-        "UPDATE jobs SET state = 1, next_attempt = 0 WHERE seq = ?", [(row[0],) for row in rows]
+    _each_chunk(
+        tx, "UPDATE jobs SET state = 1, next_attempt = 0 WHERE seq IN ({})", [r[0] for r in rows]
     )
     jobs = [_job_from_row(row[1:]) for row in rows]
     for job in jobs:
@@ -285,9 +301,7 @@ def retry_later(tx: Tx, job_id: str, attempt: int, next_attempt: float) -> bool:
 
 
 def mark_in_flight(tx: Tx, job_ids: Sequence[str]) -> None:
-    tx.conn.executemany(
-        "UPDATE jobs SET state = 2 WHERE job_id = ? AND state = 1", [(j,) for j in job_ids]
-    )
+    _each_chunk(tx, "UPDATE jobs SET state = 2 WHERE state = 1 AND job_id IN ({})", job_ids)
 
 
 _SUBMIT = (
@@ -402,9 +416,9 @@ def pending_events(tx: Tx, limit: int, after_id: int) -> list[OutboxEvent]:
 
 
 def ack_events(tx: Tx, event_ids: Sequence[int]) -> int:
-    cursor = tx.conn.executemany("DELETE FROM outbox WHERE event_id = ?", [(i,) for i in event_ids])
-    tx.outbox -= cursor.rowcount
-    return cursor.rowcount
+    deleted = _each_chunk(tx, "DELETE FROM outbox WHERE event_id IN ({})", event_ids)
+    tx.outbox -= deleted
+    return deleted
 
 
 _SET_ASIDE = (
