@@ -457,13 +457,45 @@ class MqttClient:
             self._require_connected()
             self._gm.publish(message)
             return
+        if timeout is None:  # no asyncio.Timeout per publish when there is no limit
+            await self._acquire_slot()
+            await self._send_publish(message)
+            return
         try:
             async with asyncio.timeout(timeout):
                 await self._acquire_slot()
-                future = self._send_publish(message)
-                await future
+                await self._send_publish(message)
         except TimeoutError:
             raise MqttUnavailable(f"no PUBACK for {topic!r} within {timeout} s") from None
+
+    def publish_soon(
+        self, topic: str, payload: bytes, *, correlation_data: bytes | None = None
+    ) -> asyncio.Future[None]:
+        """:meth:`publish` at QoS 1 without a coroutine: the future of its PUBACK.
+
+        For a caller with many events at once (the outbox's rounds): while a packet id is
+        free under Receive Maximum the PUBLISH is written now and the future is the PUBACK's
+        own, so a round costs no task per event; only past the window does it fall back to
+        a task running :meth:`publish`. Every failure :meth:`publish` would raise is the
+        future's exception instead."""
+        loop = asyncio.get_running_loop()
+        try:
+            if (
+                self.connected
+                and not self._slot_waiters
+                and self._storage.size + self._promised < self._window
+            ):
+                properties: dict[str, Any] = {}
+                if correlation_data is not None:
+                    properties["correlation_data"] = correlation_data
+                return self._send_publish(gmqtt.Message(topic, payload, qos=1, **properties))
+        except Exception as exc:
+            failed: asyncio.Future[None] = loop.create_future()
+            failed.set_exception(exc)
+            return failed
+        return asyncio.ensure_future(
+            self.publish(topic, payload, qos=1, correlation_data=correlation_data)
+        )
 
     # ------------------------------------------------------------------ connecting
 

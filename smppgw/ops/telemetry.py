@@ -17,9 +17,13 @@ through ``status_name``, bind results outside a status fold into ``other``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
+
+from prometheus_client import Counter
 
 from smppgw.config import CarrierConfig, MqttConfig
 from smppgw.engine.policy import Action, ErrorPolicy
@@ -379,16 +383,20 @@ class CountingPublisher:
     def max_packet_size(self) -> int | None:
         return self._inner.max_packet_size
 
-    async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 1, correlation_data: bytes | None = None
-    ) -> None:
-        await self._inner.publish(topic, payload, qos=qos, correlation_data=correlation_data)
+    def publish_soon(
+        self, topic: str, payload: bytes, *, correlation_data: bytes | None = None
+    ) -> asyncio.Future[None]:
+        """The client's ``publish_soon``, counted when its PUBACK arrives."""
+        future = self._inner.publish_soon(topic, payload, correlation_data=correlation_data)
+        future.add_done_callback(partial(_count_acked, self._counter(topic)))
+        return future
+
+    def _counter(self, topic: str) -> Counter:
         if topic.startswith(self._inbound_prefix):
-            self._inbound.inc()
-        elif topic == self._rejected_topic:
-            self._rejected.inc()
-        else:
-            self._status.inc()
+            return self._inbound
+        if topic == self._rejected_topic:
+            return self._rejected
+        return self._status
 
 
 class TenantTelemetry:
@@ -428,3 +436,9 @@ class TenantTelemetry:
 
     def show_waiting(self, tenant: str, waiting: int) -> None:
         self.waiting.labels(tenant=tenant).set(waiting)
+
+
+def _count_acked(counter: Counter, future: asyncio.Future[None]) -> None:
+    """Done callback of a ``publish_soon`` future: count it if the broker took it."""
+    if not future.cancelled() and future.exception() is None:
+        counter.inc()

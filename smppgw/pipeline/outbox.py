@@ -72,9 +72,12 @@ class Publisher(Protocol):
     @property
     def max_packet_size(self) -> int | None: ...
 
-    async def publish(
-        self, topic: str, payload: bytes, *, qos: int = 1, correlation_data: bytes | None = None
-    ) -> None: ...
+    def publish_soon(
+        self, topic: str, payload: bytes, *, correlation_data: bytes | None = None
+    ) -> asyncio.Future[None]:
+        """Publish at QoS 1; the future resolves at the PUBACK (or fails as ``publish``
+        would raise): a round of events is then futures, not a task per event."""
+        ...
 
 
 #: ``check(event, max_packet_size)`` → (kind, reason) when the event cannot be published.
@@ -144,38 +147,56 @@ class OutboxPublisher:
 
     async def run(self) -> None:
         after = 0
-        while not self._stopping:
-            if not self._mqtt.connected:
-                self._idle.clear()
-                await self._sleep(0.2)
-                continue
-            if self._suspects:
-                self._idle.clear()
-                await self._isolate(self._suspects.popleft())
-                after = 0  # then one pass from the start, as after any failure
-                continue
-            try:
-                events = await self._store.pending_events(self._batch, after_id=after)
-            except StoreError as exc:
-                log.warning("outbox_read_failed", error=str(exc))
-                await self._sleep(1.0)
-                continue
-            if not events:
-                if after:
-                    after = 0  # one pass from the start picks up anything skipped
+        #: The previous round's ack / set-aside, still going to the store: the next read
+        #: (of events after that round's) is queued beside it, one writer round trip for
+        #: both instead of two in a row.
+        settling: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping:
+                if settling is not None and (after == 0 or not self._mqtt.connected):
+                    # A read from the start must not see the round being acknowledged.
+                    await settling
+                    settling = None
+                if not self._mqtt.connected:
+                    self._idle.clear()
+                    await self._sleep(0.2)
                     continue
-                self._idle.set()
-                await self._sleep(1.0)
-                continue
-            self._idle.clear()
-            result = await self._publish(events)
-            if result.lost:
-                self._after_drop(result)
-            if result.lost or result.unsent:
-                after = 0
-                await self._sleep(0.5)
-            else:
-                after = events[-1].event_id
+                if self._suspects:
+                    self._idle.clear()
+                    await self._isolate(self._suspects.popleft())
+                    after = 0  # then one pass from the start, as after any failure
+                    continue
+                try:
+                    events = await self._store.pending_events(self._batch, after_id=after)
+                except StoreError as exc:
+                    log.warning("outbox_read_failed", error=str(exc))
+                    await self._sleep(1.0)
+                    continue
+                finally:
+                    if settling is not None:
+                        await settling
+                        settling = None
+                if not events:
+                    if after:
+                        after = 0  # one pass from the start picks up anything skipped
+                        continue
+                    self._idle.set()
+                    await self._sleep(1.0)
+                    continue
+                self._idle.clear()
+                result = await self._send(events)
+                if result.lost:
+                    self._after_drop(result)
+                if result.lost or result.unsent:
+                    await self._settle(result)
+                    after = 0
+                    await self._sleep(0.5)
+                else:
+                    settling = asyncio.ensure_future(self._settle(result))
+                    after = events[-1].event_id
+        finally:
+            if settling is not None:
+                await settling
 
     async def _isolate(self, group: list[OutboxEvent]) -> None:
         """Publish one group of suspects; split it again if the connection drops."""
@@ -223,6 +244,12 @@ class OutboxPublisher:
         self._suspects.append([event])  # alone again; set aside by _publish at N strikes
 
     async def _publish(self, events: Sequence[OutboxEvent]) -> _Round:
+        result = await self._send(events)
+        await self._settle(result)
+        return result
+
+    async def _send(self, events: Sequence[OutboxEvent]) -> _Round:
+        """Publish a round and wait for every PUBACK; :meth:`_settle` records the result."""
         result = _Round()
         ready: list[OutboxEvent] = []
         limit = self._mqtt.max_packet_size
@@ -237,11 +264,9 @@ class OutboxPublisher:
                 ready.append(event)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        publish = self._mqtt.publish_soon
         results = await asyncio.gather(
-            *(
-                self._mqtt.publish(e.topic, e.payload, qos=1, correlation_data=e.correlation_data)
-                for e in ready
-            ),
+            *[publish(e.topic, e.payload, correlation_data=e.correlation_data) for e in ready],
             return_exceptions=True,
         )
         result.published = len(ready)
@@ -264,7 +289,6 @@ class OutboxPublisher:
                 failed=len(result.lost) + len(result.unsent),
                 published=len(result.done),
             )
-        await self._settle(result)
         return result
 
     async def _settle(self, result: _Round) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from smppgw.smpp.constants import Tag
 from smppgw.smpp.fields import MAX_MESSAGE_ID
@@ -69,6 +70,11 @@ _STAT_ALIASES: dict[str, str] = {
     "EN-ROUTE": "ENROUTE",
 }
 
+# Plain ints: an IntEnum member in a comparison costs a lookup per TLV of every receipt.
+_RECEIPTED_MESSAGE_ID = int(Tag.RECEIPTED_MESSAGE_ID)
+_MESSAGE_STATE = int(Tag.MESSAGE_STATE)
+_NETWORK_ERROR_CODE = int(Tag.NETWORK_ERROR_CODE)
+
 # esm_class bits 5-2: 0001 SMSC delivery receipt, 1000 intermediate delivery notification.
 _ESM_TYPE_MASK = 0x3C
 _ESM_RECEIPT_TYPES = (0x04, 0x20)
@@ -103,13 +109,22 @@ _KEY = re.compile(
 )
 
 
+_SEPARATORS = re.compile(r"[\s_-]+")
+
+
+@lru_cache(maxsize=64)
+def _key_name(raw: str) -> str:
+    """``Submit_Date`` → ``submit date``: cached, as every receipt spells its keys alike."""
+    return _SEPARATORS.sub(" ", raw.lower())
+
+
 def _text_fields(text: str) -> dict[str, str]:
     """The known fields of a receipt text; the first occurrence of a key wins."""
     fields: dict[str, str] = {}
     matches = list(_KEY.finditer(text))
     for n, m in enumerate(matches):
         following = matches[n + 1] if n + 1 < len(matches) else None
-        key = re.sub(r"[\s_-]+", " ", m.group(1).lower())
+        key = _key_name(m.group(1))
         if key == "text":  # free text runs to the end and may contain anything
             fields.setdefault(key, text[m.end() :].rstrip("\x00 \t\r\n"))
             break
@@ -167,11 +182,11 @@ def parse_receipt(short_message: bytes, tlvs: list[tuple[int, bytes]]) -> Receip
     tlv_state: str | None = None
     network_error: str | None = None
     for tag, value in tlvs:
-        if tag == Tag.RECEIPTED_MESSAGE_ID and tlv_id is None:
+        if tag == _RECEIPTED_MESSAGE_ID and tlv_id is None:
             tlv_id = value.split(b"\x00", 1)[0].decode("latin-1").strip() or None
-        elif tag == Tag.MESSAGE_STATE and tlv_state is None and value:
+        elif tag == _MESSAGE_STATE and tlv_state is None and value:
             tlv_state = STATES.get(int.from_bytes(value, "big"))
-        elif tag == Tag.NETWORK_ERROR_CODE and network_error is None and value:
+        elif tag == _NETWORK_ERROR_CODE and network_error is None and value:
             network_error = value.hex()
 
     # Receipt text is ASCII in practice; Latin-1 reads any octet without failing. Some

@@ -35,6 +35,9 @@ SENDING = int(JobState.SENDING)
 IN_FLIGHT = int(JobState.IN_FLIGHT)
 SUBMITTED = int(JobState.SUBMITTED)
 FINAL = int(JobState.FINAL)
+#: state number → label, without an enum lookup per row.
+_LABELS = {int(state): state.label for state in JobState}
+_SUBMITTED_LABEL = _LABELS[SUBMITTED]
 
 _JOB_COLUMNS = (
     "job_id, carrier, lane, destination, text, source_address, source_ton, source_npi, dlr,"
@@ -105,7 +108,7 @@ def _view_from_row(row: Sequence[Any]) -> JobView:
         job_id=row[0],
         carrier=row[1],
         lane=row[2],
-        state=JobState(row[3]).label,
+        state=_LABELS[row[3]],
         status=row[4],
         error_code=row[5],
         destination=row[6],
@@ -133,6 +136,22 @@ def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
         ids.append(event_id)
     tx.outbox += len(events)
     return ids
+
+
+#: Most values bound in one ``IN (...)`` (SQLite allows 32,766 since 3.32; far below).
+_CHUNK = 500
+
+
+def _each_chunk(tx: Tx, statement: str, values: Sequence[Any]) -> int:
+    """``statement`` (with ``IN ({})``) once per chunk of ``values`` rather than once per
+    value as ``executemany`` does: one statement for a whole claim or outbox round.
+    Returns the rows changed."""
+    changed = 0
+    for start in range(0, len(values), _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        sql = statement.format(", ".join("?" * len(chunk)))
+        changed += tx.conn.execute(sql, tuple(chunk)).rowcount
+    return changed
 
 
 def _state(tx: Tx, job_id: str) -> tuple[int, str | None, int] | None:
@@ -225,8 +244,8 @@ def claim(tx: Tx, carrier: str, limit: int, now: float) -> list[StoredJob]:
     rows = tx.conn.execute(_CLAIM, (carrier, now, limit)).fetchall()
     if not rows:
         return []
-    tx.conn.executemany(
-        "UPDATE jobs SET state = 1, next_attempt = 0 WHERE seq = ?", [(row[0],) for row in rows]
+    _each_chunk(
+        tx, "UPDATE jobs SET state = 1, next_attempt = 0 WHERE seq IN ({})", [r[0] for r in rows]
     )
     jobs = [_job_from_row(row[1:]) for row in rows]
     for job in jobs:
@@ -282,9 +301,13 @@ def retry_later(tx: Tx, job_id: str, attempt: int, next_attempt: float) -> bool:
 
 
 def mark_in_flight(tx: Tx, job_ids: Sequence[str]) -> None:
-    tx.conn.executemany(
-        "UPDATE jobs SET state = 2 WHERE job_id = ? AND state = 1", [(j,) for j in job_ids]
-    )
+    _each_chunk(tx, "UPDATE jobs SET state = 2 WHERE state = 1 AND job_id IN ({})", job_ids)
+
+
+_SUBMIT = (
+    "UPDATE jobs SET state = ?, status = 'submitted', parts = ?, message_ids = ?,"
+    " norm_ids = ?, part_states = ?, done_at = ? WHERE job_id = ?"
+)
 
 
 def mark_submitted(
@@ -298,26 +321,26 @@ def mark_submitted(
 ) -> None:
     if len(normalized_ids) != len(raw_ids) or not raw_ids:
         raise ValueError("normalized_ids and raw_ids must be non-empty and of equal length")
-    current = _state(tx, job_id)
-    if current is None:
-        raise KeyError(f"unknown job {job_id!r}")
-    if current[0] == FINAL:
-        raise ValueError(f"job {job_id!r} is already final")
-    _leave_queue(tx, *current)
     parts = len(raw_ids)
-    tx.conn.execute(
-        "UPDATE jobs SET state = ?, status = 'submitted', parts = ?, message_ids = ?,"
-        " norm_ids = ?, part_states = ?, done_at = ? WHERE job_id = ?",
-        (
-            FINAL if final else SUBMITTED,
-            parts,
-            json.dumps(list(raw_ids)),
-            json.dumps(list(normalized_ids)),
-            json.dumps([None] * parts),
-            tx.now,
-            job_id,
-        ),
+    values = (
+        FINAL if final else SUBMITTED,
+        parts,
+        json.dumps(list(raw_ids)),
+        json.dumps(list(normalized_ids)),
+        json.dumps([None] * parts),
+        tx.now,
+        job_id,
     )
+    # The usual case in one statement: a claimed job (sending / in flight) is in no
+    # queue-depth count, so nothing else needs its old state.
+    if tx.conn.execute(_SUBMIT + " AND state IN (1, 2)", values).rowcount != 1:
+        current = _state(tx, job_id)
+        if current is None:
+            raise KeyError(f"unknown job {job_id!r}")
+        if current[0] == FINAL:
+            raise ValueError(f"job {job_id!r} is already final")
+        _leave_queue(tx, *current)
+        tx.conn.execute(_SUBMIT, values)
     # A recycled message id (SMSC counters wrap) now points at the newer job.
     tx.conn.executemany(
         "INSERT OR REPLACE INTO msgids (carrier, normalized_id, job_id, part, parts)"
@@ -419,20 +442,18 @@ def apply_receipt(
     if view is None or not 0 <= part < view.parts:
         return None
     view.part_states[part] = state
-    tx.conn.execute(
-        "UPDATE jobs SET part_states = ? WHERE job_id = ?",
-        (json.dumps(view.part_states), job_id),
-    )
-    if view.state != JobState.SUBMITTED.label:
-        return None  # already final (dlr off, or an earlier part decided it): keep it
-    status = job_status(view.part_states)
+    states = json.dumps(view.part_states)
+    # Already final (dlr off, or an earlier part decided it): keep it, record the part.
+    status = job_status(view.part_states) if view.state == _SUBMITTED_LABEL else None
     if status is None:
+        tx.conn.execute("UPDATE jobs SET part_states = ? WHERE job_id = ?", (states, job_id))
         return None
+    # The part and the final status in one statement.
     tx.conn.execute(
-        "UPDATE jobs SET state = 4, status = ?, done_at = ? WHERE job_id = ?",
-        (status, tx.now, job_id),
+        "UPDATE jobs SET part_states = ?, state = 4, status = ?, done_at = ? WHERE job_id = ?",
+        (states, status, tx.now, job_id),
     )
-    view.state, view.status, view.done_at = JobState.FINAL.label, status, tx.now
+    view.state, view.status, view.done_at = _LABELS[FINAL], status, tx.now
     _add_events(tx, make_events(view, status))
     return status
 
@@ -451,9 +472,9 @@ def pending_events(tx: Tx, limit: int, after_id: int) -> list[OutboxEvent]:
 
 
 def ack_events(tx: Tx, event_ids: Sequence[int]) -> int:
-    cursor = tx.conn.executemany("DELETE FROM outbox WHERE event_id = ?", [(i,) for i in event_ids])
-    tx.outbox -= cursor.rowcount
-    return cursor.rowcount
+    deleted = _each_chunk(tx, "DELETE FROM outbox WHERE event_id IN ({})", event_ids)
+    tx.outbox -= deleted
+    return deleted
 
 
 _SET_ASIDE = (

@@ -8,11 +8,15 @@ commit"), then resolves all the callers' futures with one ``call_soon_threadsafe
 batch. Under load a batch carries hundreds of operations for the price of one commit;
 when idle an operation commits alone, at once.
 
-Each operation runs inside a SAVEPOINT, so one operation that fails on its own (a bad
-argument, an unknown job) is rolled back alone and its caller gets the error while the rest
-of the batch commits. An environmental error (``database is locked``, ``disk is full``,
-I/O error) or a failed COMMIT rolls back the whole batch and every caller in it gets a
-``StoreError``; the thread keeps running and the next batch tries again.
+A batch first runs without SAVEPOINTs (two statements per operation saved). If an
+operation fails on its own (a bad argument, an unknown job), the batch is rolled back and
+replayed with each operation inside a SAVEPOINT, so that one is rolled back alone and its
+caller gets the error while the rest of the batch commits. Operations are therefore
+functions of the database and their arguments: running one twice, the first time rolled
+back, must do what running it once does. An environmental error (``database is locked``,
+``disk is full``, I/O error) or a failed COMMIT rolls back the whole batch and every
+caller in it gets a ``StoreError``; the thread keeps running and the next batch tries
+again.
 """
 
 from __future__ import annotations
@@ -262,26 +266,12 @@ class Writer:
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Op[Any]]) -> None:
         started = time.perf_counter()
-        batch_tx = Tx(conn, time.time())
-        results: list[tuple[Op[Any], Any, BaseException | None]] = []
+        now = time.time()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for op in batch:
-                tx = Tx(conn, batch_tx.now)
-                conn.execute("SAVEPOINT op")
-                try:
-                    value = op.fn(tx)
-                except (sqlite3.OperationalError, sqlite3.InternalError):
-                    raise  # the database, not this operation: fail the batch
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((op, None, _as_store_error(exc)))
-                else:
-                    conn.execute("RELEASE op")
-                    batch_tx.depth.update(tx.depth)
-                    batch_tx.outbox += tx.outbox
-                    results.append((op, value, None))
+            ran = self._run_fast(conn, batch, now)
+            if ran is None:  # an operation raised: replay, each in its own SAVEPOINT
+                ran = self._run_guarded(conn, batch, now)
+            batch_tx, results = ran
             conn.execute("COMMIT")
         except Exception as exc:
             if conn.in_transaction:
@@ -304,6 +294,51 @@ class Writer:
                 self._deliver(batch, results)
             return
         self._deliver(batch, results)
+
+    def _run_fast(
+        self, conn: sqlite3.Connection, batch: list[Op[Any]], now: float
+    ) -> tuple[Tx, list[tuple[Op[Any], Any, BaseException | None]]] | None:
+        """The batch in one transaction without SAVEPOINTs (two statements per operation
+        saved: nearly every batch has no failing operation). None, with the transaction
+        rolled back, when an operation raised: the caller replays the batch guarded."""
+        conn.execute("BEGIN IMMEDIATE")
+        tx = Tx(conn, now)
+        results: list[tuple[Op[Any], Any, BaseException | None]] = []
+        try:
+            for op in batch:
+                results.append((op, op.fn(tx), None))
+        except (sqlite3.OperationalError, sqlite3.InternalError):
+            raise  # the database, not an operation: fail the batch
+        except Exception:
+            conn.execute("ROLLBACK")
+            return None
+        return tx, results
+
+    def _run_guarded(
+        self, conn: sqlite3.Connection, batch: list[Op[Any]], now: float
+    ) -> tuple[Tx, list[tuple[Op[Any], Any, BaseException | None]]]:
+        """The batch with each operation in a SAVEPOINT, so one that fails on its own is
+        rolled back alone and its caller gets the error while the rest commits."""
+        batch_tx = Tx(conn, now)
+        results: list[tuple[Op[Any], Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for op in batch:
+            tx = Tx(conn, now)
+            conn.execute("SAVEPOINT op")
+            try:
+                value = op.fn(tx)
+            except (sqlite3.OperationalError, sqlite3.InternalError):
+                raise
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                results.append((op, None, _as_store_error(exc)))
+            else:
+                conn.execute("RELEASE op")
+                batch_tx.depth.update(tx.depth)
+                batch_tx.outbox += tx.outbox
+                results.append((op, value, None))
+        return batch_tx, results
 
     def _observe(self, operations: int, seconds: float | None) -> None:
         """Metrics must never stop the store: a failing observer is logged, not raised."""

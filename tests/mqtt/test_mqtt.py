@@ -283,6 +283,19 @@ async def test_publish_respects_receive_maximum(make_mosquitto: Callable[..., Mo
     assert 1 < peak <= pub.window
 
 
+async def test_publish_soon_is_the_puback_future_without_a_task(mosquitto: Mosquitto) -> None:
+    """The outbox's round: a future per event that resolves at its PUBACK, no task."""
+    got = Collector()
+    async with client(config(mosquitto), on_message=got) as sub, publisher(mosquitto) as pub:
+        await sub.subscribe("soon/#")
+        futures = [pub.publish_soon(f"soon/{i}", b"x", correlation_data=b"c") for i in range(50)]
+        assert not any(isinstance(f, asyncio.Task) for f in futures)
+        assert await asyncio.gather(*futures) == [None] * 50
+        received = await got.wait_for(50)
+    assert sorted(m.topic for m in received) == sorted(f"soon/{i}" for i in range(50))
+    assert {m.correlation_data for m in received} == {b"c"}
+
+
 async def test_publish_waits_for_the_puback(mosquitto: Mosquitto) -> None:
     """A frozen broker (SIGSTOP) never answers: publish must not return before it does."""
     async with publisher(mosquitto) as pub:

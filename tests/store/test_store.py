@@ -298,6 +298,27 @@ async def test_a_failing_operation_does_not_fail_its_batch(store: Store) -> None
         await store.mark_submitted("ok", CARRIER, ["8"], ["8"], False, [])
 
 
+async def test_a_batch_without_failures_runs_no_savepoints(store: Store) -> None:
+    """The writer's fast path: SAVEPOINTs (two statements per operation) only when an
+    operation of the batch raised, for the replay that isolates it."""
+    statements: list[str] = []
+    await store.run(lambda conn: conn.set_trace_callback(statements.append))
+    await store.add_jobs([job("a"), job("b")])
+    await asyncio.gather(
+        store.mark_submitted("a", CARRIER, ["1"], ["1"], False, [OutboxEvent("t", b"")]),
+        store.mark_submitted("b", CARRIER, ["2"], ["2"], False, [OutboxEvent("t", b"")]),
+    )
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()]
+    await asyncio.gather(
+        store.mark_submitted("nope", CARRIER, ["3"], ["3"], False, []),
+        store.finish("a", "delivered", []),
+        return_exceptions=True,
+    )
+    assert [s for s in statements if s.upper().startswith("SAVEPOINT")]
+    assert (await store.job("a")).status == "delivered"  # type: ignore[union-attr]
+    await store.run(lambda conn: conn.set_trace_callback(None))
+
+
 async def test_finish_records_one_final_status(store: Store) -> None:
     await store.add_jobs([job("f")])
     await store.claim(CARRIER, 1, time.time())
