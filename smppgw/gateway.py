@@ -36,6 +36,7 @@ from smppgw.ops.http import HttpEndpoint
 from smppgw.ops.logs import register_secret, set_level, setup_logging
 from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
+from smppgw.pipeline.cancel import CancelHandler
 from smppgw.pipeline.feeder import Feeder
 from smppgw.pipeline.intake import Intake
 from smppgw.pipeline.outbox import OutboxPublisher
@@ -124,6 +125,15 @@ class Gateway:
             self.telemetry,
             self._events_committed,
             on_left=self.tenants.left,
+        )
+        # Cancels from MQTT (main connection): queued jobs end ``cancelled``.
+        self.cancels = CancelHandler(
+            config.mqtt,
+            lambda: self.tenants.names,
+            self.events,
+            self.store,
+            self.telemetry,
+            self._events_committed,
         )
         # 4. store's outbox → MQTT.
         self.outbox = OutboxPublisher(
@@ -228,7 +238,8 @@ class Gateway:
     async def _subscribe(self) -> None:
         """Subscribe, retrying while the broker is away (the session keeps it afterwards):
         the default tenant's topic, each tenant's topic on its own connection, and
-        ``<submit_topic>/+`` on the main one to answer topics that name no tenant."""
+        ``<submit_topic>/+`` on the main one to answer topics that name no tenant; then
+        ``<cancel_topic>`` and ``<cancel_topic>/+`` (every tenant's cancels) on the main one."""
         topic = self.config.mqtt.submit_topic
         await self._subscribe_one(self.mqtt, topic)
         for name, client in self.tenant_mqtt.items():
@@ -237,6 +248,9 @@ class Gateway:
             await self.mqtt.subscribe(f"{topic}/+", qos=1)
         except MqttError as exc:  # an ACL without read on <submit_topic>/#
             log.error("unknown_tenant_detection_off", topic=f"{topic}/+", error=str(exc))
+        cancel = self.cancels.topic
+        await self._subscribe_one(self.mqtt, cancel)
+        await self._subscribe_one(self.mqtt, f"{cancel}/+")
 
     async def _subscribe_one(self, client: MqttClient, topic: str) -> None:
         while not self._stop.is_set():
@@ -327,6 +341,11 @@ class Gateway:
     # ------------------------------------------------------------------ wiring
 
     async def _on_message(self, message: Any) -> None:
+        if self.cancels.owns(message.topic):
+            if not self._accepting:
+                raise Declined("gateway not accepting cancels")  # no PUBACK: redelivered
+            await self.cancels.handle(message)
+            return
         name = self.tenants.named(message.topic)
         if name is not None and self.tenant_mqtt[name].subscribed(message.topic):
             # Seen through <submit_topic>/+: the broker has queued it for the tenant's own

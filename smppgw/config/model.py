@@ -83,6 +83,8 @@ class MqttConfig:
     status_topic: str = "sms/status"
     inbound_topic: str = "sms/inbound"
     rejected_topic: str = "sms/rejected"
+    #: Cancels in (``{"id": ...}``); a tenant's on ``<cancel_topic>/<tenant>``.
+    cancel_topic: str = "sms/cancel"
     shared_group: str | None = None
     keepalive: int = 30
     #: MQTT 5 session expiry: how long the broker keeps our subscription and queued jobs.

@@ -586,6 +586,7 @@ _MQTT_CHECKS: dict[str, _Check] = {
     "status_topic": _topic,
     "inbound_topic": _topic,
     "rejected_topic": _topic,
+    "cancel_topic": _topic,
     "shared_group": _share_group,
     "keepalive": lambda r, p, v: r.integer(p, v, 0, 65535),
     "session_expiry": _expiry,

@@ -69,6 +69,8 @@ MO_REFUSALS = ("too_large", "busy")
 
 #: Results of a ``smppgw ctl`` request (the ``result`` label of ctl_requests).
 CTL_RESULTS = ("ok", "refused", "invalid", "failed")
+#: What became of a cancel from MQTT (the ``result`` label of cancels_total).
+CANCEL_RESULTS = ("cancelled", "not_cancelled", "invalid")
 
 #: Kinds of MQTT publications (the ``kind`` label of events_published).
 EVENT_KINDS = ("status", "inbound", "rejected")
@@ -132,6 +134,12 @@ class Metrics:
             "smppgw_jobs_rejected_total",
             "Jobs refused before any submit_sm, by reason (published as status rejected).",
             ["reason"],
+            registry=r,
+        )
+        self.cancels = Counter(
+            "smppgw_cancels_total",
+            "Cancels taken from MQTT, by result (invalid: no usable id in the payload).",
+            ["result"],
             registry=r,
         )
         self.garbage_payloads = Counter(
@@ -456,6 +464,8 @@ class Metrics:
             self.config_reloads.labels(result=result)
         for result in CTL_RESULTS:
             self.ctl_requests.labels(result=result)
+        for result in CANCEL_RESULTS:
+            self.cancels.labels(result=result)
         for kind in EVENT_KINDS:
             self.events_published.labels(kind=kind)
         for reason in SET_ASIDE_REASONS:

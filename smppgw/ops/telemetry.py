@@ -263,6 +263,10 @@ class Telemetry:
     def job_rejected(self, reason: str) -> None:
         self.metrics.job_rejected(reason)
 
+    def cancel(self, result: str) -> None:
+        """A cancel from MQTT: ``cancelled``, ``not_cancelled`` or ``invalid``."""
+        self.metrics.cancels.labels(result=result).inc()
+
     def garbage_payload(self) -> None:
         self.metrics.garbage_payloads.inc()
 

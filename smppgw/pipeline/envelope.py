@@ -36,13 +36,14 @@ RETAINED = "retained: jobs must not be published with retain"
 
 def own_topics(mqtt: MqttConfig) -> tuple[str, ...]:
     """The roots of the gateway's own topic tree: each, and everything below it, is the
-    gateway's (jobs in, events out), never a reply address."""
+    gateway's (jobs and cancels in, events out), never a reply address."""
     status = mqtt.status_topic.rstrip("/")
     return (
         mqtt.submit_topic.rstrip("/"),
         status,
         mqtt.inbound_topic.rstrip("/"),
         mqtt.rejected_topic.rstrip("/"),
+        mqtt.cancel_topic.rstrip("/"),
         f"{status}-{UNMATCHED_SUFFIX}",
     )
 
