@@ -329,6 +329,11 @@ def test_full_carrier_and_mqtt(tmp_path: Path) -> None:
     assert c.source == SourceConfig("8079", 1, 1)
 
 
+def test_cancel_topic_defaults_to_sms_cancel_and_is_configurable() -> None:
+    assert parse_config(doc()).mqtt.cancel_topic == "sms/cancel"
+    assert parse_config(doc(mqtt={"cancel_topic": "gw/cancel"})).mqtt.cancel_topic == "gw/cancel"
+
+
 def test_empty_sections_mean_defaults() -> None:
     config = parse_config(doc(mqtt=None, store=None, metrics=None, log=None, routing=None))
     assert config.mqtt == MqttConfig()
@@ -691,6 +696,7 @@ def test_intake_guard_key_errors(data: dict[str, Any], message: str) -> None:
         ({"status_topic": "sms/+/x"}, "mqtt.status_topic: must not contain the wildcards + or #"),
         ({"inbound_topic": ""}, "mqtt.inbound_topic: must not be empty"),
         ({"rejected_topic": None}, "mqtt.rejected_topic: must be a string, got null"),
+        ({"cancel_topic": "sms/+"}, "mqtt.cancel_topic: must not contain the wildcards + or #"),
         ({"status_topic": "sms/status/"}, "mqtt.status_topic: must not start or end with /"),
         (
             {"submit_topic": "$share/g/sms/submit"},

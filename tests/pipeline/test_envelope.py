@@ -58,6 +58,7 @@ def test_a_plain_job_and_a_good_reply_address_pass() -> None:
         ("sms/status", "response_topic: inside the gateway's own topic tree (sms/status)"),
         ("sms/inbound/viettel", "response_topic: inside the gateway's own topic tree"),
         ("sms/rejected", "response_topic: inside the gateway's own topic tree (sms/rejected)"),
+        ("sms/cancel/shop", "response_topic: inside the gateway's own topic tree (sms/cancel)"),
         (
             "sms/status-unmatched",
             "response_topic: inside the gateway's own topic tree (sms/status-unmatched)",
@@ -96,12 +97,15 @@ def test_response_prefixes_when_set() -> None:
 
 
 def test_own_topics_follow_the_config() -> None:
-    config = replace(MqttConfig(), status_topic="gw/events", submit_topic="gw/jobs")
+    config = replace(
+        MqttConfig(), status_topic="gw/events", submit_topic="gw/jobs", cancel_topic="gw/stop"
+    )
     assert own_topics(config) == (
         "gw/jobs",
         "gw/events",
         "sms/inbound",
         "sms/rejected",
+        "gw/stop",
         "gw/events-unmatched",
     )
     (found,) = EnvelopeGuard(config).check(message("gw/events/other")).problems
