@@ -107,8 +107,8 @@ class CancelHandler:
             result = "cancelled" if cancelled else "not_cancelled"
             reason = None if cancelled else refusal(view)
             log.info("cancel", id=key, cancelled=cancelled, reason=reason)
-        self._telemetry.cancel(result)
         await self._answer(message, job_id, cancelled, reason)
+        self._telemetry.cancel(result)  # after the answer is in the outbox: tests rely on it
 
     async def _answer(
         self, message: Message, job_id: str | None, cancelled: bool, reason: str | None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +30,31 @@ async def viettel() -> Simulator:
         yield sim
 
 
-def publish_v5(broker: Mosquitto, topic: str, payload: bytes, data: str = "req-1") -> None:
-    """Publish with an MQTT 5 Response Topic (``REPLIES``) and Correlation Data."""
+def publish_v5(
+    broker: Mosquitto, topic: str, payload: bytes, data: str, reply: str = REPLIES
+) -> None:
+    """Publish with an MQTT 5 Response Topic and Correlation Data."""
     subprocess.run(
         [
             "mosquitto_pub", "-h", broker.host, "-p", str(broker.port), "-V", "5", "-q", "1",
             "-t", topic, "-m", payload.decode(),
-            "-D", "publish", "response-topic", REPLIES,
+            "-D", "publish", "response-topic", reply,
             "-D", "publish", "correlation-data", data,
         ],
         check=True,
         timeout=10,
     )  # fmt: skip
+
+
+async def ask(
+    broker: Mosquitto, obs: Observer, cancels: list[tuple[str, bytes, str]]
+) -> dict[bytes | None, Any]:
+    """Publish each ``(topic, payload, correlation)`` cancel; the answers on ``REPLIES``."""
+    expected = len(obs.by_topic.get(REPLIES, [])) + len(cancels)
+    for topic, payload, data in cancels:
+        publish_v5(broker, topic, payload, data)
+    await obs.wait_for(lambda: len(obs.by_topic.get(REPLIES, [])) == expected)
+    return answers(obs)
 
 
 def answers(obs: Observer) -> dict[bytes | None, Any]:
@@ -50,6 +65,17 @@ def answers(obs: Observer) -> dict[bytes | None, Any]:
 def cancels(gw: Gateway, result: str) -> float:
     value: float = gw.metrics.cancels.labels(result=result)._value.get()
     return value
+
+
+@contextlib.asynccontextmanager
+async def stack(
+    tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator, **top: Any
+) -> AsyncIterator[tuple[Gateway, Observer]]:
+    """A running gateway and an observer that also records ``REPLIES``."""
+    config = gateway_config(tmp_path, mosquitto, {"viettel": viettel}, **top)
+    async with running(config) as gw, Observer(mosquitto) as obs:
+        await obs.client.subscribe(REPLIES)
+        yield gw, obs
 
 
 async def until_state(gw: Gateway, key: str, state: str) -> None:
@@ -65,19 +91,14 @@ async def until_state(gw: Gateway, key: str, state: str) -> None:
 async def test_a_queued_job_is_cancelled_never_sent_and_stays_a_duplicate(
     tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
 ) -> None:
-    async with (
-        running(gateway_config(tmp_path, mosquitto, {"viettel": viettel})) as gw,
-        Observer(mosquitto) as obs,
-    ):
-        await obs.client.subscribe(REPLIES)
+    async with stack(tmp_path, mosquitto, viettel) as (gw, obs):
         gw.set_paused("viettel", True)
         await obs.submit(id="c-1", to="0981234567", text=TEXT)
         await until_state(gw, "c-1", "queued")
-        publish_v5(mosquitto, "sms/cancel", orjson.dumps({"id": "c-1"}))
-        await obs.wait_for(lambda: bool(obs.statuses("c-1")) and bool(obs.by_topic.get(REPLIES)))
+        got = await ask(mosquitto, obs, [("sms/cancel", b'{"id": "c-1"}', "req-1")])
+        assert got == {b"req-1": {"id": "c-1", "cancelled": True}}
+        await obs.wait_for(lambda: bool(obs.statuses("c-1")))
         assert [e["status"] for e in obs.statuses("c-1")] == ["cancelled"]
-        assert obs.by_topic[REPLIES] == [{"id": "c-1", "cancelled": True}]
-        assert obs.correlation[REPLIES] == [b"req-1"]
         # The same id again is a duplicate; resumed, the carrier sends nothing.
         await obs.submit(id="c-1", to="0981234567", text=TEXT)
         await obs.wait_for(lambda: gw.metrics.jobs_duplicate._value.get() == 1)
@@ -92,17 +113,15 @@ async def test_a_queued_job_is_cancelled_never_sent_and_stays_a_duplicate(
 async def test_a_submitted_job_is_not_touched_and_the_reply_says_why(
     tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
 ) -> None:
-    async with (
-        running(gateway_config(tmp_path, mosquitto, {"viettel": viettel})) as gw,
-        Observer(mosquitto) as obs,
-    ):
-        await obs.client.subscribe(REPLIES)
+    async with stack(tmp_path, mosquitto, viettel) as (gw, obs):
         await obs.submit(id="s-1", to="0981234567", text=TEXT)
         await obs.wait_final(["s-1"])
-        publish_v5(mosquitto, "sms/cancel", orjson.dumps({"id": "s-1"}), data="r2")
-        publish_v5(mosquitto, "sms/cancel", orjson.dumps({"id": "nope"}), data="r3")
-        await obs.wait_for(lambda: len(obs.by_topic.get(REPLIES, [])) == 2)
-        assert answers(obs) == {
+        got = await ask(
+            mosquitto,
+            obs,
+            [("sms/cancel", b'{"id": "s-1"}', "r2"), ("sms/cancel", b'{"id": "nope"}', "r3")],
+        )
+        assert got == {
             b"r2": {"id": "s-1", "cancelled": False, "reason": "already final (delivered)"},
             b"r3": {"id": "nope", "cancelled": False, "reason": "unknown job"},
         }
@@ -113,19 +132,22 @@ async def test_a_submitted_job_is_not_touched_and_the_reply_says_why(
 async def test_a_tenant_cancels_its_own_job_on_its_topic(
     tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
 ) -> None:
-    config = gateway_config(tmp_path, mosquitto, {"viettel": viettel}, tenants=[{"name": "shop"}])
-    async with running(config) as gw, Observer(mosquitto) as obs:
-        await obs.client.subscribe(REPLIES)
+    async with stack(tmp_path, mosquitto, viettel, tenants=[{"name": "shop"}]) as (gw, obs):
         gw.set_paused("viettel", True)
         job = {"id": "t-1", "to": "0981234567", "text": TEXT}
         await obs.client.publish("sms/submit/shop", orjson.dumps(job))
         await until_state(gw, "shop/t-1", "queued")
         # The default tenant's cancel of the same id does not reach shop's job.
-        publish_v5(mosquitto, "sms/cancel", orjson.dumps({"id": "t-1"}), data="d")
-        publish_v5(mosquitto, "sms/cancel/ghost", orjson.dumps({"id": "t-1"}), data="g")
-        publish_v5(mosquitto, "sms/cancel/shop", orjson.dumps({"id": "t-1"}), data="s")
-        await obs.wait_for(lambda: len(obs.by_topic.get(REPLIES, [])) == 3)
-        assert answers(obs) == {
+        cancel = b'{"id": "t-1"}'
+        got = await ask(
+            mosquitto,
+            obs,
+            [
+                (f"sms/cancel{t}", cancel, d)
+                for t, d in (("", "d"), ("/ghost", "g"), ("/shop", "s"))
+            ],
+        )
+        assert got == {
             b"d": {"id": "t-1", "cancelled": False, "reason": "unknown job"},
             b"g": {"id": "t-1", "cancelled": False, "reason": "unknown_tenant"},
             b"s": {"id": "t-1", "cancelled": True},
@@ -137,15 +159,12 @@ async def test_a_tenant_cancels_its_own_job_on_its_topic(
 async def test_garbage_is_counted_and_answered_and_refused_reply_topics_get_nothing(
     tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
 ) -> None:
-    async with (
-        running(gateway_config(tmp_path, mosquitto, {"viettel": viettel})) as gw,
-        Observer(mosquitto) as obs,
-    ):
-        await obs.client.subscribe(REPLIES)
-        publish_v5(mosquitto, "sms/cancel", b"not json", data="g1")
-        publish_v5(mosquitto, "sms/cancel", orjson.dumps({"id": "a/b"}), data="g2")
-        await obs.wait_for(lambda: len(obs.by_topic.get(REPLIES, [])) == 2)
-        got = answers(obs)
+    async with stack(tmp_path, mosquitto, viettel) as (gw, obs):
+        got = await ask(
+            mosquitto,
+            obs,
+            [("sms/cancel", b"not json", "g1"), ("sms/cancel", b'{"id": "a/b"}', "g2")],
+        )
         assert got[b"g1"] == {"id": None, "cancelled": False, "reason": NOT_JSON}
         assert got[b"g2"]["id"] is None and got[b"g2"]["cancelled"] is False
         assert got[b"g2"]["reason"].startswith("id: must be a JSON object")
@@ -153,18 +172,17 @@ async def test_garbage_is_counted_and_answered_and_refused_reply_topics_get_noth
         # taken, and nothing is published there.
         await obs.submit(id="own-1", to="0981234567", text=TEXT)
         await obs.wait_final(["own-1"])
-        subprocess.run(
-            [
-                "mosquitto_pub", "-h", mosquitto.host, "-p", str(mosquitto.port), "-V", "5",
-                "-q", "1", "-t", "sms/cancel", "-m", '{"id": "own-1"}',
-                "-D", "publish", "response-topic", "sms/status/own-1",
-            ],
-            check=True,
-            timeout=10,
-        )  # fmt: skip
+        publish_v5(mosquitto, "sms/cancel", b'{"id": "own-1"}', "o", reply="sms/status/own-1")
         await obs.wait_for(lambda: cancels(gw, "not_cancelled") == 1)
         await obs.client.publish("sms/cancel", b"{}")  # no reply topic: counted, logged
         await obs.wait_for(lambda: cancels(gw, "invalid") == 3)
+        # The outbox publishes in order: once this later answer arrived, a publish to the
+        # refused topic would have too.
+        assert (await ask(mosquitto, obs, [("sms/cancel", b'{"id": "late"}', "g3")]))[b"g3"] == {
+            "id": "late",
+            "cancelled": False,
+            "reason": "unknown job",
+        }
         assert [e["status"] for e in obs.statuses("own-1")] == ["submitted", "delivered"]
         assert gw.cancels.topic == "sms/cancel"
 
