@@ -32,6 +32,8 @@ from smppgw.procs import Child, ChildError
 DEFAULT_BROKER = ("127.0.0.1", 1883)
 #: Seconds between progress lines while something slow is going on.
 PROGRESS_EVERY = 1.0
+#: Tries at starting the simulators on freshly planned ports (see ``_start_sims``).
+PORT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +173,20 @@ class Demo:
         )
 
     async def _start_sims(self) -> None:
+        # A port planned free can be taken before the simulator binds it (another
+        # process's outgoing connection draws from the same ephemeral range): plan anew.
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                await self._start_sims_once()
+                return
+            except ChildError as exc:
+                if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS:
+                    raise
+                assert self.sim is not None
+                await self.sim.astop()
+                self.say(f"simulator  a planned port was taken meanwhile; new ports ({attempt})")
+
+    async def _start_sims_once(self) -> None:
         source = self.options.sim_config or find_conf("sim-demo.yaml")
         sims = self.sims = plan_sims(source, self.workdir)
         child = self.sim = smppgw_child(

@@ -6,6 +6,7 @@ behind: exit code, every child process gone, the ports closed.
 
 from __future__ import annotations
 
+import io
 import os
 import queue
 import re
@@ -19,9 +20,11 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 import yaml
 
 from smppgw.config import MqttConfig
+from smppgw.demo import runner, stack
 from smppgw.mqtt import MqttClient
 
 from support.broker import Mosquitto
@@ -214,3 +217,33 @@ async def test_keep_running_serves_new_jobs_until_ctrl_c(mosquitto: Mosquitto) -
     assert "stopped: gateway (SIGTERM, drained, exit 0), simulator (exit 0)" in out
     assert gone(pid)
     assert not listening(metrics_port)
+
+
+async def test_simulators_get_new_ports_when_a_planned_one_was_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A port planned free can be taken before the simulator binds it (seen in CI): the
+    demo plans new ports and starts the simulators again instead of failing the run."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real = stack.free_port
+    handed = iter([taken])
+
+    def free_port(host: str = "127.0.0.1") -> int:
+        return next(handed, None) or real(host)
+
+    monkeypatch.setattr(stack, "free_port", free_port)
+    out = io.StringIO()
+    demo_run = runner.Demo(runner.Options(), out)
+    try:
+        await demo_run._start_sims()
+        assert demo_run.sims is not None
+        assert taken not in demo_run.sims.ports.values()
+        assert "new ports (1)" in out.getvalue()
+    finally:
+        if demo_run.sim is not None:
+            await demo_run.sim.astop()
+        squatter.close()
+        shutil.rmtree(demo_run.workdir, ignore_errors=True)
