@@ -522,11 +522,6 @@ class Metrics:
     def job_rejected(self, reason: str) -> None:
         self.jobs_rejected.labels(reason=_bounded(reason, REJECT_REASONS)).inc()
 
-    def receipt(self, carrier: str, state: str, latency: float | None = None) -> None:
-        self.receipts.labels(carrier=carrier, state=_bounded(state, RECEIPT_STATES)).inc()
-        if latency is not None:
-            self.receipt_latency.labels(carrier=carrier).observe(latency)
-
     def remove_carrier(self, name: str) -> None:
         """Forget a carrier removed by a reload, so its series stop reporting stale values."""
         for metric in vars(self).values():

@@ -137,7 +137,8 @@ def exercise(metrics: Metrics) -> None:
     telemetry.submit_response("viettel", Status.ESME_ROK, latency=0.012)
     telemetry.submit_response("viettel", Status.ESME_RTHROTTLED, latency=0.004)
     metrics.parts_submitted.labels(carrier="viettel").inc()
-    metrics.receipt("viettel", "DELIVRD", latency=4.2)
+    telemetry.receipt("viettel", "DELIVRD")
+    telemetry.receipt_latency("viettel", 4.2)
     metrics.receipts_unmatched.labels(carrier="viettel").inc()
     metrics.mo_messages.labels(carrier="vinaphone").inc()
     telemetry.session_state("viettel", 0, "transceiver", "bound")
@@ -224,8 +225,8 @@ def test_metric_names_follow_prometheus_conventions(served):
 def test_label_values_stay_bounded_whatever_callers_pass(served):
     metrics, _, _, port = served
     metrics.job_rejected("job 84912345678 said hello")  # a careless caller
-    metrics.receipt("viettel", "stat:WEIRD")
     telemetry = Telemetry(metrics)
+    telemetry.receipt("viettel", "stat:WEIRD")
     telemetry.submit_response("viettel", 0x0000_0401, 0.0)  # vendor-specific
     telemetry.submit_response("viettel", 0x0012_3456, 0.0)  # nonsense
     telemetry.bind_result("viettel", "ssl handshake failed: cert for 10.0.0.1")
