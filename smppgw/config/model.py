@@ -85,6 +85,8 @@ class MqttConfig:
     rejected_topic: str = "sms/rejected"
     #: Cancels in (``{"id": ...}``); a tenant's on ``<cancel_topic>/<tenant>``.
     cancel_topic: str = "sms/cancel"
+    #: Consent changes out (``{"number", "action", "keyword", "carrier", "at"}``).
+    consent_topic: str = "sms/consent"
     shared_group: str | None = None
     keepalive: int = 30
     #: MQTT 5 session expiry: how long the broker keeps our subscription and queued jobs.
@@ -229,6 +231,35 @@ class TenantConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentConfig:
+    """Marketing rules and MO keywords (``consent:``): Decree 91/2020/ND-CP in Vietnam,
+    TCPA's STOP/START/HELP in the US. Every key has a default; all reloadable."""
+
+    #: IANA zone the marketing hours are read in.
+    timezone: str = "Asia/Ho_Chi_Minh"
+    #: ``"HH:MM-HH:MM"`` local time marketing jobs may be sent in (start included, end
+    #: excluded; may wrap midnight, ``"22:00-06:00"``; ``"00:00-24:00"``: always).
+    marketing_hours: str = "07:00-22:00"
+    #: Marketing messages per number in any rolling 24 h; 0 = no cap.
+    marketing_daily_cap: int = 3
+    #: Over the cap: ``reject`` (code frequency_cap) or ``defer`` (held until allowed).
+    cap_action: str = "reject"
+    #: Put first in a marketing text that does not already start with it ("" = off).
+    marketing_prefix: str = "[QC] "
+    #: Appended to a marketing text that does not already end with it ("" = off).
+    marketing_footer: str = ""
+    optout_keywords: tuple[str, ...] = ("STOP", "HUY", "HUY QC", "TU CHOI", "TC", "UNSUBSCRIBE")
+    optin_keywords: tuple[str, ...] = ("START", "DK")
+    #: Sent back to the number (from the MO's ``to``) after an opt-out; None: nothing.
+    optout_reply: str | None = None
+    help_keywords: tuple[str, ...] = ("HELP",)
+    #: Sent back to the number (from the MO's ``to``) for a help keyword; None: nothing.
+    help_reply: str | None = None
+    #: Any other MO from a number with no consent record opts it in (keyword ``mo``).
+    mo_is_optin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     carriers: tuple[CarrierConfig, ...]
     mqtt: MqttConfig = MqttConfig()
@@ -241,6 +272,8 @@ class Config:
     drain_timeout: float = 10.0
     #: Named publishers with their own topic, id namespace and limits.
     tenants: tuple[TenantConfig, ...] = ()
+    #: Marketing rules and MO keywords.
+    consent: ConsentConfig = ConsentConfig()
     #: What the parser noticed that is allowed but unwise (a password file others can
     #: read); logged at start and reload, printed by ``check-config``.
     warnings: tuple[str, ...] = field(default=(), compare=False)

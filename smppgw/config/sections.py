@@ -8,14 +8,17 @@ YAML keys are the dataclass field names, plus ``password_env`` / ``password_file
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any
+from zoneinfo import available_timezones
 
 from smppgw.config.model import (
     BindMode,
     CarrierConfig,
+    ConsentConfig,
     CtlConfig,
     LogConfig,
     LogFormat,
@@ -39,6 +42,8 @@ from smppgw.config.reader import (
 )
 from smppgw.engine.policy import Action, parse_status
 from smppgw.pipeline.envelope import own_topics, under
+from smppgw.pipeline.keywords import normalize_keyword
+from smppgw.pipeline.marketing import parse_hours, zone
 from smppgw.pipeline.routing import is_digits, numeric_sender, sender_problem
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -70,6 +75,7 @@ TOP_KEYS = (
     "carriers",
     "tenants",
     "ctl",
+    "consent",
     "drain_timeout",
 )
 #: Keys that are often put in the wrong section.
@@ -559,7 +565,92 @@ def _source(r: Reader, path: str, value: object) -> SourceConfig | Invalid | Non
     return SourceConfig(address=address, ton=ton, npi=npi)
 
 
+def _timezone(r: Reader, path: str, value: object) -> str | Invalid:
+    text = r.string(path, value)
+    if isinstance(text, Invalid):
+        return text
+    try:
+        zone(text)
+    except ValueError as exc:
+        message = str(exc)
+        close = difflib.get_close_matches(text, sorted(available_timezones()), n=1, cutoff=0.8)
+        if close:
+            message += f"; did you mean {close[0]}?"
+        return r.problem(path, message)
+    return text
+
+
+def _hours(r: Reader, path: str, value: object) -> str | Invalid:
+    text = r.string(path, value)
+    if isinstance(text, Invalid):
+        return text
+    try:
+        parse_hours(text)
+    except ValueError as exc:
+        return r.problem(path, str(exc))
+    return text.strip()
+
+
+def _keywords(r: Reader, path: str, value: object) -> tuple[str, ...] | Invalid:
+    """A list of MO keywords; each must keep a letter or digit once normalised."""
+
+    def keyword(r: Reader, where: str, item: object) -> str | Invalid:
+        text = r.string(where, item)
+        if isinstance(text, str) and not normalize_keyword(text):
+            return r.problem(where, f"{text!r} has no letter or digit: it would match nothing")
+        return text
+
+    if value is None:
+        return ()
+    return r.distinct(path, value, keyword, kind="keyword", example="[STOP, HUY]")
+
+
+def _reply(r: Reader, path: str, value: object) -> str | Invalid | None:
+    return None if value is None else r.string(path, value)
+
+
+def _consent(r: Reader, value: object) -> ConsentConfig | Invalid:
+    data = r.mapping("consent", {} if value is None else value, _CONSENT_KEYS)
+    if isinstance(data, Invalid):
+        return data
+    before = len(r.problems)
+    kwargs: dict[str, Any] = {}
+    for key, check in _CONSENT_CHECKS.items():
+        if key in data:
+            kwargs[key] = check(r, join("consent", key), data[key])
+    if len(r.problems) > before:
+        return INVALID
+    config = ConsentConfig(**kwargs)
+    # One normalised keyword, one meaning: "Hủy" in optout and "HUY" in optin is a typo.
+    owners: dict[str, str] = {}
+    for key in ("optout_keywords", "optin_keywords", "help_keywords"):
+        for index, keyword in enumerate(getattr(config, key)):
+            norm = normalize_keyword(keyword)
+            where = join(join("consent", key), index)
+            if norm in owners:
+                r.problem(where, f"{keyword!r} is the same keyword as {owners[norm]}")
+            owners.setdefault(norm, where)
+    return INVALID if len(r.problems) > before else config
+
+
 _Check = Callable[[Reader, str, object], object]
+
+#: One check per ConsentConfig field.
+_CONSENT_CHECKS: dict[str, _Check] = {
+    "timezone": _timezone,
+    "marketing_hours": _hours,
+    "marketing_daily_cap": lambda r, p, v: r.integer(p, v, 0, 1000),
+    "cap_action": lambda r, p, v: r.choice(p, v, ("reject", "defer")),
+    "marketing_prefix": lambda r, p, v: r.string(p, v, empty=True),
+    "marketing_footer": lambda r, p, v: r.string(p, v, empty=True),
+    "optout_keywords": _keywords,
+    "optin_keywords": _keywords,
+    "optout_reply": _reply,
+    "help_keywords": _keywords,
+    "help_reply": _reply,
+    "mo_is_optin": Reader.boolean,
+}
+_CONSENT_KEYS = tuple(_CONSENT_CHECKS)
 
 #: One check per TenantConfig field. Tenant names share the carrier-name alphabet: they
 #: are an MQTT topic level (no '/', '+', '#') and a metric label.
@@ -587,6 +678,7 @@ _MQTT_CHECKS: dict[str, _Check] = {
     "inbound_topic": _topic,
     "rejected_topic": _topic,
     "cancel_topic": _topic,
+    "consent_topic": _topic,
     "shared_group": _share_group,
     "keepalive": lambda r, p, v: r.integer(p, v, 0, 65535),
     "session_expiry": _expiry,
@@ -648,6 +740,7 @@ def read_sections(r: Reader, top: dict[str, Any]) -> dict[str, Any]:
         "carriers": _carriers(r, top.get("carriers")),
         "tenants": _tenants(r, top.get("tenants")),
         "ctl": _ctl(r, top.get("ctl")),
+        "consent": _consent(r, top.get("consent")),
     }
     if "drain_timeout" in top:
         parts["drain_timeout"] = r.duration("drain_timeout", top["drain_timeout"])

@@ -30,7 +30,7 @@ from smppgw.store.model import StoreError
 
 log = get_logger("smppgw.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Jobs: ``seq`` (the rowid) is arrival order; ``job_id`` is the dedup key, kept in every
 #: state until purge. ``done_at`` is set when the job is submitted or final (purge age).
@@ -119,13 +119,55 @@ _CREATE_V2 = [
 ]
 
 
-def _to_v2(conn: sqlite3.Connection) -> None:
-    for statement in _CREATE_V2:
-        conn.execute(statement)
+#: Version 3 (consent): each number's last consent change (``opted_out`` 1: no marketing
+#: jobs; a Do-Not-Call list imported by ``smppgw consent import`` lands here too); the
+#: marketing sends counted against ``consent.marketing_daily_cap`` (one row per accepted
+#: marketing job, ``at`` its send or release time; purged after 24 h); and running totals
+#: of consent changes by action and source, which ``smppgw consent`` (another process)
+#: bumps too, so the gateway's metric sees admin changes.
+_CREATE_CONSENT = [
+    """
+    CREATE TABLE consent (
+        number TEXT PRIMARY KEY,
+        opted_out INTEGER NOT NULL,
+        keyword TEXT,
+        source TEXT NOT NULL,
+        carrier TEXT,
+        changed_at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE marketing_sends (
+        job_id TEXT PRIMARY KEY,
+        number TEXT NOT NULL,
+        at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX marketing_sends_number ON marketing_sends (number, at)",
+    """
+    CREATE TABLE consent_counts (
+        action TEXT NOT NULL,
+        source TEXT NOT NULL,
+        changes INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (action, source)
+    ) WITHOUT ROWID
+    """,
+]
+
+
+def _steps(statements: list[str]) -> Callable[[sqlite3.Connection], None]:
+    def step(conn: sqlite3.Connection) -> None:
+        for statement in statements:
+            conn.execute(statement)
+
+    return step
 
 
 #: version → step that upgrades a database from ``version`` to ``version + 1``.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _steps(_CREATE_V2),
+    2: _steps(_CREATE_CONSENT),
+}
 
 
 #: Mode of the database, -wal and -shm files: job texts (OTPs), numbers and ids are
@@ -229,7 +271,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         if version == 0:
-            for statement in _CREATE + _CREATE_V2:
+            for statement in _CREATE + _CREATE_V2 + _CREATE_CONSENT:
                 conn.execute(statement)
         else:
             for step in range(version, SCHEMA_VERSION):
