@@ -37,8 +37,10 @@ from smppgw.ops.logs import register_secret, set_level, setup_logging
 from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.cancel import CancelHandler
+from smppgw.pipeline.consent import ConsentDesk
 from smppgw.pipeline.feeder import Feeder
 from smppgw.pipeline.intake import Intake
+from smppgw.pipeline.marketing import DAY
 from smppgw.pipeline.outbox import OutboxPublisher
 from smppgw.pipeline.outcomes import EventFactory, GatewayEvents
 from smppgw.pipeline.routing import Router
@@ -102,15 +104,19 @@ class Gateway:
             )
             for name in self.tenants.names
         }
+        router = Router(config.carriers, config.routing)
+        # The consent rules (marketing gate, label, MO keywords), shared by intake and MO.
+        self.consent = ConsentDesk(config, router)
         self.intake = Intake(
             config,
             self.store,
-            Router(config.carriers, config.routing),
+            router,
             self.factory,
             self.telemetry,
             self.tenants,
             on_job=self._job_committed,
             on_events=self._events_committed,
+            consent=self.consent,
         )
         # 2. store → feeder → carrier → SMSC: one pair per carrier (see _add_carrier).
         self.carriers: dict[str, Carrier] = {}
@@ -125,6 +131,8 @@ class Gateway:
             self.telemetry,
             self._events_committed,
             on_left=self.tenants.left,
+            consent=self.consent,
+            on_job=self._job_committed,
         )
         # Cancels from MQTT (main connection): queued jobs end ``cancelled``.
         self.cancels = CancelHandler(
@@ -391,6 +399,7 @@ class Gateway:
                 self.store.dead_events_count(),
                 self.store.size_bytes(),
             )
+            self.telemetry.consent_totals(await self.store.consent_counts())
         except StoreError as exc:
             self.health.set_problem("store", str(exc))
         else:
@@ -410,6 +419,7 @@ class Gateway:
                 before = time.time() - self.config.store.retention
                 purged = await self.store.purge(before)
                 dead = await self.store.purge_dead_events(before)
+                await self.store.purge_marketing_sends(time.time() - DAY)
                 if purged or dead:
                     log.info("purged", jobs=purged, dead_events=dead)
             except StoreError as exc:
@@ -484,7 +494,9 @@ class Gateway:
         self.carrier_configs.clear()
         self.carrier_configs.update(wanted)
         self.config = new
-        self.intake.reconfigure(new, Router(new.carriers, new.routing))
+        router = Router(new.carriers, new.routing)
+        self.consent.reconfigure(new, router)
+        self.intake.reconfigure(new, router)
         changed = self.tenants.reconfigure(new)
         if changed:
             log.warning(

@@ -38,9 +38,13 @@ MAX_TTL = 365 * 86400
 PAYLOAD_HEAD = 200
 DEFAULT_MAX_PAYLOAD = MqttConfig().max_payload
 PRIORITIES = ("high", "normal", "low")
+#: ``transactional`` (OTP, order, delivery, payment notices) or ``marketing`` (the
+#: ``consent:`` rules apply: opt-outs, hours, daily cap, label).
+CATEGORIES = ("transactional", "marketing")
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 PriorityName = Literal["high", "normal", "low"]
+CategoryName = Literal["transactional", "marketing"]
 StatusName = Literal[
     "submitted", "delivered", "undelivered", "expired", "rejected", "failed", "cancelled"
 ]
@@ -76,6 +80,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     dlr: bool | None = None
     #: Seconds the job may wait before it is ``expired`` instead of sent.
     ttl: int | None = None
+    category: CategoryName = "transactional"
 
 
 class _IdOnly(msgspec.Struct):
@@ -221,6 +226,11 @@ def decode_job(
     dlr = obj.get("dlr")
     if "dlr" in obj and not isinstance(dlr, bool):
         problems.append(f"dlr: expected true or false, got {_show(dlr)}")
+    category = obj.get("category", "transactional")
+    if category not in CATEGORIES or not isinstance(category, str):
+        problems.append(
+            f"category: expected one of transactional, marketing, got {_show(category)}"
+        )
     ttl = obj.get("ttl")
     if ttl is not None:
         if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
@@ -239,6 +249,7 @@ def decode_job(
         priority=priority,
         dlr=dlr,
         ttl=ttl,
+        category=category,
     )
 
 
@@ -308,6 +319,21 @@ class InboundEvent(msgspec.Struct, frozen=True, kw_only=True):
     at: str
 
 
+class ConsentEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """``sms/consent``: one number's consent changed (an MO keyword, or an operator)."""
+
+    number: str
+    action: Literal["opt_out", "opt_in"]
+    #: The configured keyword the MO matched, ``mo`` for any MO (``consent.mo_is_optin``),
+    #: null for an operator's change.
+    keyword: str | None
+    #: The carrier the MO came through (null for an operator's change).
+    carrier: str | None
+    at: str
+    #: ``mo`` or ``admin`` (``smppgw consent``).
+    source: str = "mo"
+
+
 class RejectedEvent(msgspec.Struct, frozen=True, kw_only=True):
     """``sms/rejected``: a payload that was not a job, for whoever debugs the sender.
 
@@ -322,7 +348,7 @@ class RejectedEvent(msgspec.Struct, frozen=True, kw_only=True):
     at: str
 
 
-Event = StatusEvent | InboundEvent | RejectedEvent
+Event = StatusEvent | InboundEvent | RejectedEvent | ConsentEvent
 
 _encoder = msgspec.json.Encoder()
 
@@ -338,6 +364,10 @@ def decode_status(payload: bytes) -> StatusEvent:
 
 def decode_inbound(payload: bytes) -> InboundEvent:
     return msgspec.json.decode(payload, type=InboundEvent)
+
+
+def decode_consent(payload: bytes) -> ConsentEvent:
+    return msgspec.json.decode(payload, type=ConsentEvent)
 
 
 def decode_rejected(payload: bytes) -> RejectedEvent:

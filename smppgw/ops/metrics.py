@@ -49,6 +49,8 @@ REJECT_REASONS = (
     "sender_not_allowed",  # a tenant's ``from`` outside its senders
     "priority_not_allowed",  # a tenant's priority outside its priorities
     "quota_exceeded",  # a tenant's daily_parts would be exceeded
+    "opted_out",  # a marketing job to a number that opted out
+    "frequency_cap",  # a marketing job over consent.marketing_daily_cap (cap_action reject)
     "other",
 )
 
@@ -73,7 +75,14 @@ CTL_RESULTS = ("ok", "refused", "invalid", "failed")
 CANCEL_RESULTS = ("cancelled", "not_cancelled", "invalid")
 
 #: Kinds of MQTT publications (the ``kind`` label of events_published).
-EVENT_KINDS = ("status", "inbound", "rejected")
+EVENT_KINDS = ("status", "inbound", "rejected", "consent")
+#: Consent changes: the ``action`` and ``source`` labels of consent_changes.
+CONSENT_ACTIONS = ("opt_out", "opt_in")
+CONSENT_SOURCES = ("mo", "admin")
+#: What the daily marketing cap did (the ``action`` label of marketing_caps).
+CAP_ACTIONS = ("reject", "defer")
+#: Why a marketing job was held (the ``reason`` label of marketing_held).
+HOLD_REASONS = ("window", "cap")
 
 #: Why the outbox set an event aside (the ``reason`` label of events_set_aside).
 SET_ASIDE_REASONS = (
@@ -145,6 +154,26 @@ class Metrics:
         self.garbage_payloads = Counter(
             "smppgw_garbage_payloads_total",
             "MQTT payloads that were not a job at all (not JSON, no usable id): dropped.",
+            registry=r,
+        )
+        self.consent_changes = Counter(
+            "smppgw_consent_changes_total",
+            "Consent changes recorded, by action (opt_out, opt_in) and source (mo: a keyword"
+            " or first MO from the number; admin: smppgw consent).",
+            ["action", "source"],
+            registry=r,
+        )
+        self.marketing_caps = Counter(
+            "smppgw_marketing_caps_total",
+            "Marketing jobs over consent.marketing_daily_cap, by action (reject, defer).",
+            ["action"],
+            registry=r,
+        )
+        self.marketing_held = Counter(
+            "smppgw_marketing_held_total",
+            "Marketing jobs taken but held by the consent rules, by reason (window: outside"
+            " consent.marketing_hours; cap: deferred by the daily cap).",
+            ["reason"],
             registry=r,
         )
         self.jobs_final = Counter(
@@ -405,7 +434,7 @@ class Metrics:
         )
         self.events_published = Counter(
             "smppgw_events_published_total",
-            "Events acknowledged by the broker, by kind (status, inbound, rejected).",
+            "Events acknowledged by the broker, by kind (status, inbound, rejected, consent).",
             ["kind"],
             registry=r,
         )
@@ -472,6 +501,13 @@ class Metrics:
             self.events_set_aside.labels(reason=reason)
         for lane in LANES:
             self.jobs_received.labels(lane=lane)
+        for action in CONSENT_ACTIONS:
+            for source in CONSENT_SOURCES:
+                self.consent_changes.labels(action=action, source=source)
+        for action in CAP_ACTIONS:
+            self.marketing_caps.labels(action=action)
+        for reason in HOLD_REASONS:
+            self.marketing_held.labels(reason=reason)
         for reason in REJECT_REASONS:
             self.jobs_rejected.labels(reason=reason)
         for reason in DROP_REASONS:

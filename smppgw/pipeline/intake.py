@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import msgspec
 import structlog
 
 from smppgw.config import Config
@@ -31,16 +32,19 @@ from smppgw.mqtt.schema import (
     to_outbound,
 )
 from smppgw.ops.telemetry import Telemetry
+from smppgw.pipeline.consent import ConsentDesk
 from smppgw.pipeline.envelope import Envelope, EnvelopeGuard
+from smppgw.pipeline.marketing import Hold, Reject
 from smppgw.pipeline.outcomes import EventFactory
 from smppgw.pipeline.routing import Router, RoutingError, normalize_msisdn
 from smppgw.pipeline.tenancy import DEFAULT, Tenant, Tenants, UnknownTenant
 from smppgw.store import OutboxEvent, Store, StoredJob, Usage
+from smppgw.store.ops import Admission
 
 log = structlog.get_logger("smppgw.intake")
 
 #: A job of this turn's batch: the job, its tenant's usage (None: not counted), its future.
-_Pending = tuple[StoredJob, Usage | None, "asyncio.Future[bool | None]"]
+_Pending = tuple[StoredJob, Usage | None, "asyncio.Future[Admission]"]
 
 
 def _key(tenant: Tenant | None, job_id: str) -> str:
@@ -60,8 +64,12 @@ class Intake:
         *,
         on_job: Callable[[str], None],
         on_events: Callable[[], None],
+        consent: ConsentDesk | None = None,
     ) -> None:
+        """``consent``: the marketing rules (the gateway's, shared with MO handling and
+        reconfigured with it); None builds one from ``config`` and ``router``."""
         self._config = config
+        self._consent = consent if consent is not None else ConsentDesk(config, router)
         self._guard = EnvelopeGuard(config.mqtt)
         self._store = store
         self._router = router
@@ -118,6 +126,8 @@ class Intake:
         if envelope.problems:
             await self._reject(key, "invalid", "; ".join(envelope.problems), envelope, now)
             return False
+        if job.category == "marketing":
+            job = msgspec.structs.replace(job, text=self._consent.decorate(job.text))
         country_code = self._config.routing.country_code
         if tenant is not None:
             refusal = self._tenants.refusal(tenant, job, country_code)
@@ -152,11 +162,20 @@ class Intake:
             response_topic=envelope.response_topic,
             correlation_data=envelope.correlation_data,
             received_at=now,
+            category=job.category,
         )
         usage = None
         if tenant is not None:
             usage = self._tenants.usage(tenant, outbound.text, self._carriers[carrier], now)
         new = await self._add(stored, usage)
+        if isinstance(new, Reject):
+            if new.code == "frequency_cap":
+                self._telemetry.marketing_cap("reject")
+            await self._reject(key, new.code, new.reason, envelope, now)
+            return False
+        if isinstance(new, Hold):
+            self._held(key, new)
+            new = True
         if new is None:
             assert usage is not None and usage.limit is not None
             reason = (
@@ -175,11 +194,19 @@ class Intake:
             log.info("job_duplicate", job_id=key)
         return new
 
-    def _add(self, job: StoredJob, usage: Usage | None) -> asyncio.Future[bool | None]:
+    def _held(self, key: str, hold: Hold) -> None:
+        """A marketing job taken but held by the consent rules (window or deferred cap)."""
+        if hold.reason == "cap":
+            self._telemetry.marketing_cap("defer")
+        self._telemetry.marketing_held(hold.reason)
+        log.info("job_held", job_id=key, reason=hold.reason, send_at=format_at(hold.until))
+
+    def _add(self, job: StoredJob, usage: Usage | None) -> asyncio.Future[Admission]:
         """Queue ``job`` for this turn's ``add_jobs``; resolves to True if it was new,
-        None if its tenant's daily quota refused it."""
+        None if its tenant's daily quota refused it, a Reject / Hold from the marketing
+        rules (``smppgw.store.ops.add_admitted``)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool | None] = loop.create_future()
+        future: asyncio.Future[Admission] = loop.create_future()
         if not self._batch:
             loop.call_soon(self._flush)
         self._batch.append((job, usage, future))
@@ -194,9 +221,11 @@ class Intake:
     async def _commit(self, batch: list[_Pending]) -> None:
         jobs = [job for job, _, _ in batch]
         try:
-            added: list[bool] | list[bool | None]
-            if any(usage is not None for _, usage, _ in batch):
-                added = await self._store.add_counted(jobs, [usage for _, usage, _ in batch])
+            added: list[bool] | list[Admission]
+            if any(u is not None or j.category == "marketing" for j, u, _ in batch):
+                added = await self._store.add_admitted(
+                    jobs, [usage for _, usage, _ in batch], self._consent.gate
+                )
             else:
                 added = await self._store.add_jobs(jobs)
         except asyncio.CancelledError:

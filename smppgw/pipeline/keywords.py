@@ -18,9 +18,9 @@ _STROKES = str.maketrans({"đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "ł": "l",
 
 def _fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.translate(_STROKES).casefold())
-    return "".join(
-        c for c in decomposed if c.isalnum() and not unicodedata.combining(c)
-    ).translate(_STROKES)
+    return "".join(c for c in decomposed if c.isalnum() and not unicodedata.combining(c)).translate(
+        _STROKES
+    )
 
 
 def normalize_keyword(text: str) -> str:

@@ -24,6 +24,7 @@ from smppgw.mqtt.schema import (
 )
 from smppgw.ops.telemetry import Telemetry
 from smppgw.outcome import failed, unmatched_status
+from smppgw.pipeline.consent import ConsentDesk
 from smppgw.pipeline.envelope import UNMATCHED_SUFFIX
 from smppgw.smpp.receipt import Receipt
 from smppgw.store import JobView, OutboxEvent, Store, StoredJob
@@ -128,14 +129,21 @@ class GatewayEvents:
         telemetry: Telemetry,
         on_events: Callable[[], None],
         on_left: Callable[[str], None] | None = None,
+        *,
+        consent: ConsentDesk | None = None,
+        on_job: Callable[[str], None] | None = None,
     ) -> None:
         """``on_left(job_id)``: the store recorded the job submitted or final, so it no
-        longer waits (tenants' ``max_queued`` bookkeeping)."""
+        longer waits (tenants' ``max_queued`` bookkeeping). ``consent``: MO keywords are
+        recorded with their MO (None: MO is only published); ``on_job(carrier)``: a reply
+        job was queued for ``carrier``."""
         self._store = store
         self._factory = factory
         self._telemetry = telemetry
         self._on_events = on_events
         self._on_left = on_left
+        self._consent = consent
+        self._on_job = on_job
 
     async def sending(self, carrier: str, job_ids: list[str]) -> None:
         """A submit_sm for these jobs is about to be written: after a crash their outcome
@@ -228,14 +236,39 @@ class GatewayEvents:
         self._on_events()
 
     async def inbound(self, carrier: str, source: str, destination: str, text: str) -> None:
+        """Publish the MO, and record what its keyword means (consent, replies) with it in
+        one transaction: the deliver_sm is answered once this returns."""
+        now = time.time()
         payload = encode_event(
             InboundEvent(
-                carrier=carrier, sender=source, to=destination, text=text, at=format_at(time.time())
+                carrier=carrier, sender=source, to=destination, text=text, at=format_at(now)
             )
         )
-        await self._store.add_events(
-            [OutboxEvent(f"{self._factory.inbound_topic}/{carrier}", payload)]
+        events = [OutboxEvent(f"{self._factory.inbound_topic}/{carrier}", payload)]
+        plan = (
+            None
+            if self._consent is None
+            else self._consent.plan(carrier, source, destination, text, now)
         )
+        if plan is None or (plan.change is None and not plan.replies):
+            await self._store.add_events(events)
+        else:
+            changed = await self._store.record_mo(
+                events, plan.change, plan.replies, plan.reply_on_change
+            )
+            replies = plan.replies + (plan.reply_on_change if changed else [])
+            if changed and plan.change is not None:
+                self._telemetry.consent_change(plan.change.action, "mo")
+                log.info(
+                    "consent_changed",
+                    carrier=carrier,
+                    action=plan.change.action,
+                    keyword=plan.change.keyword,
+                )
+            for reply in replies:
+                self._telemetry.job_received(reply.lane)
+                if self._on_job is not None:
+                    self._on_job(reply.carrier)
         self._telemetry.mo_message(carrier)
         self._on_events()
 

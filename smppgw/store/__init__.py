@@ -7,6 +7,8 @@
 
 from smppgw.store.api import Store
 from smppgw.store.model import (
+    ConsentChange,
+    ConsentRecord,
     DeadEvent,
     JobState,
     JobView,
@@ -19,6 +21,8 @@ from smppgw.store.model import (
 )
 
 __all__ = [
+    "ConsentChange",
+    "ConsentRecord",
     "DeadEvent",
     "JobState",
     "JobView",

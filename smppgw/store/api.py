@@ -20,8 +20,11 @@ from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
+from smppgw.pipeline.marketing import MarketingGate
 from smppgw.store import ops
 from smppgw.store.model import (
+    ConsentChange,
+    ConsentRecord,
     DeadEvent,
     JobState,
     JobView,
@@ -140,6 +143,52 @@ class Store:
         same transaction (``usage[i]`` for ``jobs[i]``, None for an uncounted job). Per
         job True (new), False (known id) or None (over the tenant's daily limit: not added)."""
         return await self._run(partial(ops.add_counted, jobs=list(jobs), usage=list(usage)))
+
+    async def add_admitted(
+        self,
+        jobs: Sequence[StoredJob],
+        usage: Sequence[Usage | None],
+        gate: MarketingGate | None,
+    ) -> list[ops.Admission]:
+        """``add_counted`` that also decides each ``marketing`` job with ``gate`` and counts
+        it against the number's rolling 24 h, in the same transaction: per job True, False,
+        None (tenant quota), a ``Reject`` (not added) or a ``Hold`` (added, held)."""
+        return await self._run(
+            partial(ops.add_admitted, jobs=list(jobs), usage=list(usage), gate=gate)
+        )
+
+    async def record_mo(
+        self,
+        events: Sequence[OutboxEvent],
+        change: ConsentChange | None,
+        replies: Sequence[StoredJob] = (),
+        reply_on_change: Sequence[StoredJob] = (),
+    ) -> bool:
+        """An MO's events, its consent change and its reply jobs in one transaction (see
+        ``ops.record_mo``); True when the consent changed."""
+        return await self._run(
+            partial(
+                ops.record_mo,
+                events=list(events),
+                change=change,
+                replies=list(replies),
+                reply_on_change=list(reply_on_change),
+            )
+        )
+
+    async def consent_records(
+        self, *, opted_out_only: bool = True, limit: int | None = None
+    ) -> list[ConsentRecord]:
+        return await self._run(
+            partial(ops.consent_records, opted_out_only=opted_out_only, limit=limit)
+        )
+
+    async def consent_counts(self) -> dict[tuple[str, str], int]:
+        """(action, source) → consent changes recorded, by this process or ``smppgw consent``."""
+        return await self._run(ops.consent_counts)
+
+    async def purge_marketing_sends(self, older_than: float) -> int:
+        return await self._run(partial(ops.purge_marketing_sends, older_than=older_than))
 
     async def tenant_usage(self, tenant: str, day: str) -> int:
         """Parts counted for ``tenant`` on ``day`` (``YYYY-MM-DD``)."""

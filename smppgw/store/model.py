@@ -61,6 +61,9 @@ class StoredJob:
     correlation_data: bytes | None = None
     attempt: int = 0
     received_at: float = field(default_factory=time.time)
+    #: ``transactional`` or ``marketing`` (``consent:`` rules apply); not a column: a
+    #: marketing job is one with a ``marketing_sends`` row.
+    category: str = "transactional"
 
     def outbound(self) -> OutboundMessage:
         """The carrier's view of this job."""
@@ -87,6 +90,39 @@ class Usage:
     day: str
     parts: int
     limit: int | None = None
+
+
+@dataclass(slots=True)
+class ConsentChange:
+    """A number's consent to record, with the events that announce it (stored only when
+    it changes something)."""
+
+    #: E.164 digits.
+    number: str
+    #: ``opt_out`` or ``opt_in``.
+    action: str
+    #: The configured keyword that matched (``mo``: any MO, ``consent.mo_is_optin``);
+    #: None for an operator's change.
+    keyword: str | None
+    #: ``mo`` or ``admin``.
+    source: str
+    carrier: str | None = None
+    #: Record only when the number has no consent record at all (an implicit opt-in never
+    #: overrides an explicit opt-out).
+    only_if_unknown: bool = False
+    events: list[OutboxEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class ConsentRecord:
+    """One number's last consent change, as ``smppgw consent list/export`` shows it."""
+
+    number: str
+    opted_out: bool
+    keyword: str | None
+    source: str
+    carrier: str | None
+    changed_at: float
 
 
 @dataclass(slots=True)

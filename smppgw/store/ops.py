@@ -17,7 +17,10 @@ from typing import Any
 
 from smppgw.config import SourceConfig
 from smppgw.outcome import job_status
+from smppgw.pipeline.marketing import DAY, Hold, MarketingGate, NumberState, Reject
 from smppgw.store.model import (
+    ConsentChange,
+    ConsentRecord,
     DeadEvent,
     JobState,
     JobView,
@@ -177,26 +180,187 @@ def add_jobs(tx: Tx, jobs: Sequence[StoredJob]) -> list[bool]:
     return added
 
 
+#: What ``add_admitted`` did with one job: True added, False a known id (nothing written),
+#: None over its tenant's daily parts (not added), a :class:`Reject` from the marketing
+#: gate (not added), or a :class:`Hold` (added, not claimable before ``until``).
+Admission = bool | None | Reject | Hold
+
+
 def add_counted(
     tx: Tx, jobs: Sequence[StoredJob], usage: Sequence[Usage | None]
 ) -> list[bool | None]:
     """``add_jobs`` that also counts each tenant job's parts in ``tenant_usage``: per job
     True (added), False (known id: nothing written, nothing counted) or None (not added:
     its parts would take the tenant's day over ``limit``)."""
+    return [a for a in add_admitted(tx, jobs, usage, None) if not isinstance(a, Reject | Hold)]
+
+
+def _known(tx: Tx, job_id: str) -> bool:
+    return tx.conn.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
+
+
+def number_state(tx: Tx, number: str, now: float) -> NumberState:
+    """Whether ``number`` opted out, and its marketing sends counted in the last 24 h."""
+    row = tx.conn.execute("SELECT opted_out FROM consent WHERE number = ?", (number,)).fetchone()
+    sends = tx.conn.execute(
+        "SELECT at FROM marketing_sends WHERE number = ? AND at > ?", (number, now - DAY)
+    ).fetchall()
+    return NumberState(opted_out=bool(row and row[0]), sends=[at for (at,) in sends])
+
+
+def add_admitted(
+    tx: Tx,
+    jobs: Sequence[StoredJob],
+    usage: Sequence[Usage | None],
+    gate: MarketingGate | None,
+) -> list[Admission]:
+    """Add jobs with their checks in this transaction: a tenant job's parts counted in
+    ``tenant_usage`` (``usage[i]``, None: uncounted), and a ``marketing`` job decided by
+    ``gate`` and, once taken, counted in ``marketing_sends`` at its send or release time.
+    A held job waits in its lane with ``next_attempt`` at the release time."""
     execute = tx.conn.execute
-    result: list[bool | None] = []
+    result: list[Admission] = []
     for job, use in zip(jobs, usage, strict=True):
+        decision = None
+        if job.category == "marketing" and gate is not None:
+            if _known(tx, job.job_id):
+                result.append(False)
+                continue
+            decision = gate.decide(number_state(tx, job.destination, tx.now), tx.now)
+            if isinstance(decision, Reject):
+                result.append(decision)
+                continue
         if use is not None and use.limit is not None:
             row = execute(_USED, (use.tenant, use.day)).fetchone()
             if (row[0] if row else 0) + use.parts > use.limit:
-                known = execute("SELECT 1 FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
-                result.append(False if known else None)
+                result.append(False if _known(tx, job.job_id) else None)
                 continue
         new = add_jobs(tx, (job,))[0]
         if new and use is not None:
             execute(_COUNT_USAGE, (use.tenant, use.day, use.parts))
-        result.append(new)
+        if not new or decision is None:
+            result.append(new)
+            continue
+        at = tx.now
+        if isinstance(decision, Hold):
+            at = decision.until
+            execute("UPDATE jobs SET next_attempt = ? WHERE job_id = ?", (at, job.job_id))
+        execute(
+            "INSERT OR REPLACE INTO marketing_sends (job_id, number, at) VALUES (?, ?, ?)",
+            (job.job_id, job.destination, at),
+        )
+        result.append(decision if isinstance(decision, Hold) else True)
     return result
+
+
+# -- consent -----------------------------------------------------------------------------
+_UPSERT_CONSENT = (
+    "INSERT INTO consent (number, opted_out, keyword, source, carrier, changed_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (number) DO UPDATE SET opted_out ="
+    " excluded.opted_out, keyword = excluded.keyword, source = excluded.source,"
+    " carrier = excluded.carrier, changed_at = excluded.changed_at"
+)
+_COUNT_CONSENT = (
+    "INSERT INTO consent_counts (action, source, changes) VALUES (?, ?, ?)"
+    " ON CONFLICT (action, source) DO UPDATE SET changes = changes + excluded.changes"
+)
+
+
+def apply_consent(tx: Tx, change: ConsentChange) -> bool:
+    """Record ``change`` with its events when it changes the number's consent (an opt-out
+    of a number already opted out changes nothing); True when it did."""
+    row = tx.conn.execute(
+        "SELECT opted_out FROM consent WHERE number = ?", (change.number,)
+    ).fetchone()
+    wanted = 1 if change.action == "opt_out" else 0
+    if row is not None and (change.only_if_unknown or row[0] == wanted):
+        return False
+    tx.conn.execute(
+        _UPSERT_CONSENT,
+        (change.number, wanted, change.keyword, change.source, change.carrier, tx.now),
+    )
+    tx.conn.execute(_COUNT_CONSENT, (change.action, change.source, 1))
+    _add_events(tx, change.events)
+    return True
+
+
+def record_mo(
+    tx: Tx,
+    events: Sequence[OutboxEvent],
+    change: ConsentChange | None,
+    replies: Sequence[StoredJob],
+    reply_on_change: Sequence[StoredJob],
+) -> bool:
+    """One MO: its events, its consent change (with the change's events), the replies it
+    always gets (help) and those it gets only when its consent changed (opt-out), in one
+    transaction, so its deliver_sm is answered only once all of it is durable. True when
+    the consent changed."""
+    _add_events(tx, events)
+    changed = change is not None and apply_consent(tx, change)
+    add_jobs(tx, [*replies, *(reply_on_change if changed else ())])
+    return changed
+
+
+def set_opted_out(
+    tx: Tx, numbers: Sequence[str], opted_out: bool, make_events: Callable[[str], OutboxEvent]
+) -> list[str]:
+    """An operator's change of many numbers (``smppgw consent``): those whose consent it
+    changes get a row (source ``admin``) and ``make_events(number)``; returns them."""
+    wanted = 1 if opted_out else 0
+    already: set[str] = set()
+    unique = list(dict.fromkeys(numbers))
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start : start + _CHUNK]
+        rows = tx.conn.execute(
+            f"SELECT number FROM consent WHERE opted_out = ? AND number IN"
+            f" ({', '.join('?' * len(chunk))})",
+            (wanted, *chunk),
+        )
+        already.update(number for (number,) in rows)
+    if not opted_out:  # a number never recorded is not opted out: nothing to change
+        known: set[str] = set()
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            rows = tx.conn.execute(
+                f"SELECT number FROM consent WHERE number IN ({', '.join('?' * len(chunk))})",
+                tuple(chunk),
+            )
+            known.update(number for (number,) in rows)
+        already.update(n for n in unique if n not in known)
+    changed = [n for n in unique if n not in already]
+    tx.conn.executemany(
+        _UPSERT_CONSENT, [(n, wanted, None, "admin", None, tx.now) for n in changed]
+    )
+    if changed:
+        action = "opt_out" if opted_out else "opt_in"
+        tx.conn.execute(_COUNT_CONSENT, (action, "admin", len(changed)))
+        _add_events(tx, [make_events(n) for n in changed])
+    return changed
+
+
+def consent_records(tx: Tx, opted_out_only: bool, limit: int | None) -> list[ConsentRecord]:
+    """Numbers with a consent record, newest change first."""
+    where = " WHERE opted_out = 1" if opted_out_only else ""
+    rows = tx.conn.execute(
+        "SELECT number, opted_out, keyword, source, carrier, changed_at FROM consent"
+        f"{where} ORDER BY changed_at DESC, number LIMIT ?",
+        (-1 if limit is None else limit,),
+    )
+    return [
+        ConsentRecord(number, bool(out), keyword, source, carrier, at)
+        for number, out, keyword, source, carrier, at in rows
+    ]
+
+
+def consent_counts(tx: Tx) -> dict[tuple[str, str], int]:
+    """(action, source) → consent changes recorded since the store was created."""
+    rows = tx.conn.execute("SELECT action, source, changes FROM consent_counts")
+    return {(action, source): n for action, source, n in rows}
+
+
+def purge_marketing_sends(tx: Tx, older_than: float) -> int:
+    """Forget marketing sends the rolling 24 h no longer counts."""
+    return tx.conn.execute("DELETE FROM marketing_sends WHERE at < ?", (older_than,)).rowcount
 
 
 def tenant_usage(tx: Tx, tenant: str, day: str) -> int:
