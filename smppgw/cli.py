@@ -15,6 +15,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("smppgw.commands.bench", "run benchmarks (codec)"),
     "check-config": ("smppgw.commands.check_config", "validate a config file and print a summary"),
+    "consent": (
+        "smppgw.commands.consent",
+        "the Do-Not-Call list: list, add (opt out), remove, import CSV, export",
+    ),
     "ctl": ("smppgw.commands.ctl", "ask the running gateway: status, pause, resume, jobs, reload"),
     "dead-events": (
         "smppgw.commands.dead_events",

@@ -52,6 +52,9 @@ ALLOWED_LABELS = {
     "kind",
     "status",
     "le",
+    # consent: bounded sets (opt_out/opt_in, mo/admin, reject/defer)
+    "action",
+    "source",
     # smppgw_build_info
     "version",
     "python",
