@@ -24,6 +24,7 @@ Window edges are exact in the zone: with ``07:00-22:00`` a job at 21:59:59.999 g
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -131,14 +132,14 @@ class Window:
 def decorate(text: str, prefix: str, footer: str) -> str:
     """A marketing text as sent: ``prefix`` first unless the text already starts with it,
     ``footer`` last unless it already ends with it (each compared without surrounding
-    spaces, so ``"[QC]Sale"`` keeps its own label)."""
+    spaces, so ``"[QC]Sale"`` keeps its own label); NFC, like every job text."""
     label = prefix.strip()
     if label and not text.lstrip().startswith(label):
         text = prefix + text
     tail = footer.strip()
     if tail and not text.rstrip().endswith(tail):
         text = text + footer
-    return text
+    return unicodedata.normalize("NFC", text)
 
 
 class MarketingGate:
