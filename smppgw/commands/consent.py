@@ -143,10 +143,7 @@ def _export(records: list[ConsentRecord]) -> None:
 
 def _import(consent: ConsentList, file: str, country_code: str) -> int:
     try:
-        if file == "-":
-            text = sys.stdin.read()
-        else:
-            text = Path(file).read_text(encoding="utf-8-sig")
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         print(f"smppgw consent import: {file}: {exc}", file=sys.stderr)
         return 2

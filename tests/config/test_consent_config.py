@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
+from config.test_config import doc, problems
 from smppgw.config import ConfigError, ConsentConfig
 from smppgw.config.loader import parse_config
-
-from config.test_config import doc, problems
 
 
 def test_defaults_are_decree_91_and_tcpa() -> None:

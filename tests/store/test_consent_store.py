@@ -60,8 +60,8 @@ async def test_cap_counts_in_the_same_transaction_and_a_duplicate_costs_nothing(
     results = await admit(store, job("a"), job("b"), job("a"), job("c"), job("d"))
     assert results[:4] == [True, True, False, True]
     assert isinstance(results[4], Reject) and results[4].code == "frequency_cap"
-    counted = await store.run(lambda c: c.execute("SELECT count(*) FROM marketing_sends").fetchone())
-    assert counted[0] == 3
+    count = "SELECT count(*) FROM marketing_sends"
+    assert await store.run(lambda c: c.execute(count).fetchone()[0]) == 3
     # Older than 24 h: no longer counted, and purged.
     await store.run(lambda c: c.execute("UPDATE marketing_sends SET at = at - 86401"))
     assert await admit(store, job("e")) == [True]
