@@ -194,6 +194,8 @@ class Gateway:
         lifetimes.push_async_callback(self.store.close)
         await self._recover()
         await self.tenants.load(self.store)
+        # From here on, consent changes made by `smppgw consent` are counted.
+        self.telemetry.consent_totals(await self.store.consent_counts())
         # Carriers (and their feeders) next: ready for jobs before any connection, since a
         # session that is present hands us its queued jobs at once (before the last client
         # is even connected). At exit, carriers not drained (a failed start) stop unsent.
