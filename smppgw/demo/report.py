@@ -107,6 +107,7 @@ def checks(scenario: Scenario, ev: Evidence) -> list[Check]:
         result.append(Check(job.short, ok, detail))
     ok, detail = job_outcome(record, scenario.otp)
     result.append(Check(scenario.otp.short, ok, detail))
+    result.append(_optout_check(scenario, ev))
 
     burst_ids = [job.id for job in scenario.burst]
     counts = count_finals(record, burst_ids)
@@ -176,6 +177,24 @@ def _receipt_check(scenario: Scenario, ev: Evidence) -> Check:
     return Check("receipts", unmatched == 0 and received >= expected > 0, detail)
 
 
+def _optout_check(scenario: Scenario, ev: Evidence) -> Check:
+    """The customer's HỦY recorded (the consent event), then a promotion to them refused."""
+    from smppgw.demo.scenario import OPTOUT_CUSTOMER, OPTOUT_TEXT
+
+    name = scenario.optout.short
+    event = next((s for s in ev.record.consent if s.body.get("number") == OPTOUT_CUSTOMER), None)
+    if event is None:
+        return Check(name, False, f"no opt-out recorded for {OPTOUT_CUSTOMER}")
+    ok, detail = job_outcome(ev.record, scenario.optout)
+    keyword = event.body.get("keyword")
+    return Check(
+        name,
+        ok and event.body.get("action") == "opt_out",
+        f"{OPTOUT_TEXT!r} from {OPTOUT_CUSTOMER} = opt_out ({keyword}); a promotion to "
+        f"them: {detail}",
+    )
+
+
 def _mo_check(ev: Evidence) -> Check:
     from smppgw.demo.scenario import COD_CUSTOMER, COD_REPLY
 
@@ -210,7 +229,7 @@ def summary(
         "",
         "─" * 78,
         f"summary: {jobs} jobs sent ({len(scenario.showcase)} showcase, 1 OTP, "
-        f"{len(scenario.burst)} bulk reminders)",
+        f"1 promotion after an opt-out, {len(scenario.burst)} bulk reminders)",
     ]
     for check in results:
         mark = "ok  " if check.ok else "FAIL"

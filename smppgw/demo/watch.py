@@ -40,6 +40,7 @@ class Record:
     statuses: dict[str, list[Seen]] = field(default_factory=dict)
     inbound: list[Seen] = field(default_factory=list)
     rejected: list[Seen] = field(default_factory=list)
+    consent: list[Seen] = field(default_factory=list)
     published: dict[str, float] = field(default_factory=dict)  # job id → wall time
 
     def final(self, job_id: str) -> Seen | None:
@@ -83,6 +84,15 @@ def inbound_line(seen: Seen) -> str:
     )
 
 
+def consent_line(seen: Seen) -> str:
+    body = seen.body
+    how = f"keyword {body.get('keyword')!r} via {body.get('carrier')}"
+    if body.get("source") == "admin":
+        how = "smppgw consent"
+    change = f"{body.get('number')} {body.get('action')}"
+    return f"{clock(seen.wall)}  consent on {seen.topic}: {change} ({how})"
+
+
 class Watcher:
     """One MQTT connection: subscribe to the gateway's output topics, publish jobs."""
 
@@ -116,6 +126,7 @@ class Watcher:
             await self.client.subscribe(f"{status}/#")
             await self.client.subscribe(f"{inbound}/#")
             await self.client.subscribe(self.topics.rejected_topic)
+            await self.client.subscribe(self.topics.consent_topic)
             self._connected = connected.pop_all()
         return self
 
@@ -149,6 +160,9 @@ class Watcher:
         elif message.topic.startswith(self.topics.inbound_topic.rstrip("/") + "/"):
             self.record.inbound.append(seen)
             self.say(inbound_line(seen))
+        elif message.topic == self.topics.consent_topic:
+            self.record.consent.append(seen)
+            self.say(consent_line(seen))
         else:
             self.record.rejected.append(seen)
             self.say(f"{clock(seen_at)}  on {message.topic}: {body.get('reason')}")
