@@ -20,7 +20,7 @@ from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
-from smppgw.pipeline.marketing import MarketingGate
+from smppgw.pipeline.marketing import Go, Hold, MarketingGate, Reject
 from smppgw.store import ops
 from smppgw.store.model import (
     ConsentChange,
@@ -156,6 +156,14 @@ class Store:
         return await self._run(
             partial(ops.add_admitted, jobs=list(jobs), usage=list(usage), gate=gate)
         )
+
+    async def marketing_release(
+        self, job_id: str, gate: MarketingGate, now: float
+    ) -> Go | Hold | Reject | None:
+        """The marketing rules asked again for a held job about to be released (the
+        held-jobs release check): None for a job that is not marketing; its count in the
+        rolling 24 h moves with the decision (``ops.marketing_release``)."""
+        return await self._run(partial(ops.marketing_release, job_id=job_id, gate=gate, now=now))
 
     async def record_mo(
         self,

@@ -17,7 +17,7 @@ from typing import Any
 
 from smppgw.config import SourceConfig
 from smppgw.outcome import job_status
-from smppgw.pipeline.marketing import DAY, Hold, MarketingGate, NumberState, Reject
+from smppgw.pipeline.marketing import DAY, Go, Hold, MarketingGate, NumberState, Reject
 from smppgw.store.model import (
     ConsentChange,
     ConsentRecord,
@@ -199,11 +199,13 @@ def _known(tx: Tx, job_id: str) -> bool:
     return tx.conn.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
 
 
-def number_state(tx: Tx, number: str, now: float) -> NumberState:
-    """Whether ``number`` opted out, and its marketing sends counted in the last 24 h."""
+def number_state(tx: Tx, number: str, now: float, leave_out: str = "") -> NumberState:
+    """Whether ``number`` opted out, and its marketing sends counted in the last 24 h
+    (but the job ``leave_out``'s own)."""
     row = tx.conn.execute("SELECT opted_out FROM consent WHERE number = ?", (number,)).fetchone()
     sends = tx.conn.execute(
-        "SELECT at FROM marketing_sends WHERE number = ? AND at > ?", (number, now - DAY)
+        "SELECT at FROM marketing_sends WHERE number = ? AND at > ? AND job_id != ?",
+        (number, now - DAY, leave_out),
     ).fetchall()
     return NumberState(opted_out=bool(row and row[0]), sends=[at for (at,) in sends])
 
@@ -251,6 +253,27 @@ def add_admitted(
         )
         result.append(decision if isinstance(decision, Hold) else True)
     return result
+
+
+def marketing_release(
+    tx: Tx, job_id: str, gate: MarketingGate, now: float
+) -> Go | Hold | Reject | None:
+    """Decide again, at its release, a held job: None when it is no marketing job (no
+    ``marketing_sends`` row: not the gate's business). Its own counted send is left out of
+    the number's state; then it is counted again at its new time (Go: now, Hold: the new
+    release time), or forgotten (Reject: it will never be sent)."""
+    row = tx.conn.execute(
+        "SELECT number FROM marketing_sends WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    decision = gate.decide(number_state(tx, row[0], now, leave_out=job_id), now)
+    if isinstance(decision, Reject):
+        tx.conn.execute("DELETE FROM marketing_sends WHERE job_id = ?", (job_id,))
+    else:
+        at = decision.until if isinstance(decision, Hold) else now
+        tx.conn.execute("UPDATE marketing_sends SET at = ? WHERE job_id = ?", (at, job_id))
+    return decision
 
 
 # -- consent -----------------------------------------------------------------------------

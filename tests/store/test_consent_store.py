@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from smppgw.config import ConsentConfig
-from smppgw.pipeline.marketing import Hold, MarketingGate, Reject
+from smppgw.pipeline.marketing import Go, Hold, MarketingGate, Reject
 from smppgw.store import ConsentChange, OutboxEvent, Store, StoredJob, StoreError
 from smppgw.store.schema import _CREATE, _CREATE_V2
 
@@ -78,6 +78,26 @@ async def test_hold_keeps_the_job_out_of_claims_until_due(store: Store) -> None:
     assert claimed.job_id == "h1"
     at = await store.run(lambda c: c.execute("SELECT at FROM marketing_sends").fetchone()[0])
     assert at == pytest.approx(held.until)  # counted at its release time
+
+
+async def test_release_check_decides_again_and_moves_the_count(store: Store) -> None:
+    """What the held-jobs release hook asks: the number may have opted out meanwhile, or
+    used its cap; the job's own count is left out, then moved to its new time."""
+    (held,) = await admit(store, job("h1"), gate=_closed_gate())
+    assert isinstance(held, Hold)
+    now = time.time()
+    assert await store.marketing_release("h1", ALWAYS, now) == Go()
+    at = "SELECT at FROM marketing_sends WHERE job_id = 'h1'"
+    assert await store.run(lambda c: c.execute(at).fetchone()[0]) == pytest.approx(now)
+    assert await store.marketing_release("nobody", ALWAYS, now) is None  # not marketing
+    # Two more sends fill the cap of 3: h1 itself still fits (its own count left out).
+    assert await admit(store, job("m2"), job("m3")) == [True, True]
+    assert await store.marketing_release("h1", ALWAYS, now) == Go()
+    # Opted out meanwhile: rejected, and no longer counted.
+    await store.record_mo([], opt_out())
+    decision = await store.marketing_release("h1", ALWAYS, now)
+    assert isinstance(decision, Reject) and decision.code == "opted_out"
+    assert await store.run(lambda c: c.execute(at).fetchone()) is None
 
 
 async def test_mo_consent_change_is_recorded_once_with_its_events_and_replies(
