@@ -90,6 +90,20 @@ def summary(config: Config) -> str:
             f"rate {f'{t.rate:g}/s' if t.rate else 'unlimited'}, "
             f"daily_parts {t.daily_parts or 'unlimited'}, max_queued {t.max_queued or 'unlimited'}"
         )
+    k = config.consent
+    cap = f"{k.marketing_daily_cap} per number per 24 h ({k.cap_action})"
+    lines += [
+        f"consent: marketing {k.marketing_hours} {k.timezone}, "
+        + (cap if k.marketing_daily_cap else "no daily cap")
+        + f", label {k.marketing_prefix!r}, footer {k.marketing_footer!r}; events on "
+        f"{m.consent_topic}",
+        f"  opt-out: {', '.join(k.optout_keywords) or 'none'}"
+        + (" (replied)" if k.optout_reply else "")
+        + f"; opt-in: {', '.join(k.optin_keywords) or 'none'}"
+        + ("; any first MO opts in" if k.mo_is_optin else "")
+        + f"; help: {', '.join(k.help_keywords) or 'none'}"
+        + (" (replied)" if k.help_reply else " (no reply set)"),
+    ]
     table = Router(config.carriers).table()
     lines.append(f"routes ({len(table)}, longest prefix wins):")
     lines += [f"  {prefix:<8} → {name}" for prefix, name in table]

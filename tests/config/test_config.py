@@ -191,6 +191,11 @@ def test_example_file_loads(tmp_path: Path) -> None:
     assert viettel.error_policy == (("ESME_RSYSERR", "transient"), ("1025", "permanent"))
     assert config.mqtt.session_expiry == 7 * 86400
     assert config.drain_timeout == 10.0
+    assert config.consent.marketing_footer == " Tu choi: soan TC gui 8079"
+    assert (config.consent.marketing_hours, config.consent.marketing_daily_cap) == (
+        "07:00-22:00",
+        3,
+    )
     assert config.tenants == (
         TenantConfig(
             name="shop",
