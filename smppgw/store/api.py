@@ -149,12 +149,14 @@ class Store:
         jobs: Sequence[StoredJob],
         usage: Sequence[Usage | None],
         gate: MarketingGate | None,
+        hold: ops.HoldMaker | None = None,
     ) -> list[ops.Admission]:
         """``add_counted`` that also decides each ``marketing`` job with ``gate`` and counts
         it against the number's rolling 24 h, in the same transaction: per job True, False,
-        None (tenant quota), a ``Reject`` (not added) or a ``Hold`` (added, held)."""
+        None (tenant quota), a ``Reject`` (not added) or a ``Hold`` (added, held: as
+        ``hold`` makes it, see ``ops.add_admitted``)."""
         return await self._run(
-            partial(ops.add_admitted, jobs=list(jobs), usage=list(usage), gate=gate)
+            partial(ops.add_admitted, jobs=list(jobs), usage=list(usage), gate=gate, hold=hold)
         )
 
     async def marketing_release(

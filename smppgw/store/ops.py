@@ -210,16 +210,23 @@ def number_state(tx: Tx, number: str, now: float, leave_out: str = "") -> Number
     return NumberState(opted_out=bool(row and row[0]), sends=[at for (at,) in sends])
 
 
+#: Makes the held form of a job (``job, until, reason``): the held-jobs mechanism's hook.
+HoldMaker = Callable[[StoredJob, float, str], StoredJob]
+
+
 def add_admitted(
     tx: Tx,
     jobs: Sequence[StoredJob],
     usage: Sequence[Usage | None],
     gate: MarketingGate | None,
+    hold: HoldMaker | None = None,
 ) -> list[Admission]:
     """Add jobs with their checks in this transaction: a tenant job's parts counted in
     ``tenant_usage`` (``usage[i]``, None: uncounted), and a ``marketing`` job decided by
     ``gate`` and, once taken, counted in ``marketing_sends`` at its send or release time.
-    A held job waits in its lane with ``next_attempt`` at the release time."""
+    A job the gate holds is added as ``hold(job, until, reason)`` makes it (runs in the
+    writer thread: pure and quick); without ``hold`` it waits in its lane with
+    ``next_attempt`` at the release time."""
     execute = tx.conn.execute
     result: list[Admission] = []
     for job, use in zip(jobs, usage, strict=True):
@@ -237,6 +244,10 @@ def add_admitted(
             if (row[0] if row else 0) + use.parts > use.limit:
                 result.append(False if _known(tx, job.job_id) else None)
                 continue
+        held = isinstance(decision, Hold) and hold is not None
+        if held:
+            assert isinstance(decision, Hold) and hold is not None
+            job = hold(job, decision.until, decision.reason)
         new = add_jobs(tx, (job,))[0]
         if new and use is not None:
             execute(_COUNT_USAGE, (use.tenant, use.day, use.parts))
@@ -246,7 +257,8 @@ def add_admitted(
         at = tx.now
         if isinstance(decision, Hold):
             at = decision.until
-            execute("UPDATE jobs SET next_attempt = ? WHERE job_id = ?", (at, job.job_id))
+            if not held:
+                execute("UPDATE jobs SET next_attempt = ? WHERE job_id = ?", (at, job.job_id))
         execute(
             "INSERT OR REPLACE INTO marketing_sends (job_id, number, at) VALUES (?, ?, ?)",
             (job.job_id, job.destination, at),

@@ -80,6 +80,23 @@ async def test_hold_keeps_the_job_out_of_claims_until_due(store: Store) -> None:
     assert at == pytest.approx(held.until)  # counted at its release time
 
 
+async def test_a_hold_maker_takes_over_the_holding(store: Store) -> None:
+    """With the held-jobs mechanism's hook, the job is added as the hook makes it (there:
+    in its held state with its ``scheduled`` event), not parked with ``next_attempt``."""
+    made: list[tuple[str, float, str]] = []
+
+    def hold(job: StoredJob, until: float, reason: str) -> StoredJob:
+        made.append((job.job_id, until, reason))
+        return replace(job, text=f"held until {until:.0f}")
+
+    (held,) = await store.add_admitted([job("h2")], [None], _closed_gate(), hold)
+    assert isinstance(held, Hold)
+    assert made == [("h2", held.until, "window")]
+    assert await store.next_due(CARRIER) is None  # not parked by next_attempt
+    (claimed,) = await store.claim(CARRIER, 10, time.time())
+    assert claimed.text == f"held until {held.until:.0f}"
+
+
 async def test_release_check_decides_again_and_moves_the_count(store: Store) -> None:
     """What the held-jobs release hook asks: the number may have opted out meanwhile, or
     used its cap; the job's own count is left out, then moved to its new time."""
