@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import yaml
 
-from smppgw.commands.parts import run as parts_run
 from smppgw.config.loader import load_config
 from smppgw.gateway import Gateway
 from smppgw.sim.server import Simulator
@@ -331,21 +330,6 @@ def _consent_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
         check=True,
         timeout=60,
     )
-
-
-def test_parts_counts_the_marketing_label(capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
-
-    from smppgw.commands.parts import configure
-
-    parser = argparse.ArgumentParser()
-    configure(parser)
-    text = "x" * 158
-    assert parts_run(parser.parse_args([text])) == 0
-    assert "parts: 1" in capsys.readouterr().out
-    assert parts_run(parser.parse_args(["--category", "marketing", text])) == 0
-    out = capsys.readouterr().out
-    assert "text sent: '[QC] xxx" in out and "parts: 2" in out
 
 
 def _doc(tmp_path: Path, mosquitto: Mosquitto, sim: Simulator) -> dict[str, Any]:
