@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -128,6 +129,32 @@ async def test_opt_out_by_mo_is_honoured_and_survives_a_restart(
             await obs.submit(id="promo-4", to="0981234567", text="Sale", category="marketing")
             await obs.wait_final(["promo-4"])
             assert error_code(obs, "promo-4") == "delivered"
+    finally:
+        await obs.__aexit__()
+
+
+async def test_an_opt_out_is_acknowledged_to_the_smsc_only_once_it_is_durable(
+    tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
+) -> None:
+    """Another process holds the store locked: the HUY is neither answered nor recorded
+    until the lock goes, then both happen (nothing lost, nothing answered early)."""
+    config = gateway_config(tmp_path, mosquitto, {"viettel": viettel})
+    obs = await consent_observer(mosquitto)
+    try:
+        async with running(config):
+            other = sqlite3.connect(config.store.path, isolation_level=None)
+            other.execute("BEGIN EXCLUSIVE")
+            try:
+                await viettel.send_mo(None, CUSTOMER, "8079", "STOP")
+                await obs.wait_for(lambda: viettel.stats()["mo_sent"] == 1)
+                await asyncio.sleep(1.0)
+                assert viettel.stats()["mo_acknowledged"] == 0
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
+            await obs.wait_for(lambda: bool(consent_events(obs)))
+            await obs.wait_for(lambda: viettel.stats()["mo_acknowledged"] == 1)
+            assert consent_events(obs)[0]["keyword"] == "STOP"
     finally:
         await obs.__aexit__()
 
