@@ -125,7 +125,9 @@ class Store:
                     depths[key] = value
                 else:
                     del depths[key]
-        self._outbox += tx.outbox
+        # Events another process put in the outbox (``smppgw consent``) are deleted here
+        # without having been counted: never below zero.
+        self._outbox = max(0, self._outbox + tx.outbox)
 
     def _run(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
         return self._writer.submit(fn)

@@ -345,6 +345,10 @@ async def test_consent_command_beside_a_running_gateway(
                 timeout=15,
             )
             assert sample(gateway, changes, action="opt_in", source="admin") == 1
+            # Their events went through the gateway's outbox, and it knows it is empty
+            # (what its drain at SIGTERM waits for).
+            await obs.wait_for(lambda: len(consent_events(obs)) == 10_002, timeout=15)
+            assert await gateway.outbox.flush(2.0)
     finally:
         await obs.__aexit__()
 
