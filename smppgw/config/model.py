@@ -141,6 +141,11 @@ class RoutingConfig:
     #: Country codes (digit strings) besides ``country_code`` that jobs may be sent to;
     #: empty: national numbers only.
     allow_international: tuple[str, ...] = ()
+    #: How long a learned number → carrier mapping (a ported number) is trusted, in seconds.
+    ported_ttl: float = 30 * 86400.0
+    #: An operator's number-portability list (``number,carrier`` lines), loaded at start
+    #: and on reload; ``None``: only learned and imported mappings.
+    ported_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +208,14 @@ class CarrierConfig:
     #: Per-status overrides of the submit error policy (``smppgw.engine.policy``): pairs of
     #: (status name or number, "permanent" | "transient" | "throttle").
     error_policy: tuple[tuple[str, str], ...] = ()
+    #: Carriers tried, in this order, when this one cannot take a job (``failover``).
+    failover: tuple[str, ...] = ()
+    #: submit_sm statuses (numbers) that send a job on to the next carrier of its chain.
+    failover_on: tuple[int, ...] = ()
+    #: No bind up this long (seconds): queued jobs move to the next carrier of their chain.
+    failover_after: float = 30.0
+    #: The same for ``high`` jobs, sooner.
+    failover_after_high: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ ID_BASES = ("string", "hex", "decimal")
 _STORE_KEYS = ("path", "retention", "commit_interval", "keep_text")
 _METRICS_KEYS = ("listen", "ready_policy")
 _LOG_KEYS = ("level", "format")
-_ROUTING_KEYS = ("country_code", "allow_international")
+_ROUTING_KEYS = ("country_code", "allow_international", "ported_ttl", "ported_file")
 _CTL_KEYS = ("socket", "allow_uids")
 #: Longest UNIX socket path (``sun_path`` holds 108 bytes with the NUL).
 _SUN_PATH_MAX = 107
@@ -231,6 +231,10 @@ def _routing(r: Reader, value: object) -> RoutingConfig | Invalid:
         kwargs["allow_international"] = _country_codes(
             r, "routing.allow_international", allowed, home
         )
+    if "ported_ttl" in data:
+        kwargs["ported_ttl"] = r.duration("routing.ported_ttl", data["ported_ttl"])
+    if data.get("ported_file") is not None:
+        kwargs["ported_file"] = r.path("routing.ported_file", data["ported_file"], must_exist=True)
     return INVALID if len(r.problems) > before else RoutingConfig(**kwargs)
 
 
@@ -395,6 +399,50 @@ def _error_policy(r: Reader, path: str, value: object) -> tuple[tuple[str, str],
     return INVALID if len(r.problems) > before else tuple(result)
 
 
+def _failover_on(r: Reader, path: str, value: object) -> tuple[int, ...] | Invalid:
+    """``[ESME_RINVDSTADR, 0x0B]``: submit_sm statuses that send a job on to the next
+    carrier of its chain (names or numbers, as in ``error_policy``)."""
+    if not isinstance(value, list):
+        return r.problem(path, f"must be a list of statuses like [ESME_RINVDSTADR], got {show(value)}")
+    before = len(r.problems)
+    result: list[int] = []
+    for index, item in enumerate(value):
+        where = join(path, index)
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            r.problem(where, "must be an SMPP command_status (a name like ESME_RINVDSTADR, or a number)")
+            continue
+        try:
+            status = parse_status(item)
+        except ValueError as exc:
+            r.problem(where, str(exc))
+            continue
+        if status == 0:
+            r.problem(where, "ESME_ROK is success, not a refusal")
+        elif status in result:
+            r.problem(where, f"duplicate status {show(item)}")
+        result.append(status)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _failover(r: Reader, path: str, value: object) -> tuple[str, ...] | Invalid:
+    """``[vinaphone, mobifone]``: carrier names, checked against the carriers later."""
+    return r.distinct(path, value, _carrier_name, kind="carrier", example="[vinaphone, mobifone]")
+
+
+def _check_failover(r: Reader, parsed: list[dict[str, Any]], names: dict[str, int]) -> None:
+    """Each ``failover`` entry names another configured carrier."""
+    for index, kwargs in enumerate(parsed):
+        chain = kwargs.get("failover")
+        name = kwargs.get("name")
+        for number, other in enumerate(chain if isinstance(chain, tuple) else ()):
+            where = f"carriers[{index}].failover[{number}]"
+            if other == name:
+                r.problem(where, f"{other!r} is this carrier itself; list the carriers to try after it")
+            elif other not in names:
+                known = ", ".join(sorted(names)) or "none"
+                r.problem(where, f"unknown carrier {other!r} (known: {known})")
+
+
 def _carrier_name(r: Reader, path: str, value: object) -> str | Invalid:
     text = r.string(path, value)
     if isinstance(text, str) and not _CARRIER_NAME.fullmatch(text):
@@ -453,13 +501,16 @@ def _carriers(r: Reader, value: object) -> tuple[CarrierConfig, ...] | Invalid:
             if not prefix:
                 continue
             if prefix in owners and owners[prefix][0] != name:
+                # Not an error: the first carrier in config order routes the prefix, the
+                # other reaches it through failover (README, "Failover").
                 other, other_index = owners[prefix]
-                r.problem(
-                    f"carriers[{index}].prefixes[{number}]",
-                    f"prefix {prefix!r} is claimed by both {other} (carriers[{other_index}]) "
-                    f"and {name}",
+                r.warnings.append(
+                    f"carriers[{index}].prefixes[{number}]: prefix {prefix!r} is claimed by "
+                    f"both {other} (carriers[{other_index}]) and {name}; {other} routes it "
+                    f"(first in config order), {name} takes its jobs only through failover"
                 )
             owners.setdefault(prefix, (name, index))
+    _check_failover(r, parsed, names)
     if len(carriers) < len(value):
         return INVALID
     return tuple(carriers)
@@ -629,6 +680,10 @@ _CARRIER_CHECKS: dict[str, _Check] = {
     "receipt_id_base": lambda r, p, v: r.choice(p, v, ID_BASES),
     "tls": Reader.tls,
     "error_policy": _error_policy,
+    "failover": _failover,
+    "failover_on": _failover_on,
+    "failover_after": lambda r, p, v: r.duration(p, v, zero=True),
+    "failover_after_high": lambda r, p, v: r.duration(p, v, zero=True),
 }
 _MQTT_KEYS = (*_MQTT_CHECKS, *_PASSWORD_KEYS)
 _CARRIER_KEYS = (*_CARRIER_CHECKS, *_PASSWORD_KEYS)

@@ -177,9 +177,9 @@ def sender_source(address: str, country_code: str | None) -> SourceConfig:
 class Router:
     """Prefix → carrier, longest prefix first.
 
-    Built once from the validated config (``smppgw.config`` already refuses a prefix claimed
-    by two carriers; the constructor checks again so a hand-built config cannot route
-    ambiguously). With ``routing``, destinations outside its ``country_code`` are refused
+    Built once from the validated config. A prefix claimed by two carriers (``check-config``
+    warns) is routed to the first of them in config order; the other reaches those
+    numbers only as a failover (:mod:`smppgw.pipeline.failover`). With ``routing``, destinations outside its ``country_code`` are refused
     unless ``allow_international`` lists theirs; without it (summaries, tables) any number
     may be routed.
     """
@@ -195,12 +195,7 @@ class Router:
         owners: dict[str, str] = {}
         for carrier in carriers:
             for prefix in carrier.prefixes:
-                other = owners.get(prefix)
-                if other is not None and other != carrier.name:
-                    raise ValueError(
-                        f"prefix {prefix} is claimed by both {other} and {carrier.name}"
-                    )
-                owners[prefix] = carrier.name
+                owners.setdefault(prefix, carrier.name)  # first in config order wins
         by_length: dict[int, dict[str, str]] = {}
         for prefix, name in owners.items():
             by_length.setdefault(len(prefix), {})[prefix] = name
@@ -223,18 +218,21 @@ class Router:
                 "unknown_carrier", f"carrier {forced!r} is not configured (known: {known})"
             )
         self._check_country(msisdn)
-        size = len(msisdn)
-        for length in self._lengths:
-            if length <= size:
-                name = self._by_length[length].get(msisdn[:length])
-                if name is not None and (forced is None or name == forced):
-                    return name
         if forced is not None:
+            # Its own prefixes, also one the table gave to an earlier carrier.
+            if any(msisdn.startswith(prefix) for prefix in self._prefixes[forced]):
+                return forced
             claimed = ", ".join(self._prefixes[forced]) or "none"
             raise RoutingError(
                 "no_route",
                 f"carrier {forced!r} does not serve {msisdn} (its prefixes: {claimed})",
             )
+        size = len(msisdn)
+        for length in self._lengths:
+            if length <= size:
+                name = self._by_length[length].get(msisdn[:length])
+                if name is not None:
+                    return name
         raise RoutingError("no_route", f"no carrier claims a prefix of {msisdn}")
 
     def _check_country(self, msisdn: str) -> None:

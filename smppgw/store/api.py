@@ -20,7 +20,7 @@ from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
-from smppgw.store import ops
+from smppgw.store import ops, routes
 from smppgw.store.model import (
     DeadEvent,
     JobState,
@@ -377,6 +377,58 @@ class Store:
         """Run ``fn(connection)`` in the writer thread inside a batch's transaction: for
         maintenance (pragmas, ``EXPLAIN QUERY PLAN``) and tests, not for the gateway."""
         return await self._run(lambda tx: fn(tx.conn))
+
+    # -- failover and ported numbers (smppgw.store.routes) ---------------------------
+    def queued(self, carrier: str, lane: int) -> int:
+        """Queued jobs of ``carrier`` in ``lane`` as of the last commit (no round trip:
+        the failover monitor asks this often)."""
+        return self._depths.get((carrier, lane), 0)
+
+    async def move_job(self, job_id: str, carrier: str, to: str, error: str) -> bool:
+        """A job claimed by ``carrier`` with a known outcome there goes to ``to``'s queue,
+        in its lane and arrival order, ``(carrier, error)`` added to its attempts."""
+        return await self._run(
+            partial(routes.move_job, job_id=job_id, carrier=carrier, to=to, error=error)
+        )
+
+    async def move_queued(
+        self, carrier: str, max_lane: int, pick: routes.Picker, error: str, limit: int = 1000
+    ) -> list[routes.Move]:
+        """Queued jobs of ``carrier`` (lanes up to ``max_lane``) go where ``pick`` says."""
+        return await self._run(
+            partial(
+                routes.move_queued,
+                carrier=carrier,
+                max_lane=max_lane,
+                pick=pick,
+                error=error,
+                limit=limit,
+            )
+        )
+
+    async def learn_port(self, number: str, carrier: str, ttl: float) -> None:
+        await self._run(partial(routes.learn, number=number, carrier=carrier, ttl=ttl))
+
+    async def forget_port(self, number: str) -> routes.Ported | None:
+        return await self._run(partial(routes.forget, number=number))
+
+    async def import_ported(
+        self, entries: Sequence[tuple[str, str]], source: str, *, replace_source: bool
+    ) -> routes.ImportReport:
+        return await self._run(
+            partial(
+                routes.import_ported,
+                entries=list(entries),
+                source=source,
+                replace_source=replace_source,
+            )
+        )
+
+    async def count_ported(self) -> int:
+        return await self._run(routes.count_ported)
+
+    async def purge_ported(self) -> int:
+        return await self._run(routes.purge_ported)
 
     # -- metrics ---------------------------------------------------------------------
     def size_bytes(self) -> int:

@@ -61,6 +61,11 @@ class StoredJob:
     correlation_data: bytes | None = None
     attempt: int = 0
     received_at: float = field(default_factory=time.time)
+    #: Carriers this job may use, in order (the first is where it was routed); empty: it
+    #: stays with ``carrier`` (:mod:`smppgw.pipeline.failover`).
+    chain: tuple[str, ...] = ()
+    #: Carriers that did not take it, with why: ``(carrier, error)`` pairs, oldest first.
+    attempts: tuple[tuple[str, str], ...] = ()
 
     def outbound(self) -> OutboundMessage:
         """The carrier's view of this job."""
@@ -145,6 +150,8 @@ class JobView:
     expires_at: float | None
     #: When the job was submitted or became final (purge age).
     done_at: float | None
+    #: Carriers that did not take it (``StoredJob.attempts``).
+    attempts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True, frozen=True)

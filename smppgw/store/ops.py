@@ -26,6 +26,7 @@ from smppgw.store.model import (
     StoredJob,
     Usage,
 )
+from smppgw.store.routes import decode_attempts, decode_chain, encode_attempts, encode_chain
 from smppgw.store.writer import Tx
 
 EventMaker = Callable[[JobView, str], list[OutboxEvent]]
@@ -41,16 +42,16 @@ _SUBMITTED_LABEL = _LABELS[SUBMITTED]
 
 _JOB_COLUMNS = (
     "job_id, carrier, lane, destination, text, source_address, source_ton, source_npi, dlr,"
-    " expires_at, response_topic, correlation_data, attempt, received_at"
+    " expires_at, response_topic, correlation_data, attempt, received_at, chain, attempts"
 )
 _VIEW_COLUMNS = (
     "job_id, carrier, lane, state, status, error_code, destination, dlr, attempt, parts,"
     " message_ids, part_states, response_topic, correlation_data, received_at, expires_at,"
-    " done_at"
+    " done_at, attempts"
 )
 _INSERT_JOB = (
     f"INSERT OR IGNORE INTO jobs ({_JOB_COLUMNS}, state) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
 )
 _CLAIM = (
     f"SELECT seq, {_JOB_COLUMNS} FROM jobs "
@@ -81,12 +82,14 @@ def _job_row(job: StoredJob) -> tuple[Any, ...]:
         job.correlation_data,
         job.attempt,
         job.received_at,
+        encode_chain(job.chain),
+        encode_attempts(job.attempts),
     )
 
 
 def _job_from_row(row: Sequence[Any]) -> StoredJob:
     (job_id, carrier, lane, destination, text, address, ton, npi, dlr, expires_at) = row[:10]
-    response_topic, correlation_data, attempt, received_at = row[10:14]
+    response_topic, correlation_data, attempt, received_at, chain, attempts = row[10:16]
     return StoredJob(
         job_id=job_id,
         carrier=carrier,
@@ -100,6 +103,8 @@ def _job_from_row(row: Sequence[Any]) -> StoredJob:
         correlation_data=correlation_data,
         attempt=attempt,
         received_at=received_at,
+        chain=decode_chain(chain),
+        attempts=decode_attempts(attempts),
     )
 
 
@@ -122,6 +127,7 @@ def _view_from_row(row: Sequence[Any]) -> JobView:
         received_at=row[14],
         expires_at=row[15],
         done_at=row[16],
+        attempts=decode_attempts(row[17]),
     )
 
 

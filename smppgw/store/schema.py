@@ -30,7 +30,7 @@ from smppgw.store.model import StoreError
 
 log = get_logger("smppgw.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Jobs: ``seq`` (the rowid) is arrival order; ``job_id`` is the dedup key, kept in every
 #: state until purge. ``done_at`` is set when the job is submitted or final (purge age).
@@ -119,13 +119,39 @@ _CREATE_V2 = [
 ]
 
 
+#: Version 3 (failover, issue 15): a job's carrier chain (JSON list, first = where it was
+#: routed; NULL: it never moves) and the carriers that did not take it (JSON list of
+#: ``{"carrier", "error"}``); and the ported-number cache, number → carrier, learned from
+#: refusals (``source`` 'learned', ``expires_at`` now + ``routing.ported_ttl``) or loaded
+#: from an operator's list ('file' from ``routing.ported_file``, 'import' from ``smppgw
+#: routes import``; ``expires_at`` NULL: until replaced or forgotten).
+_CREATE_FAILOVER = [
+    "ALTER TABLE jobs ADD COLUMN chain TEXT",
+    "ALTER TABLE jobs ADD COLUMN attempts TEXT",
+    """
+    CREATE TABLE ported (
+        number TEXT PRIMARY KEY,
+        carrier TEXT NOT NULL,
+        source TEXT NOT NULL,
+        changed_at REAL NOT NULL,
+        expires_at REAL
+    ) WITHOUT ROWID
+    """,
+]
+
+
 def _to_v2(conn: sqlite3.Connection) -> None:
     for statement in _CREATE_V2:
         conn.execute(statement)
 
 
+def _to_v3(conn: sqlite3.Connection) -> None:
+    for statement in _CREATE_FAILOVER:
+        conn.execute(statement)
+
+
 #: version → step that upgrades a database from ``version`` to ``version + 1``.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_v2, 2: _to_v3}
 
 
 #: Mode of the database, -wal and -shm files: job texts (OTPs), numbers and ids are
@@ -229,7 +255,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         if version == 0:
-            for statement in _CREATE + _CREATE_V2:
+            for statement in _CREATE + _CREATE_V2 + _CREATE_FAILOVER:
                 conn.execute(statement)
         else:
             for step in range(version, SCHEMA_VERSION):

@@ -584,12 +584,14 @@ def test_prefix_errors(prefixes: object, message: str) -> None:
     assert only(with_carrier(prefixes=prefixes)) == message
 
 
-def test_prefix_claimed_by_two_carriers_names_both() -> None:
+def test_prefix_claimed_by_two_carriers_is_a_warning_naming_both() -> None:
     data = doc()
     data["carriers"].append(dict(data["carriers"][0], name="mobifone", prefixes=["8490", "8496"]))
-    assert only(data) == (
+    config = parse_config(data)
+    assert config.warnings == (
         "carriers[1].prefixes[1]: prefix '8496' is claimed by both viettel (carriers[0]) "
-        "and mobifone"
+        "and mobifone; viettel routes it (first in config order), mobifone takes its jobs "
+        "only through failover",
     )
 
 
