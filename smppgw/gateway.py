@@ -37,6 +37,7 @@ from smppgw.ops.logs import register_secret, set_level, setup_logging
 from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.cancel import CancelHandler
+from smppgw.pipeline.failover import Failover
 from smppgw.pipeline.feeder import Feeder
 from smppgw.pipeline.intake import Intake
 from smppgw.pipeline.outbox import OutboxPublisher
@@ -95,6 +96,25 @@ class Gateway:
             replay_inflight=False,  # the outbox publishes again whatever failed
         )
         self.tenants = Tenants(config, self.metrics)
+        # 2. store → feeder → carrier → SMSC: one pair per carrier (see _add_carrier).
+        self.carriers: dict[str, Carrier] = {}
+        self.feeders: dict[str, Feeder] = {}
+        self._feeder_tasks: dict[str, asyncio.Task[None]] = {}
+        #: Carriers an operator paused (``smppgw ctl pause``); kept across reloads.
+        self.paused: set[str] = set()
+        router = Router(config.carriers, config.routing)
+        # Chains at intake, moves after an outcome or while a carrier is down.
+        self.failover = Failover(
+            config,
+            router,
+            self.store,
+            self.telemetry,
+            carriers=self.carriers,
+            feeders=self.feeders,
+            paused=self.paused,
+            wake=self._job_committed,
+            on_failing_over=self.health.set_failing_over,
+        )
         self.tenant_mqtt = {
             name: MqttClient(
                 replace(config.mqtt, client_id=f"{config.mqtt.client_id}.{name}"),
@@ -105,19 +125,14 @@ class Gateway:
         self.intake = Intake(
             config,
             self.store,
-            Router(config.carriers, config.routing),
+            router,
             self.factory,
             self.telemetry,
             self.tenants,
             on_job=self._job_committed,
             on_events=self._events_committed,
+            failover=self.failover,
         )
-        # 2. store → feeder → carrier → SMSC: one pair per carrier (see _add_carrier).
-        self.carriers: dict[str, Carrier] = {}
-        self.feeders: dict[str, Feeder] = {}
-        self._feeder_tasks: dict[str, asyncio.Task[None]] = {}
-        #: Carriers an operator paused (``smppgw ctl pause``); kept across reloads.
-        self.paused: set[str] = set()
         # 3. carrier outcomes → store, with the events they cause.
         self.events = GatewayEvents(
             self.store,
@@ -125,6 +140,7 @@ class Gateway:
             self.telemetry,
             self._events_committed,
             on_left=self.tenants.left,
+            failover=self.failover,
         )
         # Cancels from MQTT (main connection): queued jobs end ``cancelled``.
         self.cancels = CancelHandler(
@@ -185,6 +201,9 @@ class Gateway:
         await self.store.open()
         lifetimes.push_async_callback(self.store.close)
         await self._recover()
+        self.failover.ported.open()
+        lifetimes.callback(self.failover.ported.close)
+        await self.failover.load_ported_file()
         await self.tenants.load(self.store)
         # Carriers (and their feeders) next: ready for jobs before any connection, since a
         # session that is present hands us its queued jobs at once (before the last client
@@ -205,6 +224,7 @@ class Gateway:
         spawn(run_heartbeat(self.health), "heartbeat")
         spawn(self._refresh_metrics(), "metrics")
         spawn(self._purge(), "purge")
+        spawn(self.failover.run(), "failover")
         spawn(notify.run_watchdog(self.health.alive), "watchdog")
         # Last in, first out: the control socket closes before anything it reaches.
         if config.ctl.socket is not None:
@@ -410,8 +430,9 @@ class Gateway:
                 before = time.time() - self.config.store.retention
                 purged = await self.store.purge(before)
                 dead = await self.store.purge_dead_events(before)
-                if purged or dead:
-                    log.info("purged", jobs=purged, dead_events=dead)
+                ported = await self.store.purge_ported()
+                if purged or dead or ported:
+                    log.info("purged", jobs=purged, dead_events=dead, ported=ported)
             except StoreError as exc:
                 log.warning("purge_failed", error=str(exc))
             await asyncio.sleep(PURGE_EVERY)
@@ -484,7 +505,10 @@ class Gateway:
         self.carrier_configs.clear()
         self.carrier_configs.update(wanted)
         self.config = new
-        self.intake.reconfigure(new, Router(new.carriers, new.routing))
+        router = Router(new.carriers, new.routing)
+        self.intake.reconfigure(new, router)
+        self.failover.reconfigure(new, router)
+        await self.failover.load_ported_file()
         changed = self.tenants.reconfigure(new)
         if changed:
             log.warning(

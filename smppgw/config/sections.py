@@ -403,13 +403,17 @@ def _failover_on(r: Reader, path: str, value: object) -> tuple[int, ...] | Inval
     """``[ESME_RINVDSTADR, 0x0B]``: submit_sm statuses that send a job on to the next
     carrier of its chain (names or numbers, as in ``error_policy``)."""
     if not isinstance(value, list):
-        return r.problem(path, f"must be a list of statuses like [ESME_RINVDSTADR], got {show(value)}")
+        return r.problem(
+            path, f"must be a list of statuses like [ESME_RINVDSTADR], got {show(value)}"
+        )
     before = len(r.problems)
     result: list[int] = []
     for index, item in enumerate(value):
         where = join(path, index)
         if isinstance(item, bool) or not isinstance(item, str | int):
-            r.problem(where, "must be an SMPP command_status (a name like ESME_RINVDSTADR, or a number)")
+            r.problem(
+                where, "must be an SMPP command_status (a name like ESME_RINVDSTADR, or a number)"
+            )
             continue
         try:
             status = parse_status(item)
@@ -437,7 +441,9 @@ def _check_failover(r: Reader, parsed: list[dict[str, Any]], names: dict[str, in
         for number, other in enumerate(chain if isinstance(chain, tuple) else ()):
             where = f"carriers[{index}].failover[{number}]"
             if other == name:
-                r.problem(where, f"{other!r} is this carrier itself; list the carriers to try after it")
+                r.problem(
+                    where, f"{other!r} is this carrier itself; list the carriers to try after it"
+                )
             elif other not in names:
                 known = ", ".join(sorted(names)) or "none"
                 r.problem(where, f"unknown carrier {other!r} (known: {known})")

@@ -76,6 +76,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     dlr: bool | None = None
     #: Seconds the job may wait before it is ``expired`` instead of sent.
     ttl: int | None = None
+    #: May the job move to another carrier (``failover``)? None (not given): yes when
+    #: routed by prefix, no when it forces a ``carrier``.
+    failover: bool | None = None
 
 
 class _IdOnly(msgspec.Struct):
@@ -221,6 +224,9 @@ def decode_job(
     dlr = obj.get("dlr")
     if "dlr" in obj and not isinstance(dlr, bool):
         problems.append(f"dlr: expected true or false, got {_show(dlr)}")
+    failover = obj.get("failover")
+    if failover is not None and not isinstance(failover, bool):
+        problems.append(f"failover: expected true or false, got {_show(failover)}")
     ttl = obj.get("ttl")
     if ttl is not None:
         if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
@@ -239,6 +245,7 @@ def decode_job(
         priority=priority,
         dlr=dlr,
         ttl=ttl,
+        failover=failover if isinstance(failover, bool) else None,
     )
 
 
@@ -285,6 +292,14 @@ class ErrorInfo(msgspec.Struct, frozen=True):
     reason: str
 
 
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """A carrier that did not take the job, and why: an SMPP status name (refused),
+    ``retries_exhausted``, ``down`` (no bind for ``failover_after``) or ``paused``."""
+
+    carrier: str
+    error: str
+
+
 class StatusEvent(msgspec.Struct, frozen=True, kw_only=True):
     """``sms/status/<id>``: every key is always present (null when unknown)."""
 
@@ -296,6 +311,8 @@ class StatusEvent(msgspec.Struct, frozen=True, kw_only=True):
     message_ids: tuple[str, ...] = ()
     error: ErrorInfo | None = None
     at: str
+    #: Carriers tried before ``carrier`` that did not take the job (failover), oldest first.
+    attempts: tuple[Attempt, ...] = ()
 
 
 class InboundEvent(msgspec.Struct, frozen=True, kw_only=True):

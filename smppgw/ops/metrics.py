@@ -147,6 +147,20 @@ class Metrics:
             "MQTT payloads that were not a job at all (not JSON, no usable id): dropped.",
             registry=r,
         )
+        self.failovers = Counter(
+            "smppgw_failovers_total",
+            "Jobs moved to the next carrier of their chain, by reason (down: no bind for "
+            "failover_after, or paused; refused: a failover_on status; retries: transient "
+            "retries exhausted).",
+            ["from", "to", "reason"],
+            registry=r,
+        )
+        self.ported_numbers = Gauge(
+            "smppgw_ported_numbers",
+            "Number-to-carrier mappings in the ported-number cache (learned, imported, "
+            "from routing.ported_file), expired ones not counted.",
+            registry=r,
+        )
         self.jobs_final = Counter(
             "smppgw_jobs_final_total",
             "Jobs that reached a final status, by carrier and status.",

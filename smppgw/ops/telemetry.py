@@ -277,6 +277,13 @@ class Telemetry:
         children.parts.inc(parts)
         children.queue_latency[lane].observe(max(0.0, waited))
 
+    def failover(self, carrier: str, to: str, reason: str, jobs: int = 1) -> None:
+        """``jobs`` moved from ``carrier`` to ``to`` (reason: down, refused, retries)."""
+        self.metrics.failovers.labels(carrier, to, reason).inc(jobs)
+
+    def ported_numbers(self, count: int) -> None:
+        self.metrics.ported_numbers.set(count)
+
     def job_final(self, carrier: str, status: str) -> None:
         self._of(carrier).final_status(status).inc()
 

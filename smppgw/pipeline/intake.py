@@ -32,6 +32,7 @@ from smppgw.mqtt.schema import (
 )
 from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.envelope import Envelope, EnvelopeGuard
+from smppgw.pipeline.failover import Failover
 from smppgw.pipeline.outcomes import EventFactory
 from smppgw.pipeline.routing import Router, RoutingError, normalize_msisdn
 from smppgw.pipeline.tenancy import DEFAULT, Tenant, Tenants, UnknownTenant
@@ -60,7 +61,11 @@ class Intake:
         *,
         on_job: Callable[[str], None],
         on_events: Callable[[], None],
+        failover: Failover | None = None,
     ) -> None:
+        """``failover``: plans each job's carrier chain (ported numbers first); without
+        it a job goes to its prefix (or forced) carrier and never moves."""
+        self._failover = failover
         self._config = config
         self._guard = EnvelopeGuard(config.mqtt)
         self._store = store
@@ -126,7 +131,7 @@ class Intake:
                 return False
         try:
             destination = normalize_msisdn(job.to, country_code)
-            carrier = self._router.route(destination, job.carrier)
+            carrier, chain = self._route(destination, job.carrier, job.failover)
             outbound = to_outbound(
                 job,
                 destination,
@@ -152,6 +157,7 @@ class Intake:
             response_topic=envelope.response_topic,
             correlation_data=envelope.correlation_data,
             received_at=now,
+            chain=chain,
         )
         usage = None
         if tenant is not None:
@@ -174,6 +180,14 @@ class Intake:
             self._telemetry.job_duplicate()
             log.info("job_duplicate", job_id=key)
         return new
+
+    def _route(
+        self, destination: str, forced: str | None, failover: bool | None
+    ) -> tuple[str, tuple[str, ...]]:
+        """The job's carrier and its failover chain (:mod:`smppgw.pipeline.failover`)."""
+        if self._failover is None:
+            return self._router.route(destination, forced), ()
+        return self._failover.plan(destination, forced, failover)
 
     def _add(self, job: StoredJob, usage: Usage | None) -> asyncio.Future[bool | None]:
         """Queue ``job`` for this turn's ``add_jobs``; resolves to True if it was new,

@@ -16,6 +16,7 @@ import structlog
 from smppgw.config import MqttConfig
 from smppgw.engine.message import OutboundMessage
 from smppgw.mqtt.schema import (
+    Attempt,
     ErrorInfo,
     InboundEvent,
     StatusEvent,
@@ -25,6 +26,7 @@ from smppgw.mqtt.schema import (
 from smppgw.ops.telemetry import Telemetry
 from smppgw.outcome import failed, unmatched_status
 from smppgw.pipeline.envelope import UNMATCHED_SUFFIX
+from smppgw.pipeline.failover import Failover
 from smppgw.smpp.receipt import Receipt
 from smppgw.store import JobView, OutboxEvent, Store, StoredJob
 
@@ -80,6 +82,7 @@ class EventFactory:
         reason: str | None = None,
         response_topic: str | None = None,
         correlation_data: bytes | None = None,
+        attempts: tuple[tuple[str, str], ...] = (),
     ) -> list[OutboxEvent]:
         error = ErrorInfo(code=code, reason=reason or code) if code is not None else None
         payload = encode_event(
@@ -90,6 +93,7 @@ class EventFactory:
                 parts=parts,
                 message_ids=tuple(message_ids),
                 error=error,
+                attempts=tuple(Attempt(carrier=c, error=e) for c, e in attempts),
                 at=self._at(time.time()),
             )
         )
@@ -115,6 +119,7 @@ class EventFactory:
             reason=reason,
             response_topic=view.response_topic,
             correlation_data=view.correlation_data,
+            attempts=view.attempts,
         )
 
 
@@ -128,9 +133,12 @@ class GatewayEvents:
         telemetry: Telemetry,
         on_events: Callable[[], None],
         on_left: Callable[[str], None] | None = None,
+        failover: Failover | None = None,
     ) -> None:
         """``on_left(job_id)``: the store recorded the job submitted or final, so it no
-        longer waits (tenants' ``max_queued`` bookkeeping)."""
+        longer waits (tenants' ``max_queued`` bookkeeping). ``failover``: a failed job
+        that its chain lets move goes to its next carrier instead of ending."""
+        self._failover = failover
         self._store = store
         self._factory = factory
         self._telemetry = telemetry
@@ -155,10 +163,13 @@ class GatewayEvents:
             message_ids=message_ids,
             response_topic=job.response_topic,
             correlation_data=job.correlation_data,
+            attempts=job.attempts,
         )
         await self._store.mark_submitted(
             job.job_id, carrier, keys, message_ids, final=not job.dlr, events=events
         )
+        if job.attempts and self._failover is not None:
+            await self._failover.after_submit(carrier, job)
         if self._on_left is not None:
             self._on_left(job.job_id)
         self._telemetry.job_submitted(
@@ -171,6 +182,11 @@ class GatewayEvents:
     ) -> None:
         job = _stored(message)
         job_id = job.job_id
+        failover = self._failover
+        if failover is not None and await failover.after_failure(
+            carrier, job, status, code, message.accepted
+        ):
+            return  # queued on its next carrier: no event, not final
         events = self._factory.status(
             job_id,
             status,
@@ -179,6 +195,7 @@ class GatewayEvents:
             reason=reason,
             response_topic=job.response_topic,
             correlation_data=job.correlation_data,
+            attempts=job.attempts,
         )
         changed = await self._store.finish(job_id, status, events, code=code)
         if changed and self._on_left is not None:

@@ -179,9 +179,9 @@ class Router:
 
     Built once from the validated config. A prefix claimed by two carriers (``check-config``
     warns) is routed to the first of them in config order; the other reaches those
-    numbers only as a failover (:mod:`smppgw.pipeline.failover`). With ``routing``, destinations outside its ``country_code`` are refused
-    unless ``allow_international`` lists theirs; without it (summaries, tables) any number
-    may be routed.
+    numbers only as a failover (:mod:`smppgw.pipeline.failover`). With ``routing``,
+    destinations outside its ``country_code`` are refused unless ``allow_international``
+    lists theirs; without it (summaries, tables) any number may be routed.
     """
 
     __slots__ = ("_by_length", "_carriers", "_lengths", "_prefixes", "_routing")

@@ -124,9 +124,7 @@ class ImportReport:
     removed: int
 
 
-_LOOKUP = (
-    "SELECT carrier FROM ported WHERE number = ? AND (expires_at IS NULL OR expires_at > ?)"
-)
+_LOOKUP = "SELECT carrier FROM ported WHERE number = ? AND (expires_at IS NULL OR expires_at > ?)"
 
 
 def ported_carrier(conn: Any, number: str, now: float) -> str | None:

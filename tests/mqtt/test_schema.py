@@ -347,7 +347,8 @@ def test_status_event_has_every_key_in_contract_order() -> None:
     data = encode_event(event)
     assert data == (
         b'{"id":"order-1984","status":"submitted","carrier":"viettel","parts":2,'
-        b'"message_ids":["0a1b","0a1c"],"error":null,"at":"2026-11-25T16:46:30.123Z"}'
+        b'"message_ids":["0a1b","0a1c"],"error":null,"at":"2026-11-25T16:46:30.123Z",'
+        b'"attempts":[]}'
     )
     assert decode_status(data) == event
 
