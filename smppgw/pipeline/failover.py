@@ -122,22 +122,10 @@ class Failover:
     ) -> tuple[str, tuple[str, ...]]:
         """The carrier a new job goes to, and its chain (empty: it never moves). Raises
         :class:`RoutingError` like :meth:`Router.route`."""
-        if forced is not None:
-            carrier = self._router.route(destination, forced)
-            return carrier, self._chain(carrier) if allowed else ()
-        home = self._router.route(destination)
-        if allowed is False:
-            return home, ()
-        ported = self.ported.carrier(destination)
-        if ported is None or ported == home or ported not in self._configs:
-            return home, self._chain(home)
-        return ported, _distinct((ported, home, *self._configs[home].failover))
-
-    def _chain(self, carrier: str) -> tuple[str, ...]:
-        config = self._configs.get(carrier)
-        if config is None or not config.failover:
-            return ()
-        return (carrier, *config.failover)
+        ported = (
+            None if forced is not None or allowed is False else self.ported.carrier(destination)
+        )
+        return plan_chain(self._router, self._configs, destination, ported, forced, allowed)
 
     # ------------------------------------------------------------------ outcomes
     async def after_failure(
@@ -380,6 +368,32 @@ class Failover:
         )
         await self.refresh_count()
         return True
+
+
+def plan_chain(
+    router: Router,
+    configs: Mapping[str, CarrierConfig],
+    destination: str,
+    ported: str | None,
+    forced: str | None = None,
+    allowed: bool | None = None,
+) -> tuple[str, tuple[str, ...]]:
+    """A job's first carrier and its chain (see the module docstring); ``ported``: the
+    carrier the number was ported to, if known. Shared by intake and ``smppgw routes``."""
+
+    def own(carrier: str) -> tuple[str, ...]:
+        config = configs.get(carrier)
+        return (carrier, *config.failover) if config is not None and config.failover else ()
+
+    if forced is not None:
+        carrier = router.route(destination, forced)
+        return carrier, own(carrier) if allowed else ()
+    home = router.route(destination)
+    if allowed is False:
+        return home, ()
+    if ported is None or ported == home or ported not in configs:
+        return home, own(home)
+    return ported, _distinct((ported, home, *own(home)[1:]))
 
 
 def _distinct(names: Iterable[str]) -> tuple[str, ...]:
