@@ -322,6 +322,8 @@ def test_readyz_says_why_not_ready(served):
     answer = json.loads(body)
     assert answer["failing_over"] == ["viettel"] and answer["paused"] == ["vinaphone"]
     assert answer["reasons"] == ["carrier viettel: no bind up"]
+    health.set_failing_over("viettel", False)
+    health.set_binds("viettel", 2)
     health.set_paused("vinaphone", False)
     health.set_problem("store", "database is locked")
     assert json.loads(get(port, "/readyz")[1])["reasons"] == ["store: database is locked"]
