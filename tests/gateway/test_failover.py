@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from smppgw.config import Config
-from smppgw.config.loader import parse_config
+from smppgw.config.loader import load_config, parse_config
 from smppgw.gateway import Gateway
 from smppgw.sim.server import Simulator
 from smppgw.smpp.constants import Status
@@ -48,6 +49,12 @@ async def sim_b() -> AsyncIterator[Simulator]:
 
 
 def two_carriers(
+    tmp_path: Path, broker: Mosquitto, a: Simulator, b: Simulator, **kw: Any
+) -> Config:
+    return parse_config(raw_config(tmp_path, broker, a, b, **kw))
+
+
+def raw_config(
     tmp_path: Path,
     broker: Mosquitto,
     a: Simulator,
@@ -56,7 +63,7 @@ def two_carriers(
     a_port: int | None = None,
     a_extra: dict[str, Any] | None = None,
     b_extra: dict[str, Any] | None = None,
-) -> Config:
+) -> dict[str, Any]:
     """viettel (A) fails over to vinaphone (B) on ESME_RINVDSTADR; ``a_port`` points A
     elsewhere (a port nobody listens on: A never binds)."""
     raw_a = {
@@ -89,22 +96,22 @@ def two_carriers(
         "reconnect_max": 0.2,
         **(b_extra or {}),
     }
-    return parse_config(
-        {
-            "mqtt": {"host": broker.host, "port": broker.port, "client_id": "gw-failover"},
-            "store": {"path": str(tmp_path / "gw.db")},
-            "metrics": {"listen": None},
-            "log": {"level": "warning", "format": "console"},
-            "ctl": {"socket": None},
-            "carriers": [raw_a, raw_b],
-        }
-    )
+    return {
+        "mqtt": {"host": broker.host, "port": broker.port, "client_id": "gw-failover"},
+        "store": {"path": str(tmp_path / "gw.db")},
+        "metrics": {"listen": None},
+        "log": {"level": "warning", "format": "console"},
+        "ctl": {"socket": None},
+        "carriers": [raw_a, raw_b],
+    }
 
 
 @contextlib.asynccontextmanager
-async def gateway(config: Config, *, ready: tuple[str, ...] = ("viettel", "vinaphone")):
+async def gateway(
+    config: Config, *, ready: tuple[str, ...] = ("viettel", "vinaphone"), path: Path | None = None
+) -> AsyncIterator[Gateway]:
     """The gateway, once the carriers in ``ready`` have their binds up."""
-    gw = Gateway(config)
+    gw = Gateway(config, config_path=None if path is None else str(path))
     task = asyncio.create_task(gw.run(install_signals=False))
     await asyncio.wait_for(gw.started.wait(), 15)
     for name in ready:
@@ -310,3 +317,32 @@ async def test_a_paused_carrier_s_jobs_fail_over_and_readyz_says_paused(
     events = obs.statuses("p")
     assert [e["carrier"] for e in events] == ["vinaphone", "vinaphone"]
     assert events[0]["attempts"] == [{"carrier": "viettel", "error": "paused"}]
+
+
+async def test_ported_file_is_loaded_at_start_and_replaced_on_reload(
+    tmp_path: Path, mosquitto: Mosquitto, sim_a: Simulator, sim_b: Simulator
+) -> None:
+    listed = tmp_path / "ported.csv"
+    listed.write_text("number,carrier\n0981110000,vinaphone\n0981110001,vinaphone\n")
+    raw = raw_config(tmp_path, mosquitto, sim_a, sim_b)
+    raw["routing"] = {"ported_file": str(listed)}
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    async with gateway(load_config(str(path)), path=path) as gw:
+        async with Observer(mosquitto) as obs:
+            await obs.submit(id="listed", to="0981110000", text="x")
+            await obs.wait_final(["listed"])
+            listed.write_text("0981110001,vinaphone\n0981110002,vinaphone\n")
+            assert await gw.reload()
+    # Straight to B: A never refused it.
+    assert sim_a.stats()["submits_rejected"] == 0
+    assert [(e["carrier"], e["attempts"]) for e in obs.statuses("listed")] == [
+        ("vinaphone", []),
+        ("vinaphone", []),
+    ]
+    with sqlite3.connect(gw.config.store.path) as conn:
+        rows = conn.execute("SELECT number, carrier, source FROM ported ORDER BY number")
+        assert rows.fetchall() == [
+            ("84981110001", "vinaphone", "file"),
+            ("84981110002", "vinaphone", "file"),
+        ]
