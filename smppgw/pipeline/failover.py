@@ -31,6 +31,7 @@ accepted again by its prefix carrier after a mapping sent it elsewhere, it is fo
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Protocol
@@ -231,10 +232,15 @@ class Failover:
             await asyncio.sleep(TICK)
 
     async def refresh_count(self) -> None:
+        """The ``smppgw_ported_numbers`` gauge (off the event loop and the writer)."""
         try:
-            self._telemetry.ported_numbers(await self._store.count_ported())
-        except StoreError as exc:
+            count = await asyncio.to_thread(self.ported.count)
+            if count is None:
+                count = await self._store.count_ported()
+        except (StoreError, sqlite3.Error) as exc:
             log.warning("ported_count_failed", error=str(exc))
+            return
+        self._telemetry.ported_numbers(count)
 
     async def _watch(self, name: str, now: float) -> None:
         carrier = self._carriers.get(name)

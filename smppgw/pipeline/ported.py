@@ -23,10 +23,12 @@ import sqlite3
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 
 from smppgw.ops.logs import get_logger
 from smppgw.pipeline.routing import RoutingError, normalize_msisdn
-from smppgw.store.routes import ported_carrier
+from smppgw.store.routes import count_ported, ported_carrier
+from smppgw.store.writer import Tx
 
 log = get_logger("smppgw.ported")
 
@@ -89,6 +91,11 @@ def shown(problems: list[str]) -> str:
     return "\n".join(head + ([f"... and {more} more"] if more else []))
 
 
+def _read_only(path: str, timeout: float) -> sqlite3.Connection:
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout)
+
+
 class PortedLookup:
     """number → carrier from the store's ``ported`` table, for intake (read-only)."""
 
@@ -100,14 +107,24 @@ class PortedLookup:
         """After the store opened (and created or upgraded) the database."""
         if self._path == ":memory:" or self._path.startswith("file:"):
             return  # a private database: nothing to share (tests)
-        self._conn = sqlite3.connect(
-            f"file:{self._path}?mode=ro", uri=True, isolation_level=None, timeout=0.1
-        )
+        self._conn = _read_only(self._path, timeout=0.1)
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def count(self) -> int | None:
+        """Mappings in use, counted on a connection of its own (call it in a thread: a
+        large list takes tens of milliseconds, which neither the event loop nor the
+        store's writer should spend). None for a private database."""
+        if self._conn is None:
+            return None
+        conn = _read_only(self._path, timeout=5.0)
+        try:
+            return count_ported(Tx(conn, time.time()))
+        finally:
+            conn.close()
 
     def carrier(self, number: str) -> str | None:
         """The carrier ``number`` was ported to, or None (also when the read fails: the
