@@ -116,6 +116,8 @@ def test_job_round_trips_with_from_on_the_wire() -> None:
         ({"priority": None}, "priority: expected one of high, normal, low, got null"),
         ({"dlr": "yes"}, "dlr: expected true or false, got 'yes'"),
         ({"dlr": 1}, "dlr: expected true or false, got 1"),
+        ({"failover": "yes"}, "failover: expected true or false, got 'yes'"),
+        ({"failover": 0}, "failover: expected true or false, got 0"),
         ({"ttl": 0}, "ttl: expected a positive integer (seconds), got 0"),
         ({"ttl": -5}, "ttl: expected a positive integer (seconds), got -5"),
         ({"ttl": 1.5}, "ttl: expected a positive integer (seconds), got 1.5"),
