@@ -346,3 +346,32 @@ async def test_ported_file_is_loaded_at_start_and_replaced_on_reload(
             ("84981110001", "vinaphone", "file"),
             ("84981110002", "vinaphone", "file"),
         ]
+
+
+async def test_link_lost_mid_window_is_reported_and_later_jobs_fail_over(
+    tmp_path: Path, mosquitto: Mosquitto, sim_a: Simulator, sim_b: Simulator
+) -> None:
+    sim_a.set_faults(response_delay=2.0)  # submits sit in A's window
+    config = two_carriers(
+        tmp_path,
+        mosquitto,
+        sim_a,
+        sim_b,
+        a_extra={"failover_after": "0.5s", "failover_after_high": "0.5s"},
+    )
+    async with gateway(config):
+        async with Observer(mosquitto) as obs:
+            for i in range(3):
+                await obs.submit(id=f"w-{i}", to=f"098222000{i}", text="x")
+            await obs.wait_for(lambda: len(sim_a.submits) == 3)
+            await sim_a.stop()  # the link goes with the three in the window
+            await obs.submit(id="after", to="0982220009", text="x")
+            await obs.wait_final(["w-0", "w-1", "w-2", "after"], timeout=10)
+    for i in range(3):
+        (final,) = obs.final(f"w-{i}")
+        assert (final["status"], final["carrier"]) == ("failed", "viettel")
+        assert final["error"]["code"] == "unknown_outcome" and final["attempts"] == []
+    window = {f"8498222000{i}" for i in range(3)}
+    assert not any(s.pdu.destination_addr in window for s in sim_b.submits)
+    assert [e["carrier"] for e in obs.statuses("after")] == ["vinaphone", "vinaphone"]
+    assert obs.statuses("after")[0]["attempts"] == [{"carrier": "viettel", "error": "down"}]
