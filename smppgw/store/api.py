@@ -396,9 +396,7 @@ class Store:
         """Store an MO's events, built by ``make_events(window)`` from the newest reply
         window open for ``number`` at ``now``, in one transaction; returns that window.
         ``make_events`` runs in the writer thread: keep it pure and quick."""
-        return await self._run(
-            partial(ops.add_mo, number=number, now=now, make_events=make_events)
-        )
+        return await self._run(partial(ops.add_mo, number=number, now=now, make_events=make_events))
 
     async def purge_replies(self, before: float) -> int:
         """Delete reply windows closed before ``before``; returns how many."""

@@ -19,11 +19,11 @@ from smppgw.config import SourceConfig
 from smppgw.outcome import job_status
 from smppgw.store.model import (
     DeadEvent,
-    ReplyWindow,
     JobState,
     JobView,
     OutboxEvent,
     RecoveryReport,
+    ReplyWindow,
     StoredJob,
     Usage,
 )
