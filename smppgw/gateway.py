@@ -38,6 +38,8 @@ from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.cancel import CancelHandler
 from smppgw.pipeline.feeder import Feeder
+from smppgw.pipeline.holds import Holds
+from smppgw.pipeline.inbound import MoEvents
 from smppgw.pipeline.intake import Intake
 from smppgw.pipeline.outbox import OutboxPublisher
 from smppgw.pipeline.outcomes import EventFactory, GatewayEvents
@@ -102,16 +104,6 @@ class Gateway:
             )
             for name in self.tenants.names
         }
-        self.intake = Intake(
-            config,
-            self.store,
-            Router(config.carriers, config.routing),
-            self.factory,
-            self.telemetry,
-            self.tenants,
-            on_job=self._job_committed,
-            on_events=self._events_committed,
-        )
         # 2. store → feeder → carrier → SMSC: one pair per carrier (see _add_carrier).
         self.carriers: dict[str, Carrier] = {}
         self.feeders: dict[str, Feeder] = {}
@@ -125,6 +117,27 @@ class Gateway:
             self.telemetry,
             self._events_committed,
             on_left=self.tenants.left,
+            mo=MoEvents.from_config(config),
+        )
+        # Held jobs (send_at; the marketing rules' window and cap): one timer, released
+        # into the lanes when due. Release checks are registered with holds.add_check.
+        self.holds = Holds(
+            self.store,
+            self.factory,
+            self.events,
+            on_released=self._job_committed,
+            on_events=self._events_committed,
+        )
+        self.intake = Intake(
+            config,
+            self.store,
+            Router(config.carriers, config.routing),
+            self.factory,
+            self.telemetry,
+            self.tenants,
+            on_job=self._job_committed,
+            on_events=self._events_committed,
+            holds=self.holds,
         )
         # Cancels from MQTT (main connection): queued jobs end ``cancelled``.
         self.cancels = CancelHandler(
@@ -202,6 +215,7 @@ class Gateway:
         lifetimes.callback(setattr, self, "_services_spawn", None)
         spawn(self._subscribe(), "subscribe")
         spawn(self.outbox.run(), "outbox")
+        spawn(self.holds.run(), "holds")
         spawn(run_heartbeat(self.health), "heartbeat")
         spawn(self._refresh_metrics(), "metrics")
         spawn(self._purge(), "purge")
@@ -391,6 +405,7 @@ class Gateway:
                 self.store.dead_events_count(),
                 self.store.size_bytes(),
             )
+            self.telemetry.jobs_held(self.store.held_counts())
         except StoreError as exc:
             self.health.set_problem("store", str(exc))
         else:
@@ -410,6 +425,7 @@ class Gateway:
                 before = time.time() - self.config.store.retention
                 purged = await self.store.purge(before)
                 dead = await self.store.purge_dead_events(before)
+                await self.store.purge_replies(time.time())
                 if purged or dead:
                     log.info("purged", jobs=purged, dead_events=dead)
             except StoreError as exc:
@@ -486,6 +502,7 @@ class Gateway:
         self.config = new
         self.intake.reconfigure(new, Router(new.carriers, new.routing))
         changed = self.tenants.reconfigure(new)
+        self.events.mo.configure(new.tenants, new.routing.country_code)
         if changed:
             log.warning(
                 "reload_partial",
