@@ -94,7 +94,7 @@ async def test_due_jobs_are_released_in_priority_order(
 async def test_a_job_with_send_at_in_the_past_goes_at_once(
     tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
 ) -> None:
-    async with gateway(tmp_path, mosquitto, viettel) as (gw, obs):
+    async with gateway(tmp_path, mosquitto, viettel) as (_, obs):
         await obs.submit(id="past", to=TO, text="x", send_at=time.time() - 60)
         await obs.wait_final(["past"])
         assert statuses(obs, "past") == ["submitted", "delivered"]
