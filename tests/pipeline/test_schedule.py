@@ -21,18 +21,12 @@ from smppgw.pipeline.holds import GO, Decision, HoldReason, HoldUntil, Reject
 from smppgw.sim.server import Simulator
 from smppgw.store import Store, StoredJob
 
-from gateway.harness import Observer, gateway_config, running, sim_config
+from gateway.harness import Observer, gateway_config, running
 from pipeline.test_cancel import ask, stack
 from support.broker import Mosquitto
 
 TO = "0981234567"
 ICT = timezone(timedelta(hours=7))
-
-
-@pytest.fixture
-async def viettel() -> Simulator:
-    async with Simulator(sim_config(receipt_delay=0.05, name="viettel")) as sim:
-        yield sim
 
 
 @contextlib.asynccontextmanager
