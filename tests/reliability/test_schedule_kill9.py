@@ -49,6 +49,9 @@ async def test_held_jobs_and_reply_windows_survive_kill9(
     sent = Counter(s.text for s in submits)
     assert all(sent[f"held job {i:06d}"] == 1 for i in range(HELD)), sent
     for job_id in ids:
-        assert [s.status for s in obs.statuses[job_id]] == ["scheduled", "submitted", "delivered"]
+        # Events are at least once: one published just before the kill, its PUBACK not
+        # yet recorded, is published again by the next run.
+        seen = list(dict.fromkeys(s.status for s in obs.statuses[job_id]))
+        assert seen == ["scheduled", "submitted", "delivered"]
     (reply,) = obs.replies["cod-1"]
     assert reply["in_reply_to"] == "cod-1" and reply["text"] == "1"
