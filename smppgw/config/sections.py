@@ -576,6 +576,21 @@ def _tenant_mo_owners(r: Reader, tenants: tuple[TenantConfig, ...], country_code
                 owners.setdefault(item, (tenant.name, index))
 
 
+def _tenant_not_carrier(
+    r: Reader, tenants: tuple[TenantConfig, ...], carriers: tuple[CarrierConfig, ...]
+) -> None:
+    """A tenant's MO go to ``sms/inbound/<tenant>/<carrier>``, the default tenant's to
+    ``sms/inbound/<carrier>``: a tenant named like a carrier would make them overlap."""
+    names = {carrier.name for carrier in carriers}
+    for index, tenant in enumerate(tenants):
+        if tenant.name in names:
+            r.problem(
+                f"tenants[{index}].name",
+                f"{tenant.name!r} is also a carrier's name: sms/inbound/{tenant.name}/... "
+                "would mix its MO with that carrier's",
+            )
+
+
 def _tenant(r: Reader, path: str, value: object) -> TenantConfig | Invalid:
     data = r.mapping(path, value, _TENANT_KEYS)
     if isinstance(data, Invalid):
@@ -729,10 +744,12 @@ def read_sections(r: Reader, top: dict[str, Any]) -> dict[str, Any]:
         "tenants": _tenants(r, top.get("tenants")),
         "ctl": _ctl(r, top.get("ctl")),
     }
-    tenants, routing = parts["tenants"], parts["routing"]
+    tenants, routing, carriers = parts["tenants"], parts["routing"], parts["carriers"]
     if isinstance(tenants, tuple) and isinstance(routing, RoutingConfig):
         before = len(r.problems)
         _tenant_mo_owners(r, tenants, routing.country_code)
+        if isinstance(carriers, tuple):
+            _tenant_not_carrier(r, tenants, carriers)
         if len(r.problems) > before:
             parts["tenants"] = INVALID
     if "drain_timeout" in top:

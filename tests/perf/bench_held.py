@@ -76,9 +76,7 @@ async def run(held: int, jobs: int, rounds: int) -> None:
         for count in (0, held):
             async with Store(f"{tmp}/held-{count}.db") as store:
                 fill = await fill_held(store, count)
-                best = min(
-                    [await live_path(store, f"live{r}", jobs) for r in range(rounds)]
-                )
+                best = min([await live_path(store, f"live{r}", jobs) for r in range(rounds)])
                 figures[count] = best
                 print(
                     f"held={count:>7,}  live path: {jobs / best:>8,.0f} jobs/s "

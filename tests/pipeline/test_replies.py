@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from smppgw.config import ConfigError
+from smppgw.config.loader import parse_config
 from smppgw.gateway import Gateway
 from smppgw.sim.server import Simulator
 
@@ -166,3 +167,9 @@ def test_bad_numbers_and_keywords_and_duplicates_are_config_errors(
         with pytest.raises(ConfigError) as info:
             gateway_config(tmp_path, mosquitto, sims, tenants=tenants)
         assert problem in str(info.value), str(info.value)
+
+
+def test_a_tenant_may_not_be_named_like_a_carrier() -> None:
+    carrier = {"name": "viettel", "host": "h", "port": 1, "system_id": "x", "password": "p"}
+    with pytest.raises(ConfigError, match=r"tenants\[0\].name: 'viettel' is also a carrier"):
+        parse_config({"carriers": [carrier], "tenants": [{"name": "viettel"}]})
