@@ -134,7 +134,8 @@ class Control:
             raise RequestError(f"no job {job_id!r}")
         if not cancelled:
             raise RequestError(
-                f"job {job_id!r} is {_where(view)}: only a job still queued or scheduled can be cancelled"
+                f"job {job_id!r} is {_where(view)}: "
+                "only a job still queued or scheduled can be cancelled"
             )
         return job_record(view)
 

@@ -50,7 +50,6 @@ priority order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -204,8 +203,14 @@ class Holds:
             elif due > now:
                 await wait_event(self._changed, due - now)
             else:
-                with contextlib.suppress(StoreError):
+                try:
                     await self.release_due(now)
+                except StoreError as exc:  # the jobs stay held: the next round retries
+                    log.warning("holds_release_failed", error=str(exc))
+                    await asyncio.sleep(1.0)
+                except Exception:  # a bug must not stop every scheduled job for good
+                    log.exception("holds_release_failed")
+                    await asyncio.sleep(1.0)
 
     async def release_due(self, now: float) -> int:
         """Settle every held job due at ``now``, a batch at a time; returns how many were
