@@ -221,7 +221,7 @@ def job_record(view: JobView) -> dict[str, Any]:
         None if view.correlation_data is None else view.correlation_data.hex()
     )
     record["lane"] = Priority(view.lane).name.lower()
-    for key in ("received_at", "expires_at", "done_at"):
+    for key in ("received_at", "expires_at", "done_at", "held_until", "send_at"):
         value = record[key]
         record[key] = None if value is None else _iso(value)
     return record
