@@ -85,6 +85,28 @@ async def test_due_jobs_are_released_in_priority_order(
         assert texts == ["p-high", "p-normal", "p-low"]
 
 
+async def test_one_timer_rearmed_for_an_earlier_job_and_no_polling_while_held(
+    tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
+) -> None:
+    async with gateway(tmp_path, mosquitto, viettel) as (gw, obs):
+        later = time.time() + 3600
+        for i in range(300):
+            await obs.submit(id=f"later-{i}", to=TO, text="x", send_at=later)
+        await obs.wait_for(lambda: held(gw) == 300)
+        # Held jobs wait without work: over 1.5 s the store sees only the metrics refresh
+        # (a few operations a second), not a query per job or a poll of the held ones.
+        await asyncio.sleep(0.3)
+        before = gw.store.stats().operations
+        await asyncio.sleep(1.5)
+        assert gw.store.stats().operations - before <= 8
+        # A job due before the armed timer re-arms it and goes on time.
+        soon = time.time() + 1.0
+        await obs.submit(id="soon", to=TO, text="x", send_at=soon)
+        await obs.wait_final(["soon"], timeout=5)
+        assert len(viettel.submits) == 1 and held(gw) == 300
+        assert await gw.store.next_held() == pytest.approx(later)
+
+
 async def test_a_job_with_send_at_in_the_past_goes_at_once(
     tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
 ) -> None:
@@ -150,6 +172,8 @@ async def test_release_checks_hold_again_reject_and_ttl_still_expires(
             return HoldUntil(now + 3600, HoldReason.WINDOW)
         if job.job_id == "optout":
             return Reject("opted_out", "destination opted out")
+        if job.job_id == "boom":
+            raise RuntimeError("a broken rule")  # logged; the job is let go
         if job.job_id == "later" and len([s for s in seen if s[0] == "later"]) == 1:
             return HoldUntil(now + 1.0, HoldReason.CAP)  # deferred once, then allowed
         return GO
@@ -161,7 +185,9 @@ async def test_release_checks_hold_again_reject_and_ttl_still_expires(
         await obs.submit(id="optout", to=TO, text="x", send_at=soon)
         await obs.submit(id="later", to=TO, text="x")  # checked at intake: deferred
         await obs.submit(id="plain", to=TO, text="x")
-        await obs.wait_final(["window", "optout", "later", "plain"], timeout=10)
+        await obs.submit(id="boom", to=TO, text="x", send_at=soon)
+        await obs.wait_final(["window", "optout", "later", "plain", "boom"], timeout=10)
+        assert statuses(obs, "boom") == ["scheduled", "submitted", "delivered"]
         assert statuses(obs, "optout") == ["scheduled", "rejected"]
         assert obs.statuses("optout")[1]["error"]["code"] == "opted_out"
         assert statuses(obs, "later") == ["scheduled", "submitted", "delivered"]
@@ -172,7 +198,7 @@ async def test_release_checks_hold_again_reject_and_ttl_still_expires(
         assert [e["status"] for e in window] == ["scheduled", "scheduled", "expired"]
         assert window[0]["send_at"] != window[1]["send_at"]
         assert window[2]["error"]["code"] == "ttl"
-        assert [s.pdu.short_message for s in viettel.submits] == [b"x", b"x"]
+        assert [s.pdu.short_message for s in viettel.submits] == [b"x", b"x", b"x"]
         assert sum(held(gw, r) for r in ("send_at", "window", "cap")) == 0
 
 
