@@ -66,6 +66,10 @@ log = structlog.get_logger("smppgw.holds")
 
 #: Most due jobs looked at per round (one read, checks, one release transaction).
 BATCH = 500
+#: Longest the timer sleeps, in seconds: due times are wall-clock, the sleep is not, so a
+#: clock step (NTP) delays a release by at most this. One store read a minute, whatever
+#: the number of held jobs.
+RECHECK = 60.0
 
 
 class HoldReason(StrEnum):
@@ -201,7 +205,7 @@ class Holds:
             if due is None:
                 await self._changed.wait()
             elif due > now:
-                await wait_event(self._changed, due - now)
+                await wait_event(self._changed, min(due - now, RECHECK))
             else:
                 try:
                     await self.release_due(now)
