@@ -85,6 +85,8 @@ class Control:
             "held_total": sum(held.values()),
             "outbox": await gw.store.outbox_size(),
             "dead_events": gw.store.dead_events_count(),
+            # Jobs held until a time (status scheduled), by reason: send_at, window, cap.
+            "scheduled": gw.store.held_counts(),
             "mqtt_connected": gw.mqtt.connected,
         }
 

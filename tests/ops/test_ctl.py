@@ -157,6 +157,7 @@ async def test_a_scheduled_job_is_listed_shown_and_cancelled(
             due = int(time.time()) + 3600
             await obs.submit(id="h-1", to="0981234567", text="later", send_at=due)
             await until(lambda: gw.store.held_counts() == {"send_at": 1}, what="held")
+            assert (await ctl(sock, "status"))["result"]["scheduled"] == {"send_at": 1}
             listed = await ctl(sock, "jobs.list", state="held")
             (shown,) = listed["result"]
             assert shown["job_id"] == "h-1" and shown["hold_reason"] == "send_at"
@@ -414,7 +415,7 @@ async def test_the_command_line_for_people_and_scripts(
     async with running(_config(tmp_path, mosquitto, viettel, sock)):
         code, out, _ = await smppgw_ctl("status")
         assert code == 0 and out.splitlines()[1].startswith("viettel         up"), out
-        assert "outbox 0, dead events 0" in out
+        assert "outbox 0, dead events 0" in out and "scheduled 0 (none)" in out
         code, out, _ = await smppgw_ctl("--json", "status")
         assert code == 0 and json.loads(out)["result"]["carriers"]["viettel"]["binds_up"] == 1
         code, out, _ = await smppgw_ctl("pause", "viettel")
