@@ -39,6 +39,8 @@ from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.cancel import CancelHandler
 from smppgw.pipeline.failover import Failover
 from smppgw.pipeline.feeder import Feeder
+from smppgw.pipeline.holds import Holds
+from smppgw.pipeline.inbound import MoEvents
 from smppgw.pipeline.intake import Intake
 from smppgw.pipeline.outbox import OutboxPublisher
 from smppgw.pipeline.outcomes import EventFactory, GatewayEvents
@@ -122,6 +124,25 @@ class Gateway:
             )
             for name in self.tenants.names
         }
+        # 3. carrier outcomes → store, with the events they cause.
+        self.events = GatewayEvents(
+            self.store,
+            self.factory,
+            self.telemetry,
+            self._events_committed,
+            on_left=self.tenants.left,
+            failover=self.failover,
+            mo=MoEvents.from_config(config),
+        )
+        # Held jobs (send_at; the marketing rules' window and cap): one timer, released
+        # into the lanes when due. Release checks are registered with holds.add_check.
+        self.holds = Holds(
+            self.store,
+            self.factory,
+            self.events,
+            on_released=self._job_committed,
+            on_events=self._events_committed,
+        )
         self.intake = Intake(
             config,
             self.store,
@@ -132,15 +153,7 @@ class Gateway:
             on_job=self._job_committed,
             on_events=self._events_committed,
             failover=self.failover,
-        )
-        # 3. carrier outcomes → store, with the events they cause.
-        self.events = GatewayEvents(
-            self.store,
-            self.factory,
-            self.telemetry,
-            self._events_committed,
-            on_left=self.tenants.left,
-            failover=self.failover,
+            holds=self.holds,
         )
         # Cancels from MQTT (main connection): queued jobs end ``cancelled``.
         self.cancels = CancelHandler(
@@ -221,6 +234,7 @@ class Gateway:
         lifetimes.callback(setattr, self, "_services_spawn", None)
         spawn(self._subscribe(), "subscribe")
         spawn(self.outbox.run(), "outbox")
+        spawn(self.holds.run(), "holds")
         spawn(run_heartbeat(self.health), "heartbeat")
         spawn(self._refresh_metrics(), "metrics")
         spawn(self._purge(), "purge")
@@ -411,6 +425,7 @@ class Gateway:
                 self.store.dead_events_count(),
                 self.store.size_bytes(),
             )
+            self.telemetry.jobs_held(self.store.held_counts())
         except StoreError as exc:
             self.health.set_problem("store", str(exc))
         else:
@@ -431,6 +446,7 @@ class Gateway:
                 purged = await self.store.purge(before)
                 dead = await self.store.purge_dead_events(before)
                 ported = await self.store.purge_ported()
+                await self.store.purge_replies(time.time())
                 if purged or dead or ported:
                     log.info("purged", jobs=purged, dead_events=dead, ported=ported)
             except StoreError as exc:
@@ -510,6 +526,7 @@ class Gateway:
         self.failover.reconfigure(new, router)
         await self.failover.load_ported_file()
         changed = self.tenants.reconfigure(new)
+        self.events.mo.configure(new.tenants, new.routing.country_code)
         if changed:
             log.warning(
                 "reload_partial",

@@ -85,6 +85,9 @@ class MqttConfig:
     rejected_topic: str = "sms/rejected"
     #: Cancels in (``{"id": ...}``); a tenant's on ``<cancel_topic>/<tenant>``.
     cancel_topic: str = "sms/cancel"
+    #: Replies to ``expect_reply`` jobs: ``<reply_topic>/<job key>`` (a tenant's job:
+    #: ``<reply_topic>/<tenant>/<id>``).
+    reply_topic: str = "sms/reply"
     shared_group: str | None = None
     keepalive: int = 30
     #: MQTT 5 session expiry: how long the broker keeps our subscription and queued jobs.
@@ -239,6 +242,12 @@ class TenantConfig:
     daily_parts: int | None = None
     #: Jobs waiting to be submitted; at this many its intake pauses (no PUBACK).
     max_queued: int | None = None
+    #: Numbers it receives MO on ("text us"): short codes and long numbers, as digit
+    #: strings (long numbers normalised like destinations). An MO to one of them that
+    #: answers no open job goes to ``<inbound_topic>/<name>/<carrier>``.
+    numbers: tuple[str, ...] = ()
+    #: First words (in ``normalize_keyword`` form) that send such an MO to this tenant.
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

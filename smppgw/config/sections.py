@@ -39,7 +39,8 @@ from smppgw.config.reader import (
 )
 from smppgw.engine.policy import Action, parse_status
 from smppgw.pipeline.envelope import own_topics, under
-from smppgw.pipeline.routing import is_digits, numeric_sender, sender_problem
+from smppgw.pipeline.keywords import normalize_keyword
+from smppgw.pipeline.routing import is_digits, mo_number, numeric_sender, sender_problem
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 CODINGS = ("auto", "gsm", "latin1", "ucs2")
@@ -556,6 +557,97 @@ def _tenant_priorities(r: Reader, path: str, value: object) -> tuple[str, ...] |
     return INVALID if len(r.problems) > before else tuple(result)
 
 
+def _tenant_numbers(r: Reader, path: str, value: object) -> tuple[str, ...] | Invalid:
+    """Short codes (3-8 digits, kept as written) and long numbers (normalised like a
+    destination: ``0912…``, ``+84912…`` and ``84912…`` are one number)."""
+    if not isinstance(value, list) or not value:
+        return r.problem(
+            path,
+            f'must be a non-empty list of numbers (like ["8079", "84912345678"]), '
+            f"got {show(value)}",
+        )
+    before = len(r.problems)
+    result: list[str] = []
+    for index, item in enumerate(value):
+        where = join(path, index)
+        if not isinstance(item, str | int) or isinstance(item, bool):
+            r.problem(where, f'must be a quoted number (like "8079"), got {show(item)}')
+            continue
+        # Country code "0" only for the check: read_sections normalises with the real one.
+        number = str(item).strip()
+        if mo_number(number, "0") is None:
+            r.problem(where, f"must be a short code or phone number (digits), got {show(item)}")
+            continue
+        if number in result:
+            r.problem(where, f"duplicate number {item!r}")
+        result.append(number)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant_keywords(r: Reader, path: str, value: object) -> tuple[str, ...] | Invalid:
+    """First words, compared in ``normalize_keyword`` form (case, diacritics and
+    punctuation ignored): each must be one word with a letter or digit in it."""
+    if not isinstance(value, list) or not value:
+        return r.problem(
+            path, f"must be a non-empty list of words (like [SHOP1]), got {show(value)}"
+        )
+    before = len(r.problems)
+    result: list[str] = []
+    for index, item in enumerate(value):
+        where = join(path, index)
+        if not isinstance(item, str | int) or isinstance(item, bool):
+            r.problem(where, f"must be a word, got {show(item)}")
+            continue
+        text = str(item)
+        normal = normalize_keyword(text)
+        if not normal:
+            r.problem(where, f"has no letter or digit, got {show(item)}")
+            continue
+        if len(text.split()) != 1:
+            r.problem(
+                where,
+                f"must be one word (it is matched against an MO's first word), got {show(item)}",
+            )
+            continue
+        if normal in result:
+            r.problem(where, f"duplicate keyword {item!r} (same as another once normalised)")
+        result.append(normal)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant_mo_owners(r: Reader, tenants: tuple[TenantConfig, ...], country_code: str) -> None:
+    """A number or keyword may belong to one tenant only: an MO has one destination.
+    Numbers are compared as MO routing compares them (``0912…`` is ``84912…``)."""
+    for field in ("numbers", "keywords"):
+        owners: dict[str, tuple[str, int]] = {}
+        for index, tenant in enumerate(tenants):
+            for number, raw in enumerate(getattr(tenant, field)):
+                item = raw if field == "keywords" else mo_number(raw, country_code) or raw
+                if item in owners:
+                    other, other_index = owners[item]
+                    r.problem(
+                        f"tenants[{index}].{field}[{number}]",
+                        f"{item!r} belongs to both {other} (tenants[{other_index}]) and "
+                        f"{tenant.name}",
+                    )
+                owners.setdefault(item, (tenant.name, index))
+
+
+def _tenant_not_carrier(
+    r: Reader, tenants: tuple[TenantConfig, ...], carriers: tuple[CarrierConfig, ...]
+) -> None:
+    """A tenant's MO go to ``sms/inbound/<tenant>/<carrier>``, the default tenant's to
+    ``sms/inbound/<carrier>``: a tenant named like a carrier would make them overlap."""
+    names = {carrier.name for carrier in carriers}
+    for index, tenant in enumerate(tenants):
+        if tenant.name in names:
+            r.problem(
+                f"tenants[{index}].name",
+                f"{tenant.name!r} is also a carrier's name: sms/inbound/{tenant.name}/... "
+                "would mix its MO with that carrier's",
+            )
+
+
 def _tenant(r: Reader, path: str, value: object) -> TenantConfig | Invalid:
     data = r.mapping(path, value, _TENANT_KEYS)
     if isinstance(data, Invalid):
@@ -628,6 +720,8 @@ _TENANT_CHECKS: dict[str, _Check] = {
     "rate": lambda r, p, v: r.number(p, v),
     "daily_parts": lambda r, p, v: r.integer(p, v, 1),
     "max_queued": lambda r, p, v: r.integer(p, v, 1),
+    "numbers": _tenant_numbers,
+    "keywords": _tenant_keywords,
 }
 _TENANT_KEYS = tuple(_TENANT_CHECKS)
 
@@ -644,6 +738,7 @@ _MQTT_CHECKS: dict[str, _Check] = {
     "inbound_topic": _topic,
     "rejected_topic": _topic,
     "cancel_topic": _topic,
+    "reply_topic": _topic,
     "shared_group": _share_group,
     "keepalive": lambda r, p, v: r.integer(p, v, 0, 65535),
     "session_expiry": _expiry,
@@ -710,6 +805,14 @@ def read_sections(r: Reader, top: dict[str, Any]) -> dict[str, Any]:
         "tenants": _tenants(r, top.get("tenants")),
         "ctl": _ctl(r, top.get("ctl")),
     }
+    tenants, routing, carriers = parts["tenants"], parts["routing"], parts["carriers"]
+    if isinstance(tenants, tuple) and isinstance(routing, RoutingConfig):
+        before = len(r.problems)
+        _tenant_mo_owners(r, tenants, routing.country_code)
+        if isinstance(carriers, tuple):
+            _tenant_not_carrier(r, tenants, carriers)
+        if len(r.problems) > before:
+            parts["tenants"] = INVALID
     if "drain_timeout" in top:
         parts["drain_timeout"] = r.duration("drain_timeout", top["drain_timeout"])
     return parts

@@ -101,6 +101,8 @@ def summary(config: Config) -> str:
             f"force_carrier {'yes' if t.force_carrier else 'no'}, "
             f"rate {f'{t.rate:g}/s' if t.rate else 'unlimited'}, "
             f"daily_parts {t.daily_parts or 'unlimited'}, max_queued {t.max_queued or 'unlimited'}"
+            + (f", MO numbers {' '.join(t.numbers)}" if t.numbers else "")
+            + (f", MO keywords {' '.join(t.keywords)}" if t.keywords else "")
         )
     table = Router(config.carriers).table()
     lines.append(f"routes ({len(table)}, longest prefix wins):")

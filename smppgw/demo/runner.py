@@ -340,7 +340,10 @@ class Demo:
         mo_sent_at: float | None = None
 
         def mo_seen() -> bool:
-            return any(s.body.get("from") == COD_CUSTOMER for s in record.inbound)
+            """The reply came back on the inbound topic and on the job's reply topic."""
+            return bool(record.replies) and any(
+                s.body.get("from") == COD_CUSTOMER for s in record.inbound
+            )
 
         while True:
             if mo_sent_at is None and record.final(scenario.cod.id) is not None:

@@ -69,6 +69,9 @@ MO_REFUSALS = ("too_large", "busy")
 
 #: Results of a ``smppgw ctl`` request (the ``result`` label of ctl_requests).
 CTL_RESULTS = ("ok", "refused", "invalid", "failed")
+#: Why a job is held (the ``reason`` label of jobs_held): ``send_at``; ``window`` and
+#: ``cap`` are the marketing rules' (``smppgw.pipeline.holds.HoldReason``).
+HOLD_REASONS = ("send_at", "window", "cap")
 #: What became of a cancel from MQTT (the ``result`` label of cancels_total).
 CANCEL_RESULTS = ("cancelled", "not_cancelled", "invalid")
 
@@ -140,6 +143,19 @@ class Metrics:
             "smppgw_cancels_total",
             "Cancels taken from MQTT, by result (invalid: no usable id in the payload).",
             ["result"],
+            registry=r,
+        )
+        self.jobs_held = Gauge(
+            "smppgw_jobs_held",
+            "Jobs held (status scheduled) until a time, by reason (send_at, window, cap).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in HOLD_REASONS:
+            self.jobs_held.labels(reason=reason)
+        self.replies_matched = Counter(
+            "smppgw_replies_matched_total",
+            "MO messages tied to an open expect_reply job (published with in_reply_to).",
             registry=r,
         )
         self.garbage_payloads = Counter(

@@ -29,6 +29,7 @@ from smppgw.config import CarrierConfig, MqttConfig
 from smppgw.engine.policy import Action, ErrorPolicy
 from smppgw.ops.metrics import (
     BIND_FAILURES,
+    HOLD_REASONS,
     LANES,
     MO_REFUSALS,
     RECEIPT_STATES,
@@ -293,6 +294,16 @@ class Telemetry:
 
     def receipt_unmatched(self, carrier: str) -> None:
         self.metrics.receipts_unmatched.labels(carrier).inc()
+
+    def jobs_held(self, counts: Mapping[str, int]) -> None:
+        """Held jobs by reason (the store's counters); a reason with none shows 0."""
+        gauge = self.metrics.jobs_held
+        for reason in {*HOLD_REASONS, *counts}:
+            gauge.labels(reason=reason).set(counts.get(reason, 0))
+
+    def reply_matched(self) -> None:
+        """An MO was tied to an open ``expect_reply`` job."""
+        self.metrics.replies_matched.inc()
 
     def mo_message(self, carrier: str) -> None:
         """An inbound message (reassembled) was committed for publishing."""

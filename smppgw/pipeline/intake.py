@@ -33,6 +33,7 @@ from smppgw.mqtt.schema import (
 from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.envelope import Envelope, EnvelopeGuard
 from smppgw.pipeline.failover import Failover
+from smppgw.pipeline.holds import Go, HoldReason, Holds, HoldUntil
 from smppgw.pipeline.outcomes import EventFactory
 from smppgw.pipeline.routing import Router, RoutingError, normalize_msisdn
 from smppgw.pipeline.tenancy import DEFAULT, Tenant, Tenants, UnknownTenant
@@ -62,10 +63,14 @@ class Intake:
         on_job: Callable[[str], None],
         on_events: Callable[[], None],
         failover: Failover | None = None,
+        holds: Holds | None = None,
     ) -> None:
         """``failover``: plans each job's carrier chain (ported numbers first); without
-        it a job goes to its prefix (or forced) carrier and never moves."""
+        it a job goes to its prefix (or forced) carrier and never moves. ``holds``: where
+        a job with a future ``send_at`` (or one a release check holds) is held; ``None``:
+        no holds (``send_at`` is then ignored)."""
         self._failover = failover
+        self._holds = holds
         self._config = config
         self._guard = EnvelopeGuard(config.mqtt)
         self._store = store
@@ -158,7 +163,19 @@ class Intake:
             correlation_data=envelope.correlation_data,
             received_at=now,
             chain=chain,
+            expect_reply=job.expect_reply,
         )
+        holds = self._holds
+        if holds is not None:
+            if job.send_at is not None and job.send_at > now:
+                stored = holds.held(stored, job.send_at, HoldReason.SEND_AT)
+            elif holds.checks:
+                decision = await holds.check(stored, now)
+                if isinstance(decision, HoldUntil):
+                    stored = holds.held(stored, decision.until, decision.reason)
+                elif not isinstance(decision, Go):
+                    await self._reject(key, decision.code, decision.reason, envelope, now)
+                    return False
         usage = None
         if tenant is not None:
             usage = self._tenants.usage(tenant, outbound.text, self._carriers[carrier], now)
@@ -173,7 +190,12 @@ class Intake:
             return False
         if new:
             self._telemetry.job_received(stored.lane)
-            self._on_job(carrier)
+            if stored.held_until is None:
+                self._on_job(carrier)
+            else:
+                assert holds is not None
+                holds.scheduled(stored.held_until)
+                self._on_events()
             if usage is not None:
                 self._tenants.metrics.received_job(usage.tenant, usage.parts)
         else:

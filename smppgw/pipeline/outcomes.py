@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 import structlog
 
@@ -18,7 +19,7 @@ from smppgw.engine.message import OutboundMessage
 from smppgw.mqtt.schema import (
     Attempt,
     ErrorInfo,
-    InboundEvent,
+    ScheduledEvent,
     StatusEvent,
     encode_event,
     format_at,
@@ -27,6 +28,7 @@ from smppgw.ops.telemetry import Telemetry
 from smppgw.outcome import failed, unmatched_status
 from smppgw.pipeline.envelope import UNMATCHED_SUFFIX
 from smppgw.pipeline.failover import Failover
+from smppgw.pipeline.inbound import MoEvents
 from smppgw.smpp.receipt import Receipt
 from smppgw.store import JobView, OutboxEvent, Store, StoredJob
 
@@ -102,6 +104,22 @@ class EventFactory:
             events.append(OutboxEvent(response_topic, payload, correlation_data))
         return events
 
+    def scheduled(self, job: StoredJob, send_at: float) -> list[OutboxEvent]:
+        """``scheduled``: the job is held; ``send_at`` says when it will be released."""
+        payload = encode_event(
+            ScheduledEvent(
+                id=job.job_id.rpartition("/")[2],
+                status="scheduled",
+                carrier=job.carrier,
+                at=self._at(time.time()),
+                send_at=format_at(send_at),
+            )
+        )
+        events = [OutboxEvent(f"{self.status_topic}/{job.job_id}", payload)]
+        if job.response_topic:
+            events.append(OutboxEvent(job.response_topic, payload, job.correlation_data))
+        return events
+
     def for_view(self, view: JobView, status: str, reason: str | None = None) -> list[OutboxEvent]:
         """Events for a job the store already knows (receipts, recovery)."""
         failed_parts = [f"part {i + 1}: {s}" for i, s in enumerate(view.part_states) if failed(s)]
@@ -134,11 +152,15 @@ class GatewayEvents:
         on_events: Callable[[], None],
         on_left: Callable[[str], None] | None = None,
         failover: Failover | None = None,
+        mo: MoEvents | None = None,
     ) -> None:
         """``on_left(job_id)``: the store recorded the job submitted or final, so it no
         longer waits (tenants' ``max_queued`` bookkeeping). ``failover``: a failed job
-        that its chain lets move goes to its next carrier instead of ending."""
+        that its chain lets move goes to its next carrier instead of ending. ``mo``: where
+        MO messages go (replies, tenants' numbers and keywords); default: every MO to
+        ``<inbound_topic>/<carrier>``."""
         self._failover = failover
+        self.mo = mo if mo is not None else MoEvents(inbound_topic=factory.inbound_topic)
         self._store = store
         self._factory = factory
         self._telemetry = telemetry
@@ -245,15 +267,17 @@ class GatewayEvents:
         self._on_events()
 
     async def inbound(self, carrier: str, source: str, destination: str, text: str) -> None:
-        payload = encode_event(
-            InboundEvent(
-                carrier=carrier, sender=source, to=destination, text=text, at=format_at(time.time())
-            )
-        )
-        await self._store.add_events(
-            [OutboxEvent(f"{self._factory.inbound_topic}/{carrier}", payload)]
+        """Returns once the MO's events are committed (then the SMSC gets its
+        deliver_sm_resp). The reply window lookup and the events are one transaction."""
+        now = time.time()
+        mo = self.mo
+        window = await self._store.add_mo(
+            mo.number(source), now, partial(mo.events, carrier, source, destination, text, now)
         )
         self._telemetry.mo_message(carrier)
+        if window is not None:
+            self._telemetry.reply_matched()
+            log.info("reply_matched", carrier=carrier, job_id=window.job_id)
         self._on_events()
 
     async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:

@@ -50,6 +50,24 @@ def is_digits(text: str) -> bool:
     return bool(text) and all(c in _DIGITS for c in text)
 
 
+#: Short codes: this many digits at most, kept as written (never given a country code).
+MAX_SHORT_CODE = 7
+
+
+def mo_number(raw: str, country_code: str) -> str | None:
+    """An MO address (its ``from`` or ``to``) as the gateway compares numbers: a short
+    code (3 to 7 digits, not starting with 0) as written, anything else as
+    :func:`normalize_msisdn` writes it; ``None`` when it is neither (an alphanumeric
+    sender). So a job's destination ``0912…`` and an MO from ``84912…`` are one number."""
+    number = raw.strip().translate(_SEPARATORS)
+    if is_digits(number) and 3 <= len(number) <= MAX_SHORT_CODE and number[0] != "0":
+        return number
+    try:
+        return normalize_msisdn(raw, country_code)
+    except RoutingError:
+        return None
+
+
 def normalize_msisdn(raw: str, country_code: str) -> str:
     """Return ``raw`` as E.164 digits without ``+`` (``0912345678`` → ``84912345678``).
 

@@ -27,6 +27,7 @@ from smppgw.store.model import (
     JobView,
     OutboxEvent,
     RecoveryReport,
+    ReplyWindow,
     StoredJob,
     StoreStats,
     Usage,
@@ -69,6 +70,7 @@ class Store:
         off by default, see ``smppgw.store.schema``)."""
         self.path = path
         self._depths: Counter[tuple[str, int]] = Counter()
+        self._held: Counter[str] = Counter()
         self._outbox = 0
         self._dead = 0
         self._writer = Writer(
@@ -108,6 +110,7 @@ class Store:
         )
         tx = Tx(conn, 0.0)
         self._depths = Counter(ops.count_queued(tx))
+        self._held = Counter(ops.count_held(tx))
         self._outbox = ops.count_outbox(tx)
         self._dead = ops.count_dead_events(tx)
         return conn
@@ -123,6 +126,10 @@ class Store:
                 else:
                     del depths[key]
         self._outbox += tx.outbox
+        if tx.held:
+            held = self._held
+            for reason, change in tx.held.items():
+                held[reason] += change
 
     def _run(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
         return self._writer.submit(fn)
@@ -340,11 +347,66 @@ class Store:
     async def job(self, job_id: str) -> JobView | None:
         return await self._run(partial(ops.job, job_id=job_id))
 
+    # -- held jobs (smppgw.pipeline.holds) -------------------------------------------
+    def held_counts(self) -> dict[str, int]:
+        """Held jobs by reason, from counters kept in step with each commit (never a scan)."""
+        return {reason: n for reason, n in self._held.items() if n}
+
+    async def next_held(self) -> float | None:
+        """When the earliest held job is due (its release time, or its ttl if sooner)."""
+        return await self._run(ops.next_held)
+
+    async def due_held(self, now: float, limit: int) -> list[StoredJob]:
+        """Up to ``limit`` held jobs due at ``now``, by lane then arrival; still held."""
+        return await self._run(partial(ops.due_held, now=now, limit=limit))
+
+    async def hold(
+        self,
+        job_id: str,
+        until: float,
+        reason: str,
+        events: Sequence[OutboxEvent] = (),
+        *,
+        send_at: float | None = None,
+    ) -> bool:
+        """Hold a queued or held job until ``until`` for ``reason``, with ``events``
+        (its ``scheduled`` event), in one transaction. False for a job in another state."""
+        return await self._run(
+            partial(
+                ops.hold,
+                job_id=job_id,
+                until=until,
+                reason=reason,
+                events=list(events),
+                send_at=send_at,
+            )
+        )
+
+    async def release_held(self, job_ids: Sequence[str]) -> list[tuple[str, int]]:
+        """Held jobs into their lanes; the (carrier, lane) of each one moved."""
+        return await self._run(partial(ops.release_held, job_ids=list(job_ids)))
+
+    # -- replies ---------------------------------------------------------------------
+    async def add_mo(
+        self,
+        number: str,
+        now: float,
+        make_events: Callable[[ReplyWindow | None], list[OutboxEvent]],
+    ) -> ReplyWindow | None:
+        """Store an MO's events, built by ``make_events(window)`` from the newest reply
+        window open for ``number`` at ``now``, in one transaction; returns that window.
+        ``make_events`` runs in the writer thread: keep it pure and quick."""
+        return await self._run(partial(ops.add_mo, number=number, now=now, make_events=make_events))
+
+    async def purge_replies(self, before: float) -> int:
+        """Delete reply windows closed before ``before``; returns how many."""
+        return await self._run(partial(ops.purge_replies, before=before))
+
     # -- operator actions (smppgw ctl) -----------------------------------------------
     async def cancel_queued(
         self, job_id: str, make_events: EventMaker
     ) -> tuple[JobView | None, bool]:
-        """End a job still waiting in its lane ``cancelled``, with ``make_events(view,
+        """End a job still waiting in its lane (or held) ``cancelled``, with ``make_events(view,
         "cancelled")``, in one transaction. The job's view (None for an unknown id) and
         whether it was cancelled now."""
         return await self._run(partial(ops.cancel_queued, job_id=job_id, make_events=make_events))

@@ -30,7 +30,7 @@ from smppgw.store.model import StoreError
 
 log = get_logger("smppgw.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Jobs: ``seq`` (the rowid) is arrival order; ``job_id`` is the dedup key, kept in every
 #: state until purge. ``done_at`` is set when the job is submitted or final (purge age).
@@ -140,18 +140,49 @@ _CREATE_FAILOVER = [
 ]
 
 
-def _to_v2(conn: sqlite3.Connection) -> None:
-    for statement in _CREATE_V2:
-        conn.execute(statement)
+#: Version 4, scheduling and replies (issue 14). A held job (``send_at``; later the marketing window
+#: or a deferred cap) is a job in state -1 (``JobState.HELD``) with ``held_until`` (when
+#: the release timer looks at it again: its release time, or its ttl when that comes
+#: first) and ``hold_reason``. The claim query walks ``jobs_queue`` at state 0 only, so
+#: held jobs are never read by the live path; ``jobs_held`` is a partial index that holds
+#: only them and answers "when is the next one due?" and "which are due, by priority?".
+#: ``expect_reply`` (seconds) is copied to ``reply_windows`` when the job is submitted:
+#: one row per open window, newest (highest ``window_id``) first per number.
+_CREATE_SCHEDULE = [
+    "ALTER TABLE jobs ADD COLUMN held_until REAL",
+    "ALTER TABLE jobs ADD COLUMN hold_reason TEXT",
+    "ALTER TABLE jobs ADD COLUMN send_at REAL",
+    "ALTER TABLE jobs ADD COLUMN expect_reply INTEGER",
+    "CREATE INDEX jobs_held ON jobs (held_until, lane, seq) WHERE state = -1",
+    """
+    CREATE TABLE reply_windows (
+        window_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        number TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        until REAL NOT NULL,
+        response_topic TEXT,
+        correlation_data BLOB
+    )
+    """,
+    "CREATE INDEX reply_windows_number ON reply_windows (number, window_id)",
+    "CREATE INDEX reply_windows_until ON reply_windows (until)",
+]
 
 
-def _to_v3(conn: sqlite3.Connection) -> None:
-    for statement in _CREATE_FAILOVER:
-        conn.execute(statement)
+def _steps(statements: list[str]) -> Callable[[sqlite3.Connection], None]:
+    def step(conn: sqlite3.Connection) -> None:
+        for statement in statements:
+            conn.execute(statement)
+
+    return step
 
 
 #: version → step that upgrades a database from ``version`` to ``version + 1``.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_v2, 2: _to_v3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _steps(_CREATE_V2),
+    2: _steps(_CREATE_FAILOVER),
+    3: _steps(_CREATE_SCHEDULE),
+}
 
 
 #: Mode of the database, -wal and -shm files: job texts (OTPs), numbers and ids are
@@ -255,7 +286,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         if version == 0:
-            for statement in _CREATE + _CREATE_V2 + _CREATE_FAILOVER:
+            for statement in _CREATE + _CREATE_V2 + _CREATE_FAILOVER + _CREATE_SCHEDULE:
                 conn.execute(statement)
         else:
             for step in range(version, SCHEMA_VERSION):

@@ -88,6 +88,13 @@ def test_quick_demo_on_a_given_broker_passes_every_check(mosquitto: Mosquitto) -
     # The customer's MO reply came back on the inbound topic.
     assert "MO on demo/sms/inbound/viettel: from 84971234567 to 8079: '1'" in out
     assert "ok   MO reply:" in out
+    # ... tied to the COD job that asked for it (expect_reply).
+    assert re.search(r"from 84971234567 to 8079: '1' \(in reply to cod-2048-\w+\)", out), out
+    assert re.search(
+        r"ok   COD reply tied: +in_reply_to cod-2048-\w+, also on "
+        r"demo/sms/reply/cod-2048-\w+",
+        out,
+    ), out
     assert "submit_sm per SMSC (GET /stats): viettel 5, vinaphone 1, mobifone 41" in out
     assert "stopped: gateway (SIGTERM, drained, exit 0), simulator (exit 0)" in out
     assert gone(gateway_pid(out))

@@ -200,9 +200,12 @@ def test_example_file_loads(tmp_path: Path) -> None:
             rate=50.0,
             daily_parts=100000,
             max_queued=200000,
+            numbers=("8079",),
+            keywords=("SHOP",),
         ),
     )
     text = summary(config)
+    assert "MO numbers 8079, MO keywords SHOP" in text
     for secret in ("viettel-pw", "vina-pw", "mobi-pw", "mqtt-pw", "vnm-pw", "gm-pw"):
         assert secret not in text
 

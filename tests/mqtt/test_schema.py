@@ -369,7 +369,7 @@ def test_inbound_event_uses_from() -> None:
         carrier="viettel", sender="84912345678", to="8079", text="1", at=format_at(0)
     )
     wire = json.loads(encode_event(event))
-    assert list(wire) == ["carrier", "from", "to", "text", "at"]
+    assert list(wire) == ["carrier", "from", "to", "text", "at", "in_reply_to"]
     assert decode_inbound(encode_event(event)) == event
 
 

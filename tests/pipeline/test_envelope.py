@@ -106,6 +106,7 @@ def test_own_topics_follow_the_config() -> None:
         "sms/inbound",
         "sms/rejected",
         "gw/stop",
+        "sms/reply",
         "gw/events-unmatched",
     )
     (found,) = EnvelopeGuard(config).check(message("gw/events/other")).problems

@@ -20,7 +20,7 @@ from smppgw.pipeline.failover import Failover, plan_chain
 from smppgw.pipeline.ported import parse_ported_csv
 from smppgw.pipeline.routing import Router
 from smppgw.store import JobState, Store, StoredJob
-from smppgw.store.schema import _CREATE, _CREATE_V2
+from smppgw.store.schema import _CREATE, _CREATE_V2, SCHEMA_VERSION
 
 
 def config(tmp_path: Path, **viettel: Any) -> Config:
@@ -250,4 +250,4 @@ async def test_a_version_2_database_is_upgraded_keeping_its_jobs(tmp_path: Path)
         await store.learn_port("84981110000", "vinaphone", 60.0)
         assert await store.count_ported() == 1
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
