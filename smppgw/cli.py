@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "smppgw.commands.demo",
         "run a demo: simulator, broker, gateway and real-looking jobs",
     ),
+    "routes": (
+        "smppgw.commands.routes",
+        "the ported-number cache: lookup, list, import a CSV, forget a number",
+    ),
     "run": ("smppgw.commands.run", "run the gateway daemon"),
     "parts": ("smppgw.commands.parts", "show how a text is encoded and split into SMS parts"),
     "sim": ("smppgw.commands.sim", "run the SMSC simulator"),

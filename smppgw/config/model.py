@@ -87,6 +87,9 @@ class MqttConfig:
     cancel_topic: str = "sms/cancel"
     #: Consent changes out (``{"number", "action", "keyword", "carrier", "at"}``).
     consent_topic: str = "sms/consent"
+    #: Replies to ``expect_reply`` jobs: ``<reply_topic>/<job key>`` (a tenant's job:
+    #: ``<reply_topic>/<tenant>/<id>``).
+    reply_topic: str = "sms/reply"
     shared_group: str | None = None
     keepalive: int = 30
     #: MQTT 5 session expiry: how long the broker keeps our subscription and queued jobs.
@@ -143,6 +146,11 @@ class RoutingConfig:
     #: Country codes (digit strings) besides ``country_code`` that jobs may be sent to;
     #: empty: national numbers only.
     allow_international: tuple[str, ...] = ()
+    #: How long a learned number → carrier mapping (a ported number) is trusted, in seconds.
+    ported_ttl: float = 30 * 86400.0
+    #: An operator's number-portability list (``number,carrier`` lines), loaded at start
+    #: and on reload; ``None``: only learned and imported mappings.
+    ported_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +213,14 @@ class CarrierConfig:
     #: Per-status overrides of the submit error policy (``smppgw.engine.policy``): pairs of
     #: (status name or number, "permanent" | "transient" | "throttle").
     error_policy: tuple[tuple[str, str], ...] = ()
+    #: Carriers tried, in this order, when this one cannot take a job (``failover``).
+    failover: tuple[str, ...] = ()
+    #: submit_sm statuses (numbers) that send a job on to the next carrier of its chain.
+    failover_on: tuple[int, ...] = ()
+    #: No bind up this long (seconds): queued jobs move to the next carrier of their chain.
+    failover_after: float = 30.0
+    #: The same for ``high`` jobs, sooner.
+    failover_after_high: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +244,12 @@ class TenantConfig:
     daily_parts: int | None = None
     #: Jobs waiting to be submitted; at this many its intake pauses (no PUBACK).
     max_queued: int | None = None
+    #: Numbers it receives MO on ("text us"): short codes and long numbers, as digit
+    #: strings (long numbers normalised like destinations). An MO to one of them that
+    #: answers no open job goes to ``<inbound_topic>/<name>/<carrier>``.
+    numbers: tuple[str, ...] = ()
+    #: First words (in ``normalize_keyword`` form) that send such an MO to this tenant.
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

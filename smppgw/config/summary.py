@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from smppgw.config.model import Config, Secret, SourceConfig, TlsConfig
 from smppgw.pipeline.routing import Router
+from smppgw.smpp.constants import status_name
 
 
 def _seconds(value: float) -> str:
@@ -44,6 +45,11 @@ def _source(source: SourceConfig | None) -> str:
 _NO_PREFIXES = "none (no job is routed here, even when forced)"
 
 
+def _status(status: int) -> str:
+    name = status_name(status)
+    return name if name.startswith("ESME_") else f"0x{status:08x}"
+
+
 def summary(config: Config) -> str:
     """What the gateway will do with this config, for ``check-config``: no secret values."""
     m = config.mqtt
@@ -79,6 +85,12 @@ def summary(config: Config) -> str:
             f"    source: {_source(c.source)}",
             f"    prefixes: {' '.join(c.prefixes) if c.prefixes else _NO_PREFIXES}",
         ]
+        if c.failover:
+            on = ", ".join(_status(s) for s in c.failover_on) or "no status"
+            lines.append(
+                f"    failover: {' → '.join(c.failover)} (on {on}; down "
+                f"{_seconds(c.failover_after)}, high {_seconds(c.failover_after_high)})"
+            )
     if config.tenants:
         lines.append(f"tenants ({len(config.tenants)}):")
     for t in config.tenants:
@@ -89,6 +101,8 @@ def summary(config: Config) -> str:
             f"force_carrier {'yes' if t.force_carrier else 'no'}, "
             f"rate {f'{t.rate:g}/s' if t.rate else 'unlimited'}, "
             f"daily_parts {t.daily_parts or 'unlimited'}, max_queued {t.max_queued or 'unlimited'}"
+            + (f", MO numbers {' '.join(t.numbers)}" if t.numbers else "")
+            + (f", MO keywords {' '.join(t.keywords)}" if t.keywords else "")
         )
     k = config.consent
     cap = f"{k.marketing_daily_cap} per number per 24 h ({k.cap_action})"

@@ -119,6 +119,7 @@ def checks(scenario: Scenario, ev: Evidence) -> list[Check]:
     result.append(_throttle_check(scenario.burst_carrier, ev))
     result.append(_receipt_check(scenario, ev))
     result.append(_mo_check(ev))
+    result.append(_reply_check(scenario, ev))
     return result
 
 
@@ -214,6 +215,25 @@ def _mo_check(ev: Evidence) -> Check:
     if ev.mo_sent_at is None:
         return Check(name, False, "never sent (the COD request was not delivered)")
     return Check(name, False, "sent to the simulator but not seen on the inbound topic")
+
+
+def _reply_check(scenario: Scenario, ev: Evidence) -> Check:
+    """The COD answer tied to the COD job: ``in_reply_to`` on the inbound event, and the
+    same event on the job's reply topic."""
+    name = "COD reply tied"
+    job_id = scenario.cod.id
+    tied = [s for s in ev.record.inbound if s.body.get("in_reply_to") == job_id]
+    replies = [s for s in ev.record.replies if s.topic.endswith("/" + job_id)]
+    if tied and replies:
+        return Check(name, True, f"in_reply_to {job_id}, also on {replies[0].topic} (expect_reply)")
+    if ev.mo_sent_at is None:
+        return Check(name, False, "no reply was sent")
+    return Check(
+        name,
+        False,
+        f"in_reply_to {'ok' if tied else 'missing'}; reply topic "
+        f"{'ok' if replies else 'got nothing'}",
+    )
 
 
 def summary(

@@ -349,7 +349,10 @@ class Demo:
         mo_sent_at: float | None = None
 
         def mo_seen() -> bool:
-            return any(s.body.get("from") == COD_CUSTOMER for s in record.inbound)
+            """The reply came back on the inbound topic and on the job's reply topic."""
+            return bool(record.replies) and any(
+                s.body.get("from") == COD_CUSTOMER for s in record.inbound
+            )
 
         optout_published = False
         while True:

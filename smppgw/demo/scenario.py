@@ -107,12 +107,14 @@ def build(tag: str, burst_size: int) -> Scenario:
 
     cod = DemoJob(
         jid("cod-2048"),
-        "COD order (asks for a reply)",
+        "COD order (asks for a reply: expect_reply)",
         "0971 234 567",
         COD_REQUEST,
         DELIVERED,
         "viettel",
         sender=COD_SHORT_CODE,
+        # The customer's answer within 10 minutes is tied to this job (in_reply_to).
+        extra={"expect_reply": 600},
     )
     showcase = (
         DemoJob(

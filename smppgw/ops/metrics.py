@@ -71,6 +71,9 @@ MO_REFUSALS = ("too_large", "busy")
 
 #: Results of a ``smppgw ctl`` request (the ``result`` label of ctl_requests).
 CTL_RESULTS = ("ok", "refused", "invalid", "failed")
+#: Why a job is held (the ``reason`` label of jobs_held): ``send_at``; ``window`` and
+#: ``cap`` are the marketing rules' (``smppgw.pipeline.holds.HoldReason``).
+HOLD_REASONS = ("send_at", "window", "cap")
 #: What became of a cancel from MQTT (the ``result`` label of cancels_total).
 CANCEL_RESULTS = ("cancelled", "not_cancelled", "invalid")
 
@@ -81,8 +84,6 @@ CONSENT_ACTIONS = ("opt_out", "opt_in")
 CONSENT_SOURCES = ("mo", "admin")
 #: What the daily marketing cap did (the ``action`` label of marketing_caps).
 CAP_ACTIONS = ("reject", "defer")
-#: Why a marketing job was held (the ``reason`` label of marketing_held).
-HOLD_REASONS = ("window", "cap")
 
 #: Why the outbox set an event aside (the ``reason`` label of events_set_aside).
 SET_ASIDE_REASONS = (
@@ -151,6 +152,19 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.jobs_held = Gauge(
+            "smppgw_jobs_held",
+            "Jobs held (status scheduled) until a time, by reason (send_at, window, cap).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in HOLD_REASONS:
+            self.jobs_held.labels(reason=reason)
+        self.replies_matched = Counter(
+            "smppgw_replies_matched_total",
+            "MO messages tied to an open expect_reply job (published with in_reply_to).",
+            registry=r,
+        )
         self.garbage_payloads = Counter(
             "smppgw_garbage_payloads_total",
             "MQTT payloads that were not a job at all (not JSON, no usable id): dropped.",
@@ -169,11 +183,18 @@ class Metrics:
             ["action"],
             registry=r,
         )
-        self.marketing_held = Counter(
-            "smppgw_marketing_held_total",
-            "Marketing jobs taken but held by the consent rules, by reason (window: outside"
-            " consent.marketing_hours; cap: deferred by the daily cap).",
-            ["reason"],
+        self.failovers = Counter(
+            "smppgw_failovers_total",
+            "Jobs moved to the next carrier of their chain, by reason (down: no bind for "
+            "failover_after, or paused; refused: a failover_on status; retries: transient "
+            "retries exhausted).",
+            ["from", "to", "reason"],
+            registry=r,
+        )
+        self.ported_numbers = Gauge(
+            "smppgw_ported_numbers",
+            "Number-to-carrier mappings in the ported-number cache (learned, imported, "
+            "from routing.ported_file), expired ones not counted.",
             registry=r,
         )
         self.jobs_final = Counter(
@@ -506,8 +527,6 @@ class Metrics:
                 self.consent_changes.labels(action=action, source=source)
         for action in CAP_ACTIONS:
             self.marketing_caps.labels(action=action)
-        for reason in HOLD_REASONS:
-            self.marketing_held.labels(reason=reason)
         for reason in REJECT_REASONS:
             self.jobs_rejected.labels(reason=reason)
         for reason in DROP_REASONS:

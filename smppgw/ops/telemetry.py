@@ -298,17 +298,19 @@ class Telemetry:
         if action in CAP_ACTIONS:
             self.metrics.marketing_caps.labels(action=action).inc()
 
-    def marketing_held(self, reason: str) -> None:
-        """A marketing job was taken but held: ``window`` or ``cap``."""
-        if reason in HOLD_REASONS:
-            self.metrics.marketing_held.labels(reason=reason).inc()
-
     # ------------------------------------------------------------------ outcomes
     def job_submitted(self, carrier: str, parts: int, lane: int, waited: float) -> None:
         """Every part accepted; ``waited``: seconds from intake to now (queue latency)."""
         children = self._of(carrier)
         children.parts.inc(parts)
         children.queue_latency[lane].observe(max(0.0, waited))
+
+    def failover(self, carrier: str, to: str, reason: str, jobs: int = 1) -> None:
+        """``jobs`` moved from ``carrier`` to ``to`` (reason: down, refused, retries)."""
+        self.metrics.failovers.labels(carrier, to, reason).inc(jobs)
+
+    def ported_numbers(self, count: int) -> None:
+        self.metrics.ported_numbers.set(count)
 
     def job_final(self, carrier: str, status: str) -> None:
         self._of(carrier).final_status(status).inc()
@@ -319,6 +321,16 @@ class Telemetry:
 
     def receipt_unmatched(self, carrier: str) -> None:
         self.metrics.receipts_unmatched.labels(carrier).inc()
+
+    def jobs_held(self, counts: Mapping[str, int]) -> None:
+        """Held jobs by reason (the store's counters); a reason with none shows 0."""
+        gauge = self.metrics.jobs_held
+        for reason in {*HOLD_REASONS, *counts}:
+            gauge.labels(reason=reason).set(counts.get(reason, 0))
+
+    def reply_matched(self) -> None:
+        """An MO was tied to an open ``expect_reply`` job."""
+        self.metrics.replies_matched.inc()
 
     def mo_message(self, carrier: str) -> None:
         """An inbound message (reassembled) was committed for publishing."""

@@ -89,6 +89,13 @@ def test_quick_demo_on_a_given_broker_passes_every_check(mosquitto: Mosquitto) -
     # The customer's MO reply came back on the inbound topic.
     assert "MO on demo/sms/inbound/viettel: from 84971234567 to 8079: '1'" in out
     assert "ok   MO reply:" in out
+    # ... tied to the COD job that asked for it (expect_reply).
+    assert re.search(r"from 84971234567 to 8079: '1' \(in reply to cod-2048-\w+\)", out), out
+    assert re.search(
+        r"ok   COD reply tied: +in_reply_to cod-2048-\w+, also on "
+        r"demo/sms/reply/cod-2048-\w+",
+        out,
+    ), out
     # An opt-out honoured: the customer's HỦY is recorded, a later promotion is refused.
     assert "consent on demo/sms/consent: 84986543210 opt_out (keyword 'HUY' via viettel)" in out
     assert re.search(r"ok   opt-out honoured: .* rejected \(opted_out\)", out), out

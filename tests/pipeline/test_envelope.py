@@ -111,6 +111,7 @@ def test_own_topics_follow_the_config() -> None:
         "sms/rejected",
         "gw/stop",
         "gw/consent",
+        "sms/reply",
         "gw/events-unmatched",
     )
     (found,) = EnvelopeGuard(config).check(message("gw/events/other")).problems

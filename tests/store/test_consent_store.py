@@ -15,7 +15,13 @@ import pytest
 from smppgw.config import ConsentConfig
 from smppgw.pipeline.marketing import Go, Hold, MarketingGate, Reject
 from smppgw.store import ConsentChange, OutboxEvent, Store, StoredJob, StoreError
-from smppgw.store.schema import _CREATE, _CREATE_V2
+from smppgw.store.schema import (
+    _CREATE,
+    _CREATE_FAILOVER,
+    _CREATE_SCHEDULE,
+    _CREATE_V2,
+    SCHEMA_VERSION,
+)
 
 CARRIER = "viettel"
 NUMBER = "84981234567"
@@ -38,12 +44,32 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         yield opened
 
 
+async def record_mo(
+    store: Store,
+    events: list[OutboxEvent],
+    change: ConsentChange,
+    replies: list[StoredJob] | None = None,
+    reply_on_change: list[StoredJob] | None = None,
+) -> bool:
+    """An MO from NUMBER with ``events`` (as the MO side builds them) and its consent
+    change; whether the consent changed."""
+    _, changed = await store.record_mo(
+        NUMBER,
+        time.time(),
+        lambda window: list(events),
+        change,
+        replies or [],
+        reply_on_change or [],
+    )
+    return changed
+
+
 async def admit(store: Store, *jobs: StoredJob, gate: MarketingGate = ALWAYS) -> list[object]:
     return list(await store.add_admitted(jobs, [None] * len(jobs), gate))
 
 
 async def test_opted_out_number_gets_no_marketing_but_transactional_goes(store: Store) -> None:
-    assert await store.record_mo([], opt_out()) is True
+    assert await record_mo(store, [], opt_out()) is True
     (refused,) = await admit(store, job("m1"))
     assert isinstance(refused, Reject) and refused.code == "opted_out"
     assert await admit(store, job("t1", category="transactional")) == [True]
@@ -111,7 +137,7 @@ async def test_release_check_decides_again_and_moves_the_count(store: Store) -> 
     assert await admit(store, job("m2"), job("m3")) == [True, True]
     assert await store.marketing_release("h1", ALWAYS, now) == Go()
     # Opted out meanwhile: rejected, and no longer counted.
-    await store.record_mo([], opt_out())
+    await record_mo(store, [], opt_out())
     decision = await store.marketing_release("h1", ALWAYS, now)
     assert isinstance(decision, Reject) and decision.code == "opted_out"
     assert await store.run(lambda c: c.execute(at).fetchone()) is None
@@ -122,9 +148,9 @@ async def test_mo_consent_change_is_recorded_once_with_its_events_and_replies(
 ) -> None:
     inbound = OutboxEvent("sms/inbound/viettel", b"{}")
     reply = StoredJob("smppgw:optout:1", CARRIER, 1, NUMBER, "Da huy")
-    assert await store.record_mo([inbound], opt_out(), reply_on_change=[reply]) is True
+    assert await record_mo(store, [inbound], opt_out(), reply_on_change=[reply]) is True
     again = replace(reply, job_id="smppgw:optout:2")
-    assert await store.record_mo([inbound], opt_out(), reply_on_change=[again]) is False
+    assert await record_mo(store, [inbound], opt_out(), reply_on_change=[again]) is False
     topics = [e.topic for e in await store.pending_events(10)]
     assert topics == ["sms/inbound/viettel", "sms/consent", "sms/inbound/viettel"]
     assert await store.job("smppgw:optout:1") is not None
@@ -141,9 +167,9 @@ async def test_mo_consent_change_is_recorded_once_with_its_events_and_replies(
 
 async def test_implicit_opt_in_never_overrides_an_opt_out(store: Store) -> None:
     first_mo = ConsentChange(NUMBER, "opt_in", "mo", "mo", CARRIER, only_if_unknown=True)
-    assert await store.record_mo([], first_mo) is True
-    assert await store.record_mo([], opt_out()) is True
-    assert await store.record_mo([], replace(first_mo)) is False
+    assert await record_mo(store, [], first_mo) is True
+    assert await record_mo(store, [], opt_out()) is True
+    assert await record_mo(store, [], replace(first_mo)) is False
     (record,) = await store.consent_records()
     assert record.opted_out
 
@@ -157,13 +183,13 @@ async def test_a_failed_commit_records_nothing_of_the_mo(tmp_path: Path) -> None
         other.execute("BEGIN EXCLUSIVE")
         try:
             with pytest.raises(StoreError, match="locked"):
-                await store.record_mo([OutboxEvent("sms/inbound/viettel", b"{}")], opt_out())
+                await record_mo(store, [OutboxEvent("sms/inbound/viettel", b"{}")], opt_out())
         finally:
             other.execute("ROLLBACK")
             other.close()
         assert await store.consent_records() == []
         assert await store.pending_events(10) == []
-        assert await store.record_mo([], opt_out()) is True  # and the redelivery records it
+        assert await record_mo(store, [], opt_out()) is True  # and the redelivery records it
 
 
 async def test_version_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -182,11 +208,32 @@ async def test_version_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
     async with Store(path) as store:
         assert await store.add_jobs([job("old", category="transactional")]) == [False]
         assert await store.tenant_usage("shop", "2026-12-06") == 7
-        assert await store.record_mo([], opt_out()) is True
+        assert await record_mo(store, [], opt_out()) is True
         (refused,) = await admit(store, job("m1"))
         assert isinstance(refused, Reject)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+
+
+async def test_version_4_database_keeps_its_held_jobs(tmp_path: Path) -> None:
+    """The release before consent (scheduling): a held job survives the upgrade."""
+    path = str(tmp_path / "gw.db")
+    conn = sqlite3.connect(path)
+    for statement in _CREATE + _CREATE_V2 + _CREATE_FAILOVER + _CREATE_SCHEDULE:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO jobs (job_id, carrier, state, received_at, held_until, hold_reason)"
+        " VALUES ('later', ?, -1, 1.0, 4102444800.0, 'send_at')",
+        (CARRIER,),
+    )
+    conn.execute("PRAGMA user_version=4")
+    conn.commit()
+    conn.close()
+    async with Store(path) as store:
+        assert await store.next_held() == 4102444800.0
+        assert await record_mo(store, [], opt_out()) is True
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
 
 
 def _closed_gate() -> MarketingGate:
