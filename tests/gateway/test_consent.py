@@ -21,6 +21,7 @@ import yaml
 
 from smppgw.config.loader import load_config
 from smppgw.gateway import Gateway
+from smppgw.mqtt.schema import format_at
 from smppgw.sim.server import Simulator
 
 from gateway.harness import Observer, gateway_config, running, sim_config
@@ -230,24 +231,64 @@ async def test_daily_cap_rejects_and_counts_across_a_restart(
             assert error_code(obs, "cap-3") == "frequency_cap"
 
 
-async def test_outside_marketing_hours_the_job_is_held_not_sent(
+async def test_outside_marketing_hours_the_job_is_scheduled_and_checked_again_at_release(
     tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
 ) -> None:
+    """Held (``scheduled``, ``send_at`` = the opening) by the held-jobs timer, then decided
+    again when due: released and sent, or refused if the number opted out meanwhile."""
     consent = {"timezone": "UTC", "marketing_hours": closed_hours()}
     config = gateway_config(tmp_path, mosquitto, {"viettel": viettel}, consent=consent)
     async with Observer(mosquitto) as obs:
         async with running(config) as gateway:
             await obs.submit(id="night-1", to=CUSTOMER, text="Sale", category="marketing")
+            await obs.submit(id="night-2", to=OTHER, text="Sale", category="marketing")
             await obs.submit(id="night-otp", to=CUSTOMER, text="OTP 2")
             await obs.wait_final(["night-otp"])
-            await asyncio.sleep(0.5)
+            await obs.wait_for(lambda: bool(obs.statuses("night-1") and obs.statuses("night-2")))
+            (scheduled,) = obs.statuses("night-1")
+            assert scheduled["status"] == "scheduled"
+            opening = await gateway.store.job("night-1")
+            assert opening is not None and opening.state == "held"
+            assert opening.hold_reason == "window" and opening.send_at is not None
+            assert opening.send_at - time.time() > 3600
+            assert scheduled["send_at"] == format_at(opening.send_at)  # HH:00:00 in UTC
+            assert scheduled["send_at"][13:] == ":00:00.000Z"
             assert [s.pdu.short_message for s in submits_to(viettel, CUSTOMER)] == [b"OTP 2"]
-            view = await gateway.store.job("night-1")
-            assert view is not None and view.state == "queued"
-            assert sample(gateway, "smppgw_marketing_held_total", reason="window") == 1
-            assert obs.statuses("night-1") == []
-            due = await gateway.store.next_due("viettel")
-            assert due is not None and due - time.time() > 3600
+            held = "smppgw_jobs_held"
+            await obs.wait_for(lambda: sample(gateway, held, reason="window") == 2)
+            # OTHER texts STOP while its promotion waits.
+            await viettel.send_mo(None, OTHER, "8079", "STOP")
+            await obs.wait_for(lambda: viettel.stats()["mo_acknowledged"] == 1)
+            # The opening comes (the timer is asked as if it were then).
+            await gateway.holds.release_due(opening.send_at)
+            await obs.wait_final(["night-1", "night-2"])
+            assert error_code(obs, "night-1") == "delivered"
+            assert error_code(obs, "night-2") == "opted_out"
+            assert b"\x1b<QC\x1b> Sale" in [
+                s.pdu.short_message for s in submits_to(viettel, CUSTOMER)
+            ]
+
+
+async def test_cap_defer_schedules_the_job_after_the_oldest_send_leaves_the_window(
+    tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
+) -> None:
+    consent = {"marketing_hours": ALWAYS, "marketing_daily_cap": 1, "cap_action": "defer"}
+    config = gateway_config(tmp_path, mosquitto, {"viettel": viettel}, consent=consent)
+    async with Observer(mosquitto) as obs:
+        async with running(config) as gateway:
+            await obs.submit(id="d-1", to=CUSTOMER, text="Sale", category="marketing")
+            await obs.wait_final(["d-1"])
+            before = time.time()
+            await obs.submit(id="d-2", to=CUSTOMER, text="Sale", category="marketing")
+            await obs.wait_for(lambda: bool(obs.statuses("d-2")))
+            assert obs.statuses("d-2")[0]["status"] == "scheduled"
+            view = await gateway.store.job("d-2")
+            assert view is not None and view.hold_reason == "cap"
+            assert view.send_at is not None
+            assert 86400 - 60 < view.send_at - before <= 86400
+            assert sample(gateway, "smppgw_marketing_caps_total", action="defer") == 1
+            held = "smppgw_jobs_held"
+            await obs.wait_for(lambda: sample(gateway, held, reason="cap") == 1)
 
 
 async def test_sighup_reload_changes_keywords_and_hours(
@@ -267,9 +308,7 @@ async def test_sighup_reload_changes_keywords_and_hours(
         await viettel.send_mo(None, CUSTOMER, "8079", "Hủy")
         await obs.wait_for(lambda: bool(obs.by_topic.get("sms/inbound/viettel")))
         await obs.submit(id="before", to=OTHER, text="Sale", category="marketing")
-        await obs.wait_for(
-            lambda: sample(gateway, "smppgw_marketing_held_total", reason="window") == 1
-        )
+        await obs.wait_for(lambda: sample(gateway, "smppgw_jobs_held", reason="window") == 1)
         assert consent_events(obs) == []  # HUY is not a keyword in this config
 
         doc["consent"] = {"marketing_hours": ALWAYS, "optout_keywords": ["STOP", "HUY"]}
