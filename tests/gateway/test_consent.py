@@ -269,6 +269,34 @@ async def test_outside_marketing_hours_the_job_is_scheduled_and_checked_again_at
             ]
 
 
+async def test_a_marketing_job_with_send_at_is_decided_at_its_send_at(
+    tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
+) -> None:
+    """Held for its own ``send_at``: counted in the cap at that time, and refused then if
+    the number opted out in between (the rules apply when it would be sent)."""
+    config = gateway_config(
+        tmp_path, mosquitto, {"viettel": viettel}, consent={"marketing_hours": ALWAYS}
+    )
+    async with Observer(mosquitto) as obs:
+        async with running(config) as gateway:
+            send_at = int(time.time()) + 3600
+            for job_id, to in (("later-1", CUSTOMER), ("later-2", OTHER)):
+                await obs.submit(
+                    id=job_id, to=to, text="Sale", category="marketing", send_at=send_at
+                )
+            await obs.wait_for(lambda: bool(obs.statuses("later-1") and obs.statuses("later-2")))
+            view = await gateway.store.job("later-1")
+            assert view is not None and (view.state, view.hold_reason) == ("held", "send_at")
+            at = "SELECT at FROM marketing_sends WHERE job_id = 'later-1'"
+            assert await gateway.store.run(lambda c: c.execute(at).fetchone()[0]) == send_at
+            await viettel.send_mo(None, CUSTOMER, "8079", "Từ chối")
+            await obs.wait_for(lambda: viettel.stats()["mo_acknowledged"] == 1)
+            await gateway.holds.release_due(send_at)
+            await obs.wait_final(["later-1", "later-2"])
+            assert error_code(obs, "later-1") == "opted_out"
+            assert error_code(obs, "later-2") == "delivered"
+
+
 async def test_cap_defer_schedules_the_job_after_the_oldest_send_leaves_the_window(
     tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator
 ) -> None:
