@@ -23,6 +23,7 @@ Window edges are exact in the zone: with ``07:00-22:00`` a job at 21:59:59.999 g
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -105,11 +106,16 @@ class Window:
         self._start, self._end = parse_hours(hours)
         self._zone = zone(zone_name)
 
-    def _seconds(self, moment: datetime) -> float:
-        return moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
+    def _seconds(self, now: float) -> float:
+        """Seconds after local midnight at ``now``. The whole second is converted and the
+        fraction added back: ``datetime.fromtimestamp`` rounds to the microsecond, which
+        would put 21:59:59.9999997 at 22:00:00 and make an edge depend on rounding."""
+        whole = math.floor(now)
+        moment = datetime.fromtimestamp(whole, self._zone)
+        return moment.hour * 3600 + moment.minute * 60 + moment.second + (now - whole)
 
     def is_open(self, now: float) -> bool:
-        local = self._seconds(datetime.fromtimestamp(now, self._zone))
+        local = self._seconds(now)
         if self._start < self._end:
             return self._start <= local < self._end
         return local >= self._start or local < self._end  # wraps midnight
@@ -118,7 +124,7 @@ class Window:
         """``now`` when open, else the next moment the hours start (wall clock)."""
         if self.is_open(now):
             return now
-        local = datetime.fromtimestamp(now, self._zone)
+        local = datetime.fromtimestamp(math.floor(now), self._zone)
         start = time(self._start // 3600, self._start % 3600 // 60)
         day = local.date()
         for _ in range(3):  # today or tomorrow (a DST gap may skip one)

@@ -43,6 +43,9 @@ def test_window_edges_are_exact_in_the_zone() -> None:
     g = gate()
     assert g.decide(FREE, at(21, 59, 59)) == Go()
     assert g.decide(FREE, at(21, 59, 59) + 0.999) == Go()
+    # Within a microsecond of the edge: decided on the exact time, not a rounded one.
+    assert g.decide(FREE, at(21, 59, 59) + 0.9999998) == Go()
+    assert isinstance(g.decide(FREE, at(6, 59, 59) + 0.9999998), Hold)
     assert g.decide(FREE, at(22)) == Hold(at(7, day=7), "window")
     assert g.decide(FREE, at(6, 59, 59)) == Hold(at(7), "window")
     assert g.decide(FREE, at(7)) == Go()
