@@ -3,8 +3,8 @@
 A marketing job held for the marketing window, a deferred cap or its own ``send_at`` is
 decided again when it comes due: the number may have opted out meanwhile, or used up its
 daily cap, or the hours may have changed (a reload). The store decides and moves the job's
-count in the rolling 24 h in one transaction (``Store.marketing_release``); a job that is
-not marketing (no counted send) is let go at once.
+count in the rolling 24 h in one transaction (``Store.marketing_release``); any other
+held job is let go at once, without asking the store.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ def marketing_check(store: Store, consent: ConsentDesk, telemetry: Telemetry) ->
     """The release check of ``consent``'s rules (the running config's, reloads included)."""
 
     async def check(job: StoredJob, now: float) -> Decision:
+        if job.category != "marketing":
+            return GO  # no store round trip for the other held jobs
         decision = await store.marketing_release(job.job_id, consent.gate, now)
         if isinstance(decision, Hold):
             if decision.reason == "cap":

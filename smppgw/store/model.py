@@ -80,8 +80,7 @@ class StoredJob:
     #: Stored with the job in the same transaction when it is new (a held job's
     #: ``scheduled`` event); nothing when its id is already known.
     events: tuple[OutboxEvent, ...] = ()
-    #: ``transactional`` or ``marketing`` (``consent:`` rules apply); not a column: a
-    #: marketing job is one with a ``marketing_sends`` row.
+    #: ``transactional`` or ``marketing`` (the ``consent:`` rules apply).
     category: str = "transactional"
 
     def outbound(self) -> OutboundMessage:

@@ -45,10 +45,12 @@ FINAL = int(JobState.FINAL)
 _LABELS = {int(state): state.label for state in JobState}
 _SUBMITTED_LABEL = _LABELS[SUBMITTED]
 
+#: A job's category when the column is NULL (every job before consent, most jobs since).
+TRANSACTIONAL = "transactional"
 _JOB_COLUMNS = (
     "job_id, carrier, lane, destination, text, source_address, source_ton, source_npi, dlr,"
     " expires_at, response_topic, correlation_data, attempt, received_at, chain, attempts,"
-    " send_at, expect_reply, held_until, hold_reason"
+    " send_at, expect_reply, held_until, hold_reason, category"
 )
 _VIEW_COLUMNS = (
     "job_id, carrier, lane, state, status, error_code, destination, dlr, attempt, parts,"
@@ -57,7 +59,7 @@ _VIEW_COLUMNS = (
 )
 _INSERT_JOB = (
     f"INSERT OR IGNORE INTO jobs ({_JOB_COLUMNS}, state) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CLAIM = (
     f"SELECT seq, {_JOB_COLUMNS} FROM jobs "
@@ -94,6 +96,7 @@ def _job_row(job: StoredJob) -> tuple[Any, ...]:
         job.expect_reply,
         job.held_until,
         job.hold_reason,
+        None if job.category == TRANSACTIONAL else job.category,
         QUEUED if job.held_until is None else HELD,
     )
 
@@ -101,7 +104,7 @@ def _job_row(job: StoredJob) -> tuple[Any, ...]:
 def _job_from_row(row: Sequence[Any]) -> StoredJob:
     (job_id, carrier, lane, destination, text, address, ton, npi, dlr, expires_at) = row[:10]
     response_topic, correlation_data, attempt, received_at, chain, attempts = row[10:16]
-    send_at, expect_reply, held_until, hold_reason = row[16:20]
+    send_at, expect_reply, held_until, hold_reason, category = row[16:21]
     return StoredJob(
         job_id=job_id,
         carrier=carrier,
@@ -121,6 +124,7 @@ def _job_from_row(row: Sequence[Any]) -> StoredJob:
         expect_reply=expect_reply,
         held_until=held_until,
         hold_reason=hold_reason,
+        category=category or TRANSACTIONAL,
     )
 
 

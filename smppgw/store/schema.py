@@ -174,8 +174,11 @@ _CREATE_SCHEDULE = [
 #: marketing sends counted against ``consent.marketing_daily_cap`` (one row per accepted
 #: marketing job, ``at`` its send or release time; purged after 24 h); and running totals
 #: of consent changes by action and source, which ``smppgw consent`` (another process)
-#: bumps too, so the gateway's metric sees admin changes.
+#: bumps too, so the gateway's metric sees admin changes. ``jobs.category`` is NULL for a
+#: transactional job, ``marketing`` for one the consent rules apply to (checked again when
+#: a held one is released).
 _CREATE_CONSENT = [
+    "ALTER TABLE jobs ADD COLUMN category TEXT",
     """
     CREATE TABLE consent (
         number TEXT PRIMARY KEY,
