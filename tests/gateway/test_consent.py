@@ -351,6 +351,12 @@ async def test_sighup_reload_changes_keywords_and_hours(
         await obs.submit(id="after", to=OTHER, text="Sale", category="marketing")
         await obs.wait_final(["after"])
         assert error_code(obs, "after") == "delivered"
+        # The job held under the old hours is decided under the new rules when it comes due.
+        view = await gateway.store.job("before")
+        assert view is not None and view.held_until is not None
+        await gateway.holds.release_due(view.held_until)
+        await obs.wait_final(["before"])
+        assert error_code(obs, "before") == "delivered"
     finally:
         await obs.__aexit__()
         gateway.stop()
