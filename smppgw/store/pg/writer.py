@@ -40,6 +40,7 @@ Connection = Any  # asyncpg.Connection (untyped)
 _ENVIRONMENT: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     OSError,
@@ -189,17 +190,11 @@ class PgWriter:
         return self._conn
 
     async def _reset(self) -> None:
-        """After a failed batch: roll back what is open, or drop a broken connection."""
-        conn = self._conn
-        if conn is None or conn.is_closed():
-            self._conn = None
-            return
-        try:
-            if conn.is_in_transaction():
-                await conn.execute("ROLLBACK")
-        except Exception:
+        """After a failed batch the connection's state is unknown (a server that went
+        away, a protocol error mid-statement): drop it; the next batch reconnects."""
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
             conn.terminate()
-            self._conn = None
 
     async def _run_fast(self, conn: Connection, batch: list[_Op[Any]]) -> list[Any] | None:
         tx = PgTx(conn, time.time(), self._node)
