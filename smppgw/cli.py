@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "smppgw.commands.demo",
         "run a demo: simulator, broker, gateway and real-looking jobs",
     ),
+    "migrate": (
+        "smppgw.commands.migrate",
+        "bring the store's schema up to date (SQLite or PostgreSQL), then exit",
+    ),
     "run": ("smppgw.commands.run", "run the gateway daemon"),
     "parts": ("smppgw.commands.parts", "show how a text is encoded and split into SMS parts"),
     "sim": ("smppgw.commands.sim", "run the SMSC simulator"),

@@ -17,7 +17,8 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -43,7 +44,11 @@ from smppgw.pipeline.outbox import OutboxPublisher
 from smppgw.pipeline.outcomes import EventFactory, GatewayEvents
 from smppgw.pipeline.routing import Router
 from smppgw.pipeline.tenancy import Tenants
-from smppgw.store import Store, StoreError
+from smppgw.store import StoreError
+from smppgw.store.factory import describe, make_store
+
+if TYPE_CHECKING:
+    from smppgw.cluster.leases import LeaseKeeper
 
 log = structlog.get_logger("smppgw.gateway")
 
@@ -78,12 +83,11 @@ class Gateway:
         self.health = HealthState(policy=config.metrics.ready_policy)
         self.http = HttpEndpoint(self.metrics, self.health)
         # The store every stage writes to (queue, message ids, outbox).
-        self.store = Store(
-            config.store.path,
-            commit_interval=config.store.commit_interval,
-            keep_text=config.store.keep_text,
-            on_batch=self.telemetry.store_batch,
-        )
+        self.store = make_store(config, on_batch=self.telemetry.store_batch)
+        #: With the shared (PostgreSQL) store: this node's lease and the takeover of dead
+        #: nodes' work (smppgw.cluster.leases); None with SQLite.
+        self.leases: LeaseKeeper | None = None
+        self._exit_code = 0
         self.factory = EventFactory(config.mqtt)
 
         # 1. MQTT in → store: the main connection, one per named tenant (a tenant held by its
@@ -153,7 +157,7 @@ class Gateway:
             try:
                 await self._start(lifetimes)
             except StoreError as exc:
-                log.error("store_unusable", path=self.config.store.path, error=str(exc))
+                log.error("store_unusable", store=describe(self.config), error=str(exc))
                 return 1
             except MqttError as exc:  # refused credentials, untrusted certificate
                 log.error("mqtt_refused", host=self.config.mqtt.host, error=str(exc))
@@ -169,7 +173,7 @@ class Gateway:
             await self._drain()
             # Leaving the block: services cancelled, MQTT disconnected, store closed, HTTP off.
         log.info("gateway_stopped")
-        return 0
+        return self._exit_code
 
     def stop(self) -> None:
         self._stop.set()
@@ -185,6 +189,7 @@ class Gateway:
         await self.store.open()
         lifetimes.push_async_callback(self.store.close)
         await self._recover()
+        self.leases = self._lease_keeper()
         await self.tenants.load(self.store)
         # Carriers (and their feeders) next: ready for jobs before any connection, since a
         # session that is present hands us its queued jobs at once (before the last client
@@ -205,6 +210,8 @@ class Gateway:
         spawn(run_heartbeat(self.health), "heartbeat")
         spawn(self._refresh_metrics(), "metrics")
         spawn(self._purge(), "purge")
+        if self.leases is not None:
+            spawn(self.leases.run(), "leases")
         spawn(notify.run_watchdog(self.health.alive), "watchdog")
         # Last in, first out: the control socket closes before anything it reaches.
         if config.ctl.socket is not None:
@@ -216,6 +223,43 @@ class Gateway:
                     allow_uids=lambda: self.config.ctl.allow_uids,
                 )
             )
+
+    def _resend_on_timeout(self, name: str) -> bool:
+        config = self.carrier_configs.get(name)
+        return config.resend_on_timeout if config is not None else False
+
+    def _lease_keeper(self) -> LeaseKeeper | None:
+        """Only the shared store has leases (imported only then)."""
+        from smppgw.store.pg import PostgresStore
+
+        if not isinstance(self.store, PostgresStore):
+            return None
+        from smppgw.cluster.leases import LeaseKeeper
+
+        return LeaseKeeper(
+            self.store,
+            resend_on_timeout=self._resend_on_timeout,
+            make_events=self.factory.for_view,
+            on_requeued=self._wake_feeders,
+            on_events=self._events_committed,
+            on_fenced=self._fence,
+            on_lost=self._lease_lost,
+        )
+
+    def _wake_feeders(self) -> None:
+        for feeder in self.feeders.values():
+            feeder.wake()
+
+    def _fence(self, fenced: bool) -> None:
+        """Lease about to run out: start no new submit_sm (binds and windows carry on)."""
+        for name, carrier in self.carriers.items():
+            carrier.hold(fenced or name in self.paused)
+
+    def _lease_lost(self) -> None:
+        """Another gateway may own our claims now: stop (the service manager restarts us
+        and recovery starts from the store)."""
+        self._exit_code = 75  # EX_TEMPFAIL
+        self.stop()
 
     async def _recover(self) -> None:
         """Jobs a previous run left half-done go back to their lanes (or end unknown)."""
@@ -540,6 +584,10 @@ def run_gateway(config: Config, *, config_path: str | None = None) -> int:
     register_secret(config.mqtt.password)
     for carrier_config in config.carriers:
         register_secret(carrier_config.password)
+    for url in (config.store.dsn, config.cluster.redis):  # URLs that may carry a password
+        register_secret(url)
+        if url is not None:
+            register_secret(urlsplit(url.reveal()).password)
     runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
         import uvloop

@@ -16,6 +16,7 @@ the pipeline, whose modules import the model from here, so importing them from t
 from smppgw.config.model import (
     BindMode,
     CarrierConfig,
+    ClusterConfig,
     Config,
     CtlConfig,
     LogConfig,
@@ -25,6 +26,7 @@ from smppgw.config.model import (
     RoutingConfig,
     Secret,
     SourceConfig,
+    StoreBackend,
     StoreConfig,
     TenantConfig,
     TlsConfig,
@@ -34,6 +36,7 @@ from smppgw.config.reader import ConfigError, parse_listen
 __all__ = [
     "BindMode",
     "CarrierConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "CtlConfig",
@@ -44,6 +47,7 @@ __all__ = [
     "RoutingConfig",
     "Secret",
     "SourceConfig",
+    "StoreBackend",
     "StoreConfig",
     "TenantConfig",
     "TlsConfig",

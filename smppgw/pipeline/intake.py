@@ -35,7 +35,7 @@ from smppgw.pipeline.envelope import Envelope, EnvelopeGuard
 from smppgw.pipeline.outcomes import EventFactory
 from smppgw.pipeline.routing import Router, RoutingError, normalize_msisdn
 from smppgw.pipeline.tenancy import DEFAULT, Tenant, Tenants, UnknownTenant
-from smppgw.store import OutboxEvent, Store, StoredJob, Usage
+from smppgw.store import OutboxEvent, StoreAPI, StoredJob, Usage
 
 log = structlog.get_logger("smppgw.intake")
 
@@ -52,7 +52,7 @@ class Intake:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        store: StoreAPI,
         router: Router,
         factory: EventFactory,
         telemetry: Telemetry,

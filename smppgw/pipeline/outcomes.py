@@ -26,7 +26,7 @@ from smppgw.ops.telemetry import Telemetry
 from smppgw.outcome import failed, unmatched_status
 from smppgw.pipeline.envelope import UNMATCHED_SUFFIX
 from smppgw.smpp.receipt import Receipt
-from smppgw.store import JobView, OutboxEvent, Store, StoredJob
+from smppgw.store import JobView, OutboxEvent, StoreAPI, StoredJob
 
 log = structlog.get_logger("smppgw.events")
 
@@ -123,7 +123,7 @@ class GatewayEvents:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreAPI,
         factory: EventFactory,
         telemetry: Telemetry,
         on_events: Callable[[], None],
