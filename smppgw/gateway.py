@@ -49,6 +49,8 @@ from smppgw.store.factory import describe, make_store
 
 if TYPE_CHECKING:
     from smppgw.cluster.leases import LeaseKeeper
+    from smppgw.cluster.ratelimit import RedisRates
+    from smppgw.engine.throttle import Throttle
 
 log = structlog.get_logger("smppgw.gateway")
 
@@ -87,6 +89,12 @@ class Gateway:
         #: With the shared (PostgreSQL) store: this node's lease and the takeover of dead
         #: nodes' work (smppgw.cluster.leases); None with SQLite.
         self.leases: LeaseKeeper | None = None
+        #: With ``cluster.redis``: the carriers' tps shared by the cluster; None without.
+        self.rates: RedisRates | None = None
+        if config.cluster.redis is not None:
+            from smppgw.cluster.ratelimit import RedisRates
+
+            self.rates = RedisRates(config.cluster.redis.reveal(), live=self._live_gateways)
         self._exit_code = 0
         self.factory = EventFactory(config.mqtt)
 
@@ -188,6 +196,8 @@ class Gateway:
         self.health.set_carriers(self.carrier_configs)
         await self.store.open()
         lifetimes.push_async_callback(self.store.close)
+        if self.rates is not None:
+            lifetimes.push_async_callback(self.rates.close)
         await self._recover()
         self.leases = self._lease_keeper()
         await self.tenants.load(self.store)
@@ -245,6 +255,14 @@ class Gateway:
             on_fenced=self._fence,
             on_lost=self._lease_lost,
         )
+
+    def _live_gateways(self) -> int:
+        return self.leases.live if self.leases is not None else 1
+
+    def _cluster_throttle(self, carrier_config: CarrierConfig) -> Throttle | None:
+        if self.rates is None:
+            return None
+        return self.rates.throttle(carrier_config.name, carrier_config.tps)
 
     def _wake_feeders(self) -> None:
         for feeder in self.feeders.values():
@@ -307,7 +325,12 @@ class Gateway:
 
     async def _add_carrier(self, carrier_config: CarrierConfig) -> None:
         assert self._feeder_tasks_spawn is not None
-        carrier = Carrier(carrier_config, self.events, observer=self.telemetry)
+        carrier = Carrier(
+            carrier_config,
+            self.events,
+            observer=self.telemetry,
+            throttle=self._cluster_throttle(carrier_config),
+        )
         self.carriers[carrier_config.name] = carrier
         feeder = Feeder(carrier_config.name, self.store, carrier)
         self.feeders[carrier_config.name] = feeder

@@ -73,20 +73,24 @@ class Carrier:
         matcher: ReceiptMatcher | None = None,
         reassembly_timeout: float = 300.0,
         observer: CarrierObserver = UNOBSERVED,
+        throttle: Throttle | None = None,
     ) -> None:
+        """``throttle``: the account's rate limit when it is not this process's alone
+        (``smppgw.cluster.ratelimit.ClusterThrottle``); default, a local :class:`Throttle`."""
         self.config = config
         self.name = config.name
         self.events = events
         self.observer = observer
         self.counters = CarrierStats()
         self.matcher = matcher if matcher is not None else ReceiptMatcher()
-        self.throttle = Throttle(config.tps)
+        self.throttle = throttle if throttle is not None else Throttle(config.tps)
         self._pause = ThrottlePause(config.throttle_backoff, config.throttle_backoff_max)
         self._pdus = PduBuilder(config)
         self._background = Background(self.name, self.counters)
         #: Jobs with the carrier: queued, sending, or awaiting their outcome event.
         self._active: dict[str, SendJob] = {}
         self._lanes = Lanes(self._wake)
+        self.throttle.attach(self._wake)
         # Small batches: after a kill -9 every armed-but-unsent job counts as an unknown
         # outcome, so arm about 50 ms of sending at a time (one commit each).
         batch = max(8, min(200, int(config.tps * 0.05)), config.window)
