@@ -223,3 +223,22 @@ async def test_text_is_blanked_once_submitted_unless_kept(postgres_dsn: str) -> 
         await store.finish("kept", "failed", [])
         kept = await store.run(lambda c: c.fetchval("SELECT text FROM jobs WHERE job_id='kept'"))
         assert kept == "hello"
+
+
+async def test_a_stalled_node_cannot_arm_a_job_taken_over_from_it(postgres_dsn: str) -> None:
+    """gw-a stalls past its lease with a claimed job in memory; gw-b takes it over and
+    claims it; when gw-a wakes up its arming (mark_in_flight) is refused, so its carrier
+    never writes the submit_sm: the job leaves once, from gw-b."""
+    async with open_node(postgres_dsn, "gw-a") as a, open_node(postgres_dsn, "gw-b") as b:
+        await a.add_jobs([job("x"), job("y")])
+        assert [j.job_id for j in await a.claim(CARRIER, 2, time.time())] == ["x", "y"]
+        await expire(postgres_dsn, "gw-a")
+        await b.take_over(lambda carrier: False, status_events)
+        assert [j.job_id for j in await b.claim(CARRIER, 1, time.time())] == ["x"]
+        with pytest.raises(StoreError, match="no longer this gateway's"):
+            await a.mark_in_flight(["x"])
+        with pytest.raises(StoreError):
+            await a.mark_in_flight(["y"])  # requeued, not ours either
+        await b.mark_in_flight(["x"])
+        view = await b.job("x")
+        assert view is not None and view.state == "in_flight"

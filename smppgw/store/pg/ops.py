@@ -25,6 +25,7 @@ from smppgw.store.model import (
     OutboxEvent,
     RecoveryReport,
     StoredJob,
+    StoreError,
     Usage,
 )
 from smppgw.store.pg.writer import PgTx
@@ -308,9 +309,25 @@ async def retry_later(tx: PgTx, job_id: str, attempt: int, next_attempt: float) 
 
 
 async def mark_in_flight(tx: PgTx, job_ids: Sequence[str]) -> None:
-    await tx.conn.execute(
-        "UPDATE jobs SET state = 2 WHERE state = 1 AND job_id = ANY($1::text[])", list(job_ids)
+    """Only this node's claims: a job another gateway took over (our lease ran out while
+    we were stalled) must not be armed here, or it could leave twice. Raises StoreError
+    (nothing written) when any of them is no longer ours, so the carrier does not send."""
+    ids = list(dict.fromkeys(job_ids))
+    armed = await tx.conn.fetchval(
+        "WITH u AS (UPDATE jobs SET state = 2 WHERE state = 1 AND owner = $2"
+        " AND job_id = ANY($1::text[]) RETURNING 1) SELECT count(*) FROM u",
+        ids,
+        tx.node,
     )
+    if armed == len(ids):
+        return
+    ours = await tx.conn.fetchval(
+        "SELECT count(*) FROM jobs WHERE job_id = ANY($1::text[]) AND state = 2 AND owner = $2",
+        ids,
+        tx.node,
+    )
+    if ours != len(ids):
+        raise StoreError(f"{len(ids) - ours} of {len(ids)} jobs are no longer this gateway's")
 
 
 async def next_due(tx: PgTx, carrier: str) -> float | None:
