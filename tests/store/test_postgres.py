@@ -242,3 +242,72 @@ async def test_a_stalled_node_cannot_arm_a_job_taken_over_from_it(postgres_dsn: 
         await b.mark_in_flight(["x"])
         view = await b.job("x")
         assert view is not None and view.state == "in_flight"
+
+
+# -- merged per-job calls ------------------------------------------------------------------
+async def test_concurrent_per_job_calls_are_merged_into_one_statement(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 concurrent mark_submitted / lookup / apply_receipt calls (as 200 submit_sm_resp
+    and deliver_sm handlers make them) run as a few merged statements, with the results
+    each caller would have had alone."""
+    calls: dict[str, list[int]] = {}
+    async with open_node(postgres_dsn, "gw-a") as store:
+        merged = store._writer._merged
+        for kind, fn in list(merged.items()):
+
+            async def counted(tx: object, items: list[object], kind: str = kind, fn=fn) -> object:
+                calls.setdefault(kind, []).append(len(items))
+                return await fn(tx, items)  # type: ignore[arg-type]
+
+            monkeypatch.setitem(merged, kind, counted)
+        ids = [f"m{i:03d}" for i in range(200)]
+        await store.add_jobs([job(i) for i in ids])
+        await store.claim(CARRIER, 200, time.time())
+        await asyncio.gather(*(store.mark_in_flight([i]) for i in ids))
+        events = [[OutboxEvent(f"sms/status/{i}", b"s")] for i in ids]
+        await asyncio.gather(
+            *(
+                store.mark_submitted(
+                    i, CARRIER, [f"n{i}a", f"n{i}b"], [f"R{i}a", f"R{i}b"], False, e
+                )
+                for i, e in zip(ids, events, strict=True)
+            )
+        )
+        assert [e[0].event_id for e in events] == sorted(e[0].event_id for e in events)
+        hits = await asyncio.gather(*(store.lookup(CARRIER, f"n{i}b") for i in ids))
+        assert hits == [(i, 1, 2) for i in ids]
+        assert await store.lookup(CARRIER, "nothing") is None
+        # both parts of every job in one batch: each job ends delivered exactly once
+        results = await asyncio.gather(
+            *(
+                store.apply_receipt(i, part, "DELIVRD", status_events)
+                for i in ids
+                for part in (0, 1)
+            )
+        )
+        assert results.count("delivered") == 200 and results.count(None) == 200
+        view = await store.job("m123")
+        assert view is not None and view.part_states == ["DELIVRD", "DELIVRD"]
+        assert (view.state, view.status) == ("final", "delivered")
+        assert await store.outbox_size() == 400  # submitted + delivered, per job
+    for kind in ("mark_in_flight", "mark_submitted", "lookup", "apply_receipt"):
+        assert max(calls.get(kind, [0])) >= 50, (kind, calls.get(kind))
+
+
+async def test_a_bad_call_in_a_merged_group_fails_alone(postgres_dsn: str) -> None:
+    async with open_node(postgres_dsn, "gw-a") as store:
+        await store.add_jobs([job("ok1"), job("ok2"), job("done")])
+        await store.finish("done", "failed", [])
+        results = await asyncio.gather(
+            store.mark_submitted("ok1", CARRIER, ["1"], ["1"], False, [OutboxEvent("t", b"")]),
+            store.mark_submitted("ghost", CARRIER, ["2"], ["2"], False, []),
+            store.mark_submitted("done", CARRIER, ["3"], ["3"], False, []),
+            store.mark_submitted("ok2", CARRIER, ["4"], ["4"], False, []),
+            return_exceptions=True,
+        )
+        assert results[0] is None and results[3] is None
+        assert isinstance(results[1], KeyError) and isinstance(results[2], ValueError)
+        assert await store.lookup(CARRIER, "4") == ("ok2", 0, 1)
+        assert await store.lookup(CARRIER, "3") is None
+        assert await store.outbox_size() == 1

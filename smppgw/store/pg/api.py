@@ -61,7 +61,18 @@ class PostgresStore:
         self._keep_text = keep_text
         self._dead = 0
         self._size = 0
-        self._writer = PgWriter(self._connect, node=node, max_batch=max_batch, on_batch=on_batch)
+        self._writer = PgWriter(
+            self._connect,
+            node=node,
+            max_batch=max_batch,
+            on_batch=on_batch,
+            merged={
+                "mark_in_flight": ops.mark_in_flight_many,
+                "mark_submitted": ops.mark_submitted_many,
+                "lookup": ops.lookup_many,
+                "apply_receipt": ops.apply_receipt_many,
+            },
+        )
 
     async def _connect(self) -> Connection:
         conn = await asyncpg.connect(
@@ -166,7 +177,10 @@ class PostgresStore:
         return await self._run(partial(ops.release_unsent, carrier=carrier))
 
     async def mark_in_flight(self, job_ids: Sequence[str]) -> None:
-        await self._run(partial(ops.mark_in_flight, job_ids=list(job_ids)))
+        ids = list(job_ids)
+        await self._writer.submit(
+            partial(ops.mark_in_flight, job_ids=ids), kind="mark_in_flight", args=ids
+        )
 
     async def retry_later(self, job_id: str, attempt: int, next_attempt: float) -> bool:
         return await self._run(
@@ -185,16 +199,19 @@ class PostgresStore:
         final: bool,
         events: Sequence[OutboxEvent],
     ) -> None:
-        await self._run(
+        normalized, raw, evs = list(normalized_ids), list(raw_ids), list(events)
+        await self._writer.submit(
             partial(
                 ops.mark_submitted,
                 job_id=job_id,
                 carrier=carrier,
-                normalized_ids=list(normalized_ids),
-                raw_ids=list(raw_ids),
+                normalized_ids=normalized,
+                raw_ids=raw,
                 final=final,
-                events=list(events),
-            )
+                events=evs,
+            ),
+            kind="mark_submitted",
+            args=(job_id, carrier, normalized, raw, final, evs),
         )
 
     async def finish(
@@ -211,15 +228,21 @@ class PostgresStore:
 
     # -- receipts ----------------------------------------------------------------------
     async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
-        return await self._run(partial(ops.lookup, carrier=carrier, normalized_id=normalized_id))
+        return await self._writer.submit(
+            partial(ops.lookup, carrier=carrier, normalized_id=normalized_id),
+            kind="lookup",
+            args=(carrier, normalized_id),
+        )
 
     async def apply_receipt(
         self, job_id: str, part: int, state: str, make_events: EventMaker
     ) -> str | None:
-        return await self._run(
+        return await self._writer.submit(
             partial(
                 ops.apply_receipt, job_id=job_id, part=part, state=state, make_events=make_events
-            )
+            ),
+            kind="apply_receipt",
+            args=(job_id, part, state, make_events),
         )
 
     # -- outbox ------------------------------------------------------------------------

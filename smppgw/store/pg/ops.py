@@ -13,6 +13,7 @@ arrays in, ``RETURNING`` out): ``add_jobs``, ``claim``, ``mark_in_flight``,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -273,7 +274,7 @@ async def claim(tx: PgTx, carrier: str, limit: int, now: float) -> list[StoredJo
 async def release(tx: PgTx, job_ids: Sequence[str]) -> int:
     result = await tx.conn.execute(
         "UPDATE jobs SET state = 0, owner = NULL WHERE job_id = ANY($1::text[])"
-        " AND state IN (1, 2)",
+        " AND state + 0 IN (1, 2)",
         list(job_ids),
     )
     return _count(result)
@@ -314,15 +315,15 @@ async def mark_in_flight(tx: PgTx, job_ids: Sequence[str]) -> None:
     (nothing written) when any of them is no longer ours, so the carrier does not send."""
     ids = list(dict.fromkeys(job_ids))
     armed = await tx.conn.fetchval(
-        "WITH u AS (UPDATE jobs SET state = 2 WHERE state = 1 AND owner = $2"
-        " AND job_id = ANY($1::text[]) RETURNING 1) SELECT count(*) FROM u",
+        "WITH u AS (UPDATE jobs SET state = 2 WHERE job_id = ANY($1::text[])"
+        " AND state + 0 = 1 AND owner = $2 RETURNING 1) SELECT count(*) FROM u",
         ids,
         tx.node,
     )
     if armed == len(ids):
         return
     ours = await tx.conn.fetchval(
-        "SELECT count(*) FROM jobs WHERE job_id = ANY($1::text[]) AND state = 2 AND owner = $2",
+        "SELECT count(*) FROM jobs WHERE job_id = ANY($1::text[]) AND state + 0 = 2 AND owner = $2",
         ids,
         tx.node,
     )
@@ -657,3 +658,162 @@ async def count_outbox(tx: PgTx) -> int:
 def _count(status: str) -> int:
     """Rows changed, from a command tag such as ``UPDATE 3`` / ``DELETE 0``."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+# -- merged forms: many concurrent per-job calls, one statement (``PgWriter`` merged) ----
+_SUBMIT_MANY = """
+    WITH p AS (
+        SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::int[]) AS p(j, nid, raw, part)
+    ), a AS (
+        SELECT j, array_agg(raw ORDER BY part) AS raws, array_agg(nid ORDER BY part) AS nids,
+               count(*)::int AS n
+        FROM p GROUP BY j
+    ), jj AS (
+        SELECT * FROM unnest($5::text[], $6::smallint[], $7::text[])
+            WITH ORDINALITY AS jj(job_id, st, carrier, j)
+    ), u AS (
+        UPDATE jobs SET state = jj.st, status = 'submitted', parts = a.n, message_ids = a.raws,
+            norm_ids = a.nids, part_states = array_fill(NULL::text, ARRAY[a.n]),
+            done_at = $8, owner = NULL
+        FROM jj JOIN a ON a.j = jj.j
+        WHERE jobs.job_id = jj.job_id AND jobs.state < 4
+        RETURNING jj.j AS j, jobs.job_id, jj.carrier
+    ), m AS (
+        INSERT INTO msgids (carrier, normalized_id, job_id, part, parts)
+        SELECT u.carrier, p.nid, u.job_id, p.part, a.n FROM u JOIN p ON p.j = u.j
+            JOIN a ON a.j = u.j
+        ON CONFLICT (carrier, normalized_id) DO UPDATE
+            SET job_id = excluded.job_id, part = excluded.part, parts = excluded.parts
+    ), e AS (
+        INSERT INTO outbox (topic, payload, correlation_data, owner)
+        SELECT ev.t, ev.p, ev.c, $13
+        FROM unnest($9::int[], $10::text[], $11::bytea[], $12::bytea[])
+            WITH ORDINALITY AS ev(j, t, p, c, o)
+        JOIN u ON u.j = ev.j ORDER BY ev.o
+        RETURNING event_id
+    )
+    SELECT (SELECT count(*) FROM u), ARRAY(SELECT event_id FROM e ORDER BY event_id)
+"""
+
+
+class _Replay(Exception):
+    """A merged call met a case only the single form reports precisely (an unknown or
+    final job): the writer replays the batch with each operation on its own."""
+
+
+async def mark_submitted_many(tx: PgTx, items: list[tuple[Any, ...]]) -> list[None]:
+    """``mark_submitted`` for several jobs in one statement: ``items`` are its arguments
+    (job_id, carrier, normalized_ids, raw_ids, final, events)."""
+    part_job: list[int] = []
+    nids: list[str] = []
+    raws: list[str] = []
+    parts: list[int] = []
+    ids: list[str] = []
+    states: list[int] = []
+    carriers: list[str] = []
+    ev_job: list[int] = []
+    events: list[OutboxEvent] = []
+    for j, (job_id, carrier, normalized, raw, final, evs) in enumerate(items, start=1):
+        if len(normalized) != len(raw) or not raw or job_id in ids:
+            raise _Replay
+        ids.append(job_id)
+        states.append(FINAL if final else SUBMITTED)
+        carriers.append(carrier)
+        for part, (nid, raw_id) in enumerate(zip(normalized, raw, strict=True)):
+            part_job.append(j)
+            nids.append(nid)
+            raws.append(raw_id)
+            parts.append(part)
+        for event in evs:
+            ev_job.append(j)
+            events.append(event)
+    changed, event_ids = await tx.conn.fetchrow(
+        _SUBMIT_MANY,
+        part_job,
+        nids,
+        raws,
+        parts,
+        ids,
+        states,
+        carriers,
+        tx.now,
+        ev_job,
+        *_event_args(events),
+        tx.node,
+    )
+    if changed != len(items):
+        raise _Replay
+    for event, event_id in zip(events, event_ids, strict=True):
+        event.event_id = int(event_id)
+    return [None] * len(items)
+
+
+async def lookup_many(tx: PgTx, items: list[tuple[str, str]]) -> list[tuple[str, int, int] | None]:
+    """``lookup`` of several (carrier, normalized_id) in one statement."""
+    rows = await tx.conn.fetch(
+        "SELECT u.o, m.job_id, m.part, m.parts FROM unnest($1::text[], $2::text[])"
+        " WITH ORDINALITY AS u(c, n, o) JOIN msgids m ON m.carrier = u.c"
+        " AND m.normalized_id = u.n",
+        [carrier for carrier, _ in items],
+        [nid for _, nid in items],
+    )
+    found: list[tuple[str, int, int] | None] = [None] * len(items)
+    for row in rows:
+        found[int(row[0]) - 1] = (row[1], row[2], row[3])
+    return found
+
+
+async def apply_receipt_many(tx: PgTx, items: list[tuple[Any, ...]]) -> list[str | None]:
+    """``apply_receipt`` for several receipts: the jobs read (and locked) in one
+    statement, the receipts applied in order in memory (two parts of one job in the same
+    batch see each other), the jobs written in one statement, the events in one."""
+    rows = await tx.conn.fetch(
+        f"SELECT {_VIEW_COLUMNS} FROM jobs WHERE job_id = ANY($1::text[]) FOR UPDATE",
+        list({item[0] for item in items}),
+    )
+    views = {row[0]: _view_from_row(tuple(row)) for row in rows}
+    changed: dict[str, JobView] = {}
+    finals: dict[str, str] = {}
+    events: list[OutboxEvent] = []
+    results: list[str | None] = []
+    for job_id, part, state, make_events in items:
+        view = views.get(job_id)
+        if view is None or not 0 <= part < view.parts:
+            results.append(None)
+            continue
+        view.part_states[part] = state
+        changed[job_id] = view
+        status = job_status(view.part_states) if view.state == JobState.SUBMITTED.label else None
+        if status is None:
+            results.append(None)
+            continue
+        view.state, view.status, view.done_at = _LABELS[FINAL], status, tx.now
+        finals[job_id] = status
+        events.extend(make_events(view, status))
+        results.append(status)
+    if changed:
+        await tx.conn.execute(
+            """
+            UPDATE jobs j SET part_states = u.ps,
+                state = CASE WHEN u.status IS NULL THEN j.state ELSE 4 END,
+                status = coalesce(u.status, j.status),
+                done_at = CASE WHEN u.status IS NULL THEN j.done_at ELSE $4 END
+            FROM (SELECT id, status, ARRAY(
+                      SELECT x FROM json_array_elements_text(ps::json) WITH ORDINALITY AS t(x, o)
+                      ORDER BY o) AS ps
+                  FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, ps, status)) u
+            WHERE j.job_id = u.id
+            """,
+            list(changed),
+            [json.dumps(view.part_states) for view in changed.values()],
+            [finals.get(job_id) for job_id in changed],
+            tx.now,
+        )
+    await _add_events(tx, events)
+    return results
+
+
+async def mark_in_flight_many(tx: PgTx, items: list[list[str]]) -> list[None]:
+    """``mark_in_flight`` of several calls' jobs in one statement."""
+    await mark_in_flight(tx, [job_id for ids in items for job_id in ids])
+    return [None] * len(items)

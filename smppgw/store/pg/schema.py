@@ -62,7 +62,10 @@ _CREATE_BASE = [
     # Claims walk one carrier's queued jobs in (lane, seq) order.
     "CREATE INDEX jobs_queue ON jobs (carrier, lane, seq) WHERE state = 0",
     "CREATE INDEX jobs_retry ON jobs (carrier, next_attempt) WHERE state = 0 AND next_attempt > 0",
-    # Jobs mid-send by owner: a node's own on release and recovery, a dead node's on takeover.
+    # Jobs mid-send by owner: a node's own on release and recovery, a dead node's on
+    # takeover. Statements that name jobs by id write ``state + 0`` so that this partial
+    # index never looks usable to them (the unique job_id index is the right one; stale
+    # statistics on a young table made the planner walk all of a node's claims instead).
     "CREATE INDEX jobs_active ON jobs (owner) WHERE state IN (1, 2)",
     "CREATE INDEX jobs_done ON jobs (done_at) WHERE done_at IS NOT NULL",
     """

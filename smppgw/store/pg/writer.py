@@ -58,12 +58,26 @@ class PgTx:
     node: str
 
 
-class _Op(Generic[T]):
-    __slots__ = ("fn", "future")
+#: A merged form of one kind of operation: the arguments of several calls in, their
+#: results out (in order), one statement for all of them.
+Merged = Callable[[PgTx, list[Any]], Awaitable[list[Any]]]
 
-    def __init__(self, fn: Callable[[PgTx], Awaitable[T]], future: asyncio.Future[T]) -> None:
+
+class _Op(Generic[T]):
+    __slots__ = ("args", "fn", "future", "kind")
+
+    def __init__(
+        self,
+        fn: Callable[[PgTx], Awaitable[T]],
+        future: asyncio.Future[T],
+        kind: str | None = None,
+        args: Any = None,
+    ) -> None:
         self.fn = fn
         self.future = future
+        #: Operations of one ``kind`` queued one after the other run as one merged call.
+        self.kind = kind
+        self.args = args
 
 
 class PgWriter:
@@ -76,8 +90,11 @@ class PgWriter:
         node: str,
         max_batch: int = 5000,
         on_batch: Callable[[int, float | None], None] | None = None,
+        merged: dict[str, Merged] | None = None,
     ) -> None:
+        """``merged``: kind → the merged form of that kind of operation (see ``submit``)."""
         self._connect = connect
+        self._merged = merged or {}
         self._node = node
         self._max_batch = max_batch
         self._on_batch = on_batch
@@ -100,13 +117,21 @@ class PgWriter:
         except (*_ENVIRONMENT, asyncpg.PostgresError) as exc:
             raise _store_error(exc) from exc
 
-    def submit(self, fn: Callable[[PgTx], Awaitable[T]]) -> asyncio.Future[T]:
-        """Queue ``fn``; the future resolves after its transaction committed."""
+    def submit(
+        self, fn: Callable[[PgTx], Awaitable[T]], *, kind: str | None = None, args: Any = None
+    ) -> asyncio.Future[T]:
+        """Queue ``fn``; the future resolves after its transaction committed.
+
+        With ``kind`` (a key of ``merged``) and ``args``: when several operations of that
+        kind are queued next to each other they run as one merged call with their
+        ``args`` (one round trip for all: per-job calls such as ``mark_submitted`` from
+        many concurrent coroutines). If the merged call raises, the batch is replayed
+        with each operation's own ``fn``, so only a failing one fails."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         if self._closed:
             future.set_exception(StoreError("store is not open"))
         else:
-            self._queue.put_nowait(_Op(fn, future))
+            self._queue.put_nowait(_Op(fn, future, kind, args))
         return future
 
     async def stop(self) -> None:
@@ -201,8 +226,21 @@ class PgWriter:
         await conn.execute("BEGIN")
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
-            for op in batch:
-                results.append((op.future, await op.fn(tx), None))
+            i = 0
+            while i < len(batch):
+                op = batch[i]
+                end = i + 1
+                if op.kind is not None and op.kind in self._merged:
+                    while end < len(batch) and batch[end].kind == op.kind:
+                        end += 1
+                if end - i > 1:
+                    group = batch[i:end]
+                    assert op.kind is not None
+                    values = await self._merged[op.kind](tx, [o.args for o in group])
+                    results.extend((o.future, v, None) for o, v in zip(group, values, strict=True))
+                else:
+                    results.append((op.future, await op.fn(tx), None))
+                i = end
         except _ENVIRONMENT:
             raise
         except Exception:
