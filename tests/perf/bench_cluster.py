@@ -26,6 +26,9 @@ import asyncpg
 import psycopg
 import redis.asyncio as aioredis
 
+from smppgw.store import OutboxEvent
+from smppgw.store.pg import PostgresStore
+
 from support.servers import Postgres, Redis
 
 SCHEMA = """
@@ -140,6 +143,39 @@ async def bench_redis(url: str, calls: int) -> dict[str, float]:
     return {"calls/s": 1 / per_call, "tokens/s at 10 a call": 10 / per_call}
 
 
+async def bench_store_pipeline(dsn: str, jobs: int, callers: int) -> dict[str, float]:
+    """The PostgreSQL store as the gateway drives it (tests/perf/bench_store.py's
+    pipeline): claim in batches, then mark_in_flight + mark_submitted per job from
+    ``callers`` concurrent coroutines (merged by the writer into one statement each)."""
+    async with PostgresStore(dsn, node="bench") as store:
+        for start in range(0, jobs, 5000):
+            ids = range(start, min(start + 5000, jobs))
+            await store.add_jobs([_stored(i) for i in ids])
+        began = time.perf_counter()
+        claimed = []
+        while batch := await store.claim("viettel", callers, time.time()):
+            claimed.extend(batch)
+        claim_s = time.perf_counter() - began
+        pending = iter(claimed)
+
+        async def submitter() -> None:
+            for job in pending:
+                await store.mark_in_flight([job.job_id])
+                event = OutboxEvent(f"sms/status/{job.job_id}", b'{"status":"submitted"}')
+                mid = f"{hash(job.job_id) & 0xFFFFFFFF:08x}"
+                await store.mark_submitted(job.job_id, "viettel", [mid], [mid], False, [event])
+
+        began = time.perf_counter()
+        await asyncio.gather(*(submitter() for _ in range(callers)))
+        return {"claim": jobs / claim_s, "submitted": jobs / (time.perf_counter() - began)}
+
+
+def _stored(i: int) -> Any:
+    from smppgw.store import StoredJob
+
+    return StoredJob(f"order-{i:08d}", "viettel", i % 3, "84912345678", "Don hang 1984")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=20000)
@@ -155,6 +191,9 @@ async def main() -> None:
                 figures = await run(dsn, total, batch)
                 shown = ", ".join(f"{k} {v:,.0f} jobs/s" for k, v in figures.items())
                 print(f"{name:8} batch {batch:3}: {shown}")
+        figures = await bench_store_pipeline(pg.create_database("store"), args.jobs, 100)
+        shown = ", ".join(f"{k} {v:,.0f} jobs/s" for k, v in figures.items())
+        print(f"PostgresStore pipeline (100 concurrent callers): {shown}")
         figures = await bench_redis(rd.url, 5000)
         print("redis-py asyncio Lua:", ", ".join(f"{k} {v:,.0f}" for k, v in figures.items()))
     finally:
