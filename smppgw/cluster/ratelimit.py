@@ -34,8 +34,13 @@ from smppgw.ops.logs import get_logger
 
 log = get_logger("smppgw.cluster")
 
-#: Seconds beyond one second between a slot and the floor(tps)-th slot before it.
-GUARD = 0.015
+#: Seconds beyond one second between a slot and the floor(tps)-th slot before it: our
+#: lateness (``LATE``), the Redis clock error and the send→SMSC jitter (several
+#: processes on a busy machine). An ESME_RTHROTTLED the slots should have prevented
+#: widens this gateway's guard by ``GUARD_STEP`` up to ``GUARD_LIMIT``.
+GUARD = 0.025
+GUARD_STEP = 0.005
+GUARD_LIMIT = 0.050
 #: Longest a slot may be used after its time (else dropped unused).
 LATE = 0.008
 #: Slots are granted at most this far ahead of Redis's now.
@@ -98,12 +103,14 @@ class RedisRates:
     def throttle(self, carrier: str, tps: float) -> ClusterThrottle:
         return ClusterThrottle(tps, self, key=f"smppgw:tps:{carrier}")
 
-    async def slots(self, key: str, n: int, tps: float) -> tuple[float, list[float]]:
+    async def slots(
+        self, key: str, n: int, tps: float, guard: float = GUARD
+    ) -> tuple[float, list[float]]:
         """(Redis's now, the next ``n`` or fewer slot times), on Redis's clock."""
         interval = (1.0 + MARGIN) / tps
         limit = max(1, math.floor(tps))
         reply = await self._script(
-            keys=[f"{key}:log", f"{key}:tat"], args=[n, interval, limit, GUARD, HORIZON]
+            keys=[f"{key}:log", f"{key}:tat"], args=[n, interval, limit, guard, HORIZON]
         )
         values = [float(v) for v in reply]
         return values[0], values[1:]
@@ -117,6 +124,7 @@ class ClusterThrottle(Throttle):
     path) with the account's slots from Redis; see the module docstring."""
 
     __slots__ = (
+        "_cluster_guard",
         "_fallback_until",
         "_grace_until",
         "_key",
@@ -146,6 +154,14 @@ class ClusterThrottle(Throttle):
         self._next_probe = 0.0
         #: Slots dropped unused (too late); a measure of lost capacity.
         self.wasted = 0
+        self._cluster_guard = GUARD
+
+    def widen_guard(self) -> float:
+        """The SMSC throttled although the slots kept to tps: widen the cluster guard this
+        gateway asks for too (and the local one)."""
+        self._cluster_guard = min(self._cluster_guard + GUARD_STEP, GUARD_LIMIT)
+        super().widen_guard()
+        return self._cluster_guard
 
     def attach(self, wake: Callable[[], None]) -> None:
         self._wake = wake
@@ -202,7 +218,9 @@ class ClusterThrottle(Throttle):
     async def _fetch(self, n: int) -> None:
         sent = self._clock()
         try:
-            redis_now, slots = await self._rates.slots(self._key, n, self.cluster_tps)
+            redis_now, slots = await self._rates.slots(
+                self._key, n, self.cluster_tps, self._cluster_guard
+            )
         except Exception as exc:  # ConnectionError, TimeoutError, a Redis error
             self._enter_fallback(exc)
             return
@@ -226,7 +244,7 @@ class ClusterThrottle(Throttle):
                 share=round(self._share(), 3),
             )
             # Slots already handed out may still be spent by others: wait them out.
-            self._fallback_until = now + 1.0 + GUARD
+            self._fallback_until = now + 1.0 + self._cluster_guard
         self.mode = "fallback"
         self._slots.clear()
         self._next_probe = now + PROBE

@@ -1,4 +1,4 @@
-"""Two ``smppgw run`` processes, one carrier account on one simulator, a real PostgreSQL
+"""Two and three ``smppgw run`` processes, one carrier account on one simulator, a real PostgreSQL
 store, a real Redis for the shared rate limit, intake through ``$share/smppgw/sms/submit``
 on a real mosquitto.
 
@@ -38,7 +38,7 @@ from reliability.stack import (
 )
 from support.broker import Mosquitto
 from support.rates import most_in_second_ending_at
-from support.servers import Redis
+from support.servers import Redis, find_redis
 
 TPS = 40
 LEASE = 3.0
@@ -69,14 +69,15 @@ def once_each(texts: list[str]) -> Counter[str]:
     return Counter(job_of_text(t) for t in texts)
 
 
-async def test_two_gateways_share_one_account(
-    tmp_path: Path, mosquitto: Mosquitto, postgres_dsn: str, redis_server: Redis
+@pytest.mark.parametrize("count", [2, 3])
+async def test_gateways_share_one_account(
+    tmp_path: Path, mosquitto: Mosquitto, postgres_dsn: str, redis_server: Redis, count: int
 ) -> None:
     n = 400
     sim = SimProc(tmp_path / "sim", tps=TPS, receipt_delay=0.3).start()
     gateways = [
-        cluster_gateway(tmp_path, mosquitto, sim, node, postgres_dsn, redis_server.url)
-        for node in ("gw-a", "gw-b")
+        cluster_gateway(tmp_path, mosquitto, sim, f"gw-{i}", postgres_dsn, redis_server.url)
+        for i in range(count)
     ]
     ids = [f"two-{i:06d}" for i in range(n)]
     try:
@@ -93,18 +94,22 @@ async def test_two_gateways_share_one_account(
         for gw in gateways:
             gw.close()
         sim.stop()
-    assert codes == [0, 0]
+    assert codes == [0] * count
     per_job = once_each([s.text for s in submits])
     assert set(per_job) == set(ids) and set(per_job.values()) == {1}, "each job sent once"
     assert all(obs.finals[j] == Counter({"delivered": 1}) for j in ids), "matched once"
     assert not obs.unmatched
-    assert min(sent) > 0.2 * n, f"both gateways sent: {sent}"
+    assert min(sent) > 0.5 * n / count, f"every gateway sent: {sent}"
     times = sorted(s.at for s in submits)
     assert most_in_second_ending_at(times, 0.0) <= TPS
-    assert stats.get("submits_throttled", 0) == 0
+    # The SMSC reads three gateways' sockets on a 2-core machine shared with them all:
+    # its arrival jitter may beat the guard once, and that gateway's next slots are then
+    # asked with a wider guard (tests/engine/test_engine_throttle.py allows one too).
+    # None with two gateways.
+    assert stats.get("submits_throttled", 0) <= count - 2
     used = (len(times) - 1) / (times[-1] - times[0]) / TPS
     busiest = most_in_second_ending_at(times, 0.0)
-    print(f"two gateways: sent {sent}, busiest second {busiest}/{TPS}, used {used:.1%} of tps")
+    print(f"{count} gateways: sent {sent}, busiest second {busiest}/{TPS}, used {used:.1%}")
     assert used >= 0.95, f"cluster used {used:.1%} of tps"
 
 
@@ -156,3 +161,57 @@ def _logged_at(gw: GatewayProc, event: str) -> float:
             stamp = orjson.loads(line)["timestamp"]
             return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     pytest.fail(f"{event} not logged:\n{gw.log_text()[-3000:]}")
+
+
+async def test_redis_killed_falls_back_never_over_and_recovers(
+    tmp_path: Path, mosquitto: Mosquitto, postgres_dsn: str
+) -> None:
+    """Redis killed under a backlog: both gateways fall back to tps / 2 (two fresh
+    leases), the SMSC never sees more than tps in a second, and once Redis is back they
+    share the full rate again by themselves."""
+    if find_redis() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    redis = Redis().start()
+    n = 500
+    sim = SimProc(tmp_path / "sim", tps=TPS, receipt_delay=0.3).start()
+    gateways = [
+        cluster_gateway(tmp_path, mosquitto, sim, node, postgres_dsn, redis.url)
+        for node in ("gw-a", "gw-b")
+    ]
+    ids = [f"rk-{i:06d}" for i in range(n)]
+    try:
+        async with Observer(mosquitto) as obs:
+            await asyncio.gather(*(gw.start() for gw in gateways))
+            await obs.publish_many(job("rk", i) for i in range(n))
+            await asyncio.sleep(2.0)
+            redis.kill()
+            killed = time.monotonic()  # the simulator's submit times are CLOCK_MONOTONIC
+            await asyncio.sleep(4.0)
+            redis.start()
+            back = time.monotonic()
+            await obs.wait_final(ids, timeout=n / TPS * 2 + 30)
+            await sim.wait_quiet(timeout=30)
+            submits = await sim.asubmits()
+            stats = await sim.astats()
+            logs = [gw.log_text() for gw in gateways]
+            assert [await gw.terminate() for gw in gateways] == [0, 0]
+    finally:
+        for gw in gateways:
+            gw.close()
+        sim.stop()
+        redis.close()
+    times = sorted(s.at for s in submits)
+    assert most_in_second_ending_at(times, 0.0) <= TPS
+    assert stats.get("submits_throttled", 0) == 0
+    during = [t for t in times if killed + 1.5 < t < back]
+    share = len(during) / (back - killed - 1.5)
+    after = [t for t in times if back + 3.0 < t < times[-1]]
+    rate_after = (len(after) - 1) / (after[-1] - after[0]) if len(after) > 1 else 0.0
+    print(f"redis killed: {share:.1f}/s while down (tps {TPS}), {rate_after:.1f}/s after")
+    assert share >= 0.35 * TPS  # each gateway at about tps / 2 (the cap: the window check)
+    assert rate_after >= 0.9 * TPS, "back to the shared full rate"
+    assert all('"cluster_rate_fallback"' in log for log in logs)
+    assert all('"cluster_rate_restored"' in log for log in logs)
+    ledger = reconcile(ids, obs, submits)
+    ledger.assert_clean()
+    assert ledger.outcomes["delivered"] == n
