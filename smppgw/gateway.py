@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from smppgw.cluster.leases import LeaseKeeper
     from smppgw.cluster.ratelimit import RedisRates
     from smppgw.engine.throttle import Throttle
+    from smppgw.smpp.session import BindGate
 
 log = structlog.get_logger("smppgw.gateway")
 
@@ -264,6 +265,22 @@ class Gateway:
             return None
         return self.rates.throttle(carrier_config.name, carrier_config.tps)
 
+    def _bind_gate(self, carrier_config: CarrierConfig) -> BindGate | None:
+        """``max_binds``: each bind takes a slot in the shared store first."""
+        if carrier_config.max_binds is None or self.leases is None:
+            return None
+        from smppgw.cluster.binds import BindSlots
+        from smppgw.store.pg import PostgresStore
+
+        assert isinstance(self.store, PostgresStore)
+        name = carrier_config.name
+
+        def max_binds() -> int:
+            config = self.carrier_configs.get(name, carrier_config)
+            return config.max_binds or carrier_config.max_binds or 1
+
+        return BindSlots(self.store).gate(name, max_binds)
+
     def _wake_feeders(self) -> None:
         for feeder in self.feeders.values():
             feeder.wake()
@@ -330,6 +347,7 @@ class Gateway:
             self.events,
             observer=self.telemetry,
             throttle=self._cluster_throttle(carrier_config),
+            bind_gate=self._bind_gate(carrier_config),
         )
         self.carriers[carrier_config.name] = carrier
         feeder = Feeder(carrier_config.name, self.store, carrier)

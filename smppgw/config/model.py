@@ -229,6 +229,9 @@ class CarrierConfig:
     #: Per-status overrides of the submit error policy (``smppgw.engine.policy``): pairs of
     #: (status name or number, "permanent" | "transient" | "throttle").
     error_policy: tuple[tuple[str, str], ...] = ()
+    #: The account's binds across every gateway of a cluster (``store.backend: postgres``):
+    #: a gateway whose binds would exceed it waits for a free one. ``None``: no cap.
+    max_binds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

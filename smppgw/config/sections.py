@@ -660,6 +660,7 @@ _CARRIER_CHECKS: dict[str, _Check] = {
     "address_range": lambda r, p, v: r.c_string(p, v, 40, empty=True),
     "bind": _bind,
     "sessions": lambda r, p, v: r.integer(p, v, 1, 64),
+    "max_binds": lambda r, p, v: r.integer(p, v, 1, 1000),
     "tps": lambda r, p, v: r.number(p, v),
     "window": lambda r, p, v: r.integer(p, v, 1, 1000),
     "source": _source,
@@ -707,4 +708,20 @@ def read_sections(r: Reader, top: dict[str, Any]) -> dict[str, Any]:
     }
     if "drain_timeout" in top:
         parts["drain_timeout"] = r.duration("drain_timeout", top["drain_timeout"])
+    _cluster_only(r, parts)
     return parts
+
+
+def _cluster_only(r: Reader, parts: dict[str, Any]) -> None:
+    """``max_binds`` is held in the shared store: only with ``store.backend: postgres``."""
+    store, carriers = parts["store"], parts["carriers"]
+    if isinstance(store, Invalid) or isinstance(carriers, Invalid):
+        return
+    if store.backend is StoreBackend.POSTGRES:
+        return
+    for i, carrier in enumerate(carriers):
+        if isinstance(carrier, CarrierConfig) and carrier.max_binds is not None:
+            r.problem(
+                f"carriers[{i}].max_binds",
+                "needs store.backend: postgres (one gateway's binds are its sessions)",
+            )

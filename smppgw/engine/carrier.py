@@ -51,7 +51,7 @@ from smppgw.engine.throttle import Throttle
 from smppgw.ops.logs import get_logger
 from smppgw.smpp.pdu import DataSm, DeliverSm
 from smppgw.smpp.receipt import is_receipt
-from smppgw.smpp.session import NotBound, Session, SessionKeeper
+from smppgw.smpp.session import BindGate, NotBound, Session, SessionKeeper
 from smppgw.smpp.text import TextError
 
 __all__ = ["UNOBSERVED", "Carrier", "CarrierEvents", "CarrierObserver", "CarrierStats"]
@@ -74,10 +74,14 @@ class Carrier:
         reassembly_timeout: float = 300.0,
         observer: CarrierObserver = UNOBSERVED,
         throttle: Throttle | None = None,
+        bind_gate: BindGate | None = None,
     ) -> None:
         """``throttle``: the account's rate limit when it is not this process's alone
-        (``smppgw.cluster.ratelimit.ClusterThrottle``); default, a local :class:`Throttle`."""
+        (``smppgw.cluster.ratelimit.ClusterThrottle``); default, a local :class:`Throttle`.
+        ``bind_gate``: taken before each bind when the account's binds are capped across
+        gateways (``max_binds``, ``smppgw.cluster.binds``)."""
         self.config = config
+        self._bind_gate = bind_gate
         self.name = config.name
         self.events = events
         self.observer = observer
@@ -161,6 +165,7 @@ class Carrier:
                 on_change=self._wake,
                 observer=self.observer,
                 slot=slot,
+                gate=self._bind_gate,
             )
             self.keepers.append(keeper)
             if mode != "receiver":

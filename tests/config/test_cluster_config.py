@@ -119,3 +119,16 @@ def test_errors_name_the_field_and_hide_the_secret(
     assert len(found) == 1, found
     assert found[0].startswith(message), found
     assert "Pa55word" not in found[0] and "R3dispw" not in found[0]
+
+
+def test_max_binds_needs_the_shared_store() -> None:
+    data = doc()
+    data["carriers"][0]["max_binds"] = 2
+    assert problems(data) == [
+        "carriers[0].max_binds: needs store.backend: postgres (one gateway's binds are its"
+        " sessions)"
+    ]
+    data["store"] = {"backend": "postgres", "dsn": DSN}
+    assert parse_config(data).carriers[0].max_binds == 2
+    data["carriers"][0]["max_binds"] = 0
+    assert problems(data)[0].startswith("carriers[0].max_binds: ")

@@ -311,3 +311,61 @@ async def test_a_bad_call_in_a_merged_group_fails_alone(postgres_dsn: str) -> No
         assert await store.lookup(CARRIER, "4") == ("ok2", 0, 1)
         assert await store.lookup(CARRIER, "3") is None
         assert await store.outbox_size() == 1
+
+
+# -- max_binds ----------------------------------------------------------------------------
+async def test_bind_slots_are_capped_across_nodes_and_freed_with_a_lease(
+    postgres_dsn: str,
+) -> None:
+    a, b, c = (open_node(postgres_dsn, f"gw-{x}") for x in "abc")
+    await asyncio.gather(a.open(), b.open(), c.open())
+    try:
+        taken = await asyncio.gather(
+            a.acquire_bind(CARRIER, 2), b.acquire_bind(CARRIER, 2), c.acquire_bind(CARRIER, 2)
+        )
+        assert sorted(taken, key=str) == [0, 1, None]  # two slots, three racing nodes
+        waiting = [store for store, slot in zip((a, b, c), taken, strict=True) if slot is None]
+        holders = [(s, slot) for s, slot in zip((a, b, c), taken, strict=True) if slot is not None]
+        (waiter,) = waiting
+        assert await waiter.acquire_bind("other", 2) == 0  # per carrier
+        (first, first_slot), (second, _) = holders
+        await first.release_bind(CARRIER, first_slot)
+        assert await waiter.acquire_bind(CARRIER, 2) == first_slot
+        assert await first.acquire_bind(CARRIER, 2) is None
+        await expire(postgres_dsn, second.node)  # killed: its slot comes back with its lease
+        assert await first.acquire_bind(CARRIER, 2) is not None
+    finally:
+        await asyncio.gather(a.close(), b.close(), c.close())
+
+
+async def test_a_restarted_node_does_not_keep_its_old_bind_slots(postgres_dsn: str) -> None:
+    async with open_node(postgres_dsn, "gw-a") as a:
+        assert await a.acquire_bind(CARRIER, 1) == 0  # then "kill -9": never released
+    async with open_node(postgres_dsn, "gw-a") as again:
+        await again.recover(lambda carrier: False, status_events)  # at start
+        assert await again.acquire_bind(CARRIER, 1) == 0
+
+
+async def test_a_version_1_database_is_upgraded_to_the_current_schema(postgres_dsn: str) -> None:
+    from smppgw.store.pg.schema import STEPS
+
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE smppgw_schema (version integer NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for statement in STEPS[0][1]:
+            await conn.execute(statement)
+        await conn.execute("INSERT INTO smppgw_schema (version) VALUES (1)")
+        await conn.execute(
+            "INSERT INTO jobs (job_id, carrier, state, received_at) VALUES ('old', $1, 0, 1)",
+            CARRIER,
+        )
+    finally:
+        await conn.close()
+    async with open_node(postgres_dsn, "gw-a") as store:
+        assert await store.add_jobs([job("old")]) == [False]  # the dedup key survived
+        assert await store.acquire_bind(CARRIER, 1) == 0  # the v2 table is there
+    assert await versions(postgres_dsn) == list(range(1, SCHEMA_VERSION + 1))
+    assert SCHEMA_VERSION >= 2

@@ -292,6 +292,13 @@ class PostgresStore:
     async def renew_lease(self) -> None:
         await self._run(partial(ops.renew_lease, lease=self.lease))
 
+    async def acquire_bind(self, carrier: str, max_binds: int) -> int | None:
+        """A free bind slot of ``carrier`` (``max_binds`` across the cluster), or None."""
+        return await self._run(partial(ops.acquire_bind, carrier=carrier, max_binds=max_binds))
+
+    async def release_bind(self, carrier: str, slot: int) -> None:
+        await self._run(partial(ops.release_bind, carrier=carrier, slot=slot))
+
     async def live_nodes(self) -> int:
         """Gateways whose lease is fresh (this one included once it renewed)."""
         return await self._run(ops.live_nodes)

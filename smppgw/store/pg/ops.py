@@ -558,6 +558,37 @@ async def renew_lease(tx: PgTx, lease: float) -> None:
     )
 
 
+_TAKE_BIND = f"""
+    INSERT INTO bind_slots AS b (carrier, slot, node)
+    SELECT $1, s, $3 FROM generate_series(0, $2 - 1) AS s
+    WHERE NOT EXISTS (
+        SELECT 1 FROM bind_slots o JOIN nodes n ON n.node_id = o.node
+        WHERE o.carrier = $1 AND o.slot = s AND n.lease_until >= {_NOW})
+    ORDER BY s LIMIT 1
+    ON CONFLICT (carrier, slot) DO UPDATE SET node = excluded.node
+    WHERE NOT EXISTS (
+        SELECT 1 FROM nodes n WHERE n.node_id = b.node AND n.lease_until >= {_NOW})
+    RETURNING slot
+"""
+
+
+async def acquire_bind(tx: PgTx, carrier: str, max_binds: int) -> int | None:
+    """A free bind slot of ``carrier``'s account for this node, or None when all
+    ``max_binds`` are held by live nodes. Two nodes racing for one slot: the unique key
+    and the ``ON CONFLICT ... WHERE`` re-check give it to one of them."""
+    slot = await tx.conn.fetchval(_TAKE_BIND, carrier, max_binds, tx.node)
+    return None if slot is None else int(slot)
+
+
+async def release_bind(tx: PgTx, carrier: str, slot: int) -> None:
+    await tx.conn.execute(
+        "DELETE FROM bind_slots WHERE carrier = $1 AND slot = $2 AND node = $3",
+        carrier,
+        slot,
+        tx.node,
+    )
+
+
 async def live_nodes(tx: PgTx) -> int:
     return int(await tx.conn.fetchval(f"SELECT count(*) FROM nodes WHERE lease_until >= {_NOW}"))
 
@@ -584,6 +615,8 @@ async def recover(
         )
     ]
     owners = [*dead, tx.node] if own else dead
+    if own:  # binds of this node's previous run (it is starting: it holds none yet)
+        await tx.conn.execute("DELETE FROM bind_slots WHERE node = $1", tx.node)
     rows = await tx.conn.fetch(
         "SELECT job_id, carrier, state FROM jobs WHERE state IN (1, 2)"
         " AND owner = ANY($1::text[]) ORDER BY seq FOR UPDATE SKIP LOCKED",

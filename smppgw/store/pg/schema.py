@@ -133,8 +133,22 @@ _CREATE_BASE = [
     """,
 ]
 
+#: Version 2, ``carriers[].max_binds``: the account's binds held across the cluster, one
+#: row per bind slot in use. A slot is free when it has no row or its node's lease ran out
+#: (``nodes``), so a dead gateway's binds come back with its lease.
+_CREATE_BIND_SLOTS = [
+    """
+    CREATE TABLE bind_slots (
+        carrier text NOT NULL,
+        slot integer NOT NULL,
+        node text NOT NULL,
+        PRIMARY KEY (carrier, slot)
+    )
+    """,
+]
+
 #: (version, statements): applied in order, each step in the migrating transaction.
-STEPS: list[tuple[int, list[str]]] = [(1, _CREATE_BASE)]
+STEPS: list[tuple[int, list[str]]] = [(1, _CREATE_BASE), (2, _CREATE_BIND_SLOTS)]
 SCHEMA_VERSION = STEPS[-1][0]
 
 _VERSION_TABLE = (
