@@ -348,6 +348,7 @@ class Gateway:
             observer=self.telemetry,
             throttle=self._cluster_throttle(carrier_config),
             bind_gate=self._bind_gate(carrier_config),
+            shared_store=self.leases is not None,
         )
         self.carriers[carrier_config.name] = carrier
         feeder = Feeder(carrier_config.name, self.store, carrier)

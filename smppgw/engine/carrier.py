@@ -75,11 +75,13 @@ class Carrier:
         observer: CarrierObserver = UNOBSERVED,
         throttle: Throttle | None = None,
         bind_gate: BindGate | None = None,
+        shared_store: bool = False,
     ) -> None:
         """``throttle``: the account's rate limit when it is not this process's alone
         (``smppgw.cluster.ratelimit.ClusterThrottle``); default, a local :class:`Throttle`.
         ``bind_gate``: taken before each bind when the account's binds are capped across
-        gateways (``max_binds``, ``smppgw.cluster.binds``)."""
+        gateways (``max_binds``, ``smppgw.cluster.binds``). ``shared_store``: other
+        gateways map message ids in the same store (receipts may belong to their submits)."""
         self.config = config
         self._bind_gate = bind_gate
         self.name = config.name
@@ -111,7 +113,7 @@ class Carrier:
             wake=self._wake,
         )
         self.policy = self._results.policy
-        self._receipts = Receipts(ctx, self.matcher, self._active)
+        self._receipts = Receipts(ctx, self.matcher, self._active, shared_store=shared_store)
         self._mo = MoHandler(ctx, self._background, reassembly_timeout)
         self._order = 0
         self.keepers: list[SessionKeeper] = []
