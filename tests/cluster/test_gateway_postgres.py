@@ -3,6 +3,7 @@ simulator, real PostgreSQL), ``smppgw migrate``, and two gateways sharing one st
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import asyncpg
@@ -105,3 +106,23 @@ def test_migrate_command_on_sqlite_creates_the_database(
     assert main(["migrate", "--config", str(file)]) == 0
     assert (tmp_path / "gw.db").exists()
     assert "schema version" in capsys.readouterr().out
+
+
+async def test_dead_events_lists_the_shared_stores(
+    tmp_path: Path, postgres_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from smppgw.store import OutboxEvent
+    from smppgw.store.pg import PostgresStore
+
+    async with PostgresStore(postgres_dsn, node="gw-a") as store:
+        (event_id,) = await store.add_events([OutboxEvent("x/#", b'{"status":"queued"}')])
+        await store.set_aside([(event_id, "topic contains a wildcard '#'")])
+    file = tmp_path / "gw.yaml"
+    file.write_text(
+        f"store: {{backend: postgres, dsn: '{postgres_dsn}'}}\n"
+        "carriers: [{name: v, host: 127.0.0.1, port: 2775, system_id: s, password: p}]\n"
+    )
+    await asyncio.to_thread(main, ["dead-events", "--config", str(file), "--json"])
+    out = capsys.readouterr().out
+    assert '"topic": "x/#"' in out and "wildcard" in out
+    assert postgres_dsn not in out
