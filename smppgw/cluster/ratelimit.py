@@ -155,6 +155,9 @@ class ClusterThrottle(Throttle):
         #: Slots dropped unused (too late); a measure of lost capacity.
         self.wasted = 0
         self._cluster_guard = GUARD
+        # The fallback's own window (tps / live each) must absorb the same send→SMSC
+        # jitter as the slots: several gateways' sends meet at the SMSC.
+        self._guard = GUARD
 
     def widen_guard(self) -> float:
         """The SMSC throttled although the slots kept to tps: widen the cluster guard this
