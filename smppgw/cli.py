@@ -15,6 +15,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("smppgw.commands.bench", "run benchmarks (codec)"),
     "check-config": ("smppgw.commands.check_config", "validate a config file and print a summary"),
+    "consent": (
+        "smppgw.commands.consent",
+        "the Do-Not-Call list: list, add (opt out), remove, import CSV, export",
+    ),
     "ctl": ("smppgw.commands.ctl", "ask the running gateway: status, pause, resume, jobs, reload"),
     "dead-events": (
         "smppgw.commands.dead_events",
@@ -27,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": (
         "smppgw.commands.migrate",
         "bring the store's schema up to date (SQLite or PostgreSQL), then exit",
+    ),
+    "routes": (
+        "smppgw.commands.routes",
+        "the ported-number cache: lookup, list, import a CSV, forget a number",
     ),
     "run": ("smppgw.commands.run", "run the gateway daemon"),
     "parts": ("smppgw.commands.parts", "show how a text is encoded and split into SMS parts"),

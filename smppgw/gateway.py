@@ -38,8 +38,14 @@ from smppgw.ops.logs import register_secret, set_level, setup_logging
 from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.cancel import CancelHandler
+from smppgw.pipeline.consent import ConsentDesk
+from smppgw.pipeline.failover import Failover
 from smppgw.pipeline.feeder import Feeder
+from smppgw.pipeline.holds import Holds
+from smppgw.pipeline.inbound import MoEvents
 from smppgw.pipeline.intake import Intake
+from smppgw.pipeline.marketing import DAY
+from smppgw.pipeline.marketing_check import marketing_check
 from smppgw.pipeline.outbox import OutboxPublisher
 from smppgw.pipeline.outcomes import EventFactory, GatewayEvents
 from smppgw.pipeline.routing import Router
@@ -108,6 +114,28 @@ class Gateway:
             replay_inflight=False,  # the outbox publishes again whatever failed
         )
         self.tenants = Tenants(config, self.metrics)
+        # 2. store → feeder → carrier → SMSC: one pair per carrier (see _add_carrier).
+        self.carriers: dict[str, Carrier] = {}
+        self.feeders: dict[str, Feeder] = {}
+        self._feeder_tasks: dict[str, asyncio.Task[None]] = {}
+        #: Carriers an operator paused (``smppgw ctl pause``); kept across reloads.
+        self.paused: set[str] = set()
+        router = Router(config.carriers, config.routing)
+        # The consent rules (marketing gate, label, MO keywords), shared by intake, MO and
+        # the held jobs' release.
+        self.consent = ConsentDesk(config, router)
+        # Chains at intake, moves after an outcome or while a carrier is down.
+        self.failover = Failover(
+            config,
+            router,
+            self.store,
+            self.telemetry,
+            carriers=self.carriers,
+            feeders=self.feeders,
+            paused=self.paused,
+            wake=self._job_committed,
+            on_failing_over=self.health.set_failing_over,
+        )
         self.tenant_mqtt = {
             name: MqttClient(
                 replace(config.mqtt, client_id=f"{config.mqtt.client_id}.{name}"),
@@ -115,22 +143,6 @@ class Gateway:
             )
             for name in self.tenants.names
         }
-        self.intake = Intake(
-            config,
-            self.store,
-            Router(config.carriers, config.routing),
-            self.factory,
-            self.telemetry,
-            self.tenants,
-            on_job=self._job_committed,
-            on_events=self._events_committed,
-        )
-        # 2. store → feeder → carrier → SMSC: one pair per carrier (see _add_carrier).
-        self.carriers: dict[str, Carrier] = {}
-        self.feeders: dict[str, Feeder] = {}
-        self._feeder_tasks: dict[str, asyncio.Task[None]] = {}
-        #: Carriers an operator paused (``smppgw ctl pause``); kept across reloads.
-        self.paused: set[str] = set()
         # 3. carrier outcomes → store, with the events they cause.
         self.events = GatewayEvents(
             self.store,
@@ -138,6 +150,33 @@ class Gateway:
             self.telemetry,
             self._events_committed,
             on_left=self.tenants.left,
+            failover=self.failover,
+            mo=MoEvents.from_config(config),
+            consent=self.consent,
+            on_job=self._job_committed,
+        )
+        # Held jobs (send_at; the marketing rules' window and cap): one timer, released
+        # into the lanes when due. Release checks are registered with holds.add_check.
+        self.holds = Holds(
+            self.store,
+            self.factory,
+            self.events,
+            on_released=self._job_committed,
+            on_events=self._events_committed,
+        )
+        self.holds.add_check(marketing_check(self.store, self.consent, self.telemetry))
+        self.intake = Intake(
+            config,
+            self.store,
+            router,
+            self.factory,
+            self.telemetry,
+            self.tenants,
+            on_job=self._job_committed,
+            on_events=self._events_committed,
+            failover=self.failover,
+            holds=self.holds,
+            consent=self.consent,
         )
         # Cancels from MQTT (main connection): queued jobs end ``cancelled``.
         self.cancels = CancelHandler(
@@ -201,7 +240,12 @@ class Gateway:
             lifetimes.push_async_callback(self.rates.close)
         await self._recover()
         self.leases = self._lease_keeper()
+        self.failover.ported.open()
+        lifetimes.callback(self.failover.ported.close)
+        await self.failover.load_ported_file()
         await self.tenants.load(self.store)
+        # From here on, consent changes made by `smppgw consent` are counted.
+        self.telemetry.consent_totals(await self.store.consent_counts())
         # Carriers (and their feeders) next: ready for jobs before any connection, since a
         # session that is present hands us its queued jobs at once (before the last client
         # is even connected). At exit, carriers not drained (a failed start) stop unsent.
@@ -218,11 +262,13 @@ class Gateway:
         lifetimes.callback(setattr, self, "_services_spawn", None)
         spawn(self._subscribe(), "subscribe")
         spawn(self.outbox.run(), "outbox")
+        spawn(self.holds.run(), "holds")
         spawn(run_heartbeat(self.health), "heartbeat")
         spawn(self._refresh_metrics(), "metrics")
         spawn(self._purge(), "purge")
         if self.leases is not None:
             spawn(self.leases.run(), "leases")
+        spawn(self.failover.run(), "failover")
         spawn(notify.run_watchdog(self.health.alive), "watchdog")
         # Last in, first out: the control socket closes before anything it reaches.
         if config.ctl.socket is not None:
@@ -477,6 +523,8 @@ class Gateway:
                 self.store.dead_events_count(),
                 self.store.size_bytes(),
             )
+            self.telemetry.consent_totals(await self.store.consent_counts())
+            self.telemetry.jobs_held(self.store.held_counts())
         except StoreError as exc:
             self.health.set_problem("store", str(exc))
         else:
@@ -496,8 +544,11 @@ class Gateway:
                 before = time.time() - self.config.store.retention
                 purged = await self.store.purge(before)
                 dead = await self.store.purge_dead_events(before)
-                if purged or dead:
-                    log.info("purged", jobs=purged, dead_events=dead)
+                await self.store.purge_marketing_sends(time.time() - DAY)
+                ported = await self.store.purge_ported()
+                await self.store.purge_replies(time.time())
+                if purged or dead or ported:
+                    log.info("purged", jobs=purged, dead_events=dead, ported=ported)
             except StoreError as exc:
                 log.warning("purge_failed", error=str(exc))
             await asyncio.sleep(PURGE_EVERY)
@@ -570,8 +621,13 @@ class Gateway:
         self.carrier_configs.clear()
         self.carrier_configs.update(wanted)
         self.config = new
-        self.intake.reconfigure(new, Router(new.carriers, new.routing))
+        router = Router(new.carriers, new.routing)
+        self.consent.reconfigure(new, router)
+        self.intake.reconfigure(new, router)
+        self.failover.reconfigure(new, router)
+        await self.failover.load_ported_file()
         changed = self.tenants.reconfigure(new)
+        self.events.mo.configure(new.tenants, new.routing.country_code)
         if changed:
             log.warning(
                 "reload_partial",

@@ -160,9 +160,12 @@ def _status(status: dict[str, Any]) -> str:
             f"{q['high']:>8}{q['normal']:>8}{q['low']:>8}{c['in_memory']:>7}"
         )
     held = ", ".join(f"{t} {n}" for t, n in status["held"].items()) or "none"
+    scheduled = status.get("scheduled") or {}
+    by_reason = ", ".join(f"{r} {n}" for r, n in sorted(scheduled.items())) or "none"
     lines.append(
         f"outbox {status['outbox']}, dead events {status['dead_events']}, "
         f"held at intake {status['held_total']} ({held}), "
+        f"scheduled {sum(scheduled.values())} ({by_reason}), "
         f"mqtt {'connected' if status['mqtt_connected'] else 'NOT connected'}"
     )
     return "\n".join(lines)

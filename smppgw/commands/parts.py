@@ -13,6 +13,9 @@ import json
 import sys
 import unicodedata
 
+from smppgw.config import ConfigError, ConsentConfig
+from smppgw.config.loader import load_config
+from smppgw.pipeline.marketing import decorate
 from smppgw.smpp.constants import Tag
 from smppgw.smpp.text import DC_GSM, Coding, Concat, Part, TextError, split
 
@@ -36,6 +39,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--max-parts", type=int, default=10, metavar="N", help="refuse above N parts (default 10)"
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per part")
+    parser.add_argument(
+        "--category",
+        choices=["transactional", "marketing"],
+        default="transactional",
+        help="marketing: with the consent label and footer, as the gateway sends it",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="take consent.marketing_prefix / marketing_footer from this config "
+        "(default: the defaults, prefix '[QC] ')",
+    )
     parser.add_argument("text", metavar="TEXT", help="the message text ('-' reads stdin)")
 
 
@@ -81,8 +96,24 @@ def _describe(text: str, parts: list[Part], concat: Concat, billed: int) -> list
     return lines
 
 
+def _consent(path: str | None) -> ConsentConfig:
+    return ConsentConfig() if path is None else load_config(path).consent
+
+
 def run(args: argparse.Namespace) -> int:
     text: str = sys.stdin.read() if args.text == "-" else args.text
+    sent = None
+    if args.category == "marketing":
+        try:
+            consent = _consent(args.config)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"{args.config}: {problem}", file=sys.stderr)
+            return 2
+        text = decorate(
+            unicodedata.normalize("NFC", text), consent.marketing_prefix, consent.marketing_footer
+        )
+        sent = text
     concat = Concat(args.concat)
     try:
         parts = split(text, coding=args.coding, concat=concat, max_parts=args.max_parts)
@@ -96,5 +127,8 @@ def run(args: argparse.Namespace) -> int:
         for part in parts:
             print(_as_json(part))
     else:
-        print("\n".join(_describe(text, parts, concat, billed)))
+        lines = _describe(text, parts, concat, billed)
+        if sent is not None:
+            lines.insert(0, f"text sent: {sent!r}")
+        print("\n".join(lines))
     return 0

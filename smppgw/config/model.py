@@ -86,6 +86,11 @@ class MqttConfig:
     rejected_topic: str = "sms/rejected"
     #: Cancels in (``{"id": ...}``); a tenant's on ``<cancel_topic>/<tenant>``.
     cancel_topic: str = "sms/cancel"
+    #: Consent changes out (``{"number", "action", "keyword", "carrier", "at"}``).
+    consent_topic: str = "sms/consent"
+    #: Replies to ``expect_reply`` jobs: ``<reply_topic>/<job key>`` (a tenant's job:
+    #: ``<reply_topic>/<tenant>/<id>``).
+    reply_topic: str = "sms/reply"
     shared_group: str | None = None
     keepalive: int = 30
     #: MQTT 5 session expiry: how long the broker keeps our subscription and queued jobs.
@@ -167,6 +172,11 @@ class RoutingConfig:
     #: Country codes (digit strings) besides ``country_code`` that jobs may be sent to;
     #: empty: national numbers only.
     allow_international: tuple[str, ...] = ()
+    #: How long a learned number → carrier mapping (a ported number) is trusted, in seconds.
+    ported_ttl: float = 30 * 86400.0
+    #: An operator's number-portability list (``number,carrier`` lines), loaded at start
+    #: and on reload; ``None``: only learned and imported mappings.
+    ported_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +242,14 @@ class CarrierConfig:
     #: The account's binds across every gateway of a cluster (``store.backend: postgres``):
     #: a gateway whose binds would exceed it waits for a free one. ``None``: no cap.
     max_binds: int | None = None
+    #: Carriers tried, in this order, when this one cannot take a job (``failover``).
+    failover: tuple[str, ...] = ()
+    #: submit_sm statuses (numbers) that send a job on to the next carrier of its chain.
+    failover_on: tuple[int, ...] = ()
+    #: No bind up this long (seconds): queued jobs move to the next carrier of their chain.
+    failover_after: float = 30.0
+    #: The same for ``high`` jobs, sooner.
+    failover_after_high: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +273,41 @@ class TenantConfig:
     daily_parts: int | None = None
     #: Jobs waiting to be submitted; at this many its intake pauses (no PUBACK).
     max_queued: int | None = None
+    #: Numbers it receives MO on ("text us"): short codes and long numbers, as digit
+    #: strings (long numbers normalised like destinations). An MO to one of them that
+    #: answers no open job goes to ``<inbound_topic>/<name>/<carrier>``.
+    numbers: tuple[str, ...] = ()
+    #: First words (in ``normalize_keyword`` form) that send such an MO to this tenant.
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentConfig:
+    """Marketing rules and MO keywords (``consent:``): Decree 91/2020/ND-CP in Vietnam,
+    TCPA's STOP/START/HELP in the US. Every key has a default; all reloadable."""
+
+    #: IANA zone the marketing hours are read in.
+    timezone: str = "Asia/Ho_Chi_Minh"
+    #: ``"HH:MM-HH:MM"`` local time marketing jobs may be sent in (start included, end
+    #: excluded; may wrap midnight, ``"22:00-06:00"``; ``"00:00-24:00"``: always).
+    marketing_hours: str = "07:00-22:00"
+    #: Marketing messages per number in any rolling 24 h; 0 = no cap.
+    marketing_daily_cap: int = 3
+    #: Over the cap: ``reject`` (code frequency_cap) or ``defer`` (held until allowed).
+    cap_action: str = "reject"
+    #: Put first in a marketing text that does not already start with it ("" = off).
+    marketing_prefix: str = "[QC] "
+    #: Appended to a marketing text that does not already end with it ("" = off).
+    marketing_footer: str = ""
+    optout_keywords: tuple[str, ...] = ("STOP", "HUY", "HUY QC", "TU CHOI", "TC", "UNSUBSCRIBE")
+    optin_keywords: tuple[str, ...] = ("START", "DK")
+    #: Sent back to the number (from the MO's ``to``) after an opt-out; None: nothing.
+    optout_reply: str | None = None
+    help_keywords: tuple[str, ...] = ("HELP",)
+    #: Sent back to the number (from the MO's ``to``) for a help keyword; None: nothing.
+    help_reply: str | None = None
+    #: Any other MO from a number with no consent record opts it in (keyword ``mo``).
+    mo_is_optin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +324,8 @@ class Config:
     drain_timeout: float = 10.0
     #: Named publishers with their own topic, id namespace and limits.
     tenants: tuple[TenantConfig, ...] = ()
+    #: Marketing rules and MO keywords.
+    consent: ConsentConfig = ConsentConfig()
     #: What the parser noticed that is allowed but unwise (a password file others can
     #: read); logged at start and reload, printed by ``check-config``.
     warnings: tuple[str, ...] = field(default=(), compare=False)

@@ -8,15 +8,18 @@ YAML keys are the dataclass field names, plus ``password_env`` / ``password_file
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any
+from zoneinfo import available_timezones
 
 from smppgw.config.model import (
     BindMode,
     CarrierConfig,
     ClusterConfig,
+    ConsentConfig,
     CtlConfig,
     LogConfig,
     LogFormat,
@@ -41,7 +44,9 @@ from smppgw.config.reader import (
 )
 from smppgw.engine.policy import Action, parse_status
 from smppgw.pipeline.envelope import own_topics, under
-from smppgw.pipeline.routing import is_digits, numeric_sender, sender_problem
+from smppgw.pipeline.keywords import normalize_keyword
+from smppgw.pipeline.marketing import parse_hours, zone
+from smppgw.pipeline.routing import is_digits, mo_number, numeric_sender, sender_problem
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 CODINGS = ("auto", "gsm", "latin1", "ucs2")
@@ -62,7 +67,7 @@ _CLUSTER_KEYS = ("node_id", "redis", "redis_env", "redis_file")
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _METRICS_KEYS = ("listen", "ready_policy")
 _LOG_KEYS = ("level", "format")
-_ROUTING_KEYS = ("country_code", "allow_international")
+_ROUTING_KEYS = ("country_code", "allow_international", "ported_ttl", "ported_file")
 _CTL_KEYS = ("socket", "allow_uids")
 #: Longest UNIX socket path (``sun_path`` holds 108 bytes with the NUL).
 _SUN_PATH_MAX = 107
@@ -85,6 +90,7 @@ TOP_KEYS = (
     "carriers",
     "tenants",
     "ctl",
+    "consent",
     "drain_timeout",
 )
 #: Keys that are often put in the wrong section.
@@ -286,6 +292,10 @@ def _routing(r: Reader, value: object) -> RoutingConfig | Invalid:
         kwargs["allow_international"] = _country_codes(
             r, "routing.allow_international", allowed, home
         )
+    if "ported_ttl" in data:
+        kwargs["ported_ttl"] = r.duration("routing.ported_ttl", data["ported_ttl"])
+    if data.get("ported_file") is not None:
+        kwargs["ported_file"] = r.path("routing.ported_file", data["ported_file"], must_exist=True)
     return INVALID if len(r.problems) > before else RoutingConfig(**kwargs)
 
 
@@ -450,6 +460,56 @@ def _error_policy(r: Reader, path: str, value: object) -> tuple[tuple[str, str],
     return INVALID if len(r.problems) > before else tuple(result)
 
 
+def _failover_on(r: Reader, path: str, value: object) -> tuple[int, ...] | Invalid:
+    """``[ESME_RINVDSTADR, 0x0B]``: submit_sm statuses that send a job on to the next
+    carrier of its chain (names or numbers, as in ``error_policy``)."""
+    if not isinstance(value, list):
+        return r.problem(
+            path, f"must be a list of statuses like [ESME_RINVDSTADR], got {show(value)}"
+        )
+    before = len(r.problems)
+    result: list[int] = []
+    for index, item in enumerate(value):
+        where = join(path, index)
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            r.problem(
+                where, "must be an SMPP command_status (a name like ESME_RINVDSTADR, or a number)"
+            )
+            continue
+        try:
+            status = parse_status(item)
+        except ValueError as exc:
+            r.problem(where, str(exc))
+            continue
+        if status == 0:
+            r.problem(where, "ESME_ROK is success, not a refusal")
+        elif status in result:
+            r.problem(where, f"duplicate status {show(item)}")
+        result.append(status)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _failover(r: Reader, path: str, value: object) -> tuple[str, ...] | Invalid:
+    """``[vinaphone, mobifone]``: carrier names, checked against the carriers later."""
+    return r.distinct(path, value, _carrier_name, kind="carrier", example="[vinaphone, mobifone]")
+
+
+def _check_failover(r: Reader, parsed: list[dict[str, Any]], names: dict[str, int]) -> None:
+    """Each ``failover`` entry names another configured carrier."""
+    for index, kwargs in enumerate(parsed):
+        chain = kwargs.get("failover")
+        name = kwargs.get("name")
+        for number, other in enumerate(chain if isinstance(chain, tuple) else ()):
+            where = f"carriers[{index}].failover[{number}]"
+            if other == name:
+                r.problem(
+                    where, f"{other!r} is this carrier itself; list the carriers to try after it"
+                )
+            elif other not in names:
+                known = ", ".join(sorted(names)) or "none"
+                r.problem(where, f"unknown carrier {other!r} (known: {known})")
+
+
 def _carrier_name(r: Reader, path: str, value: object) -> str | Invalid:
     text = r.string(path, value)
     if isinstance(text, str) and not _CARRIER_NAME.fullmatch(text):
@@ -508,13 +568,16 @@ def _carriers(r: Reader, value: object) -> tuple[CarrierConfig, ...] | Invalid:
             if not prefix:
                 continue
             if prefix in owners and owners[prefix][0] != name:
+                # Not an error: the first carrier in config order routes the prefix, the
+                # other reaches it through failover (README, "Failover").
                 other, other_index = owners[prefix]
-                r.problem(
-                    f"carriers[{index}].prefixes[{number}]",
-                    f"prefix {prefix!r} is claimed by both {other} (carriers[{other_index}]) "
-                    f"and {name}",
+                r.warnings.append(
+                    f"carriers[{index}].prefixes[{number}]: prefix {prefix!r} is claimed by "
+                    f"both {other} (carriers[{other_index}]) and {name}; {other} routes it "
+                    f"(first in config order), {name} takes its jobs only through failover"
                 )
             owners.setdefault(prefix, (name, index))
+    _check_failover(r, parsed, names)
     if len(carriers) < len(value):
         return INVALID
     return tuple(carriers)
@@ -552,6 +615,97 @@ def _tenant_priorities(r: Reader, path: str, value: object) -> tuple[str, ...] |
         if isinstance(chosen, str) and chosen not in result:
             result.append(chosen)
     return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant_numbers(r: Reader, path: str, value: object) -> tuple[str, ...] | Invalid:
+    """Short codes (3-8 digits, kept as written) and long numbers (normalised like a
+    destination: ``0912…``, ``+84912…`` and ``84912…`` are one number)."""
+    if not isinstance(value, list) or not value:
+        return r.problem(
+            path,
+            f'must be a non-empty list of numbers (like ["8079", "84912345678"]), '
+            f"got {show(value)}",
+        )
+    before = len(r.problems)
+    result: list[str] = []
+    for index, item in enumerate(value):
+        where = join(path, index)
+        if not isinstance(item, str | int) or isinstance(item, bool):
+            r.problem(where, f'must be a quoted number (like "8079"), got {show(item)}')
+            continue
+        # Country code "0" only for the check: read_sections normalises with the real one.
+        number = str(item).strip()
+        if mo_number(number, "0") is None:
+            r.problem(where, f"must be a short code or phone number (digits), got {show(item)}")
+            continue
+        if number in result:
+            r.problem(where, f"duplicate number {item!r}")
+        result.append(number)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant_keywords(r: Reader, path: str, value: object) -> tuple[str, ...] | Invalid:
+    """First words, compared in ``normalize_keyword`` form (case, diacritics and
+    punctuation ignored): each must be one word with a letter or digit in it."""
+    if not isinstance(value, list) or not value:
+        return r.problem(
+            path, f"must be a non-empty list of words (like [SHOP1]), got {show(value)}"
+        )
+    before = len(r.problems)
+    result: list[str] = []
+    for index, item in enumerate(value):
+        where = join(path, index)
+        if not isinstance(item, str | int) or isinstance(item, bool):
+            r.problem(where, f"must be a word, got {show(item)}")
+            continue
+        text = str(item)
+        normal = normalize_keyword(text)
+        if not normal:
+            r.problem(where, f"has no letter or digit, got {show(item)}")
+            continue
+        if len(text.split()) != 1:
+            r.problem(
+                where,
+                f"must be one word (it is matched against an MO's first word), got {show(item)}",
+            )
+            continue
+        if normal in result:
+            r.problem(where, f"duplicate keyword {item!r} (same as another once normalised)")
+        result.append(normal)
+    return INVALID if len(r.problems) > before else tuple(result)
+
+
+def _tenant_mo_owners(r: Reader, tenants: tuple[TenantConfig, ...], country_code: str) -> None:
+    """A number or keyword may belong to one tenant only: an MO has one destination.
+    Numbers are compared as MO routing compares them (``0912…`` is ``84912…``)."""
+    for field in ("numbers", "keywords"):
+        owners: dict[str, tuple[str, int]] = {}
+        for index, tenant in enumerate(tenants):
+            for number, raw in enumerate(getattr(tenant, field)):
+                item = raw if field == "keywords" else mo_number(raw, country_code) or raw
+                if item in owners:
+                    other, other_index = owners[item]
+                    r.problem(
+                        f"tenants[{index}].{field}[{number}]",
+                        f"{item!r} belongs to both {other} (tenants[{other_index}]) and "
+                        f"{tenant.name}",
+                    )
+                owners.setdefault(item, (tenant.name, index))
+
+
+def _tenant_not_carrier(
+    r: Reader, tenants: tuple[TenantConfig, ...], carriers: tuple[CarrierConfig, ...]
+) -> None:
+    """A tenant's MO go to ``sms/inbound/<tenant>/<carrier>``, the default tenant's to
+    ``sms/inbound/<carrier>``: a tenant named like a carrier would make them overlap."""
+    names = {carrier.name for carrier in carriers}
+    for index, tenant in enumerate(tenants):
+        if tenant.name in names:
+            r.problem(
+                f"tenants[{index}].name",
+                f"{tenant.name!r} is also a carrier's name: sms/inbound/{tenant.name}/... "
+                "would mix its MO with that carrier's",
+            )
 
 
 def _tenant(r: Reader, path: str, value: object) -> TenantConfig | Invalid:
@@ -614,7 +768,92 @@ def _source(r: Reader, path: str, value: object) -> SourceConfig | Invalid | Non
     return SourceConfig(address=address, ton=ton, npi=npi)
 
 
+def _timezone(r: Reader, path: str, value: object) -> str | Invalid:
+    text = r.string(path, value)
+    if isinstance(text, Invalid):
+        return text
+    try:
+        zone(text)
+    except ValueError as exc:
+        message = str(exc)
+        close = difflib.get_close_matches(text, sorted(available_timezones()), n=1, cutoff=0.8)
+        if close:
+            message += f"; did you mean {close[0]}?"
+        return r.problem(path, message)
+    return text
+
+
+def _hours(r: Reader, path: str, value: object) -> str | Invalid:
+    text = r.string(path, value)
+    if isinstance(text, Invalid):
+        return text
+    try:
+        parse_hours(text)
+    except ValueError as exc:
+        return r.problem(path, str(exc))
+    return text.strip()
+
+
+def _keywords(r: Reader, path: str, value: object) -> tuple[str, ...] | Invalid:
+    """A list of MO keywords; each must keep a letter or digit once normalised."""
+
+    def keyword(r: Reader, where: str, item: object) -> str | Invalid:
+        text = r.string(where, item)
+        if isinstance(text, str) and not normalize_keyword(text):
+            return r.problem(where, f"{text!r} has no letter or digit: it would match nothing")
+        return text
+
+    if value is None:
+        return ()
+    return r.distinct(path, value, keyword, kind="keyword", example="[STOP, HUY]")
+
+
+def _reply(r: Reader, path: str, value: object) -> str | Invalid | None:
+    return None if value is None else r.string(path, value)
+
+
+def _consent(r: Reader, value: object) -> ConsentConfig | Invalid:
+    data = r.mapping("consent", {} if value is None else value, _CONSENT_KEYS)
+    if isinstance(data, Invalid):
+        return data
+    before = len(r.problems)
+    kwargs: dict[str, Any] = {}
+    for key, check in _CONSENT_CHECKS.items():
+        if key in data:
+            kwargs[key] = check(r, join("consent", key), data[key])
+    if len(r.problems) > before:
+        return INVALID
+    config = ConsentConfig(**kwargs)
+    # One normalised keyword, one meaning: "Hủy" in optout and "HUY" in optin is a typo.
+    owners: dict[str, str] = {}
+    for key in ("optout_keywords", "optin_keywords", "help_keywords"):
+        for index, keyword in enumerate(getattr(config, key)):
+            norm = normalize_keyword(keyword)
+            where = join(join("consent", key), index)
+            if norm in owners:
+                r.problem(where, f"{keyword!r} is the same keyword as {owners[norm]}")
+            owners.setdefault(norm, where)
+    return INVALID if len(r.problems) > before else config
+
+
 _Check = Callable[[Reader, str, object], object]
+
+#: One check per ConsentConfig field.
+_CONSENT_CHECKS: dict[str, _Check] = {
+    "timezone": _timezone,
+    "marketing_hours": _hours,
+    "marketing_daily_cap": lambda r, p, v: r.integer(p, v, 0, 1000),
+    "cap_action": lambda r, p, v: r.choice(p, v, ("reject", "defer")),
+    "marketing_prefix": lambda r, p, v: r.string(p, v, empty=True),
+    "marketing_footer": lambda r, p, v: r.string(p, v, empty=True),
+    "optout_keywords": _keywords,
+    "optin_keywords": _keywords,
+    "optout_reply": _reply,
+    "help_keywords": _keywords,
+    "help_reply": _reply,
+    "mo_is_optin": Reader.boolean,
+}
+_CONSENT_KEYS = tuple(_CONSENT_CHECKS)
 
 #: One check per TenantConfig field. Tenant names share the carrier-name alphabet: they
 #: are an MQTT topic level (no '/', '+', '#') and a metric label.
@@ -626,6 +865,8 @@ _TENANT_CHECKS: dict[str, _Check] = {
     "rate": lambda r, p, v: r.number(p, v),
     "daily_parts": lambda r, p, v: r.integer(p, v, 1),
     "max_queued": lambda r, p, v: r.integer(p, v, 1),
+    "numbers": _tenant_numbers,
+    "keywords": _tenant_keywords,
 }
 _TENANT_KEYS = tuple(_TENANT_CHECKS)
 
@@ -642,6 +883,8 @@ _MQTT_CHECKS: dict[str, _Check] = {
     "inbound_topic": _topic,
     "rejected_topic": _topic,
     "cancel_topic": _topic,
+    "consent_topic": _topic,
+    "reply_topic": _topic,
     "shared_group": _share_group,
     "keepalive": lambda r, p, v: r.integer(p, v, 0, 65535),
     "session_expiry": _expiry,
@@ -685,6 +928,10 @@ _CARRIER_CHECKS: dict[str, _Check] = {
     "receipt_id_base": lambda r, p, v: r.choice(p, v, ID_BASES),
     "tls": Reader.tls,
     "error_policy": _error_policy,
+    "failover": _failover,
+    "failover_on": _failover_on,
+    "failover_after": lambda r, p, v: r.duration(p, v, zero=True),
+    "failover_after_high": lambda r, p, v: r.duration(p, v, zero=True),
 }
 _MQTT_KEYS = (*_MQTT_CHECKS, *_PASSWORD_KEYS)
 _CARRIER_KEYS = (*_CARRIER_CHECKS, *_PASSWORD_KEYS)
@@ -705,7 +952,16 @@ def read_sections(r: Reader, top: dict[str, Any]) -> dict[str, Any]:
         "carriers": _carriers(r, top.get("carriers")),
         "tenants": _tenants(r, top.get("tenants")),
         "ctl": _ctl(r, top.get("ctl")),
+        "consent": _consent(r, top.get("consent")),
     }
+    tenants, routing, carriers = parts["tenants"], parts["routing"], parts["carriers"]
+    if isinstance(tenants, tuple) and isinstance(routing, RoutingConfig):
+        before = len(r.problems)
+        _tenant_mo_owners(r, tenants, routing.country_code)
+        if isinstance(carriers, tuple):
+            _tenant_not_carrier(r, tenants, carriers)
+        if len(r.problems) > before:
+            parts["tenants"] = INVALID
     if "drain_timeout" in top:
         parts["drain_timeout"] = r.duration("drain_timeout", top["drain_timeout"])
     _cluster_only(r, parts)

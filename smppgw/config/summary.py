@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from smppgw.config.model import Config, Secret, SourceConfig, StoreBackend, TlsConfig
 from smppgw.pipeline.routing import Router
+from smppgw.smpp.constants import status_name
 
 
 def _seconds(value: float) -> str:
@@ -67,6 +68,11 @@ def _cluster(config: Config) -> str:
 _NO_PREFIXES = "none (no job is routed here, even when forced)"
 
 
+def _status(status: int) -> str:
+    name = status_name(status)
+    return name if name.startswith("ESME_") else f"0x{status:08x}"
+
+
 def summary(config: Config) -> str:
     """What the gateway will do with this config, for ``check-config``: no secret values."""
     m = config.mqtt
@@ -102,6 +108,12 @@ def summary(config: Config) -> str:
             f"    source: {_source(c.source)}",
             f"    prefixes: {' '.join(c.prefixes) if c.prefixes else _NO_PREFIXES}",
         ]
+        if c.failover:
+            on = ", ".join(_status(s) for s in c.failover_on) or "no status"
+            lines.append(
+                f"    failover: {' → '.join(c.failover)} (on {on}; down "
+                f"{_seconds(c.failover_after)}, high {_seconds(c.failover_after_high)})"
+            )
     if config.tenants:
         lines.append(f"tenants ({len(config.tenants)}):")
     for t in config.tenants:
@@ -112,7 +124,23 @@ def summary(config: Config) -> str:
             f"force_carrier {'yes' if t.force_carrier else 'no'}, "
             f"rate {f'{t.rate:g}/s' if t.rate else 'unlimited'}, "
             f"daily_parts {t.daily_parts or 'unlimited'}, max_queued {t.max_queued or 'unlimited'}"
+            + (f", MO numbers {' '.join(t.numbers)}" if t.numbers else "")
+            + (f", MO keywords {' '.join(t.keywords)}" if t.keywords else "")
         )
+    k = config.consent
+    cap = f"{k.marketing_daily_cap} per number per 24 h ({k.cap_action})"
+    lines += [
+        f"consent: marketing {k.marketing_hours} {k.timezone}, "
+        + (cap if k.marketing_daily_cap else "no daily cap")
+        + f", label {k.marketing_prefix!r}, footer {k.marketing_footer!r}; events on "
+        f"{m.consent_topic}",
+        f"  opt-out: {', '.join(k.optout_keywords) or 'none'}"
+        + (" (replied)" if k.optout_reply else "")
+        + f"; opt-in: {', '.join(k.optin_keywords) or 'none'}"
+        + ("; any first MO opts in" if k.mo_is_optin else "")
+        + f"; help: {', '.join(k.help_keywords) or 'none'}"
+        + (" (replied)" if k.help_reply else " (no reply set)"),
+    ]
     table = Router(config.carriers).table()
     lines.append(f"routes ({len(table)}, longest prefix wins):")
     lines += [f"  {prefix:<8} → {name}" for prefix, name in table]

@@ -107,6 +107,7 @@ def checks(scenario: Scenario, ev: Evidence) -> list[Check]:
         result.append(Check(job.short, ok, detail))
     ok, detail = job_outcome(record, scenario.otp)
     result.append(Check(scenario.otp.short, ok, detail))
+    result.append(_optout_check(scenario, ev))
 
     burst_ids = [job.id for job in scenario.burst]
     counts = count_finals(record, burst_ids)
@@ -118,6 +119,7 @@ def checks(scenario: Scenario, ev: Evidence) -> list[Check]:
     result.append(_throttle_check(scenario.burst_carrier, ev))
     result.append(_receipt_check(scenario, ev))
     result.append(_mo_check(ev))
+    result.append(_reply_check(scenario, ev))
     return result
 
 
@@ -176,6 +178,24 @@ def _receipt_check(scenario: Scenario, ev: Evidence) -> Check:
     return Check("receipts", unmatched == 0 and received >= expected > 0, detail)
 
 
+def _optout_check(scenario: Scenario, ev: Evidence) -> Check:
+    """The customer's HỦY recorded (the consent event), then a promotion to them refused."""
+    from smppgw.demo.scenario import OPTOUT_CUSTOMER, OPTOUT_TEXT
+
+    name = scenario.optout.short
+    event = next((s for s in ev.record.consent if s.body.get("number") == OPTOUT_CUSTOMER), None)
+    if event is None:
+        return Check(name, False, f"no opt-out recorded for {OPTOUT_CUSTOMER}")
+    ok, detail = job_outcome(ev.record, scenario.optout)
+    keyword = event.body.get("keyword")
+    return Check(
+        name,
+        ok and event.body.get("action") == "opt_out",
+        f"{OPTOUT_TEXT!r} from {OPTOUT_CUSTOMER} = opt_out ({keyword}); a promotion to "
+        f"them: {detail}",
+    )
+
+
 def _mo_check(ev: Evidence) -> Check:
     from smppgw.demo.scenario import COD_CUSTOMER, COD_REPLY
 
@@ -197,6 +217,25 @@ def _mo_check(ev: Evidence) -> Check:
     return Check(name, False, "sent to the simulator but not seen on the inbound topic")
 
 
+def _reply_check(scenario: Scenario, ev: Evidence) -> Check:
+    """The COD answer tied to the COD job: ``in_reply_to`` on the inbound event, and the
+    same event on the job's reply topic."""
+    name = "COD reply tied"
+    job_id = scenario.cod.id
+    tied = [s for s in ev.record.inbound if s.body.get("in_reply_to") == job_id]
+    replies = [s for s in ev.record.replies if s.topic.endswith("/" + job_id)]
+    if tied and replies:
+        return Check(name, True, f"in_reply_to {job_id}, also on {replies[0].topic} (expect_reply)")
+    if ev.mo_sent_at is None:
+        return Check(name, False, "no reply was sent")
+    return Check(
+        name,
+        False,
+        f"in_reply_to {'ok' if tied else 'missing'}; reply topic "
+        f"{'ok' if replies else 'got nothing'}",
+    )
+
+
 def summary(
     scenario: Scenario,
     ev: Evidence,
@@ -210,7 +249,7 @@ def summary(
         "",
         "─" * 78,
         f"summary: {jobs} jobs sent ({len(scenario.showcase)} showcase, 1 OTP, "
-        f"{len(scenario.burst)} bulk reminders)",
+        f"1 promotion after an opt-out, {len(scenario.burst)} bulk reminders)",
     ]
     for check in results:
         mark = "ok  " if check.ok else "FAIL"

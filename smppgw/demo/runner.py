@@ -22,7 +22,15 @@ from typing import Any, TextIO
 
 from smppgw.demo import report
 from smppgw.demo.procs import http_json, http_text, smppgw_child
-from smppgw.demo.scenario import COD_CUSTOMER, COD_REPLY, COD_SHORT_CODE, Scenario, build
+from smppgw.demo.scenario import (
+    COD_CUSTOMER,
+    COD_REPLY,
+    COD_SHORT_CODE,
+    OPTOUT_CUSTOMER,
+    OPTOUT_TEXT,
+    Scenario,
+    build,
+)
 from smppgw.demo.stack import GatewayPlan, SimPlan, StackError, find_conf, plan_gateway, plan_sims
 from smppgw.demo.watch import Watcher, clock, count_finals
 from smppgw.mqtt import MqttError
@@ -321,6 +329,7 @@ class Demo:
         self.say()
         for job in scenario.showcase:
             await watcher.publish(job.payload())
+        await self._mo(OPTOUT_CUSTOMER, OPTOUT_TEXT, "opts out of promotions")
         for n, job in enumerate(scenario.burst):
             if n == scenario.otp_after:
                 await watcher.publish(scenario.otp.payload())
@@ -340,22 +349,22 @@ class Demo:
         mo_sent_at: float | None = None
 
         def mo_seen() -> bool:
-            return any(s.body.get("from") == COD_CUSTOMER for s in record.inbound)
+            """The reply came back on the inbound topic and on the job's reply topic."""
+            return bool(record.replies) and any(
+                s.body.get("from") == COD_CUSTOMER for s in record.inbound
+            )
 
+        optout_published = False
         while True:
             if mo_sent_at is None and record.final(scenario.cod.id) is not None:
                 mo_sent_at = time.time()
-                self.say(
-                    f"{clock(mo_sent_at)}  → MO: the customer {COD_CUSTOMER} replies "
-                    f"{COD_REPLY!r} to {COD_SHORT_CODE} (POST /mo on viettel's simulator)"
-                )
-                status, body = await http_json(
-                    "POST",
-                    sims.control_url("viettel", "/mo"),
-                    {"from": COD_CUSTOMER, "to": COD_SHORT_CODE, "text": COD_REPLY},
-                )
-                if status != 202:
-                    self.say(f"           MO refused by the simulator: {status} {body}")
+                await self._mo(COD_CUSTOMER, COD_REPLY, "replies")
+            opted_out = any(s.body.get("number") == OPTOUT_CUSTOMER for s in record.consent)
+            if not optout_published and opted_out:
+                optout_published = True
+                job = scenario.optout
+                self.say(f"{clock(time.time())}  → {job.id}: a promotion to {job.to}")
+                await watcher.publish(job.payload())
             pending = [job.id for job in jobs if record.final(job.id) is None]
             if not pending and (mo_sent_at is not None and mo_seen()):
                 break
@@ -373,6 +382,21 @@ class Demo:
         counts = count_finals(record, burst_ids)
         self.say(f"{clock(time.time())}  … burst done: {self._burst_text(counts, len(burst_ids))}")
         return mo_sent_at
+
+    async def _mo(self, customer: str, text: str, verb: str) -> None:
+        """The customer texts ``text`` to the short code (viettel's simulator sends it)."""
+        assert self.sims is not None
+        self.say(
+            f"{clock(time.time())}  → MO: the customer {customer} {verb}: {text!r} to "
+            f"{COD_SHORT_CODE} (POST /mo on viettel's simulator)"
+        )
+        status, body = await http_json(
+            "POST",
+            self.sims.control_url("viettel", "/mo"),
+            {"from": customer, "to": COD_SHORT_CODE, "text": text},
+        )
+        if status != 202:
+            self.say(f"           MO refused by the simulator: {status} {body}")
 
     @staticmethod
     def _burst_text(counts: dict[str, int], total: int) -> str:

@@ -38,6 +38,11 @@ REMINDER = (
     "SHOPVN: Hoa don #INV-{n:05d} ({amount}d) den han thanh toan ngay 30/11. "
     "Bo qua tin nhan nay neu ban da thanh toan."
 )
+PROMO = "SHOPVN: Black Friday giam 50% toan bo giay dep, chi hom nay tai shopvn.vn/bf"
+#: A customer who texts HỦY (opt out) to the short code; a later marketing job to them
+#: must end rejected (opted_out).
+OPTOUT_CUSTOMER = "84986543210"
+OPTOUT_TEXT = "Hủy"
 #: The customer's reply to the COD request, and the short code it is sent to.
 COD_SHORT_CODE = "8079"
 COD_CUSTOMER = "84971234567"
@@ -86,10 +91,12 @@ class Scenario:
     otp_after: int
     cod: DemoJob
     burst_carrier: str
+    #: A marketing job published once the customer's opt-out is seen on the consent topic.
+    optout: DemoJob
 
     @property
     def all_jobs(self) -> tuple[DemoJob, ...]:
-        return (*self.showcase, *self.burst, self.otp)
+        return (*self.showcase, *self.burst, self.otp, self.optout)
 
 
 def build(tag: str, burst_size: int) -> Scenario:
@@ -100,12 +107,14 @@ def build(tag: str, burst_size: int) -> Scenario:
 
     cod = DemoJob(
         jid("cod-2048"),
-        "COD order (asks for a reply)",
+        "COD order (asks for a reply: expect_reply)",
         "0971 234 567",
         COD_REQUEST,
         DELIVERED,
         "viettel",
         sender=COD_SHORT_CODE,
+        # The customer's answer within 10 minutes is tied to this job (in_reply_to).
+        extra={"expect_reply": 600},
     )
     showcase = (
         DemoJob(
@@ -142,6 +151,27 @@ def build(tag: str, burst_size: int) -> Scenario:
             error_code="no_route",
         ),
         cod,
+        DemoJob(
+            jid("promo-bf"),
+            "promotion (marketing: [QC] label, footer)",
+            "0982345678",
+            PROMO,
+            DELIVERED,
+            "viettel",
+            extra={"category": "marketing"},
+            label="promotion",
+        ),
+    )
+    optout = DemoJob(
+        jid("promo-optout"),
+        "promotion to a customer who texted HỦY",
+        "0" + OPTOUT_CUSTOMER[2:],
+        PROMO,
+        frozenset({"rejected"}),
+        None,
+        error_code="opted_out",
+        extra={"category": "marketing"},
+        label="opt-out honoured",
     )
     burst = tuple(
         DemoJob(
@@ -166,4 +196,4 @@ def build(tag: str, burst_size: int) -> Scenario:
         extra={"ttl": 300},
         label="OTP (high)",
     )
-    return Scenario(showcase, burst, otp, burst_size // 2, cod, "mobifone")
+    return Scenario(showcase, burst, otp, burst_size // 2, cod, "mobifone", optout)

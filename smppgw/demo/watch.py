@@ -39,7 +39,10 @@ class Record:
 
     statuses: dict[str, list[Seen]] = field(default_factory=dict)
     inbound: list[Seen] = field(default_factory=list)
+    #: Replies to ``expect_reply`` jobs, on ``<reply_topic>/<job id>``.
+    replies: list[Seen] = field(default_factory=list)
     rejected: list[Seen] = field(default_factory=list)
+    consent: list[Seen] = field(default_factory=list)
     published: dict[str, float] = field(default_factory=dict)  # job id → wall time
 
     def final(self, job_id: str) -> Seen | None:
@@ -80,7 +83,17 @@ def inbound_line(seen: Seen) -> str:
     return (
         f"{clock(seen.wall)}  MO on {seen.topic}: from {body.get('from')} to {body.get('to')}: "
         f"{body.get('text')!r}"
+        + (f" (in reply to {body['in_reply_to']})" if body.get("in_reply_to") else "")
     )
+
+
+def consent_line(seen: Seen) -> str:
+    body = seen.body
+    how = f"keyword {body.get('keyword')!r} via {body.get('carrier')}"
+    if body.get("source") == "admin":
+        how = "smppgw consent"
+    change = f"{body.get('number')} {body.get('action')}"
+    return f"{clock(seen.wall)}  consent on {seen.topic}: {change} ({how})"
 
 
 class Watcher:
@@ -115,7 +128,9 @@ class Watcher:
             inbound = self.topics.inbound_topic.rstrip("/")
             await self.client.subscribe(f"{status}/#")
             await self.client.subscribe(f"{inbound}/#")
+            await self.client.subscribe(f"{self.topics.reply_topic.rstrip('/')}/#")
             await self.client.subscribe(self.topics.rejected_topic)
+            await self.client.subscribe(self.topics.consent_topic)
             self._connected = connected.pop_all()
         return self
 
@@ -149,6 +164,12 @@ class Watcher:
         elif message.topic.startswith(self.topics.inbound_topic.rstrip("/") + "/"):
             self.record.inbound.append(seen)
             self.say(inbound_line(seen))
+        elif message.topic == self.topics.consent_topic:
+            self.record.consent.append(seen)
+            self.say(consent_line(seen))
+        elif message.topic.startswith(self.topics.reply_topic.rstrip("/") + "/"):
+            self.record.replies.append(seen)
+            self.say(f"{clock(seen_at)}  reply on {message.topic}: {body.get('text')!r}")
         else:
             self.record.rejected.append(seen)
             self.say(f"{clock(seen_at)}  on {message.topic}: {body.get('reason')}")

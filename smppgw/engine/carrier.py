@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -270,6 +271,26 @@ class Carrier:
     def backlog(self) -> dict[Priority, int]:
         """Jobs queued in memory per lane (not counting those in a window or a retry wait)."""
         return self._lanes.backlog()
+
+    def evict(
+        self, select: Callable[[OutboundMessage], bool], max_lane: int
+    ) -> list[OutboundMessage]:
+        """Take back the jobs of lanes up to ``max_lane`` that have sent nothing yet (no
+        part written, no retry pending, no outcome on its way) and that ``select``
+        accepts, in lane and arrival order: failover moves them to another carrier.
+        Removed here first, so this carrier can never write them afterwards; an arming
+        record still on its way is harmless (the store marks only ``sending`` jobs
+        ``in_flight``, and a move resets the state)."""
+        taken: list[OutboundMessage] = []
+        for job in self._lanes.unstarted(max_lane):
+            if not select(job.message):
+                continue
+            self._lanes.remove(job)
+            self._active.pop(job.job_id, None)
+            taken.append(job.message)
+        if taken:
+            self._wake()
+        return taken
 
     def hold(self, held: bool) -> None:
         """Start no new job while ``held`` (binds stay up; jobs already started send their

@@ -58,6 +58,15 @@ class Lanes:
                 return lane[0]
         return None
 
+    def unstarted(self, max_lane: int) -> list[SendJob]:
+        """Queued jobs of lanes up to ``max_lane`` that have written nothing yet."""
+        return [
+            job
+            for lane in self._lanes[: max_lane + 1]
+            for job in lane
+            if not job.started and job.failure is None and job.retry is None and not job.reported
+        ]
+
     def remove(self, job: SendJob) -> None:
         if not job.queued:
             return

@@ -41,6 +41,9 @@ class OutboundMessage:
     expires_at: float | None = None
     #: Transient-failure retries already spent.
     attempt: int = 0
+    #: Parts the SMSC accepted, set by the carrier before it reports the job finished: a
+    #: job with any part accepted never moves to another carrier (failover).
+    accepted: int = 0
     #: The sender's own record of the job (the store's ``StoredJob``), handed back
     #: untouched in the outcome callbacks so that nobody joins it again by id.
     context: Any = field(default=None, compare=False, repr=False)

@@ -210,6 +210,7 @@ class Results(CarrierPart):
             accepted = [f"{i + 1}={mid}" for i, mid in enumerate(job.ids) if mid is not None]
             if accepted:
                 reason = f"{reason}; parts accepted: {', '.join(accepted)}"
+            job.message.accepted = job.accepted
             c = self.counters
             if status == "rejected":
                 c.jobs_rejected += 1

@@ -34,15 +34,33 @@ from smppgw.pipeline.routing import RoutingError, sender_problem, sender_source
 MAX_TEXT = 10_000
 #: Longest ttl, in seconds: a year is beyond any SMSC's validity period.
 MAX_TTL = 365 * 86400
+#: Longest ``expect_reply``, in seconds (7 days), and the furthest ``send_at`` ahead.
+MAX_EXPECT_REPLY = 7 * 86400
+MAX_SEND_AHEAD = MAX_TTL
+#: RFC 3339 date-time with a mandatory offset (``Z`` or ``+07:00``); fractions allowed.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
 #: Bytes of a garbage payload echoed on ``sms/rejected``.
 PAYLOAD_HEAD = 200
 DEFAULT_MAX_PAYLOAD = MqttConfig().max_payload
 PRIORITIES = ("high", "normal", "low")
+#: ``transactional`` (OTP, order, delivery, payment notices) or ``marketing`` (the
+#: ``consent:`` rules apply: opt-outs, hours, daily cap, label).
+CATEGORIES = ("transactional", "marketing")
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 PriorityName = Literal["high", "normal", "low"]
+CategoryName = Literal["transactional", "marketing"]
 StatusName = Literal[
-    "submitted", "delivered", "undelivered", "expired", "rejected", "failed", "cancelled"
+    "scheduled",
+    "submitted",
+    "delivered",
+    "undelivered",
+    "expired",
+    "rejected",
+    "failed",
+    "cancelled",
 ]
 
 
@@ -76,6 +94,14 @@ class Job(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     dlr: bool | None = None
     #: Seconds the job may wait before it is ``expired`` instead of sent.
     ttl: int | None = None
+    category: CategoryName = "transactional"
+    #: May the job move to another carrier (``failover``)? None (not given): yes when
+    #: routed by prefix, no when it forces a ``carrier``.
+    failover: bool | None = None
+    #: Not submitted before this wall-clock time (epoch seconds; RFC 3339 on the wire).
+    send_at: float | None = None
+    #: Seconds after submission during which an MO from ``to`` is this job's reply.
+    expect_reply: int | None = None
 
 
 class _IdOnly(msgspec.Struct):
@@ -138,6 +164,29 @@ def _parse(payload: bytes) -> object:
         raise JobError("garbage", "JSON is nested too deeply") from None
     except ValueError:
         raise JobError("garbage", f"not JSON: {first}") from None
+
+
+def parse_send_at(value: object) -> tuple[float | None, str | None]:
+    """``send_at`` as epoch seconds, or ``None`` and why not: an RFC 3339 string with an
+    offset (``2026-12-06T09:00:00+07:00``) or a JSON number of epoch seconds."""
+    if isinstance(value, bool) or value is None:
+        return None, f"expected an RFC 3339 time with offset or epoch seconds, got {_show(value)}"
+    if isinstance(value, int | float):
+        if not 0 < value < 1e11:
+            return None, f"epoch seconds out of range, got {_show(value)}"
+        return float(value), None
+    if isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
+            return None, (
+                "expected an RFC 3339 time with offset (like 2026-12-06T09:00:00+07:00), "
+                f"got {_show(value)}"
+            )
+        try:
+            moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        except ValueError as exc:
+            return None, f"not a valid time ({exc}), got {_show(value)}"
+        return moment.timestamp(), None
+    return None, f"expected an RFC 3339 time with offset or epoch seconds, got {_show(value)}"
 
 
 def _text_problem(field: str, value: str) -> str | None:
@@ -221,12 +270,35 @@ def decode_job(
     dlr = obj.get("dlr")
     if "dlr" in obj and not isinstance(dlr, bool):
         problems.append(f"dlr: expected true or false, got {_show(dlr)}")
+    category = obj.get("category", "transactional")
+    if category not in CATEGORIES or not isinstance(category, str):
+        problems.append(
+            f"category: expected one of transactional, marketing, got {_show(category)}"
+        )
+    failover = obj.get("failover")
+    if failover is not None and not isinstance(failover, bool):
+        problems.append(f"failover: expected true or false, got {_show(failover)}")
     ttl = obj.get("ttl")
     if ttl is not None:
         if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
             problems.append(f"ttl: expected a positive integer (seconds), got {_show(ttl)}")
         elif ttl > MAX_TTL:
             problems.append(f"ttl: at most {MAX_TTL} seconds (365 days), got {ttl}")
+    send_at = None
+    if "send_at" in obj:
+        send_at, problem = parse_send_at(obj["send_at"])
+        if problem is not None:
+            problems.append(f"send_at: {problem}")
+    expect_reply = obj.get("expect_reply")
+    if expect_reply is not None and (
+        not isinstance(expect_reply, int)
+        or isinstance(expect_reply, bool)
+        or not 1 <= expect_reply <= MAX_EXPECT_REPLY
+    ):
+        problems.append(
+            f"expect_reply: expected whole seconds from 1 to {MAX_EXPECT_REPLY} (7 days), "
+            f"got {_show(expect_reply)}"
+        )
     if problems:
         raise JobError("invalid", "; ".join(problems), job_id)
     assert to is not None and text is not None  # guaranteed by the problems check
@@ -239,6 +311,10 @@ def decode_job(
         priority=priority,
         dlr=dlr,
         ttl=ttl,
+        category=category,
+        failover=failover if isinstance(failover, bool) else None,
+        send_at=send_at,
+        expect_reply=expect_reply,
     )
 
 
@@ -264,6 +340,10 @@ def to_outbound(
             source = sender_source(job.sender, country_code)
         except RoutingError as exc:
             raise JobError("invalid", f"from: {exc.reason}", job.id) from None
+    expires_at = now + job.ttl if job.ttl is not None else None
+    problem = send_at_problem(job.send_at, expires_at, now)
+    if problem is not None:
+        raise JobError("invalid", problem, job.id)
     return OutboundMessage(
         job_id=job.id,
         destination=destination,
@@ -271,8 +351,29 @@ def to_outbound(
         priority=Priority.parse(job.priority),
         source=source,
         dlr=registered_delivery if job.dlr is None else job.dlr,
-        expires_at=now + job.ttl if job.ttl is not None else None,
+        expires_at=expires_at,
     )
+
+
+#: The carrier expires a job with less than this much ttl left rather than send it
+#: (``smppgw.engine.carrier``): a ``send_at`` must leave at least this much.
+TTL_MARGIN = 1.0
+
+
+def send_at_problem(send_at: float | None, expires_at: float | None, now: float) -> str | None:
+    """Why ``send_at`` cannot be honoured, naming the field: beyond the job's ttl (which
+    counts from publication) or more than a year ahead. A time already past is fine (the
+    job goes at once)."""
+    if send_at is None:
+        return None
+    if expires_at is not None and send_at > expires_at - TTL_MARGIN:
+        return (
+            f"send_at: {format_at(send_at)} is after the job's ttl runs out "
+            f"({format_at(expires_at)}; ttl counts from publication)"
+        )
+    if send_at > now + MAX_SEND_AHEAD:
+        return f"send_at: {format_at(send_at)} is more than 365 days ahead"
+    return None
 
 
 # ---------------------------------------------------------------------- events
@@ -283,6 +384,14 @@ class ErrorInfo(msgspec.Struct, frozen=True):
     #: name such as ``ESME_RINVDSTADR``, ...
     code: str
     reason: str
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """A carrier that did not take the job, and why: an SMPP status name (refused),
+    ``retries_exhausted``, ``down`` (no bind for ``failover_after``) or ``paused``."""
+
+    carrier: str
+    error: str
 
 
 class StatusEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -296,6 +405,14 @@ class StatusEvent(msgspec.Struct, frozen=True, kw_only=True):
     message_ids: tuple[str, ...] = ()
     error: ErrorInfo | None = None
     at: str
+    #: Carriers tried before ``carrier`` that did not take the job (failover), oldest first.
+    attempts: tuple[Attempt, ...] = ()
+
+
+class ScheduledEvent(StatusEvent, frozen=True, kw_only=True):
+    """``scheduled``: a status event plus ``send_at``, when the job will be released."""
+
+    send_at: str
 
 
 class InboundEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -306,6 +423,24 @@ class InboundEvent(msgspec.Struct, frozen=True, kw_only=True):
     to: str
     text: str
     at: str
+    #: The id (as its publisher sent it) of the job this MO answers (``expect_reply``);
+    #: null when it answers none. Always present.
+    in_reply_to: str | None = None
+
+
+class ConsentEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """``sms/consent``: one number's consent changed (an MO keyword, or an operator)."""
+
+    number: str
+    action: Literal["opt_out", "opt_in"]
+    #: The configured keyword the MO matched, ``mo`` for any MO (``consent.mo_is_optin``),
+    #: null for an operator's change.
+    keyword: str | None
+    #: The carrier the MO came through (null for an operator's change).
+    carrier: str | None
+    at: str
+    #: ``mo`` or ``admin`` (``smppgw consent``).
+    source: str = "mo"
 
 
 class RejectedEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -322,7 +457,7 @@ class RejectedEvent(msgspec.Struct, frozen=True, kw_only=True):
     at: str
 
 
-Event = StatusEvent | InboundEvent | RejectedEvent
+Event = StatusEvent | InboundEvent | RejectedEvent | ConsentEvent
 
 _encoder = msgspec.json.Encoder()
 
@@ -338,6 +473,10 @@ def decode_status(payload: bytes) -> StatusEvent:
 
 def decode_inbound(payload: bytes) -> InboundEvent:
     return msgspec.json.decode(payload, type=InboundEvent)
+
+
+def decode_consent(payload: bytes) -> ConsentEvent:
+    return msgspec.json.decode(payload, type=ConsentEvent)
 
 
 def decode_rejected(payload: bytes) -> RejectedEvent:

@@ -85,6 +85,8 @@ class Control:
             "held_total": sum(held.values()),
             "outbox": await gw.store.outbox_size(),
             "dead_events": gw.store.dead_events_count(),
+            # Jobs held until a time (status scheduled), by reason: send_at, window, cap.
+            "scheduled": gw.store.held_counts(),
             "mqtt_connected": gw.mqtt.connected,
         }
 
@@ -134,7 +136,8 @@ class Control:
             raise RequestError(f"no job {job_id!r}")
         if not cancelled:
             raise RequestError(
-                f"job {job_id!r} is {_where(view)}: only a job still queued can be cancelled"
+                f"job {job_id!r} is {_where(view)}: "
+                "only a job still queued or scheduled can be cancelled"
             )
         return job_record(view)
 
@@ -220,7 +223,7 @@ def job_record(view: JobView) -> dict[str, Any]:
         None if view.correlation_data is None else view.correlation_data.hex()
     )
     record["lane"] = Priority(view.lane).name.lower()
-    for key in ("received_at", "expires_at", "done_at"):
+    for key in ("received_at", "expires_at", "done_at", "held_until", "send_at"):
         value = record[key]
         record[key] = None if value is None else _iso(value)
     return record

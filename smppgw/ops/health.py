@@ -47,6 +47,8 @@ class HealthState:
         self._problems: dict[str, str] = {}
         self._draining = False
         self._paused: set[str] = set()
+        #: Carriers down long enough that their jobs go to the next carrier (failover).
+        self._failing_over: set[str] = set()
 
     # --- written by the gateway -------------------------------------------------------
 
@@ -78,6 +80,15 @@ class HealthState:
                 self._paused.add(carrier)
             else:
                 self._paused.discard(carrier)
+
+    def set_failing_over(self, carrier: str, failing_over: bool) -> None:
+        """``carrier`` has had no bind for its ``failover_after``: its jobs go to other
+        carriers (shown in /readyz's details next to ``paused``)."""
+        with self._lock:
+            if failing_over:
+                self._failing_over.add(carrier)
+            else:
+                self._failing_over.discard(carrier)
 
     def set_policy(self, policy: ReadyPolicy | str) -> None:
         with self._lock:
@@ -122,6 +133,7 @@ class HealthState:
             policy = self._policy
             draining = self._draining
             paused = sorted(self._paused)
+            failing_over = sorted(self._failing_over)
         reasons = list(live.reasons)
         if draining:
             reasons.append("gateway: shutting down")
@@ -137,6 +149,7 @@ class HealthState:
             "binds": binds,
             "policy": policy.value,
             "paused": paused,
+            "failing_over": failing_over,
         }
         return Verdict(not reasons, tuple(reasons), details)
 

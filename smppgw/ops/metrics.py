@@ -49,6 +49,8 @@ REJECT_REASONS = (
     "sender_not_allowed",  # a tenant's ``from`` outside its senders
     "priority_not_allowed",  # a tenant's priority outside its priorities
     "quota_exceeded",  # a tenant's daily_parts would be exceeded
+    "opted_out",  # a marketing job to a number that opted out
+    "frequency_cap",  # a marketing job over consent.marketing_daily_cap (cap_action reject)
     "other",
 )
 
@@ -69,11 +71,19 @@ MO_REFUSALS = ("too_large", "busy")
 
 #: Results of a ``smppgw ctl`` request (the ``result`` label of ctl_requests).
 CTL_RESULTS = ("ok", "refused", "invalid", "failed")
+#: Why a job is held (the ``reason`` label of jobs_held): ``send_at``; ``window`` and
+#: ``cap`` are the marketing rules' (``smppgw.pipeline.holds.HoldReason``).
+HOLD_REASONS = ("send_at", "window", "cap")
 #: What became of a cancel from MQTT (the ``result`` label of cancels_total).
 CANCEL_RESULTS = ("cancelled", "not_cancelled", "invalid")
 
 #: Kinds of MQTT publications (the ``kind`` label of events_published).
-EVENT_KINDS = ("status", "inbound", "rejected")
+EVENT_KINDS = ("status", "inbound", "rejected", "consent")
+#: Consent changes: the ``action`` and ``source`` labels of consent_changes.
+CONSENT_ACTIONS = ("opt_out", "opt_in")
+CONSENT_SOURCES = ("mo", "admin")
+#: What the daily marketing cap did (the ``action`` label of marketing_caps).
+CAP_ACTIONS = ("reject", "defer")
 
 #: Why the outbox set an event aside (the ``reason`` label of events_set_aside).
 SET_ASIDE_REASONS = (
@@ -142,9 +152,49 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.jobs_held = Gauge(
+            "smppgw_jobs_held",
+            "Jobs held (status scheduled) until a time, by reason (send_at, window, cap).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in HOLD_REASONS:
+            self.jobs_held.labels(reason=reason)
+        self.replies_matched = Counter(
+            "smppgw_replies_matched_total",
+            "MO messages tied to an open expect_reply job (published with in_reply_to).",
+            registry=r,
+        )
         self.garbage_payloads = Counter(
             "smppgw_garbage_payloads_total",
             "MQTT payloads that were not a job at all (not JSON, no usable id): dropped.",
+            registry=r,
+        )
+        self.consent_changes = Counter(
+            "smppgw_consent_changes_total",
+            "Consent changes recorded, by action (opt_out, opt_in) and source (mo: a keyword"
+            " or first MO from the number; admin: smppgw consent).",
+            ["action", "source"],
+            registry=r,
+        )
+        self.marketing_caps = Counter(
+            "smppgw_marketing_caps_total",
+            "Marketing jobs over consent.marketing_daily_cap, by action (reject, defer).",
+            ["action"],
+            registry=r,
+        )
+        self.failovers = Counter(
+            "smppgw_failovers_total",
+            "Jobs moved to the next carrier of their chain, by reason (down: no bind for "
+            "failover_after, or paused; refused: a failover_on status; retries: transient "
+            "retries exhausted).",
+            ["from", "to", "reason"],
+            registry=r,
+        )
+        self.ported_numbers = Gauge(
+            "smppgw_ported_numbers",
+            "Number-to-carrier mappings in the ported-number cache (learned, imported, "
+            "from routing.ported_file), expired ones not counted.",
             registry=r,
         )
         self.jobs_final = Counter(
@@ -405,7 +455,7 @@ class Metrics:
         )
         self.events_published = Counter(
             "smppgw_events_published_total",
-            "Events acknowledged by the broker, by kind (status, inbound, rejected).",
+            "Events acknowledged by the broker, by kind (status, inbound, rejected, consent).",
             ["kind"],
             registry=r,
         )
@@ -472,6 +522,11 @@ class Metrics:
             self.events_set_aside.labels(reason=reason)
         for lane in LANES:
             self.jobs_received.labels(lane=lane)
+        for action in CONSENT_ACTIONS:
+            for source in CONSENT_SOURCES:
+                self.consent_changes.labels(action=action, source=source)
+        for action in CAP_ACTIONS:
+            self.marketing_caps.labels(action=action)
         for reason in REJECT_REASONS:
             self.jobs_rejected.labels(reason=reason)
         for reason in DROP_REASONS:

@@ -29,6 +29,10 @@ from smppgw.config import CarrierConfig, MqttConfig
 from smppgw.engine.policy import Action, ErrorPolicy
 from smppgw.ops.metrics import (
     BIND_FAILURES,
+    CAP_ACTIONS,
+    CONSENT_ACTIONS,
+    CONSENT_SOURCES,
+    HOLD_REASONS,
     LANES,
     MO_REFUSALS,
     RECEIPT_STATES,
@@ -194,6 +198,8 @@ class Telemetry:
         self._carriers: dict[str, _CarrierChildren] = {}
         self._received = tuple(metrics.jobs_received.labels(lane) for lane in LANES)
         self._duplicate = metrics.jobs_duplicate
+        #: ``smppgw consent``'s totals in the store when last read (None: not yet read).
+        self._admin_consent: dict[str, int] | None = None
 
     def _of(self, carrier: str) -> _CarrierChildren:
         found = self._carriers.get(carrier)
@@ -270,12 +276,41 @@ class Telemetry:
     def garbage_payload(self) -> None:
         self.metrics.garbage_payloads.inc()
 
+    # ------------------------------------------------------------------ consent
+    def consent_change(self, action: str, source: str, changes: int = 1) -> None:
+        """A number opted out or in (``source``: ``mo`` or ``admin``)."""
+        if action in CONSENT_ACTIONS and source in CONSENT_SOURCES and changes > 0:
+            self.metrics.consent_changes.labels(action=action, source=source).inc(changes)
+
+    def consent_totals(self, totals: Mapping[tuple[str, str], int]) -> None:
+        """The store's running totals of consent changes: those made by ``smppgw consent``
+        (another process) since the last call are counted here. The first call only
+        takes the baseline."""
+        admin = {action: totals.get((action, "admin"), 0) for action in CONSENT_ACTIONS}
+        seen = self._admin_consent
+        self._admin_consent = admin
+        if seen is not None:
+            for action, total in admin.items():
+                self.consent_change(action, "admin", total - seen[action])
+
+    def marketing_cap(self, action: str) -> None:
+        """A marketing job hit the daily cap: ``reject`` or ``defer``."""
+        if action in CAP_ACTIONS:
+            self.metrics.marketing_caps.labels(action=action).inc()
+
     # ------------------------------------------------------------------ outcomes
     def job_submitted(self, carrier: str, parts: int, lane: int, waited: float) -> None:
         """Every part accepted; ``waited``: seconds from intake to now (queue latency)."""
         children = self._of(carrier)
         children.parts.inc(parts)
         children.queue_latency[lane].observe(max(0.0, waited))
+
+    def failover(self, carrier: str, to: str, reason: str, jobs: int = 1) -> None:
+        """``jobs`` moved from ``carrier`` to ``to`` (reason: down, refused, retries)."""
+        self.metrics.failovers.labels(carrier, to, reason).inc(jobs)
+
+    def ported_numbers(self, count: int) -> None:
+        self.metrics.ported_numbers.set(count)
 
     def job_final(self, carrier: str, status: str) -> None:
         self._of(carrier).final_status(status).inc()
@@ -286,6 +321,16 @@ class Telemetry:
 
     def receipt_unmatched(self, carrier: str) -> None:
         self.metrics.receipts_unmatched.labels(carrier).inc()
+
+    def jobs_held(self, counts: Mapping[str, int]) -> None:
+        """Held jobs by reason (the store's counters); a reason with none shows 0."""
+        gauge = self.metrics.jobs_held
+        for reason in {*HOLD_REASONS, *counts}:
+            gauge.labels(reason=reason).set(counts.get(reason, 0))
+
+    def reply_matched(self) -> None:
+        """An MO was tied to an open ``expect_reply`` job."""
+        self.metrics.replies_matched.inc()
 
     def mo_message(self, carrier: str) -> None:
         """An inbound message (reassembled) was committed for publishing."""
@@ -368,7 +413,16 @@ class CountingPublisher:
     topic is ``rejected``, everything else is a status event (``<status_topic>/<id>``, the
     unmatched-receipt topic, and copies to a job's MQTT 5 Response Topic)."""
 
-    __slots__ = ("_inbound", "_inbound_prefix", "_inner", "_rejected", "_rejected_topic", "_status")
+    __slots__ = (
+        "_consent",
+        "_consent_topic",
+        "_inbound",
+        "_inbound_prefix",
+        "_inner",
+        "_rejected",
+        "_rejected_topic",
+        "_status",
+    )
 
     def __init__(self, inner: Publisher, metrics: Metrics, mqtt: MqttConfig) -> None:
         self._inner = inner
@@ -378,6 +432,8 @@ class CountingPublisher:
         self._status = metrics.events_published.labels("status")
         self._inbound = metrics.events_published.labels("inbound")
         self._rejected = metrics.events_published.labels("rejected")
+        self._consent_topic = mqtt.consent_topic
+        self._consent = metrics.events_published.labels("consent")
 
     @property
     def connected(self) -> bool:
@@ -400,6 +456,8 @@ class CountingPublisher:
             return self._inbound
         if topic == self._rejected_topic:
             return self._rejected
+        if topic == self._consent_topic:
+            return self._consent
         return self._status
 
 

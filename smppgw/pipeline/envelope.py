@@ -44,6 +44,8 @@ def own_topics(mqtt: MqttConfig) -> tuple[str, ...]:
         mqtt.inbound_topic.rstrip("/"),
         mqtt.rejected_topic.rstrip("/"),
         mqtt.cancel_topic.rstrip("/"),
+        mqtt.consent_topic.rstrip("/"),
+        mqtt.reply_topic.rstrip("/"),
         f"{status}-{UNMATCHED_SUFFIX}",
     )
 

@@ -56,6 +56,8 @@ class Feeder:
         #: Set while not paused (``smppgw ctl pause``): the loop waits on it before a claim.
         self._running = asyncio.Event()
         self._running.set()
+        #: Set by failover while the carrier is down and its jobs go elsewhere.
+        self._diverted = False
         self.claimed = 0
 
     def wake(self) -> None:
@@ -88,12 +90,19 @@ class Feeder:
         self._running.set()
         self.wake()
 
+    def divert(self, diverted: bool) -> None:
+        """Claim nothing while ``diverted`` (failover: the carrier has had no bind for
+        ``failover_after`` and its queued jobs move to other carriers), apart from the
+        operator's pause."""
+        self._diverted = diverted
+        self.wake()
+
     async def run(self) -> None:
         while not self._stopping:
             if not self._running.is_set():
                 await self._running.wait()
                 continue
-            room = self._carrier.wants()
+            room = 0 if self._diverted else self._carrier.wants()
             urgent = room <= 0
             if urgent:
                 if not await self._napped(POLL):

@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import msgspec
 import structlog
 
 from smppgw.config import Config
@@ -31,16 +32,21 @@ from smppgw.mqtt.schema import (
     to_outbound,
 )
 from smppgw.ops.telemetry import Telemetry
+from smppgw.pipeline.consent import ConsentDesk
 from smppgw.pipeline.envelope import Envelope, EnvelopeGuard
+from smppgw.pipeline.failover import Failover
+from smppgw.pipeline.holds import Go, HoldReason, Holds, HoldUntil, timer_until
+from smppgw.pipeline.marketing import Hold, Reject
 from smppgw.pipeline.outcomes import EventFactory
 from smppgw.pipeline.routing import Router, RoutingError, normalize_msisdn
 from smppgw.pipeline.tenancy import DEFAULT, Tenant, Tenants, UnknownTenant
 from smppgw.store import OutboxEvent, StoreAPI, StoredJob, Usage
+from smppgw.store.ops import Admission
 
 log = structlog.get_logger("smppgw.intake")
 
 #: A job of this turn's batch: the job, its tenant's usage (None: not counted), its future.
-_Pending = tuple[StoredJob, Usage | None, "asyncio.Future[bool | None]"]
+_Pending = tuple[StoredJob, Usage | None, "asyncio.Future[Admission]"]
 
 
 def _key(tenant: Tenant | None, job_id: str) -> str:
@@ -60,8 +66,20 @@ class Intake:
         *,
         on_job: Callable[[str], None],
         on_events: Callable[[], None],
+        failover: Failover | None = None,
+        holds: Holds | None = None,
+        consent: ConsentDesk | None = None,
     ) -> None:
+        """``failover``: plans each job's carrier chain (ported numbers first); without
+        it a job goes to its prefix (or forced) carrier and never moves. ``holds``: where
+        a job with a future ``send_at`` (or one a release check holds) is held; ``None``:
+        no holds (``send_at`` is then ignored). ``consent``: the marketing rules (the
+        gateway's, shared with MO handling and reconfigured with it); None builds one from
+        ``config`` and ``router``."""
+        self._failover = failover
+        self._holds = holds
         self._config = config
+        self._consent = consent if consent is not None else ConsentDesk(config, router)
         self._guard = EnvelopeGuard(config.mqtt)
         self._store = store
         self._router = router
@@ -118,6 +136,8 @@ class Intake:
         if envelope.problems:
             await self._reject(key, "invalid", "; ".join(envelope.problems), envelope, now)
             return False
+        if job.category == "marketing":
+            job = msgspec.structs.replace(job, text=self._consent.decorate(job.text))
         country_code = self._config.routing.country_code
         if tenant is not None:
             refusal = self._tenants.refusal(tenant, job, country_code)
@@ -126,7 +146,7 @@ class Intake:
                 return False
         try:
             destination = normalize_msisdn(job.to, country_code)
-            carrier = self._router.route(destination, job.carrier)
+            carrier, chain = self._route(destination, job.carrier, job.failover)
             outbound = to_outbound(
                 job,
                 destination,
@@ -152,11 +172,36 @@ class Intake:
             response_topic=envelope.response_topic,
             correlation_data=envelope.correlation_data,
             received_at=now,
+            category=job.category,
+            chain=chain,
+            expect_reply=job.expect_reply,
         )
+        holds = self._holds
+        if holds is not None:
+            if job.send_at is not None and job.send_at > now:
+                stored = holds.held(stored, job.send_at, HoldReason.SEND_AT)
+            elif holds.checks and job.category != "marketing":
+                # A marketing job is decided by the consent rules in the transaction that
+                # adds it (``_commit``), where its count in the daily cap is taken too.
+                decision = await holds.check(stored, now)
+                if isinstance(decision, HoldUntil):
+                    stored = holds.held(stored, decision.until, decision.reason)
+                elif not isinstance(decision, Go):
+                    await self._reject(key, decision.code, decision.reason, envelope, now)
+                    return False
         usage = None
         if tenant is not None:
             usage = self._tenants.usage(tenant, outbound.text, self._carriers[carrier], now)
         new = await self._add(stored, usage)
+        if isinstance(new, Reject):
+            if new.code == "frequency_cap":
+                self._telemetry.marketing_cap("reject")
+            await self._reject(key, new.code, new.reason, envelope, now)
+            return False
+        held_until = stored.held_until
+        if isinstance(new, Hold):
+            held_until = self._held(key, stored, new)
+            new = True
         if new is None:
             assert usage is not None and usage.limit is not None
             reason = (
@@ -167,7 +212,12 @@ class Intake:
             return False
         if new:
             self._telemetry.job_received(stored.lane)
-            self._on_job(carrier)
+            if held_until is None:
+                self._on_job(carrier)
+            else:
+                assert holds is not None
+                holds.scheduled(held_until)
+                self._on_events()
             if usage is not None:
                 self._tenants.metrics.received_job(usage.tenant, usage.parts)
         else:
@@ -175,11 +225,31 @@ class Intake:
             log.info("job_duplicate", job_id=key)
         return new
 
-    def _add(self, job: StoredJob, usage: Usage | None) -> asyncio.Future[bool | None]:
+    def _held(self, key: str, job: StoredJob, hold: Hold) -> float | None:
+        """A marketing job taken but held by the consent rules (window or deferred cap):
+        when the held-jobs timer must look at it (None: no ``Holds``, it was parked in its
+        lane until then instead)."""
+        if hold.reason == "cap":
+            self._telemetry.marketing_cap("defer")
+        log.info("job_held", job_id=key, reason=hold.reason, send_at=format_at(hold.until))
+        if self._holds is None:
+            return None
+        return timer_until(hold.until, job.expires_at)
+
+    def _route(
+        self, destination: str, forced: str | None, failover: bool | None
+    ) -> tuple[str, tuple[str, ...]]:
+        """The job's carrier and its failover chain (:mod:`smppgw.pipeline.failover`)."""
+        if self._failover is None:
+            return self._router.route(destination, forced), ()
+        return self._failover.plan(destination, forced, failover)
+
+    def _add(self, job: StoredJob, usage: Usage | None) -> asyncio.Future[Admission]:
         """Queue ``job`` for this turn's ``add_jobs``; resolves to True if it was new,
-        None if its tenant's daily quota refused it."""
+        None if its tenant's daily quota refused it, a Reject / Hold from the marketing
+        rules (``smppgw.store.ops.add_admitted``)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool | None] = loop.create_future()
+        future: asyncio.Future[Admission] = loop.create_future()
         if not self._batch:
             loop.call_soon(self._flush)
         self._batch.append((job, usage, future))
@@ -194,9 +264,14 @@ class Intake:
     async def _commit(self, batch: list[_Pending]) -> None:
         jobs = [job for job, _, _ in batch]
         try:
-            added: list[bool] | list[bool | None]
-            if any(usage is not None for _, usage, _ in batch):
-                added = await self._store.add_counted(jobs, [usage for _, usage, _ in batch])
+            added: list[bool] | list[Admission]
+            if any(u is not None or j.category == "marketing" for j, u, _ in batch):
+                added = await self._store.add_admitted(
+                    jobs,
+                    [usage for _, usage, _ in batch],
+                    self._consent.gate,
+                    None if self._holds is None else self._holds.held,
+                )
             else:
                 added = await self._store.add_jobs(jobs)
         except asyncio.CancelledError:

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 import structlog
 
 from smppgw.config import MqttConfig
 from smppgw.engine.message import OutboundMessage
 from smppgw.mqtt.schema import (
+    Attempt,
     ErrorInfo,
-    InboundEvent,
+    ScheduledEvent,
     StatusEvent,
     encode_event,
     format_at,
 )
 from smppgw.ops.telemetry import Telemetry
 from smppgw.outcome import failed, unmatched_status
+from smppgw.pipeline.consent import ConsentDesk, MoPlan
 from smppgw.pipeline.envelope import UNMATCHED_SUFFIX
+from smppgw.pipeline.failover import Failover
+from smppgw.pipeline.inbound import MoEvents
 from smppgw.smpp.receipt import Receipt
 from smppgw.store import JobView, OutboxEvent, StoreAPI, StoredJob
 
@@ -80,6 +85,7 @@ class EventFactory:
         reason: str | None = None,
         response_topic: str | None = None,
         correlation_data: bytes | None = None,
+        attempts: tuple[tuple[str, str], ...] = (),
     ) -> list[OutboxEvent]:
         error = ErrorInfo(code=code, reason=reason or code) if code is not None else None
         payload = encode_event(
@@ -90,12 +96,29 @@ class EventFactory:
                 parts=parts,
                 message_ids=tuple(message_ids),
                 error=error,
+                attempts=tuple(Attempt(carrier=c, error=e) for c, e in attempts),
                 at=self._at(time.time()),
             )
         )
         events = [OutboxEvent(f"{self.status_topic}/{job_id}", payload)]
         if response_topic:
             events.append(OutboxEvent(response_topic, payload, correlation_data))
+        return events
+
+    def scheduled(self, job: StoredJob, send_at: float) -> list[OutboxEvent]:
+        """``scheduled``: the job is held; ``send_at`` says when it will be released."""
+        payload = encode_event(
+            ScheduledEvent(
+                id=job.job_id.rpartition("/")[2],
+                status="scheduled",
+                carrier=job.carrier,
+                at=self._at(time.time()),
+                send_at=format_at(send_at),
+            )
+        )
+        events = [OutboxEvent(f"{self.status_topic}/{job.job_id}", payload)]
+        if job.response_topic:
+            events.append(OutboxEvent(job.response_topic, payload, job.correlation_data))
         return events
 
     def for_view(self, view: JobView, status: str, reason: str | None = None) -> list[OutboxEvent]:
@@ -115,6 +138,7 @@ class EventFactory:
             reason=reason,
             response_topic=view.response_topic,
             correlation_data=view.correlation_data,
+            attempts=view.attempts,
         )
 
 
@@ -128,14 +152,28 @@ class GatewayEvents:
         telemetry: Telemetry,
         on_events: Callable[[], None],
         on_left: Callable[[str], None] | None = None,
+        failover: Failover | None = None,
+        mo: MoEvents | None = None,
+        *,
+        consent: ConsentDesk | None = None,
+        on_job: Callable[[str], None] | None = None,
     ) -> None:
         """``on_left(job_id)``: the store recorded the job submitted or final, so it no
-        longer waits (tenants' ``max_queued`` bookkeeping)."""
+        longer waits (tenants' ``max_queued`` bookkeeping). ``failover``: a failed job
+        that its chain lets move goes to its next carrier instead of ending. ``mo``: where
+        MO messages go (replies, tenants' numbers and keywords); default: every MO to
+        ``<inbound_topic>/<carrier>``. ``consent``: MO keywords change consent and get
+        replies, recorded with their MO (None: MO is only published); ``on_job(carrier)``:
+        a reply job was queued for ``carrier``."""
+        self._failover = failover
+        self.mo = mo if mo is not None else MoEvents(inbound_topic=factory.inbound_topic)
         self._store = store
         self._factory = factory
         self._telemetry = telemetry
         self._on_events = on_events
         self._on_left = on_left
+        self._consent = consent
+        self._on_job = on_job
 
     async def sending(self, carrier: str, job_ids: list[str]) -> None:
         """A submit_sm for these jobs is about to be written: after a crash their outcome
@@ -155,10 +193,13 @@ class GatewayEvents:
             message_ids=message_ids,
             response_topic=job.response_topic,
             correlation_data=job.correlation_data,
+            attempts=job.attempts,
         )
         await self._store.mark_submitted(
             job.job_id, carrier, keys, message_ids, final=not job.dlr, events=events
         )
+        if job.attempts and self._failover is not None:
+            await self._failover.after_submit(carrier, job)
         if self._on_left is not None:
             self._on_left(job.job_id)
         self._telemetry.job_submitted(
@@ -171,6 +212,11 @@ class GatewayEvents:
     ) -> None:
         job = _stored(message)
         job_id = job.job_id
+        failover = self._failover
+        if failover is not None and await failover.after_failure(
+            carrier, job, status, code, message.accepted
+        ):
+            return  # queued on its next carrier: no event, not final
         events = self._factory.status(
             job_id,
             status,
@@ -179,6 +225,7 @@ class GatewayEvents:
             reason=reason,
             response_topic=job.response_topic,
             correlation_data=job.correlation_data,
+            attempts=job.attempts,
         )
         changed = await self._store.finish(job_id, status, events, code=code)
         if changed and self._on_left is not None:
@@ -228,16 +275,44 @@ class GatewayEvents:
         self._on_events()
 
     async def inbound(self, carrier: str, source: str, destination: str, text: str) -> None:
-        payload = encode_event(
-            InboundEvent(
-                carrier=carrier, sender=source, to=destination, text=text, at=format_at(time.time())
+        """Returns once the MO's events are committed (then the SMSC gets its
+        deliver_sm_resp). The reply window lookup, the events and what a consent keyword
+        changes (the consent, its ``sms/consent`` event, reply jobs) are one transaction."""
+        now = time.time()
+        mo = self.mo
+        make_events = partial(mo.events, carrier, source, destination, text, now)
+        plan = (
+            None
+            if self._consent is None
+            else self._consent.plan(carrier, source, destination, text, now)
+        )
+        if plan is None or (plan.change is None and not plan.replies):
+            window = await self._store.add_mo(mo.number(source), now, make_events)
+        else:
+            window, changed = await self._store.record_mo(
+                mo.number(source), now, make_events, plan.change, plan.replies, plan.reply_on_change
             )
-        )
-        await self._store.add_events(
-            [OutboxEvent(f"{self._factory.inbound_topic}/{carrier}", payload)]
-        )
+            self._consented(carrier, plan, changed)
         self._telemetry.mo_message(carrier)
+        if window is not None:
+            self._telemetry.reply_matched()
+            log.info("reply_matched", carrier=carrier, job_id=window.job_id)
         self._on_events()
+
+    def _consented(self, carrier: str, plan: MoPlan, changed: bool) -> None:
+        """Metrics, log and feeder wake-ups for an MO's consent change and replies."""
+        if changed and plan.change is not None:
+            self._telemetry.consent_change(plan.change.action, "mo")
+            log.info(
+                "consent_changed",
+                carrier=carrier,
+                action=plan.change.action,
+                keyword=plan.change.keyword,
+            )
+        for reply in plan.replies + (plan.reply_on_change if changed else []):
+            self._telemetry.job_received(reply.lane)
+            if self._on_job is not None:
+                self._on_job(reply.carrier)
 
     async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
         return await self._store.lookup(carrier, normalized_id)

@@ -50,6 +50,24 @@ def is_digits(text: str) -> bool:
     return bool(text) and all(c in _DIGITS for c in text)
 
 
+#: Short codes: this many digits at most, kept as written (never given a country code).
+MAX_SHORT_CODE = 7
+
+
+def mo_number(raw: str, country_code: str) -> str | None:
+    """An MO address (its ``from`` or ``to``) as the gateway compares numbers: a short
+    code (3 to 7 digits, not starting with 0) as written, anything else as
+    :func:`normalize_msisdn` writes it; ``None`` when it is neither (an alphanumeric
+    sender). So a job's destination ``0912…`` and an MO from ``84912…`` are one number."""
+    number = raw.strip().translate(_SEPARATORS)
+    if is_digits(number) and 3 <= len(number) <= MAX_SHORT_CODE and number[0] != "0":
+        return number
+    try:
+        return normalize_msisdn(raw, country_code)
+    except RoutingError:
+        return None
+
+
 def normalize_msisdn(raw: str, country_code: str) -> str:
     """Return ``raw`` as E.164 digits without ``+`` (``0912345678`` → ``84912345678``).
 
@@ -177,11 +195,11 @@ def sender_source(address: str, country_code: str | None) -> SourceConfig:
 class Router:
     """Prefix → carrier, longest prefix first.
 
-    Built once from the validated config (``smppgw.config`` already refuses a prefix claimed
-    by two carriers; the constructor checks again so a hand-built config cannot route
-    ambiguously). With ``routing``, destinations outside its ``country_code`` are refused
-    unless ``allow_international`` lists theirs; without it (summaries, tables) any number
-    may be routed.
+    Built once from the validated config. A prefix claimed by two carriers (``check-config``
+    warns) is routed to the first of them in config order; the other reaches those
+    numbers only as a failover (:mod:`smppgw.pipeline.failover`). With ``routing``,
+    destinations outside its ``country_code`` are refused unless ``allow_international``
+    lists theirs; without it (summaries, tables) any number may be routed.
     """
 
     __slots__ = ("_by_length", "_carriers", "_lengths", "_prefixes", "_routing")
@@ -195,12 +213,7 @@ class Router:
         owners: dict[str, str] = {}
         for carrier in carriers:
             for prefix in carrier.prefixes:
-                other = owners.get(prefix)
-                if other is not None and other != carrier.name:
-                    raise ValueError(
-                        f"prefix {prefix} is claimed by both {other} and {carrier.name}"
-                    )
-                owners[prefix] = carrier.name
+                owners.setdefault(prefix, carrier.name)  # first in config order wins
         by_length: dict[int, dict[str, str]] = {}
         for prefix, name in owners.items():
             by_length.setdefault(len(prefix), {})[prefix] = name
@@ -223,18 +236,21 @@ class Router:
                 "unknown_carrier", f"carrier {forced!r} is not configured (known: {known})"
             )
         self._check_country(msisdn)
-        size = len(msisdn)
-        for length in self._lengths:
-            if length <= size:
-                name = self._by_length[length].get(msisdn[:length])
-                if name is not None and (forced is None or name == forced):
-                    return name
         if forced is not None:
+            # Its own prefixes, also one the table gave to an earlier carrier.
+            if any(msisdn.startswith(prefix) for prefix in self._prefixes[forced]):
+                return forced
             claimed = ", ".join(self._prefixes[forced]) or "none"
             raise RoutingError(
                 "no_route",
                 f"carrier {forced!r} does not serve {msisdn} (its prefixes: {claimed})",
             )
+        size = len(msisdn)
+        for length in self._lengths:
+            if length <= size:
+                name = self._by_length[length].get(msisdn[:length])
+                if name is not None:
+                    return name
         raise RoutingError("no_route", f"no carrier claims a prefix of {msisdn}")
 
     def _check_country(self, msisdn: str) -> None:

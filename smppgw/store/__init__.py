@@ -10,11 +10,14 @@ uses, implemented by ``Store`` and by ``pg.PostgresStore`` (``store.backend: pos
 from smppgw.store.api import Store
 from smppgw.store.contract import StoreAPI
 from smppgw.store.model import (
+    ConsentChange,
+    ConsentRecord,
     DeadEvent,
     JobState,
     JobView,
     OutboxEvent,
     RecoveryReport,
+    ReplyWindow,
     StoredJob,
     StoreError,
     StoreStats,
@@ -22,11 +25,14 @@ from smppgw.store.model import (
 )
 
 __all__ = [
+    "ConsentChange",
+    "ConsentRecord",
     "DeadEvent",
     "JobState",
     "JobView",
     "OutboxEvent",
     "RecoveryReport",
+    "ReplyWindow",
     "Store",
     "StoreAPI",
     "StoreError",

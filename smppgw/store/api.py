@@ -20,13 +20,17 @@ from functools import partial
 from types import TracebackType
 from typing import TypeVar
 
-from smppgw.store import ops
+from smppgw.pipeline.marketing import Go, Hold, MarketingGate, Reject
+from smppgw.store import ops, routes
 from smppgw.store.model import (
+    ConsentChange,
+    ConsentRecord,
     DeadEvent,
     JobState,
     JobView,
     OutboxEvent,
     RecoveryReport,
+    ReplyWindow,
     StoredJob,
     StoreStats,
     Usage,
@@ -69,6 +73,7 @@ class Store:
         off by default, see ``smppgw.store.schema``)."""
         self.path = path
         self._depths: Counter[tuple[str, int]] = Counter()
+        self._held: Counter[str] = Counter()
         self._outbox = 0
         self._dead = 0
         self._writer = Writer(
@@ -108,6 +113,7 @@ class Store:
         )
         tx = Tx(conn, 0.0)
         self._depths = Counter(ops.count_queued(tx))
+        self._held = Counter(ops.count_held(tx))
         self._outbox = ops.count_outbox(tx)
         self._dead = ops.count_dead_events(tx)
         return conn
@@ -122,7 +128,13 @@ class Store:
                     depths[key] = value
                 else:
                     del depths[key]
-        self._outbox += tx.outbox
+        # Events another process put in the outbox (``smppgw consent``) are deleted here
+        # without having been counted: never below zero.
+        self._outbox = max(0, self._outbox + tx.outbox)
+        if tx.held:
+            held = self._held
+            for reason, change in tx.held.items():
+                held[reason] += change
 
     def _run(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
         return self._writer.submit(fn)
@@ -140,6 +152,66 @@ class Store:
         same transaction (``usage[i]`` for ``jobs[i]``, None for an uncounted job). Per
         job True (new), False (known id) or None (over the tenant's daily limit: not added)."""
         return await self._run(partial(ops.add_counted, jobs=list(jobs), usage=list(usage)))
+
+    async def add_admitted(
+        self,
+        jobs: Sequence[StoredJob],
+        usage: Sequence[Usage | None],
+        gate: MarketingGate | None,
+        hold: ops.HoldMaker | None = None,
+    ) -> list[ops.Admission]:
+        """``add_counted`` that also decides each ``marketing`` job with ``gate`` and counts
+        it against the number's rolling 24 h, in the same transaction: per job True, False,
+        None (tenant quota), a ``Reject`` (not added) or a ``Hold`` (added, held: as
+        ``hold`` makes it, see ``ops.add_admitted``)."""
+        return await self._run(
+            partial(ops.add_admitted, jobs=list(jobs), usage=list(usage), gate=gate, hold=hold)
+        )
+
+    async def marketing_release(
+        self, job_id: str, gate: MarketingGate, now: float
+    ) -> Go | Hold | Reject | None:
+        """The marketing rules asked again for a held job about to be released (the
+        held-jobs release check): None for a job that is not marketing; its count in the
+        rolling 24 h moves with the decision (``ops.marketing_release``)."""
+        return await self._run(partial(ops.marketing_release, job_id=job_id, gate=gate, now=now))
+
+    async def record_mo(
+        self,
+        number: str,
+        now: float,
+        make_events: Callable[[ReplyWindow | None], list[OutboxEvent]],
+        change: ConsentChange | None,
+        replies: Sequence[StoredJob] = (),
+        reply_on_change: Sequence[StoredJob] = (),
+    ) -> tuple[ReplyWindow | None, bool]:
+        """``add_mo`` with the MO's consent change and reply jobs in the same transaction
+        (see ``ops.record_mo``): the reply window, and whether the consent changed."""
+        return await self._run(
+            partial(
+                ops.record_mo,
+                number=number,
+                now=now,
+                make_events=make_events,
+                change=change,
+                replies=list(replies),
+                reply_on_change=list(reply_on_change),
+            )
+        )
+
+    async def consent_records(
+        self, *, opted_out_only: bool = True, limit: int | None = None
+    ) -> list[ConsentRecord]:
+        return await self._run(
+            partial(ops.consent_records, opted_out_only=opted_out_only, limit=limit)
+        )
+
+    async def consent_counts(self) -> dict[tuple[str, str], int]:
+        """(action, source) → consent changes recorded, by this process or ``smppgw consent``."""
+        return await self._run(ops.consent_counts)
+
+    async def purge_marketing_sends(self, older_than: float) -> int:
+        return await self._run(partial(ops.purge_marketing_sends, older_than=older_than))
 
     async def tenant_usage(self, tenant: str, day: str) -> int:
         """Parts counted for ``tenant`` on ``day`` (``YYYY-MM-DD``)."""
@@ -340,11 +412,66 @@ class Store:
     async def job(self, job_id: str) -> JobView | None:
         return await self._run(partial(ops.job, job_id=job_id))
 
+    # -- held jobs (smppgw.pipeline.holds) -------------------------------------------
+    def held_counts(self) -> dict[str, int]:
+        """Held jobs by reason, from counters kept in step with each commit (never a scan)."""
+        return {reason: n for reason, n in self._held.items() if n}
+
+    async def next_held(self) -> float | None:
+        """When the earliest held job is due (its release time, or its ttl if sooner)."""
+        return await self._run(ops.next_held)
+
+    async def due_held(self, now: float, limit: int) -> list[StoredJob]:
+        """Up to ``limit`` held jobs due at ``now``, by lane then arrival; still held."""
+        return await self._run(partial(ops.due_held, now=now, limit=limit))
+
+    async def hold(
+        self,
+        job_id: str,
+        until: float,
+        reason: str,
+        events: Sequence[OutboxEvent] = (),
+        *,
+        send_at: float | None = None,
+    ) -> bool:
+        """Hold a queued or held job until ``until`` for ``reason``, with ``events``
+        (its ``scheduled`` event), in one transaction. False for a job in another state."""
+        return await self._run(
+            partial(
+                ops.hold,
+                job_id=job_id,
+                until=until,
+                reason=reason,
+                events=list(events),
+                send_at=send_at,
+            )
+        )
+
+    async def release_held(self, job_ids: Sequence[str]) -> list[tuple[str, int]]:
+        """Held jobs into their lanes; the (carrier, lane) of each one moved."""
+        return await self._run(partial(ops.release_held, job_ids=list(job_ids)))
+
+    # -- replies ---------------------------------------------------------------------
+    async def add_mo(
+        self,
+        number: str,
+        now: float,
+        make_events: Callable[[ReplyWindow | None], list[OutboxEvent]],
+    ) -> ReplyWindow | None:
+        """Store an MO's events, built by ``make_events(window)`` from the newest reply
+        window open for ``number`` at ``now``, in one transaction; returns that window.
+        ``make_events`` runs in the writer thread: keep it pure and quick."""
+        return await self._run(partial(ops.add_mo, number=number, now=now, make_events=make_events))
+
+    async def purge_replies(self, before: float) -> int:
+        """Delete reply windows closed before ``before``; returns how many."""
+        return await self._run(partial(ops.purge_replies, before=before))
+
     # -- operator actions (smppgw ctl) -----------------------------------------------
     async def cancel_queued(
         self, job_id: str, make_events: EventMaker
     ) -> tuple[JobView | None, bool]:
-        """End a job still waiting in its lane ``cancelled``, with ``make_events(view,
+        """End a job still waiting in its lane (or held) ``cancelled``, with ``make_events(view,
         "cancelled")``, in one transaction. The job's view (None for an unknown id) and
         whether it was cancelled now."""
         return await self._run(partial(ops.cancel_queued, job_id=job_id, make_events=make_events))
@@ -377,6 +504,58 @@ class Store:
         """Run ``fn(connection)`` in the writer thread inside a batch's transaction: for
         maintenance (pragmas, ``EXPLAIN QUERY PLAN``) and tests, not for the gateway."""
         return await self._run(lambda tx: fn(tx.conn))
+
+    # -- failover and ported numbers (smppgw.store.routes) ---------------------------
+    def queued(self, carrier: str, lane: int) -> int:
+        """Queued jobs of ``carrier`` in ``lane`` as of the last commit (no round trip:
+        the failover monitor asks this often)."""
+        return self._depths.get((carrier, lane), 0)
+
+    async def move_job(self, job_id: str, carrier: str, to: str, error: str) -> bool:
+        """A job claimed by ``carrier`` with a known outcome there goes to ``to``'s queue,
+        in its lane and arrival order, ``(carrier, error)`` added to its attempts."""
+        return await self._run(
+            partial(routes.move_job, job_id=job_id, carrier=carrier, to=to, error=error)
+        )
+
+    async def move_queued(
+        self, carrier: str, max_lane: int, pick: routes.Picker, error: str, limit: int = 1000
+    ) -> list[routes.Move]:
+        """Queued jobs of ``carrier`` (lanes up to ``max_lane``) go where ``pick`` says."""
+        return await self._run(
+            partial(
+                routes.move_queued,
+                carrier=carrier,
+                max_lane=max_lane,
+                pick=pick,
+                error=error,
+                limit=limit,
+            )
+        )
+
+    async def learn_port(self, number: str, carrier: str, ttl: float) -> None:
+        await self._run(partial(routes.learn, number=number, carrier=carrier, ttl=ttl))
+
+    async def forget_port(self, number: str) -> routes.Ported | None:
+        return await self._run(partial(routes.forget, number=number))
+
+    async def import_ported(
+        self, entries: Sequence[tuple[str, str]], source: str, *, replace_source: bool
+    ) -> routes.ImportReport:
+        return await self._run(
+            partial(
+                routes.import_ported,
+                entries=list(entries),
+                source=source,
+                replace_source=replace_source,
+            )
+        )
+
+    async def count_ported(self) -> int:
+        return await self._run(routes.count_ported)
+
+    async def purge_ported(self) -> int:
+        return await self._run(routes.purge_ported)
 
     # -- metrics ---------------------------------------------------------------------
     def size_bytes(self) -> int:

@@ -25,6 +25,10 @@ class StoreError(Exception):
 class JobState(IntEnum):
     """Where a job is in its life; stored as a small integer in the queue index."""
 
+    #: Held until a time (``send_at``, the marketing window, a deferred cap): in no lane,
+    #: released by :class:`smppgw.pipeline.holds.Holds`. Below ``QUEUED`` so that every
+    #: "not yet submitted" test (``state < 3``) counts it, and no "done" test does.
+    HELD = -1
     #: Waiting in its carrier's lane (possibly until ``next_attempt``).
     QUEUED = 0
     #: Claimed by a carrier scheduler; no submit_sm written yet, so safe to re-queue.
@@ -61,6 +65,23 @@ class StoredJob:
     correlation_data: bytes | None = None
     attempt: int = 0
     received_at: float = field(default_factory=time.time)
+    #: Carriers this job may use, in order (the first is where it was routed); empty: it
+    #: stays with ``carrier`` (:mod:`smppgw.pipeline.failover`).
+    chain: tuple[str, ...] = ()
+    #: Carriers that did not take it, with why: ``(carrier, error)`` pairs, oldest first.
+    attempts: tuple[tuple[str, str], ...] = ()
+    #: The job's ``send_at`` (wall clock), shown on its ``scheduled`` event.
+    send_at: float | None = None
+    #: Seconds an MO from ``destination`` is tied to this job once it is submitted.
+    expect_reply: int | None = None
+    #: Set: the job is added held (``JobState.HELD``) until then, for ``hold_reason``.
+    held_until: float | None = None
+    hold_reason: str | None = None
+    #: Stored with the job in the same transaction when it is new (a held job's
+    #: ``scheduled`` event); nothing when its id is already known.
+    events: tuple[OutboxEvent, ...] = ()
+    #: ``transactional`` or ``marketing`` (the ``consent:`` rules apply).
+    category: str = "transactional"
 
     def outbound(self) -> OutboundMessage:
         """The carrier's view of this job."""
@@ -87,6 +108,39 @@ class Usage:
     day: str
     parts: int
     limit: int | None = None
+
+
+@dataclass(slots=True)
+class ConsentChange:
+    """A number's consent to record, with the events that announce it (stored only when
+    it changes something)."""
+
+    #: E.164 digits.
+    number: str
+    #: ``opt_out`` or ``opt_in``.
+    action: str
+    #: The configured keyword that matched (``mo``: any MO, ``consent.mo_is_optin``);
+    #: None for an operator's change.
+    keyword: str | None
+    #: ``mo`` or ``admin``.
+    source: str
+    carrier: str | None = None
+    #: Record only when the number has no consent record at all (an implicit opt-in never
+    #: overrides an explicit opt-out).
+    only_if_unknown: bool = False
+    events: list[OutboxEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class ConsentRecord:
+    """One number's last consent change, as ``smppgw consent list/export`` shows it."""
+
+    number: str
+    opted_out: bool
+    keyword: str | None
+    source: str
+    carrier: str | None
+    changed_at: float
 
 
 @dataclass(slots=True)
@@ -145,6 +199,24 @@ class JobView:
     expires_at: float | None
     #: When the job was submitted or became final (purge age).
     done_at: float | None
+    #: Carriers that did not take it (``StoredJob.attempts``).
+    attempts: tuple[tuple[str, str], ...] = ()
+    #: Held jobs: when the release timer looks at it again, and why it is held.
+    held_until: float | None = None
+    hold_reason: str | None = None
+    send_at: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ReplyWindow:
+    """An open ``expect_reply`` window: the MO from ``number`` is this job's reply."""
+
+    #: The job's store key (``<tenant>/<id>`` for a named tenant).
+    job_id: str
+    number: str
+    until: float
+    response_topic: str | None
+    correlation_data: bytes | None
 
 
 @dataclass(slots=True, frozen=True)

@@ -17,19 +17,25 @@ from typing import Any
 
 from smppgw.config import SourceConfig
 from smppgw.outcome import job_status
+from smppgw.pipeline.marketing import DAY, Go, Hold, MarketingGate, NumberState, Reject
 from smppgw.store.model import (
+    ConsentChange,
+    ConsentRecord,
     DeadEvent,
     JobState,
     JobView,
     OutboxEvent,
     RecoveryReport,
+    ReplyWindow,
     StoredJob,
     Usage,
 )
+from smppgw.store.routes import decode_attempts, decode_chain, encode_attempts, encode_chain
 from smppgw.store.writer import Tx
 
 EventMaker = Callable[[JobView, str], list[OutboxEvent]]
 
+HELD = int(JobState.HELD)
 QUEUED = int(JobState.QUEUED)
 SENDING = int(JobState.SENDING)
 IN_FLIGHT = int(JobState.IN_FLIGHT)
@@ -39,18 +45,21 @@ FINAL = int(JobState.FINAL)
 _LABELS = {int(state): state.label for state in JobState}
 _SUBMITTED_LABEL = _LABELS[SUBMITTED]
 
+#: A job's category when the column is NULL (every job before consent, most jobs since).
+TRANSACTIONAL = "transactional"
 _JOB_COLUMNS = (
     "job_id, carrier, lane, destination, text, source_address, source_ton, source_npi, dlr,"
-    " expires_at, response_topic, correlation_data, attempt, received_at"
+    " expires_at, response_topic, correlation_data, attempt, received_at, chain, attempts,"
+    " send_at, expect_reply, held_until, hold_reason, category"
 )
 _VIEW_COLUMNS = (
     "job_id, carrier, lane, state, status, error_code, destination, dlr, attempt, parts,"
     " message_ids, part_states, response_topic, correlation_data, received_at, expires_at,"
-    " done_at"
+    " done_at, attempts, held_until, hold_reason, send_at"
 )
 _INSERT_JOB = (
     f"INSERT OR IGNORE INTO jobs ({_JOB_COLUMNS}, state) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CLAIM = (
     f"SELECT seq, {_JOB_COLUMNS} FROM jobs "
@@ -81,12 +90,21 @@ def _job_row(job: StoredJob) -> tuple[Any, ...]:
         job.correlation_data,
         job.attempt,
         job.received_at,
+        encode_chain(job.chain),
+        encode_attempts(job.attempts),
+        job.send_at,
+        job.expect_reply,
+        job.held_until,
+        job.hold_reason,
+        None if job.category == TRANSACTIONAL else job.category,
+        QUEUED if job.held_until is None else HELD,
     )
 
 
 def _job_from_row(row: Sequence[Any]) -> StoredJob:
     (job_id, carrier, lane, destination, text, address, ton, npi, dlr, expires_at) = row[:10]
-    response_topic, correlation_data, attempt, received_at = row[10:14]
+    response_topic, correlation_data, attempt, received_at, chain, attempts = row[10:16]
+    send_at, expect_reply, held_until, hold_reason, category = row[16:21]
     return StoredJob(
         job_id=job_id,
         carrier=carrier,
@@ -100,6 +118,13 @@ def _job_from_row(row: Sequence[Any]) -> StoredJob:
         correlation_data=correlation_data,
         attempt=attempt,
         received_at=received_at,
+        chain=decode_chain(chain),
+        attempts=decode_attempts(attempts),
+        send_at=send_at,
+        expect_reply=expect_reply,
+        held_until=held_until,
+        hold_reason=hold_reason,
+        category=category or TRANSACTIONAL,
     )
 
 
@@ -122,6 +147,10 @@ def _view_from_row(row: Sequence[Any]) -> JobView:
         received_at=row[14],
         expires_at=row[15],
         done_at=row[16],
+        attempts=decode_attempts(row[17]),
+        held_until=row[18],
+        hold_reason=row[19],
+        send_at=row[20],
     )
 
 
@@ -154,15 +183,22 @@ def _each_chunk(tx: Tx, statement: str, values: Sequence[Any]) -> int:
     return changed
 
 
-def _state(tx: Tx, job_id: str) -> tuple[int, str | None, int] | None:
-    row = tx.conn.execute("SELECT state, carrier, lane FROM jobs WHERE job_id = ?", (job_id,))
+def _state(tx: Tx, job_id: str) -> tuple[int, str | None, int, str | None] | None:
+    row = tx.conn.execute(
+        "SELECT state, carrier, lane, hold_reason FROM jobs WHERE job_id = ?", (job_id,)
+    )
     found = row.fetchone()
-    return None if found is None else (found[0], found[1], found[2])
+    return None if found is None else (found[0], found[1], found[2], found[3])
 
 
-def _leave_queue(tx: Tx, state: int, carrier: str | None, lane: int) -> None:
+def _leave_queue(
+    tx: Tx, state: int, carrier: str | None, lane: int, reason: str | None = None
+) -> None:
+    """Count a job out of its lane (queued) or out of the held jobs (held)."""
     if state == QUEUED and carrier is not None:
         tx.depth[(carrier, lane)] -= 1
+    elif state == HELD:
+        tx.held[reason or ""] -= 1
 
 
 # -- operations --------------------------------------------------------------------------
@@ -172,9 +208,21 @@ def add_jobs(tx: Tx, jobs: Sequence[StoredJob]) -> list[bool]:
     for job in jobs:
         new = execute(_INSERT_JOB, _job_row(job)).rowcount == 1
         added.append(new)
-        if new:
+        if not new:
+            continue
+        if job.held_until is None:
             tx.depth[(job.carrier, int(job.lane))] += 1
+        else:
+            tx.held[job.hold_reason or ""] += 1
+        if job.events:
+            _add_events(tx, job.events)
     return added
+
+
+#: What ``add_admitted`` did with one job: True added, False a known id (nothing written),
+#: None over its tenant's daily parts (not added), a :class:`Reject` from the marketing
+#: gate (not added), or a :class:`Hold` (added, not claimable before ``until``).
+Admission = bool | None | Reject | Hold
 
 
 def add_counted(
@@ -183,20 +231,219 @@ def add_counted(
     """``add_jobs`` that also counts each tenant job's parts in ``tenant_usage``: per job
     True (added), False (known id: nothing written, nothing counted) or None (not added:
     its parts would take the tenant's day over ``limit``)."""
+    return [a for a in add_admitted(tx, jobs, usage, None) if not isinstance(a, Reject | Hold)]
+
+
+def _known(tx: Tx, job_id: str) -> bool:
+    return tx.conn.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
+
+
+def number_state(tx: Tx, number: str, now: float, leave_out: str = "") -> NumberState:
+    """Whether ``number`` opted out, and its marketing sends counted in the last 24 h
+    (but the job ``leave_out``'s own)."""
+    row = tx.conn.execute("SELECT opted_out FROM consent WHERE number = ?", (number,)).fetchone()
+    sends = tx.conn.execute(
+        "SELECT at FROM marketing_sends WHERE number = ? AND at > ? AND job_id != ?",
+        (number, now - DAY, leave_out),
+    ).fetchall()
+    return NumberState(opted_out=bool(row and row[0]), sends=[at for (at,) in sends])
+
+
+#: Makes the held form of a job (``job, until, reason``): the held-jobs mechanism's hook.
+HoldMaker = Callable[[StoredJob, float, str], StoredJob]
+
+
+def add_admitted(
+    tx: Tx,
+    jobs: Sequence[StoredJob],
+    usage: Sequence[Usage | None],
+    gate: MarketingGate | None,
+    hold: HoldMaker | None = None,
+) -> list[Admission]:
+    """Add jobs with their checks in this transaction: a tenant job's parts counted in
+    ``tenant_usage`` (``usage[i]``, None: uncounted), and a ``marketing`` job decided by
+    ``gate`` and, once taken, counted in ``marketing_sends`` at its send or release time.
+    A job the gate holds is added as ``hold(job, until, reason)`` makes it (the held-jobs
+    mechanism's ``Holds.held``; runs in the writer thread: pure and quick); without
+    ``hold`` it waits in its lane with ``next_attempt`` at the release time. A marketing
+    job already held for its ``send_at`` is decided at its release (the release check,
+    ``marketing_release``), and counted at its ``send_at`` meanwhile."""
     execute = tx.conn.execute
-    result: list[bool | None] = []
+    result: list[Admission] = []
     for job, use in zip(jobs, usage, strict=True):
+        marketing = job.category == "marketing" and gate is not None
+        #: Held for its own send_at already: decided when it comes due.
+        later = job.held_until is not None
+        decision: Go | Hold | Reject | None = None
+        if marketing:
+            assert gate is not None
+            if _known(tx, job.job_id):
+                result.append(False)
+                continue
+            if not later:
+                decision = gate.decide(number_state(tx, job.destination, tx.now), tx.now)
+            if isinstance(decision, Reject):
+                result.append(decision)
+                continue
         if use is not None and use.limit is not None:
             row = execute(_USED, (use.tenant, use.day)).fetchone()
             if (row[0] if row else 0) + use.parts > use.limit:
-                known = execute("SELECT 1 FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
-                result.append(False if known else None)
+                result.append(False if _known(tx, job.job_id) else None)
                 continue
+        if isinstance(decision, Hold) and hold is not None:
+            job = hold(job, decision.until, decision.reason)
         new = add_jobs(tx, (job,))[0]
         if new and use is not None:
             execute(_COUNT_USAGE, (use.tenant, use.day, use.parts))
-        result.append(new)
+        if not new or not marketing:
+            result.append(new)
+            continue
+        at = tx.now
+        if isinstance(decision, Hold):
+            at = decision.until
+            if hold is None:
+                execute("UPDATE jobs SET next_attempt = ? WHERE job_id = ?", (at, job.job_id))
+        elif later and job.send_at is not None:
+            at = job.send_at
+        execute(
+            "INSERT OR REPLACE INTO marketing_sends (job_id, number, at) VALUES (?, ?, ?)",
+            (job.job_id, job.destination, at),
+        )
+        result.append(decision if isinstance(decision, Hold) else True)
     return result
+
+
+def marketing_release(
+    tx: Tx, job_id: str, gate: MarketingGate, now: float
+) -> Go | Hold | Reject | None:
+    """Decide again, at its release, a held job: None when it is no marketing job (no
+    ``marketing_sends`` row: not the gate's business). Its own counted send is left out of
+    the number's state; then it is counted again at its new time (Go: now, Hold: the new
+    release time), or forgotten (Reject: it will never be sent)."""
+    row = tx.conn.execute(
+        "SELECT number FROM marketing_sends WHERE job_id = ?", (job_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    decision = gate.decide(number_state(tx, row[0], now, leave_out=job_id), now)
+    if isinstance(decision, Reject):
+        tx.conn.execute("DELETE FROM marketing_sends WHERE job_id = ?", (job_id,))
+    else:
+        at = decision.until if isinstance(decision, Hold) else now
+        tx.conn.execute("UPDATE marketing_sends SET at = ? WHERE job_id = ?", (at, job_id))
+    return decision
+
+
+# -- consent -----------------------------------------------------------------------------
+_UPSERT_CONSENT = (
+    "INSERT INTO consent (number, opted_out, keyword, source, carrier, changed_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (number) DO UPDATE SET opted_out ="
+    " excluded.opted_out, keyword = excluded.keyword, source = excluded.source,"
+    " carrier = excluded.carrier, changed_at = excluded.changed_at"
+)
+_COUNT_CONSENT = (
+    "INSERT INTO consent_counts (action, source, changes) VALUES (?, ?, ?)"
+    " ON CONFLICT (action, source) DO UPDATE SET changes = changes + excluded.changes"
+)
+
+
+def apply_consent(tx: Tx, change: ConsentChange) -> bool:
+    """Record ``change`` with its events when it changes the number's consent (an opt-out
+    of a number already opted out changes nothing); True when it did."""
+    row = tx.conn.execute(
+        "SELECT opted_out FROM consent WHERE number = ?", (change.number,)
+    ).fetchone()
+    wanted = 1 if change.action == "opt_out" else 0
+    if row is not None and (change.only_if_unknown or row[0] == wanted):
+        return False
+    tx.conn.execute(
+        _UPSERT_CONSENT,
+        (change.number, wanted, change.keyword, change.source, change.carrier, tx.now),
+    )
+    tx.conn.execute(_COUNT_CONSENT, (change.action, change.source, 1))
+    _add_events(tx, change.events)
+    return True
+
+
+def record_mo(
+    tx: Tx,
+    number: str,
+    now: float,
+    make_events: Callable[[ReplyWindow | None], list[OutboxEvent]],
+    change: ConsentChange | None,
+    replies: Sequence[StoredJob],
+    reply_on_change: Sequence[StoredJob],
+) -> tuple[ReplyWindow | None, bool]:
+    """``add_mo`` with what its consent keyword does: the consent change (with its
+    events), the replies it always gets (help) and those it gets only when its consent
+    changed (opt-out), all in the MO's transaction, so its deliver_sm is answered only
+    once all of it is durable. The reply window, and whether the consent changed."""
+    window = add_mo(tx, number, now, make_events)
+    changed = change is not None and apply_consent(tx, change)
+    add_jobs(tx, [*replies, *(reply_on_change if changed else ())])
+    return window, changed
+
+
+def set_opted_out(
+    tx: Tx, numbers: Sequence[str], opted_out: bool, make_events: Callable[[str], OutboxEvent]
+) -> list[str]:
+    """An operator's change of many numbers (``smppgw consent``): those whose consent it
+    changes get a row (source ``admin``) and ``make_events(number)``; returns them."""
+    wanted = 1 if opted_out else 0
+    already: set[str] = set()
+    unique = list(dict.fromkeys(numbers))
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start : start + _CHUNK]
+        rows = tx.conn.execute(
+            f"SELECT number FROM consent WHERE opted_out = ? AND number IN"
+            f" ({', '.join('?' * len(chunk))})",
+            (wanted, *chunk),
+        )
+        already.update(number for (number,) in rows)
+    if not opted_out:  # a number never recorded is not opted out: nothing to change
+        known: set[str] = set()
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            rows = tx.conn.execute(
+                f"SELECT number FROM consent WHERE number IN ({', '.join('?' * len(chunk))})",
+                tuple(chunk),
+            )
+            known.update(number for (number,) in rows)
+        already.update(n for n in unique if n not in known)
+    changed = [n for n in unique if n not in already]
+    tx.conn.executemany(
+        _UPSERT_CONSENT, [(n, wanted, None, "admin", None, tx.now) for n in changed]
+    )
+    if changed:
+        action = "opt_out" if opted_out else "opt_in"
+        tx.conn.execute(_COUNT_CONSENT, (action, "admin", len(changed)))
+        _add_events(tx, [make_events(n) for n in changed])
+    return changed
+
+
+def consent_records(tx: Tx, opted_out_only: bool, limit: int | None) -> list[ConsentRecord]:
+    """Numbers with a consent record, newest change first."""
+    where = " WHERE opted_out = 1" if opted_out_only else ""
+    rows = tx.conn.execute(
+        "SELECT number, opted_out, keyword, source, carrier, changed_at FROM consent"
+        f"{where} ORDER BY changed_at DESC, number LIMIT ?",
+        (-1 if limit is None else limit,),
+    )
+    return [
+        ConsentRecord(number, bool(out), keyword, source, carrier, at)
+        for number, out, keyword, source, carrier, at in rows
+    ]
+
+
+def consent_counts(tx: Tx) -> dict[tuple[str, str], int]:
+    """(action, source) → consent changes recorded since the store was created."""
+    rows = tx.conn.execute("SELECT action, source, changes FROM consent_counts")
+    return {(action, source): n for action, source, n in rows}
+
+
+def purge_marketing_sends(tx: Tx, older_than: float) -> int:
+    """Forget marketing sends the rolling 24 h no longer counts."""
+    return tx.conn.execute("DELETE FROM marketing_sends WHERE at < ?", (older_than,)).rowcount
 
 
 def tenant_usage(tx: Tx, tenant: str, day: str) -> int:
@@ -288,9 +535,9 @@ def release_unsent(tx: Tx, carrier: str | None) -> int:
 
 def retry_later(tx: Tx, job_id: str, attempt: int, next_attempt: float) -> bool:
     current = _state(tx, job_id)
-    if current is None or current[0] >= SUBMITTED:
+    if current is None or current[0] >= SUBMITTED or current[0] == HELD:
         return False
-    state, carrier, lane = current
+    state, carrier, lane, _ = current
     tx.conn.execute(
         "UPDATE jobs SET state = 0, attempt = ?, next_attempt = ? WHERE job_id = ?",
         (attempt, next_attempt, job_id),
@@ -308,6 +555,28 @@ _SUBMIT = (
     "UPDATE jobs SET state = ?, status = 'submitted', parts = ?, message_ids = ?,"
     " norm_ids = ?, part_states = ?, done_at = ? WHERE job_id = ?"
 )
+
+
+#: What a submitted job needs for its reply window, if it asked for one.
+_SUBMIT_RETURNING = " RETURNING expect_reply, destination, response_topic, correlation_data"
+
+
+def _open_reply(
+    tx: Tx,
+    job_id: str,
+    expect_reply: int,
+    number: str,
+    response_topic: str | None,
+    correlation_data: bytes | None,
+) -> None:
+    """The job asked for ``expect_reply`` seconds: from now (its submission), an MO from
+    its destination is its reply. Copied out of ``jobs`` so that a window outlives the
+    job's purge and the lookup reads one small index."""
+    tx.conn.execute(
+        "INSERT INTO reply_windows (number, job_id, until, response_topic, correlation_data)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (number, job_id, tx.now + expect_reply, response_topic, correlation_data),
+    )
 
 
 def mark_submitted(
@@ -333,14 +602,17 @@ def mark_submitted(
     )
     # The usual case in one statement: a claimed job (sending / in flight) is in no
     # queue-depth count, so nothing else needs its old state.
-    if tx.conn.execute(_SUBMIT + " AND state IN (1, 2)", values).rowcount != 1:
+    row = tx.conn.execute(_SUBMIT + " AND state IN (1, 2)" + _SUBMIT_RETURNING, values).fetchone()
+    if row is None:
         current = _state(tx, job_id)
         if current is None:
             raise KeyError(f"unknown job {job_id!r}")
         if current[0] == FINAL:
             raise ValueError(f"job {job_id!r} is already final")
         _leave_queue(tx, *current)
-        tx.conn.execute(_SUBMIT, values)
+        row = tx.conn.execute(_SUBMIT + _SUBMIT_RETURNING, values).fetchone()
+    if row[0] is not None:
+        _open_reply(tx, job_id, *row)
     # A recycled message id (SMSC counters wrap) now points at the newer job.
     tx.conn.executemany(
         "INSERT OR REPLACE INTO msgids (carrier, normalized_id, job_id, part, parts)"
@@ -358,11 +630,17 @@ def finish(
         return False
     _leave_queue(tx, *current)
     tx.conn.execute(
-        "UPDATE jobs SET state = 4, status = ?, error_code = ?, done_at = ? WHERE job_id = ?",
+        "UPDATE jobs SET state = 4, status = ?, error_code = ?, done_at = ?, held_until = NULL"
+        " WHERE job_id = ?",
         (status, code, tx.now, job_id),
     )
     _add_events(tx, events)
     return True
+
+
+_STATES = {label: state for state, label in _LABELS.items()}
+#: What a cancel may end: a job waiting in its lane or held (never one being sent).
+_CANCELLABLE = frozenset((_LABELS[QUEUED], _LABELS[HELD]))
 
 
 def cancel_queued(tx: Tx, job_id: str, make_events: EventMaker) -> tuple[JobView | None, bool]:
@@ -371,11 +649,12 @@ def cancel_queued(tx: Tx, job_id: str, make_events: EventMaker) -> tuple[JobView
     ``queued``, so a cancel never races a submit_sm. Returns the view (None for an
     unknown id) and whether it was cancelled now."""
     view = job(tx, job_id)
-    if view is None or view.state != JobState.QUEUED.label:
+    if view is None or view.state not in _CANCELLABLE:
         return view, False
-    _leave_queue(tx, QUEUED, view.carrier, view.lane)
+    _leave_queue(tx, _STATES[view.state], view.carrier, view.lane, view.hold_reason)
     tx.conn.execute(
-        "UPDATE jobs SET state = 4, status = 'cancelled', done_at = ? WHERE job_id = ?",
+        "UPDATE jobs SET state = 4, status = 'cancelled', done_at = ?, held_until = NULL"
+        " WHERE job_id = ?",
         (tx.now, job_id),
     )
     view.state, view.status, view.done_at = JobState.FINAL.label, "cancelled", tx.now
@@ -577,3 +856,106 @@ def count_queued(tx: Tx) -> dict[tuple[str, int], int]:
 
 def count_outbox(tx: Tx) -> int:
     return int(tx.conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+
+def count_held(tx: Tx) -> dict[str, int]:
+    """Held jobs by reason (once, at open: the partial index ``jobs_held`` only)."""
+    rows = tx.conn.execute(
+        "SELECT hold_reason, count(*) FROM jobs WHERE state = -1 GROUP BY hold_reason"
+    )
+    return {reason or "": n for reason, n in rows}
+
+
+# -- held jobs ---------------------------------------------------------------------------
+def next_held(tx: Tx) -> float | None:
+    """When the earliest held job is due: the first entry of ``jobs_held``."""
+    row = tx.conn.execute("SELECT min(held_until) FROM jobs WHERE state = -1").fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def due_held(tx: Tx, now: float, limit: int) -> list[StoredJob]:
+    """Up to ``limit`` held jobs due at ``now``, most urgent lane first, then arrival
+    order (they stay held: :func:`settle_held` says what becomes of each)."""
+    rows = tx.conn.execute(
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = -1 AND held_until <= ?"
+        " ORDER BY lane, seq LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    return [_job_from_row(row) for row in rows]
+
+
+def hold(
+    tx: Tx,
+    job_id: str,
+    until: float,
+    reason: str,
+    events: Sequence[OutboxEvent],
+    send_at: float | None = None,
+) -> bool:
+    """Hold a queued or held job until ``until`` (the timer's next look) for ``reason``,
+    with ``events``; ``send_at`` (when given) is the release time its events announce.
+    False, nothing written, for a job in any other state."""
+    current = _state(tx, job_id)
+    if current is None or current[0] not in (QUEUED, HELD):
+        return False
+    _leave_queue(tx, *current)
+    tx.conn.execute(
+        "UPDATE jobs SET state = -1, held_until = ?, hold_reason = ?,"
+        " send_at = coalesce(?, send_at) WHERE job_id = ?",
+        (until, reason, send_at, job_id),
+    )
+    tx.held[reason] += 1
+    _add_events(tx, events)
+    return True
+
+
+def release_held(tx: Tx, job_ids: Sequence[str]) -> list[tuple[str, int]]:
+    """Held jobs into their lanes at their place in arrival order (``seq``); returns the
+    (carrier, lane) of each one moved (a job cancelled meanwhile is skipped)."""
+    moved: list[tuple[str, int]] = []
+    for job_id in job_ids:
+        row = tx.conn.execute(
+            "SELECT hold_reason FROM jobs WHERE job_id = ? AND state = -1", (job_id,)
+        ).fetchone()
+        if row is None:
+            continue
+        carrier, lane = tx.conn.execute(
+            "UPDATE jobs SET state = 0, held_until = NULL, hold_reason = NULL"
+            " WHERE job_id = ? RETURNING carrier, lane",
+            (job_id,),
+        ).fetchone()
+        tx.held[row[0] or ""] -= 1
+        tx.depth[(carrier, lane)] += 1
+        moved.append((carrier, lane))
+    return moved
+
+
+# -- replies -----------------------------------------------------------------------------
+def open_reply(tx: Tx, number: str, now: float) -> ReplyWindow | None:
+    """The newest window still open for ``number`` (newest wins)."""
+    row = tx.conn.execute(
+        "SELECT job_id, until, response_topic, correlation_data FROM reply_windows"
+        " WHERE number = ? AND until > ? ORDER BY window_id DESC LIMIT 1",
+        (number, now),
+    ).fetchone()
+    if row is None:
+        return None
+    return ReplyWindow(row[0], number, row[1], row[2], row[3])
+
+
+def add_mo(
+    tx: Tx,
+    number: str,
+    now: float,
+    make_events: Callable[[ReplyWindow | None], list[OutboxEvent]],
+) -> ReplyWindow | None:
+    """An MO from ``number``: its open reply window (if any) and its events, stored in
+    one transaction, so what the events say and what the store knew cannot differ."""
+    window = open_reply(tx, number, now)
+    _add_events(tx, make_events(window))
+    return window
+
+
+def purge_replies(tx: Tx, before: float) -> int:
+    """Windows closed before ``before`` (the ``reply_windows_until`` index)."""
+    return tx.conn.execute("DELETE FROM reply_windows WHERE until < ?", (before,)).rowcount

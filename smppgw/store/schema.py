@@ -30,7 +30,7 @@ from smppgw.store.model import StoreError
 
 log = get_logger("smppgw.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 5
 
 #: Jobs: ``seq`` (the rowid) is arrival order; ``job_id`` is the dedup key, kept in every
 #: state until purge. ``done_at`` is set when the job is submitted or final (purge age).
@@ -119,13 +119,110 @@ _CREATE_V2 = [
 ]
 
 
-def _to_v2(conn: sqlite3.Connection) -> None:
-    for statement in _CREATE_V2:
-        conn.execute(statement)
+#: Version 3 (failover, issue 15): a job's carrier chain (JSON list, first = where it was
+#: routed; NULL: it never moves) and the carriers that did not take it (JSON list of
+#: ``{"carrier", "error"}``); and the ported-number cache, number → carrier, learned from
+#: refusals (``source`` 'learned', ``expires_at`` now + ``routing.ported_ttl``) or loaded
+#: from an operator's list ('file' from ``routing.ported_file``, 'import' from ``smppgw
+#: routes import``; ``expires_at`` NULL: until replaced or forgotten).
+_CREATE_FAILOVER = [
+    "ALTER TABLE jobs ADD COLUMN chain TEXT",
+    "ALTER TABLE jobs ADD COLUMN attempts TEXT",
+    """
+    CREATE TABLE ported (
+        number TEXT PRIMARY KEY,
+        carrier TEXT NOT NULL,
+        source TEXT NOT NULL,
+        changed_at REAL NOT NULL,
+        expires_at REAL
+    ) WITHOUT ROWID
+    """,
+]
+
+
+#: Version 4, scheduling and replies (issue 14). A held job (``send_at``; later the marketing window
+#: or a deferred cap) is a job in state -1 (``JobState.HELD``) with ``held_until`` (when
+#: the release timer looks at it again: its release time, or its ttl when that comes
+#: first) and ``hold_reason``. The claim query walks ``jobs_queue`` at state 0 only, so
+#: held jobs are never read by the live path; ``jobs_held`` is a partial index that holds
+#: only them and answers "when is the next one due?" and "which are due, by priority?".
+#: ``expect_reply`` (seconds) is copied to ``reply_windows`` when the job is submitted:
+#: one row per open window, newest (highest ``window_id``) first per number.
+_CREATE_SCHEDULE = [
+    "ALTER TABLE jobs ADD COLUMN held_until REAL",
+    "ALTER TABLE jobs ADD COLUMN hold_reason TEXT",
+    "ALTER TABLE jobs ADD COLUMN send_at REAL",
+    "ALTER TABLE jobs ADD COLUMN expect_reply INTEGER",
+    "CREATE INDEX jobs_held ON jobs (held_until, lane, seq) WHERE state = -1",
+    """
+    CREATE TABLE reply_windows (
+        window_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        number TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        until REAL NOT NULL,
+        response_topic TEXT,
+        correlation_data BLOB
+    )
+    """,
+    "CREATE INDEX reply_windows_number ON reply_windows (number, window_id)",
+    "CREATE INDEX reply_windows_until ON reply_windows (until)",
+]
+
+
+#: Version 5 (consent, issue 14): each number's last consent change (``opted_out`` 1: no
+#: marketing jobs; a Do-Not-Call list imported by ``smppgw consent import`` lands here too); the
+#: marketing sends counted against ``consent.marketing_daily_cap`` (one row per accepted
+#: marketing job, ``at`` its send or release time; purged after 24 h); and running totals
+#: of consent changes by action and source, which ``smppgw consent`` (another process)
+#: bumps too, so the gateway's metric sees admin changes. ``jobs.category`` is NULL for a
+#: transactional job, ``marketing`` for one the consent rules apply to (checked again when
+#: a held one is released).
+_CREATE_CONSENT = [
+    "ALTER TABLE jobs ADD COLUMN category TEXT",
+    """
+    CREATE TABLE consent (
+        number TEXT PRIMARY KEY,
+        opted_out INTEGER NOT NULL,
+        keyword TEXT,
+        source TEXT NOT NULL,
+        carrier TEXT,
+        changed_at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE marketing_sends (
+        job_id TEXT PRIMARY KEY,
+        number TEXT NOT NULL,
+        at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX marketing_sends_number ON marketing_sends (number, at)",
+    """
+    CREATE TABLE consent_counts (
+        action TEXT NOT NULL,
+        source TEXT NOT NULL,
+        changes INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (action, source)
+    ) WITHOUT ROWID
+    """,
+]
+
+
+def _steps(statements: list[str]) -> Callable[[sqlite3.Connection], None]:
+    def step(conn: sqlite3.Connection) -> None:
+        for statement in statements:
+            conn.execute(statement)
+
+    return step
 
 
 #: version → step that upgrades a database from ``version`` to ``version + 1``.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _steps(_CREATE_V2),
+    2: _steps(_CREATE_FAILOVER),
+    3: _steps(_CREATE_SCHEDULE),
+    4: _steps(_CREATE_CONSENT),
+}
 
 
 #: Mode of the database, -wal and -shm files: job texts (OTPs), numbers and ids are
@@ -229,7 +326,9 @@ def migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         if version == 0:
-            for statement in _CREATE + _CREATE_V2:
+            for statement in (
+                _CREATE + _CREATE_V2 + _CREATE_FAILOVER + _CREATE_SCHEDULE + _CREATE_CONSENT
+            ):
                 conn.execute(statement)
         else:
             for step in range(version, SCHEMA_VERSION):

@@ -51,6 +51,8 @@ class Tx:
     depth: Counter[tuple[str, int]] = field(default_factory=Counter)
     #: Change in outbox rows, for this operation.
     outbox: int = 0
+    #: hold reason → change in held jobs, for this operation.
+    held: Counter[str] = field(default_factory=Counter)
 
 
 class Op(Generic[T]):

@@ -73,7 +73,8 @@ def test_quick_demo_on_a_given_broker_passes_every_check(mosquitto: Mosquitto) -
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert f"broker     {mosquitto.host}:{mosquitto.port} (--broker)" in out
-    assert "summary: 46 jobs sent (5 showcase, 1 OTP, 40 bulk reminders)" in out
+    summary = "summary: 48 jobs sent (6 showcase, 1 OTP, 1 promotion after an opt-out, 40 bulk"
+    assert summary in out
     assert "RESULT: OK, every job reached its expected final status" in out
     # Events as they arrive, one line each.
     assert re.search(r"shipped-1984-\w+ +delivered +vinaphone 1 part", out), out
@@ -88,7 +89,19 @@ def test_quick_demo_on_a_given_broker_passes_every_check(mosquitto: Mosquitto) -
     # The customer's MO reply came back on the inbound topic.
     assert "MO on demo/sms/inbound/viettel: from 84971234567 to 8079: '1'" in out
     assert "ok   MO reply:" in out
-    assert "submit_sm per SMSC (GET /stats): viettel 5, vinaphone 1, mobifone 41" in out
+    # ... tied to the COD job that asked for it (expect_reply).
+    assert re.search(r"from 84971234567 to 8079: '1' \(in reply to cod-2048-\w+\)", out), out
+    assert re.search(
+        r"ok   COD reply tied: +in_reply_to cod-2048-\w+, also on "
+        r"demo/sms/reply/cod-2048-\w+",
+        out,
+    ), out
+    # An opt-out honoured: the customer's HỦY is recorded, a later promotion is refused.
+    assert "consent on demo/sms/consent: 84986543210 opt_out (keyword 'HUY' via viettel)" in out
+    assert re.search(r"ok   opt-out honoured: .* rejected \(opted_out\)", out), out
+    assert re.search(r"ok   promotion: +delivered", out), out
+    # viettel: 5 as before, the promotion and the opt-out confirmation.
+    assert "submit_sm per SMSC (GET /stats): viettel 7, vinaphone 1, mobifone 41" in out
     assert "stopped: gateway (SIGTERM, drained, exit 0), simulator (exit 0)" in out
     assert gone(gateway_pid(out))
     took = re.search(r"stopped: .* after ([\d.]+) s", out)

@@ -111,3 +111,26 @@ def test_module_entry_point_via_subprocess() -> None:
         check=False,
     )
     assert bad.returncode == 2 and "U+20AC" in bad.stderr and bad.stdout == ""
+
+
+def test_marketing_texts_are_counted_with_their_label_and_footer(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """What ``category: marketing`` sends: 158 GSM characters fit one part alone, not with
+    ``[QC] `` first (7 septets: ``[`` and ``]`` are escapes)."""
+    text = "x" * 158
+    assert main(["parts", text]) == 0
+    assert "parts: 1\n" in capsys.readouterr().out
+    assert main(["parts", "--category", "marketing", text]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("text sent: '[QC] xxx") and "parts: 2 (concat udh8)" in out
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        "carriers: [{name: a, host: h, port: 1, system_id: s, password: p}]\n"
+        'consent: {marketing_prefix: "", marketing_footer: " STOP to 8079"}\n'
+    )
+    assert main(["parts", "--category", "marketing", "--config", str(config), "Sale"]) == 0
+    assert capsys.readouterr().out.startswith("text sent: 'Sale STOP to 8079'\n")
+    config.write_text("consent: {timezone: Mars/Olympus}\n")
+    assert main(["parts", "--category", "marketing", "--config", str(config), "Sale"]) == 2
+    assert "consent.timezone: unknown IANA time zone" in capsys.readouterr().err

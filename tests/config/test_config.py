@@ -193,6 +193,11 @@ def test_example_file_loads(tmp_path: Path) -> None:
     assert viettel.error_policy == (("ESME_RSYSERR", "transient"), ("1025", "permanent"))
     assert config.mqtt.session_expiry == 7 * 86400
     assert config.drain_timeout == 10.0
+    assert config.consent.marketing_footer == " Tu choi: soan TC gui 8079"
+    assert (config.consent.marketing_hours, config.consent.marketing_daily_cap) == (
+        "07:00-22:00",
+        3,
+    )
     assert config.tenants == (
         TenantConfig(
             name="shop",
@@ -202,9 +207,12 @@ def test_example_file_loads(tmp_path: Path) -> None:
             rate=50.0,
             daily_parts=100000,
             max_queued=200000,
+            numbers=("8079",),
+            keywords=("SHOP",),
         ),
     )
     text = summary(config)
+    assert "MO numbers 8079, MO keywords SHOP" in text
     for secret in ("viettel-pw", "vina-pw", "mobi-pw", "mqtt-pw", "vnm-pw", "gm-pw"):
         assert secret not in text
 
@@ -586,12 +594,14 @@ def test_prefix_errors(prefixes: object, message: str) -> None:
     assert only(with_carrier(prefixes=prefixes)) == message
 
 
-def test_prefix_claimed_by_two_carriers_names_both() -> None:
+def test_prefix_claimed_by_two_carriers_is_a_warning_naming_both() -> None:
     data = doc()
     data["carriers"].append(dict(data["carriers"][0], name="mobifone", prefixes=["8490", "8496"]))
-    assert only(data) == (
+    config = parse_config(data)
+    assert config.warnings == (
         "carriers[1].prefixes[1]: prefix '8496' is claimed by both viettel (carriers[0]) "
-        "and mobifone"
+        "and mobifone; viettel routes it (first in config order), mobifone takes its jobs "
+        "only through failover",
     )
 
 
@@ -1284,3 +1294,51 @@ def test_ctl_socket_off_relative_and_allowed_uids(tmp_path: Path) -> None:
 )
 def test_ctl_errors(ctl: dict[str, Any], message: str) -> None:
     assert only(doc(ctl=ctl)).startswith(message)
+
+
+# ---------------------------------------------------------------------- failover (issue 15)
+
+
+def test_failover_keys_parse_with_their_defaults() -> None:
+    data = doc(routing={"ported_ttl": "7d"})
+    data["carriers"].append(dict(data["carriers"][0], name="vinaphone", prefixes=["8491"]))
+    data["carriers"][0].update(
+        failover=["vinaphone"], failover_on=["ESME_RINVDSTADR", "0x45", 1025], failover_after="1m"
+    )
+    config = parse_config(data)
+    viettel, vinaphone = config.carriers
+    assert viettel.failover == ("vinaphone",)
+    assert viettel.failover_on == (0x0B, 0x45, 0x401)
+    assert (viettel.failover_after, viettel.failover_after_high) == (60.0, 5.0)
+    assert (vinaphone.failover, vinaphone.failover_on) == ((), ())
+    assert (vinaphone.failover_after, vinaphone.failover_after_high) == (30.0, 5.0)
+    assert config.routing.ported_ttl == 7 * 86400 and config.routing.ported_file is None
+
+
+def test_failover_errors_are_precise() -> None:
+    data = doc(routing={"ported_ttl": 0, "ported_file": "/nonexistent/ported.csv"})
+    data["carriers"][0].update(
+        failover=["viettel", "vinafone", "viettel"],
+        failover_on=["ESME_RNOPE", "ESME_ROK", True],
+        failover_after="soon",
+    )
+    assert problems(data) == [
+        "routing.ported_ttl: must be a positive duration: seconds, or a string like "
+        '"500ms", "30s", "5m", "7d", got 0',
+        "routing.ported_file: file not found: /nonexistent/ported.csv",
+        "carriers[0].failover[2]: duplicate carrier 'viettel'",
+        "carriers[0].failover_on[0]: 'ESME_RNOPE' is not an SMPP command_status (a name like "
+        "ESME_RSYSERR, or a number)",
+        "carriers[0].failover_on[1]: ESME_ROK is success, not a refusal",
+        "carriers[0].failover_on[2]: must be an SMPP command_status (a name like "
+        "ESME_RINVDSTADR, or a number)",
+        "carriers[0].failover_after: must be a non-negative duration: seconds, or a string "
+        'like "500ms", "30s", "5m", "7d", got \'soon\'',
+    ]
+    data = doc()
+    data["carriers"][0].update(failover=["viettel", "vinafone"])
+    assert problems(data) == [
+        "carriers[0].failover[0]: 'viettel' is this carrier itself; list the carriers to try "
+        "after it",
+        "carriers[0].failover[1]: unknown carrier 'vinafone' (known: viettel)",
+    ]

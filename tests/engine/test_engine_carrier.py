@@ -186,10 +186,12 @@ async def test_part_rejected_after_earlier_accepted(
     make_sim: SimFactory, make_carrier: CarrierFactory, recorder: Recorder
 ) -> None:
     """Part 2 of 3 refused permanently: the job is rejected, part 3 is not sent, and the
-    reason names the part already accepted (it may still reach the handset)."""
+    reason names the part already accepted (it may still reach the handset); the message
+    says how many parts were accepted, which keeps it from failing over."""
     sim = await make_sim()
     carrier = await make_carrier(sim, tps=5)
-    carrier.submit(message(1, text=LONG))
+    long_job = message(1, text=LONG)
+    carrier.submit(long_job)
     await until(lambda: len(sim.submits) == 1)
     sim.set_faults(reject_fraction=1.0, reject_status=Status.ESME_RINVDSTADR)
     await until(lambda: len(recorder.outcomes()) == 1, timeout=3.0)
@@ -197,6 +199,7 @@ async def test_part_rejected_after_earlier_accepted(
     assert event.args[1:3] == ("rejected", "ESME_RINVDSTADR")
     assert "part 2/3" in event.args[3]
     assert f"parts accepted: 1={sim.submits[0].message_id}" in event.args[3]
+    assert long_job.accepted == 1
     await asyncio.sleep(0.3)
     assert sim.counters.submits_rejected == 1
     assert len(sim.submits) == 1
@@ -264,3 +267,23 @@ async def test_stop_leaves_a_job_waiting_for_retry_unreported(
     await carrier.stop(drain_timeout=0.2)
     assert recorder.outcomes() == {}
     assert carrier.stats()["retrying"] == 0
+
+
+async def test_evict_takes_back_only_jobs_that_wrote_nothing(
+    make_sim: SimFactory, make_carrier: CarrierFactory, recorder: Recorder
+) -> None:
+    """Failover's hand-back: jobs of the chosen lanes that sent no part leave the carrier
+    (which then never sends them); a job with a part in a window stays."""
+    sim = await make_sim(faults=Faults(response_delay=0.5))
+    carrier = await make_carrier(sim, tps=200, window=1)
+    started = message(1)
+    carrier.submit(started)
+    await until(lambda: len(sim.submits) == 1)  # j1 is in the window, unanswered
+    carrier.submit(message(2, priority=Priority.HIGH))
+    carrier.submit(message(3))
+    carrier.submit(message(4, priority=Priority.LOW))
+    assert [m.job_id for m in carrier.evict(lambda m: True, 0)] == ["j2"]
+    assert [m.job_id for m in carrier.evict(lambda m: m.job_id != "j3", 2)] == ["j4"]
+    await until(lambda: len(recorder.outcomes()) == 2, timeout=5.0)
+    assert sorted(job_of(s) for s in sim.submits) == ["j1", "j3"]
+    assert set(recorder.outcomes()) == {"j1", "j3"}

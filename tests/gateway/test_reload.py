@@ -266,3 +266,21 @@ async def test_password_change_rebinds_that_carrier_only(
             await obs.wait_final(["pw-1", "pw-2"])
             assert obs.final("pw-1")[0]["status"] == "delivered"
             assert obs.final("pw-2")[0]["status"] == "delivered"
+
+
+async def test_reload_changes_which_tenant_gets_text_us_mo(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """A tenant's MO ``numbers`` are reloadable: an MO to a number added by SIGHUP's reload
+    goes to that tenant's inbound topic at once."""
+    async with Simulator(sim_config(name="viettel")) as viettel:
+        doc = _doc(tmp_path, mosquitto, _carrier("viettel", viettel, ["8498"]))
+        doc["tenants"] = [{"name": "shop", "numbers": ["8079"]}]
+        path = tmp_path / "gw.yaml"
+        async with _gateway(doc, path) as gateway, Observer(mosquitto) as obs:
+            doc["tenants"][0]["numbers"] = ["8079", "8080"]
+            path.write_text(yaml.safe_dump(doc))
+            assert await gateway.reload()
+            await viettel.send_mo(None, "84981234567", "8080", "hello")
+            await obs.wait_for(lambda: bool(obs.by_topic.get("sms/inbound/shop/viettel")))
+            assert obs.by_topic["sms/inbound/shop/viettel"][0]["text"] == "hello"

@@ -114,8 +114,13 @@ def test_job_round_trips_with_from_on_the_wire() -> None:
         ({"priority": "HIGH"}, "priority: expected one of high, normal, low, got 'HIGH'"),
         ({"priority": 1}, "priority: expected one of high, normal, low, got 1"),
         ({"priority": None}, "priority: expected one of high, normal, low, got null"),
+        ({"category": "promo"}, "category: expected one of transactional, marketing, got 'promo'"),
+        ({"category": "Marketing"}, "category: expected one of transactional, marketing, got"),
+        ({"category": None}, "category: expected one of transactional, marketing, got null"),
         ({"dlr": "yes"}, "dlr: expected true or false, got 'yes'"),
         ({"dlr": 1}, "dlr: expected true or false, got 1"),
+        ({"failover": "yes"}, "failover: expected true or false, got 'yes'"),
+        ({"failover": 0}, "failover: expected true or false, got 0"),
         ({"ttl": 0}, "ttl: expected a positive integer (seconds), got 0"),
         ({"ttl": -5}, "ttl: expected a positive integer (seconds), got -5"),
         ({"ttl": 1.5}, "ttl: expected a positive integer (seconds), got 1.5"),
@@ -347,7 +352,8 @@ def test_status_event_has_every_key_in_contract_order() -> None:
     data = encode_event(event)
     assert data == (
         b'{"id":"order-1984","status":"submitted","carrier":"viettel","parts":2,'
-        b'"message_ids":["0a1b","0a1c"],"error":null,"at":"2026-11-25T16:46:30.123Z"}'
+        b'"message_ids":["0a1b","0a1c"],"error":null,"at":"2026-11-25T16:46:30.123Z",'
+        b'"attempts":[]}'
     )
     assert decode_status(data) == event
 
@@ -366,7 +372,7 @@ def test_inbound_event_uses_from() -> None:
         carrier="viettel", sender="84912345678", to="8079", text="1", at=format_at(0)
     )
     wire = json.loads(encode_event(event))
-    assert list(wire) == ["carrier", "from", "to", "text", "at"]
+    assert list(wire) == ["carrier", "from", "to", "text", "at", "in_reply_to"]
     assert decode_inbound(encode_event(event)) == event
 
 

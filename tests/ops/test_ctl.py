@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,29 @@ async def test_cancel_a_queued_job_publishes_cancelled(
         assert shown["result"]["status"] == "cancelled" and shown["result"]["lane"] == "normal"
     destinations = [s.pdu.short_message for s in viettel.submits]
     assert b"cancel me" not in destinations and b"send me" in destinations
+
+
+async def test_a_scheduled_job_is_listed_shown_and_cancelled(
+    tmp_path: Path, mosquitto: Mosquitto, viettel: Simulator, sock_dir: Path
+) -> None:
+    sock = sock_dir / "ctl.sock"
+    async with running(_config(tmp_path, mosquitto, viettel, sock)) as gw:
+        async with Observer(mosquitto) as obs:
+            due = int(time.time()) + 3600
+            await obs.submit(id="h-1", to="0981234567", text="later", send_at=due)
+            await until(lambda: gw.store.held_counts() == {"send_at": 1}, what="held")
+            assert (await ctl(sock, "status"))["result"]["scheduled"] == {"send_at": 1}
+            listed = await ctl(sock, "jobs.list", state="held")
+            (shown,) = listed["result"]
+            assert shown["job_id"] == "h-1" and shown["hold_reason"] == "send_at"
+            assert shown["send_at"] == datetime.fromtimestamp(due, UTC).isoformat(
+                timespec="milliseconds"
+            )
+            answer = await ctl(sock, "jobs.cancel", id="h-1")
+            assert answer["ok"] and answer["result"]["status"] == "cancelled", answer
+            await obs.wait_for(lambda: len(obs.statuses("h-1")) == 2)
+            assert [e["status"] for e in obs.statuses("h-1")] == ["scheduled", "cancelled"]
+            assert gw.store.held_counts() == {}
 
 
 async def test_requeue_only_confirmed_unknown_outcomes(
@@ -391,7 +415,7 @@ async def test_the_command_line_for_people_and_scripts(
     async with running(_config(tmp_path, mosquitto, viettel, sock)):
         code, out, _ = await smppgw_ctl("status")
         assert code == 0 and out.splitlines()[1].startswith("viettel         up"), out
-        assert "outbox 0, dead events 0" in out
+        assert "outbox 0, dead events 0" in out and "scheduled 0 (none)" in out
         code, out, _ = await smppgw_ctl("--json", "status")
         assert code == 0 and json.loads(out)["result"]["carriers"]["viettel"]["binds_up"] == 1
         code, out, _ = await smppgw_ctl("pause", "viettel")

@@ -52,6 +52,9 @@ ALLOWED_LABELS = {
     "kind",
     "status",
     "le",
+    # consent: bounded sets (opt_out/opt_in, mo/admin, reject/defer)
+    "action",
+    "source",
     # smppgw_build_info
     "version",
     "python",
@@ -309,11 +312,21 @@ def test_readyz_says_why_not_ready(served):
         "binds": {"viettel": 2, "vinaphone": 1},
         "policy": "all",
         "paused": [],
+        "failing_over": [],
     }
     # An operator's pause (smppgw ctl) is shown, and is not a reason to be unready.
     health.set_paused("vinaphone", True)
     status, body = get(port, "/readyz")
     assert status == 200 and json.loads(body)["paused"] == ["vinaphone"]
+    # A carrier down long enough that its jobs go elsewhere (failover) is told apart.
+    health.set_failing_over("viettel", True)
+    health.set_binds("viettel", 0)
+    status, body = get(port, "/readyz")
+    answer = json.loads(body)
+    assert answer["failing_over"] == ["viettel"] and answer["paused"] == ["vinaphone"]
+    assert answer["reasons"] == ["carrier viettel: no bind up"]
+    health.set_failing_over("viettel", False)
+    health.set_binds("viettel", 2)
     health.set_paused("vinaphone", False)
     health.set_problem("store", "database is locked")
     assert json.loads(get(port, "/readyz")[1])["reasons"] == ["store: database is locked"]

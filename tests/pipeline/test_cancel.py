@@ -10,24 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from smppgw.gateway import Gateway
 from smppgw.pipeline.cancel import parse_id
 from smppgw.sim.server import Simulator
 
-from gateway.harness import Observer, gateway_config, running, sim_config
+from gateway.harness import Observer, gateway_config, running
 from support.broker import Mosquitto
 
 REPLIES = "shop/replies/c"
 NOT_JSON = "not a JSON object with a string id (1-64 of A-Z a-z 0-9 . _ : -)"
 TEXT = "OTP 123456"
-
-
-@pytest.fixture
-async def viettel() -> Simulator:
-    async with Simulator(sim_config(receipt_delay=0.05, name="viettel")) as sim:
-        yield sim
 
 
 def publish_v5(

@@ -98,7 +98,11 @@ def test_response_prefixes_when_set() -> None:
 
 def test_own_topics_follow_the_config() -> None:
     config = replace(
-        MqttConfig(), status_topic="gw/events", submit_topic="gw/jobs", cancel_topic="gw/stop"
+        MqttConfig(),
+        status_topic="gw/events",
+        submit_topic="gw/jobs",
+        cancel_topic="gw/stop",
+        consent_topic="gw/consent",
     )
     assert own_topics(config) == (
         "gw/jobs",
@@ -106,6 +110,8 @@ def test_own_topics_follow_the_config() -> None:
         "sms/inbound",
         "sms/rejected",
         "gw/stop",
+        "gw/consent",
+        "sms/reply",
         "gw/events-unmatched",
     )
     (found,) = EnvelopeGuard(config).check(message("gw/events/other")).problems

@@ -230,9 +230,12 @@ def test_forced_carrier_must_exist(router: Router) -> None:
     )
 
 
-def test_a_prefix_claimed_twice_is_refused() -> None:
-    with pytest.raises(ValueError, match="8486 is claimed by both a and b"):
-        Router([carrier("a", ("8486",)), carrier("b", ("8486",))])
+def test_a_prefix_claimed_twice_goes_to_the_first_carrier() -> None:
+    router = Router([carrier("a", ("8486",)), carrier("b", ("8486", "8490"))])
+    assert router.route("84861234567") == "a"
+    assert router.route("84901234567") == "b"
+    # b still serves the number when a job forces it.
+    assert router.route("84861234567", "b") == "b"
 
 
 def test_table_lists_every_prefix(router: Router) -> None:

@@ -398,13 +398,21 @@ class Observer:
         self.finals: dict[str, Counter[str]] = defaultdict(Counter)
         self.unmatched: Counter[str] = Counter()
         self.inbound: Counter[str] = Counter()
+        #: ``sms/reply/<job key>`` → the replies published there.
+        self.replies: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.rejected: list[dict[str, Any]] = []
         self.events = 0
         self._changed = asyncio.Event()
 
     async def __aenter__(self) -> Observer:
         await self.client.__aenter__()
-        for topic in ("sms/status/#", "sms/status-unmatched", "sms/inbound/#", "sms/rejected"):
+        for topic in (
+            "sms/status/#",
+            "sms/status-unmatched",
+            "sms/inbound/#",
+            "sms/rejected",
+            "sms/reply/#",
+        ):
             await self.client.subscribe(topic)
         return self
 
@@ -429,6 +437,8 @@ class Observer:
             self.unmatched[data["id"]] += 1
         elif topic.startswith("sms/inbound/"):
             self.inbound[data["text"]] += 1
+        elif topic.startswith("sms/reply/"):
+            self.replies[topic[len("sms/reply/") :]].append(data)
         elif topic == "sms/rejected":
             self.rejected.append(data)
         self._changed.set()

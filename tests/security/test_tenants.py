@@ -466,3 +466,34 @@ async def test_jobs_held_at_shutdown_are_taken_by_the_next_run_once(
     assert taken_first < count
     sent = sorted(s.pdu.short_message for s in sims["viettel"].submits)
     assert sent == sorted(f"job h-{i}".encode() for i in range(count)), "each job sent once"
+
+
+async def test_each_tenant_reads_only_its_own_replies_and_mo(
+    tmp_path: Path, broker: Mosquitto, sims: dict[str, Simulator]
+) -> None:
+    """Under the shipped ACL a tenant reads replies to its jobs (``sms/reply/<it>/…``) and
+    its "text us" MO (``sms/inbound/<it>/…``), and nothing of the other tenant's."""
+    tenants = [{"name": "shop", "numbers": ["8079"]}, {"name": "shop2", "keywords": ["SHOP2"]}]
+    async with two_tenants(tmp_path, broker, sims, tenants) as (_gateway, shop, shop2):
+        for account in (shop, shop2):
+            # Subscribed to everything: the broker delivers only what the ACL grants.
+            await account.client.subscribe("sms/reply/#")
+            await account.client.subscribe("sms/inbound/#")
+        await shop.submit("sms/submit/shop", **job("cod-1", expect_reply=600))
+        await shop.wait_for(lambda: bool(shop.final("sms/status/shop/cod-1")))
+        viettel = sims["viettel"]
+        await viettel.send_mo(None, "84981234567", "8079", "1")  # answers shop's job
+        await viettel.send_mo(None, "84981111111", "9999", "shop2 hello")  # text us: shop2
+        await shop.wait_for(lambda: bool(shop.events.get("sms/reply/shop/cod-1")))
+        await shop2.wait_for(lambda: bool(shop2.events.get("sms/inbound/shop2/viettel")))
+        await asyncio.sleep(0.3)  # anything misrouted would have arrived by now
+
+    (reply,) = shop.events["sms/reply/shop/cod-1"]
+    assert reply["in_reply_to"] == "cod-1" and reply["text"] == "1"
+    assert set(shop.events) == {
+        "sms/status/shop/cod-1",
+        "sms/reply/shop/cod-1",
+        "sms/inbound/shop/viettel",
+    }
+    assert set(shop2.events) == {"sms/inbound/shop2/viettel"}
+    assert shop2.events["sms/inbound/shop2/viettel"][0]["in_reply_to"] is None

@@ -1,0 +1,139 @@
+"""Ported numbers: the operator's CSV list, and the lookup intake does for every job.
+
+Vietnam has had mobile number portability since 2018-2019, so a number's prefix no longer
+says which network serves it. The gateway keeps number → carrier mappings in the store's
+``ported`` table: learned from refusals (:mod:`smppgw.pipeline.failover`), loaded from
+``routing.ported_file`` or imported with ``smppgw routes import``.
+
+The CSV format (an operator's MNP list): one ``number,carrier`` per line, the number in
+any form a job's ``to`` accepts (``0981234567``, ``84981234567``, ``+84 98 123 4567``),
+the carrier a configured name; blank lines and lines starting with ``#`` are skipped, and
+so is a first line ``number,carrier`` (a header).
+
+Intake looks a number up through its own read-only connection to the database (WAL lets
+it read while the writer thread writes, and it sees what ``smppgw routes`` changed at
+once): one primary-key probe, a few microseconds, with no trip through the writer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from smppgw.ops.logs import get_logger
+from smppgw.pipeline.routing import RoutingError, normalize_msisdn
+from smppgw.store.routes import count_ported, ported_carrier
+from smppgw.store.writer import Tx
+
+log = get_logger("smppgw.ported")
+
+#: Problems listed at most, for a broken file (the rest are counted).
+MAX_PROBLEMS = 20
+
+
+@dataclass(slots=True, frozen=True)
+class PortedList:
+    """A parsed CSV: the entries (E.164 number, carrier) and every problem, by line."""
+
+    entries: list[tuple[str, str]]
+    problems: list[str]
+
+
+def parse_ported_csv(text: str, country_code: str, carriers: Collection[str]) -> PortedList:
+    """Read ``number,carrier`` lines; a line that is wrong is a problem naming its line
+    number, and the caller refuses the whole list (a half-applied MNP list is worse than
+    the old one). A number listed twice keeps its last line."""
+    entries: dict[str, str] = {}
+    problems: list[str] = []
+    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        cells = [cell.strip() for cell in row]
+        if not cells or not any(cells) or cells[0].startswith("#"):
+            continue
+        if line_no == 1 and [c.lower() for c in cells] == ["number", "carrier"]:
+            continue
+        if len(cells) != 2:
+            problems.append(f"line {line_no}: expected number,carrier, got {len(cells)} fields")
+            continue
+        raw, carrier = cells
+        try:
+            number = normalize_msisdn(raw, country_code)
+        except RoutingError as exc:
+            problems.append(f"line {line_no}: {exc.reason}")
+            continue
+        if carrier not in carriers:
+            known = ", ".join(sorted(carriers)) or "none"
+            problems.append(f"line {line_no}: unknown carrier {carrier!r} (known: {known})")
+            continue
+        entries.pop(number, None)
+        entries[number] = carrier
+    return PortedList(list(entries.items()), problems)
+
+
+def read_ported_file(path: str, country_code: str, carriers: Collection[str]) -> PortedList:
+    """:func:`parse_ported_csv` of a file; an unreadable file is one problem."""
+    try:
+        with open(path, encoding="utf-8-sig") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        return PortedList([], [f"{path}: cannot read: {exc}"])
+    return parse_ported_csv(text, country_code, carriers)
+
+
+def shown(problems: list[str]) -> str:
+    """At most ``MAX_PROBLEMS`` problems, one per line, and how many more."""
+    head = problems[:MAX_PROBLEMS]
+    more = len(problems) - len(head)
+    return "\n".join(head + ([f"... and {more} more"] if more else []))
+
+
+def _read_only(path: str, timeout: float) -> sqlite3.Connection:
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout)
+
+
+class PortedLookup:
+    """number → carrier from the store's ``ported`` table, for intake (read-only)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        """After the store opened (and created or upgraded) the database."""
+        if self._path == ":memory:" or self._path.startswith("file:"):
+            return  # a private database: nothing to share (tests)
+        self._conn = _read_only(self._path, timeout=0.1)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def count(self) -> int | None:
+        """Mappings in use, counted on a connection of its own (call it in a thread: a
+        large list takes tens of milliseconds, which neither the event loop nor the
+        store's writer should spend). None for a private database."""
+        if self._conn is None:
+            return None
+        conn = _read_only(self._path, timeout=5.0)
+        try:
+            return count_ported(Tx(conn, time.time()))
+        finally:
+            conn.close()
+
+    def carrier(self, number: str) -> str | None:
+        """The carrier ``number`` was ported to, or None (also when the read fails: the
+        job is then routed by prefix and still fails over)."""
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            return ported_carrier(conn, number, time.time())
+        except sqlite3.Error as exc:
+            log.warning("ported_lookup_failed", error=str(exc))
+            return None

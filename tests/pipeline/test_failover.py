@@ -1,0 +1,253 @@
+"""Failover's decisions on a real SQLite store: which outcome moves a job, where to, and
+what it keeps (lane, arrival order, attempts); and the chains planned at intake."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smppgw.config import Config
+from smppgw.config.loader import parse_config
+from smppgw.ops.metrics import Metrics
+from smppgw.ops.telemetry import Telemetry
+from smppgw.pipeline.failover import Failover, plan_chain
+from smppgw.pipeline.ported import parse_ported_csv
+from smppgw.pipeline.routing import Router
+from smppgw.store import JobState, Store, StoredJob
+from smppgw.store.schema import _CREATE, _CREATE_V2, SCHEMA_VERSION
+
+
+def config(tmp_path: Path, **viettel: Any) -> Config:
+    def carrier(name: str, prefixes: list[str], **extra: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "host": "127.0.0.1",
+            "port": 2775,
+            "system_id": "s",
+            "password": "p",
+            "prefixes": prefixes,
+            **extra,
+        }
+
+    return parse_config(
+        {
+            "store": {"path": str(tmp_path / "gw.db")},
+            "carriers": [
+                carrier(
+                    "viettel",
+                    ["8498"],
+                    **{
+                        "failover": ["vinaphone", "mobifone"],
+                        "failover_on": ["ESME_RINVDSTADR", "0x45"],
+                        **viettel,
+                    },
+                ),
+                carrier("vinaphone", ["8491"]),
+                carrier("mobifone", ["8490"], failover=["viettel"]),
+            ],
+        }
+    )
+
+
+class Ready:
+    ready = True
+
+    def evict(self, select: Any, max_lane: int) -> list[Any]:
+        return []
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[Failover, Store, list[str]]]:
+    cfg = config(tmp_path)
+    woken: list[str] = []
+    async with Store(cfg.store.path) as store:
+        failover = Failover(
+            cfg,
+            Router(cfg.carriers, cfg.routing),
+            store,
+            Telemetry(Metrics(process_metrics=False)),
+            carriers={"viettel": Ready(), "vinaphone": Ready(), "mobifone": Ready()},
+            feeders={},
+            paused=set(),
+            wake=woken.append,
+        )
+        yield failover, store, woken
+
+
+async def claimed(store: Store, job_id: str, lane: int = 1) -> StoredJob:
+    """A job routed to viettel with its chain, claimed (as a carrier holds it)."""
+    job = StoredJob(
+        job_id=job_id,
+        carrier="viettel",
+        lane=lane,
+        destination="84981234567",
+        text="hi",
+        chain=("viettel", "vinaphone", "mobifone"),
+    )
+    await store.add_jobs([job])
+    (got,) = await store.claim("viettel", 1, 2e9)
+    return got
+
+
+async def test_a_failover_on_refusal_moves_the_job_keeping_its_place(
+    setup: tuple[Failover, Store, list[str]],
+) -> None:
+    failover, store, woken = setup
+    job = await claimed(store, "a", lane=0)
+    assert await failover.after_failure("viettel", job, "rejected", "ESME_RINVDSTADR", 0)
+    assert woken == ["vinaphone"]
+    view = await store.job("a")
+    assert view is not None and (view.carrier, view.state, view.lane) == ("vinaphone", "queued", 0)
+    assert view.attempts == (("viettel", "ESME_RINVDSTADR"),)
+    assert await store.queue_depths() == {("vinaphone", 0): 1}
+    # On vinaphone it is claimed like any of its jobs, its attempts with it; a refusal by
+    # vinaphone (no failover_on of its own) ends it there.
+    (again,) = await store.claim("vinaphone", 10, 2e9)
+    assert again.attempts == (("viettel", "ESME_RINVDSTADR"),)
+    assert not await failover.after_failure("vinaphone", again, "rejected", "ESME_RINVDSTADR", 0)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "accepted", "moves"),
+    [
+        ("rejected", "0x00000045", 0, True),  # a vendor-style hex code, listed as 0x45
+        ("failed", "retries_exhausted", 0, True),
+        ("rejected", "ESME_RINVDSTADR", 1, False),  # a part was accepted: never moves
+        ("failed", "unknown_outcome", 0, False),  # no double send
+        ("failed", "shutdown", 0, False),
+        ("rejected", "ESME_RINVSRCADR", 0, False),  # not in failover_on
+        ("expired", "ttl", 0, False),
+        ("rejected", "text", 0, False),
+    ],
+)
+async def test_which_outcomes_move_a_job(
+    setup: tuple[Failover, Store, list[str]], status: str, code: str, accepted: int, moves: bool
+) -> None:
+    failover, store, _ = setup
+    job = await claimed(store, "j")
+    assert await failover.after_failure("viettel", job, status, code, accepted) is moves
+    view = await store.job("j")
+    assert view is not None
+    assert view.carrier == ("vinaphone" if moves else "viettel")
+    assert view.state == ("queued" if moves else JobState.SENDING.label)
+
+
+async def test_a_job_without_a_chain_never_moves(
+    setup: tuple[Failover, Store, list[str]],
+) -> None:
+    failover, store, _ = setup
+    await store.add_jobs([StoredJob("f", "viettel", 1, "84981234567", "hi")])
+    (job,) = await store.claim("viettel", 1, 2e9)
+    assert not await failover.after_failure("viettel", job, "rejected", "ESME_RINVDSTADR", 0)
+
+
+async def test_the_chain_skips_carriers_tried_and_ends_when_all_were(
+    setup: tuple[Failover, Store, list[str]],
+) -> None:
+    failover, store, _ = setup
+    job = await claimed(store, "c")
+    assert await failover.after_failure("viettel", job, "failed", "retries_exhausted", 0)
+    (job,) = await store.claim("vinaphone", 1, 2e9)
+    assert await failover.after_failure("vinaphone", job, "failed", "retries_exhausted", 0)
+    (job,) = await store.claim("mobifone", 1, 2e9)
+    assert job.attempts == (("viettel", "retries_exhausted"), ("vinaphone", "retries_exhausted"))
+    # Every carrier of the chain tried: it ends on mobifone (the caller reports it).
+    assert not await failover.after_failure("mobifone", job, "failed", "retries_exhausted", 0)
+
+
+async def test_learned_port_and_forgotten_port(setup: tuple[Failover, Store, list[str]]) -> None:
+    failover, _, _ = setup
+    ported = StoredJob(
+        "p", "vinaphone", 1, "84981110000", "x", attempts=(("viettel", "ESME_RINVDSTADR"),)
+    )
+    await failover.after_submit("vinaphone", ported)
+    failover.ported.open()
+    try:
+        assert failover.ported.carrier("84981110000") == "vinaphone"
+        assert failover.plan("84981110000", None, None) == (
+            "vinaphone",
+            ("vinaphone", "viettel", "mobifone"),
+        )
+        # Down-moves teach nothing.
+        down = StoredJob("d", "vinaphone", 1, "84981110001", "x", attempts=(("viettel", "down"),))
+        await failover.after_submit("vinaphone", down)
+        assert failover.ported.carrier("84981110001") is None
+        # Back home: the mapping is forgotten.
+        home = StoredJob(
+            "h", "viettel", 1, "84981110000", "x", attempts=(("vinaphone", "ESME_RINVDSTADR"),)
+        )
+        await failover.after_submit("viettel", home)
+        assert failover.ported.carrier("84981110000") is None
+    finally:
+        failover.ported.close()
+
+
+def test_plan_chain(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    router = Router(cfg.carriers, cfg.routing)
+    configs = {c.name: c for c in cfg.carriers}
+    number = "84981234567"
+    assert plan_chain(router, configs, number, None) == (
+        "viettel",
+        ("viettel", "vinaphone", "mobifone"),
+    )
+    assert plan_chain(router, configs, number, None, "viettel") == ("viettel", ())
+    assert plan_chain(router, configs, number, None, "viettel", True)[1][0] == "viettel"
+    assert plan_chain(router, configs, number, None, None, False) == ("viettel", ())
+    # A carrier without failover, and a ported number whose carrier is gone from the config.
+    assert plan_chain(router, configs, "84911234567", None) == ("vinaphone", ())
+    assert plan_chain(router, configs, number, "gmobile")[0] == "viettel"
+    assert plan_chain(router, configs, "84911234567", "viettel") == (
+        "viettel",
+        ("viettel", "vinaphone"),
+    )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["0", "84", "+84 ", "0084"]),
+            st.integers(100_000_000, 999_999_999).map(str),  # a national number without its 0
+            st.sampled_from(["viettel", "vinaphone"]),
+        ),
+        max_size=20,
+    )
+)
+def test_ported_csv_normalises_numbers_and_the_last_line_wins(
+    rows: list[tuple[str, str, str]],
+) -> None:
+    text = "".join(f"{lead}{digits},{carrier}\n" for lead, digits, carrier in rows)
+    parsed = parse_ported_csv(text, "84", ["viettel", "vinaphone"])
+    assert parsed.problems == []
+    expected: dict[str, str] = {}
+    for _, digits, carrier in rows:
+        expected.pop("84" + digits, None)
+        expected["84" + digits] = carrier
+    assert dict(parsed.entries) == expected
+
+
+async def test_a_version_2_database_is_upgraded_keeping_its_jobs(tmp_path: Path) -> None:
+    path = str(tmp_path / "v2.db")
+    conn = sqlite3.connect(path)
+    for statement in _CREATE + _CREATE_V2:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO jobs (job_id, carrier, state, destination, text, received_at)"
+        " VALUES ('old', 'viettel', 0, '84981234567', 'hi', 1.0)"
+    )
+    conn.execute("PRAGMA user_version=2")
+    conn.commit()
+    conn.close()
+    async with Store(path) as store:
+        (job,) = await store.claim("viettel", 10, 2e9)
+        assert (job.job_id, job.chain, job.attempts) == ("old", (), ())
+        await store.learn_port("84981110000", "vinaphone", 60.0)
+        assert await store.count_ported() == 1
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
