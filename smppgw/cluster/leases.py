@@ -75,6 +75,7 @@ class LeaseKeeper:
             report = await self._store.take_over(self._resend, self._make_events)
             self.live = max(1, await self._store.live_nodes())
             await self._store.refresh_size()
+            await self._store.refresh_held()
         except StoreError as exc:
             log.warning("takeover_failed", error=str(exc))
             return

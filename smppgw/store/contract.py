@@ -12,18 +12,27 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from smppgw.pipeline.marketing import Go, Hold, MarketingGate, Reject
 from smppgw.store.model import (
+    ConsentChange,
+    ConsentRecord,
     DeadEvent,
     JobState,
     JobView,
     OutboxEvent,
     RecoveryReport,
+    ReplyWindow,
     StoredJob,
     StoreStats,
     Usage,
 )
 
 EventMaker = Callable[[JobView, str], list[OutboxEvent]]
+MoEventMaker = Callable[[ReplyWindow | None], list[OutboxEvent]]
+#: Makes the held form of a job (``smppgw.store.ops.HoldMaker``).
+HoldMaker = Callable[[StoredJob, float, str], StoredJob]
+#: What ``add_admitted`` did with one job (``smppgw.store.ops.Admission``).
+Admission = bool | None | Reject | Hold
 
 
 class StoreAPI(Protocol):
@@ -106,6 +115,49 @@ class StoreAPI(Protocol):
         lane: int | None = None,
         limit: int = 50,
     ) -> list[JobView]: ...
+
+    # held jobs, replies, consent (issue 14)
+    def held_counts(self) -> dict[str, int]: ...
+    async def next_held(self) -> float | None: ...
+    async def due_held(self, now: float, limit: int) -> list[StoredJob]: ...
+    async def hold(
+        self,
+        job_id: str,
+        until: float,
+        reason: str,
+        events: Sequence[OutboxEvent] = (),
+        *,
+        send_at: float | None = None,
+    ) -> bool: ...
+    async def release_held(self, job_ids: Sequence[str]) -> list[tuple[str, int]]: ...
+    async def add_mo(
+        self, number: str, now: float, make_events: MoEventMaker
+    ) -> ReplyWindow | None: ...
+    async def purge_replies(self, before: float) -> int: ...
+    async def add_admitted(
+        self,
+        jobs: Sequence[StoredJob],
+        usage: Sequence[Usage | None],
+        gate: MarketingGate | None,
+        hold: HoldMaker | None = None,
+    ) -> list[Admission]: ...
+    async def marketing_release(
+        self, job_id: str, gate: MarketingGate, now: float
+    ) -> Go | Hold | Reject | None: ...
+    async def record_mo(
+        self,
+        number: str,
+        now: float,
+        make_events: MoEventMaker,
+        change: ConsentChange | None,
+        replies: Sequence[StoredJob] = (),
+        reply_on_change: Sequence[StoredJob] = (),
+    ) -> tuple[ReplyWindow | None, bool]: ...
+    async def consent_records(
+        self, *, opted_out_only: bool = True, limit: int | None = None
+    ) -> list[ConsentRecord]: ...
+    async def consent_counts(self) -> dict[tuple[str, str], int]: ...
+    async def purge_marketing_sends(self, older_than: float) -> int: ...
 
     # metrics
     def size_bytes(self) -> int: ...

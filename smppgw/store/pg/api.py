@@ -18,18 +18,23 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from smppgw.pipeline.marketing import Go, Hold, MarketingGate, Reject
+from smppgw.store.contract import Admission, HoldMaker
 from smppgw.store.model import (
+    ConsentChange,
+    ConsentRecord,
     DeadEvent,
     JobState,
     JobView,
     OutboxEvent,
     RecoveryReport,
+    ReplyWindow,
     StoredJob,
     StoreError,
     StoreStats,
     Usage,
 )
-from smppgw.store.pg import ops
+from smppgw.store.pg import consent, holds, ops
 from smppgw.store.pg.schema import migrate
 from smppgw.store.pg.writer import Connection, PgTx, PgWriter
 
@@ -61,6 +66,7 @@ class PostgresStore:
         self._keep_text = keep_text
         self._dead = 0
         self._size = 0
+        self._held: dict[str, int] = {}
         self._writer = PgWriter(
             self._connect,
             node=node,
@@ -94,6 +100,7 @@ class PostgresStore:
         await self._writer.start()
         await self.renew_lease()
         self._dead = await self._run(ops.count_dead_events)
+        await self.refresh_held()
 
     async def migrate(self) -> list[int]:
         """Bring the schema up to date (``smppgw migrate`` runs only this); the versions
@@ -359,6 +366,115 @@ class PostgresStore:
     async def run(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
         """``await fn(connection)`` inside a batch's transaction: maintenance and tests."""
         return await self._run(lambda tx: fn(tx.conn))
+
+    # -- held jobs (issue 14; smppgw.store.pg.holds) -----------------------------------
+    def held_counts(self) -> dict[str, int]:
+        """Cluster-wide held jobs by reason as of the last ``refresh_held`` (at open and
+        every lease round: a sync call cannot ask)."""
+        return {reason: n for reason, n in self._held.items() if n}
+
+    async def refresh_held(self) -> dict[str, int]:
+        self._held = await self._run(holds.held_counts)
+        return self.held_counts()
+
+    async def next_held(self) -> float | None:
+        return await self._run(holds.next_held)
+
+    async def due_held(self, now: float, limit: int) -> list[StoredJob]:
+        """Due held jobs, taken from the other gateways' timers for ``holds.HOLD_CLAIM``."""
+        return await self._run(partial(holds.due_held, now=now, limit=limit))
+
+    async def hold(
+        self,
+        job_id: str,
+        until: float,
+        reason: str,
+        events: Sequence[OutboxEvent] = (),
+        *,
+        send_at: float | None = None,
+    ) -> bool:
+        return await self._run(
+            partial(
+                holds.hold,
+                job_id=job_id,
+                until=until,
+                reason=reason,
+                events=list(events),
+                send_at=send_at,
+            )
+        )
+
+    async def release_held(self, job_ids: Sequence[str]) -> list[tuple[str, int]]:
+        return await self._run(partial(holds.release_held, job_ids=list(job_ids)))
+
+    # -- replies (issue 14) ------------------------------------------------------------
+    async def add_mo(
+        self,
+        number: str,
+        now: float,
+        make_events: Callable[[ReplyWindow | None], list[OutboxEvent]],
+    ) -> ReplyWindow | None:
+        return await self._run(
+            partial(holds.add_mo, number=number, now=now, make_events=make_events)
+        )
+
+    async def purge_replies(self, before: float) -> int:
+        return await self._run(partial(holds.purge_replies, before=before))
+
+    # -- consent and the marketing gate (issue 14; smppgw.store.pg.consent) ------------
+    async def add_admitted(
+        self,
+        jobs: Sequence[StoredJob],
+        usage: Sequence[Usage | None],
+        gate: MarketingGate | None,
+        hold: HoldMaker | None = None,
+    ) -> list[Admission]:
+        """Marketing jobs decided under their numbers' advisory locks: the cap holds
+        across the cluster."""
+        return await self._run(
+            partial(consent.add_admitted, jobs=list(jobs), usage=list(usage), gate=gate, hold=hold)
+        )
+
+    async def marketing_release(
+        self, job_id: str, gate: MarketingGate, now: float
+    ) -> Go | Hold | Reject | None:
+        return await self._run(
+            partial(consent.marketing_release, job_id=job_id, gate=gate, now=now)
+        )
+
+    async def record_mo(
+        self,
+        number: str,
+        now: float,
+        make_events: Callable[[ReplyWindow | None], list[OutboxEvent]],
+        change: ConsentChange | None,
+        replies: Sequence[StoredJob] = (),
+        reply_on_change: Sequence[StoredJob] = (),
+    ) -> tuple[ReplyWindow | None, bool]:
+        return await self._run(
+            partial(
+                consent.record_mo,
+                number=number,
+                now=now,
+                make_events=make_events,
+                change=change,
+                replies=list(replies),
+                reply_on_change=list(reply_on_change),
+            )
+        )
+
+    async def consent_records(
+        self, *, opted_out_only: bool = True, limit: int | None = None
+    ) -> list[ConsentRecord]:
+        return await self._run(
+            partial(consent.consent_records, opted_out_only=opted_out_only, limit=limit)
+        )
+
+    async def consent_counts(self) -> dict[tuple[str, str], int]:
+        return await self._run(consent.consent_counts)
+
+    async def purge_marketing_sends(self, older_than: float) -> int:
+        return await self._run(partial(consent.purge_marketing_sends, older_than=older_than))
 
     # -- metrics -----------------------------------------------------------------------
     def size_bytes(self) -> int:

@@ -33,25 +33,36 @@ from smppgw.store.pg.writer import PgTx
 
 EventMaker = Callable[[JobView, str], list[OutboxEvent]]
 
-QUEUED, SENDING, IN_FLIGHT, SUBMITTED, FINAL = (int(s) for s in JobState)
+HELD = int(JobState.HELD)
+QUEUED = int(JobState.QUEUED)
+SENDING = int(JobState.SENDING)
+IN_FLIGHT = int(JobState.IN_FLIGHT)
+SUBMITTED = int(JobState.SUBMITTED)
+FINAL = int(JobState.FINAL)
 _LABELS = {int(state): state.label for state in JobState}
 
+#: A job's category when the column is NULL (every transactional job).
+TRANSACTIONAL = "transactional"
 _JOB_COLUMNS = (
     "job_id, carrier, lane, destination, text, source_address, source_ton, source_npi, dlr,"
-    " expires_at, response_topic, correlation_data, attempt, received_at"
+    " expires_at, response_topic, correlation_data, attempt, received_at,"
+    " send_at, expect_reply, held_until, hold_reason, category"
 )
 _VIEW_COLUMNS = (
     "job_id, carrier, lane, state, status, error_code, destination, dlr, attempt, parts,"
     " message_ids, part_states, response_topic, correlation_data, received_at, expires_at,"
-    " done_at"
+    " done_at, held_until, hold_reason, send_at"
 )
 _INSERT_JOBS = f"""
     INSERT INTO jobs ({_JOB_COLUMNS}, state)
-    SELECT j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, 0
+    SELECT j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, sat, er, hu, hr, cat,
+        CASE WHEN hu IS NULL THEN 0 ELSE -1 END
     FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],
                 $7::smallint[], $8::smallint[], $9::bool[], $10::float8[], $11::text[],
-                $12::bytea[], $13::int[], $14::float8[])
-         WITH ORDINALITY AS u(j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, o)
+                $12::bytea[], $13::int[], $14::float8[], $15::float8[], $16::int[],
+                $17::float8[], $18::text[], $19::text[])
+         WITH ORDINALITY AS u(j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, sat, er, hu, hr,
+                              cat, o)
     ORDER BY o
     ON CONFLICT (job_id) DO NOTHING
     RETURNING job_id
@@ -79,7 +90,11 @@ _SUBMIT = """
             norm_ids = $5, part_states = array_fill(NULL::text, ARRAY[$3::int]),
             done_at = $6, owner = NULL
         WHERE job_id = $1 AND state < 4
-        RETURNING job_id
+        RETURNING job_id, expect_reply, destination, response_topic, correlation_data
+    ), w AS (
+        INSERT INTO reply_windows (number, job_id, until, response_topic, correlation_data)
+        SELECT destination, job_id, $6 + expect_reply, response_topic, correlation_data
+        FROM j WHERE expect_reply IS NOT NULL
     ), m AS (
         INSERT INTO msgids (carrier, normalized_id, job_id, part, parts)
         SELECT $7, n.nid, j.job_id, n.o - 1, $3 FROM j, unnest($5::text[]) WITH ORDINALITY
@@ -97,7 +112,7 @@ _SUBMIT = """
 
 
 def _job_args(jobs: Sequence[StoredJob]) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(14)]
+    columns: list[list[Any]] = [[] for _ in range(19)]
     for job in jobs:
         source = job.source
         row = (
@@ -115,6 +130,11 @@ def _job_args(jobs: Sequence[StoredJob]) -> list[list[Any]]:
             job.correlation_data,
             job.attempt,
             job.received_at,
+            job.send_at,
+            job.expect_reply,
+            job.held_until,
+            job.hold_reason,
+            None if job.category == TRANSACTIONAL else job.category,
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
@@ -124,6 +144,7 @@ def _job_args(jobs: Sequence[StoredJob]) -> list[list[Any]]:
 def _job_from_row(row: Sequence[Any]) -> StoredJob:
     (job_id, carrier, lane, destination, text, address, ton, npi, dlr, expires_at) = row[:10]
     response_topic, correlation_data, attempt, received_at = row[10:14]
+    send_at, expect_reply, held_until, hold_reason, category = row[14:19]
     return StoredJob(
         job_id=job_id,
         carrier=carrier,
@@ -137,6 +158,11 @@ def _job_from_row(row: Sequence[Any]) -> StoredJob:
         correlation_data=correlation_data,
         attempt=attempt,
         received_at=received_at,
+        send_at=send_at,
+        expect_reply=expect_reply,
+        held_until=held_until,
+        hold_reason=hold_reason,
+        category=category or TRANSACTIONAL,
     )
 
 
@@ -159,6 +185,9 @@ def _view_from_row(row: Sequence[Any]) -> JobView:
         received_at=row[14],
         expires_at=row[15],
         done_at=row[16],
+        held_until=row[17],
+        hold_reason=row[18],
+        send_at=row[19],
     )
 
 
@@ -187,10 +216,14 @@ async def add_jobs(tx: PgTx, jobs: Sequence[StoredJob]) -> list[bool]:
     rows = await tx.conn.fetch(_INSERT_JOBS, *_job_args(jobs))
     inserted = {row[0] for row in rows}
     added: list[bool] = []
+    events: list[OutboxEvent] = []
     for job in jobs:  # the same id twice in one call: the first is new, the second known
         new = job.job_id in inserted
         inserted.discard(job.job_id)
         added.append(new)
+        if new and job.events:  # a held job's ``scheduled`` event, in the same transaction
+            events.extend(job.events)
+    await _add_events(tx, events)
     return added
 
 
@@ -301,7 +334,7 @@ async def release_unsent(tx: PgTx, carrier: str | None) -> int:
 async def retry_later(tx: PgTx, job_id: str, attempt: int, next_attempt: float) -> bool:
     done = await tx.conn.fetchval(
         "UPDATE jobs SET state = 0, attempt = $2, next_attempt = $3, owner = NULL"
-        " WHERE job_id = $1 AND state < 3 RETURNING 1",
+        " WHERE job_id = $1 AND state BETWEEN 0 AND 2 RETURNING 1",
         job_id,
         attempt,
         next_attempt,
@@ -375,8 +408,8 @@ async def finish(
     tx: PgTx, job_id: str, status: str, events: Sequence[OutboxEvent], code: str | None
 ) -> bool:
     done = await tx.conn.fetchval(
-        "UPDATE jobs SET state = 4, status = $2, error_code = $3, done_at = $4, owner = NULL"
-        " WHERE job_id = $1 AND state < 4 RETURNING 1",
+        "UPDATE jobs SET state = 4, status = $2, error_code = $3, done_at = $4, owner = NULL,"
+        " held_until = NULL WHERE job_id = $1 AND state < 4 RETURNING 1",
         job_id,
         status,
         code,
@@ -394,14 +427,21 @@ async def job(tx: PgTx, job_id: str, *, lock: bool = False) -> JobView | None:
     return None if row is None else _view_from_row(tuple(row))
 
 
+#: What a cancel may end: a job waiting in its lane or held.
+_CANCELLABLE = frozenset((JobState.QUEUED.label, JobState.HELD.label))
+
+
 async def cancel_queued(
     tx: PgTx, job_id: str, make_events: EventMaker
 ) -> tuple[JobView | None, bool]:
+    """A job waiting in its lane or held (never one being sent) ends ``cancelled``; the
+    row lock keeps a release by another gateway from sending it meanwhile."""
     view = await job(tx, job_id, lock=True)
-    if view is None or view.state != JobState.QUEUED.label:
+    if view is None or view.state not in _CANCELLABLE:
         return view, False
     await tx.conn.execute(
-        "UPDATE jobs SET state = 4, status = 'cancelled', done_at = $2 WHERE job_id = $1",
+        "UPDATE jobs SET state = 4, status = 'cancelled', done_at = $2, held_until = NULL"
+        " WHERE job_id = $1",
         job_id,
         tx.now,
     )
@@ -710,7 +750,12 @@ _SUBMIT_MANY = """
             done_at = $8, owner = NULL
         FROM jj JOIN a ON a.j = jj.j
         WHERE jobs.job_id = jj.job_id AND jobs.state < 4
-        RETURNING jj.j AS j, jobs.job_id, jj.carrier
+        RETURNING jj.j AS j, jobs.job_id, jj.carrier, jobs.expect_reply, jobs.destination,
+            jobs.response_topic, jobs.correlation_data
+    ), w AS (
+        INSERT INTO reply_windows (number, job_id, until, response_topic, correlation_data)
+        SELECT destination, job_id, $8 + expect_reply, response_topic, correlation_data
+        FROM u WHERE expect_reply IS NOT NULL ORDER BY j
     ), m AS (
         INSERT INTO msgids (carrier, normalized_id, job_id, part, parts)
         SELECT u.carrier, p.nid, u.job_id, p.part, a.n FROM u JOIN p ON p.j = u.j

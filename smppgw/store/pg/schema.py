@@ -147,9 +147,72 @@ _CREATE_BIND_SLOTS = [
     """,
 ]
 
+#: Version 4, held jobs, replies and consent (issue 14; the same meaning as SQLite's
+#: ``_CREATE_SCHEDULE`` and ``_CREATE_CONSENT``). A held job is in state -1 with
+#: ``held_until`` (when a release timer looks at it next) and ``hold_reason``; the partial
+#: index ``jobs_held`` holds only them. ``reply_windows``: one row per open
+#: ``expect_reply`` window, newest (highest ``window_id``) first per number, shared by
+#: every gateway (an MO may reach another gateway than the one that sent the job).
+#: ``consent`` / ``marketing_sends`` / ``consent_counts`` as on SQLite; the marketing cap
+#: is made cluster-wide by a transaction-scoped advisory lock per number (see
+#: ``smppgw.store.pg.consent``), not by the layout.
+_CREATE_SCHEDULE_CONSENT = [
+    "ALTER TABLE jobs ADD COLUMN held_until double precision",
+    "ALTER TABLE jobs ADD COLUMN hold_reason text",
+    "ALTER TABLE jobs ADD COLUMN send_at double precision",
+    "ALTER TABLE jobs ADD COLUMN expect_reply integer",
+    "ALTER TABLE jobs ADD COLUMN category text",
+    "CREATE INDEX jobs_held ON jobs (held_until, lane, seq) WHERE state = -1",
+    """
+    CREATE TABLE reply_windows (
+        window_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        number text NOT NULL,
+        job_id text NOT NULL,
+        until double precision NOT NULL,
+        response_topic text,
+        correlation_data bytea
+    )
+    """,
+    "CREATE INDEX reply_windows_number ON reply_windows (number, window_id)",
+    "CREATE INDEX reply_windows_until ON reply_windows (until)",
+    """
+    CREATE TABLE consent (
+        number text PRIMARY KEY,
+        opted_out boolean NOT NULL,
+        keyword text,
+        source text NOT NULL,
+        carrier text,
+        changed_at double precision NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE marketing_sends (
+        job_id text PRIMARY KEY,
+        number text NOT NULL,
+        at double precision NOT NULL
+    )
+    """,
+    "CREATE INDEX marketing_sends_number ON marketing_sends (number, at)",
+    "CREATE INDEX marketing_sends_at ON marketing_sends (at)",
+    """
+    CREATE TABLE consent_counts (
+        action text NOT NULL,
+        source text NOT NULL,
+        changes bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (action, source)
+    )
+    """,
+]
+
 #: (version, statements): applied in order, each step in the migrating transaction.
-STEPS: list[tuple[int, list[str]]] = [(1, _CREATE_BASE), (2, _CREATE_BIND_SLOTS)]
-SCHEMA_VERSION = STEPS[-1][0]
+#: Version 3 is issue 15's (failover and ported numbers, another branch); issue 14's is
+#: 4 and touches none of its columns, so the two apply in either order of merging.
+STEPS: list[tuple[int, list[str]]] = [
+    (1, _CREATE_BASE),
+    (2, _CREATE_BIND_SLOTS),
+    (4, _CREATE_SCHEDULE_CONSENT),
+]
+SCHEMA_VERSION = max(step for step, _ in STEPS)
 
 _VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS smppgw_schema (version integer NOT NULL, applied_at"
@@ -176,9 +239,12 @@ async def migrate(conn: Connection) -> list[int]:
                 f"database schema version {version} is newer than this smppgw supports "
                 f"({SCHEMA_VERSION}); upgrade smppgw"
             )
+        # Each step not yet recorded, not only those above the highest: steps merged from
+        # branches developed side by side (3 and 4) apply whichever was applied first.
+        done = {int(row[0]) for row in await conn.fetch("SELECT version FROM smppgw_schema")}
         applied: list[int] = []
         for step, statements in STEPS:
-            if step <= version:
+            if step in done:
                 continue
             for statement in statements:
                 await conn.execute(statement)
