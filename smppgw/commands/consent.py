@@ -138,15 +138,22 @@ class PostgresConsentList:
         self._loop = asyncio.new_event_loop()
         try:
             self._conn = self._call(lambda: asyncpg.connect(dsn.reveal(), timeout=5))
-            self._call(self._migrate)
+            self._call(self._check_schema)
         except BaseException:
             self._loop.close()
             raise
 
-    async def _migrate(self) -> None:
-        from smppgw.store.pg.schema import migrate
+    async def _check_schema(self) -> None:
+        """The command changes no schema (the gateways and ``smppgw migrate`` do, under
+        their lock); an older one is named rather than met as a missing table."""
+        from smppgw.store.pg.schema import SCHEMA_VERSION, schema_version
 
-        await migrate(self._conn)
+        version = await schema_version(self._conn)
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"database schema version {version} is older than this smppgw's "
+                f"({SCHEMA_VERSION}): run `smppgw migrate` (or start a gateway) first"
+            )
 
     def _call(self, make: Callable[[], Awaitable[Any]]) -> Any:
         try:
