@@ -41,9 +41,14 @@ from smppgw.engine.message import OutboundMessage
 from smppgw.engine.policy import parse_status
 from smppgw.ops.logs import get_logger
 from smppgw.ops.telemetry import Telemetry
-from smppgw.pipeline.ported import PortedLookup, read_ported_file, shown
+from smppgw.pipeline.ported import (
+    PortedLookup,
+    SharedPortedLookup,
+    read_ported_file,
+    shown,
+)
 from smppgw.pipeline.routing import Router, RoutingError
-from smppgw.store import Store, StoredJob, StoreError
+from smppgw.store import Store, StoreAPI, StoredJob, StoreError
 from smppgw.store.routes import FILE
 
 log = get_logger("smppgw.failover")
@@ -88,7 +93,7 @@ class Failover:
         self,
         config: Config,
         router: Router,
-        store: Store,
+        store: StoreAPI,
         telemetry: Telemetry,
         *,
         carriers: Mapping[str, Sending],
@@ -104,7 +109,11 @@ class Failover:
         self._paused = paused
         self._wake = wake
         self._on_failing_over = on_failing_over
-        self.ported = PortedLookup(store.path)
+        #: SQLite: a read-only connection of its own; a shared store: lookups through it
+        #: (``smppgw.pipeline.ported``).
+        self.ported: PortedLookup | SharedPortedLookup = (
+            PortedLookup(store.path) if isinstance(store, Store) else SharedPortedLookup(store)
+        )
         #: carrier → monotonic time its last bind went (absent: up).
         self._down_since: dict[str, float] = {}
         self._diverted: set[str] = set()
@@ -118,14 +127,19 @@ class Failover:
         self._configs: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
 
     # ------------------------------------------------------------------ intake
-    def plan(
+    async def plan(
         self, destination: str, forced: str | None, allowed: bool | None
     ) -> tuple[str, tuple[str, ...]]:
         """The carrier a new job goes to, and its chain (empty: it never moves). Raises
-        :class:`RoutingError` like :meth:`Router.route`."""
-        ported = (
-            None if forced is not None or allowed is False else self.ported.carrier(destination)
-        )
+        :class:`RoutingError` like :meth:`Router.route`. On SQLite it never suspends (the
+        lookup is a synchronous probe); on a shared store it awaits the lookup."""
+        ported = None
+        if forced is None and allowed is not False:
+            lookup = self.ported
+            if isinstance(lookup, PortedLookup):
+                ported = lookup.carrier(destination)
+            else:
+                ported = await lookup.carrier(destination)
         return plan_chain(self._router, self._configs, destination, ported, forced, allowed)
 
     # ------------------------------------------------------------------ outcomes

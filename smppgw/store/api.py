@@ -533,6 +533,12 @@ class Store:
             )
         )
 
+    async def ported_carrier(self, number: str) -> str | None:
+        """The carrier ``number`` was ported to (None: unknown or expired), through the
+        writer. Intake does not use this on SQLite: ``PortedLookup`` reads the file on a
+        connection of its own, without the trip."""
+        return await self._run(lambda tx: routes.ported_carrier(tx.conn, number, tx.now))
+
     async def learn_port(self, number: str, carrier: str, ttl: float) -> None:
         await self._run(partial(routes.learn, number=number, carrier=carrier, ttl=ttl))
 

@@ -30,6 +30,7 @@ from smppgw.store.model import (
     Usage,
 )
 from smppgw.store.pg.writer import PgTx
+from smppgw.store.routes import decode_attempts, decode_chain, encode_attempts, encode_chain
 
 EventMaker = Callable[[JobView, str], list[OutboxEvent]]
 
@@ -38,20 +39,20 @@ _LABELS = {int(state): state.label for state in JobState}
 
 _JOB_COLUMNS = (
     "job_id, carrier, lane, destination, text, source_address, source_ton, source_npi, dlr,"
-    " expires_at, response_topic, correlation_data, attempt, received_at"
+    " expires_at, response_topic, correlation_data, attempt, received_at, chain, attempts"
 )
 _VIEW_COLUMNS = (
     "job_id, carrier, lane, state, status, error_code, destination, dlr, attempt, parts,"
     " message_ids, part_states, response_topic, correlation_data, received_at, expires_at,"
-    " done_at"
+    " done_at, attempts"
 )
 _INSERT_JOBS = f"""
     INSERT INTO jobs ({_JOB_COLUMNS}, state)
-    SELECT j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, 0
+    SELECT j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, ch::jsonb, at::jsonb, 0
     FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],
                 $7::smallint[], $8::smallint[], $9::bool[], $10::float8[], $11::text[],
-                $12::bytea[], $13::int[], $14::float8[])
-         WITH ORDINALITY AS u(j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, o)
+                $12::bytea[], $13::int[], $14::float8[], $15::text[], $16::text[])
+         WITH ORDINALITY AS u(j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, ch, at, o)
     ORDER BY o
     ON CONFLICT (job_id) DO NOTHING
     RETURNING job_id
@@ -97,7 +98,7 @@ _SUBMIT = """
 
 
 def _job_args(jobs: Sequence[StoredJob]) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(14)]
+    columns: list[list[Any]] = [[] for _ in range(16)]
     for job in jobs:
         source = job.source
         row = (
@@ -115,6 +116,8 @@ def _job_args(jobs: Sequence[StoredJob]) -> list[list[Any]]:
             job.correlation_data,
             job.attempt,
             job.received_at,
+            encode_chain(job.chain),
+            encode_attempts(job.attempts),
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
@@ -123,7 +126,7 @@ def _job_args(jobs: Sequence[StoredJob]) -> list[list[Any]]:
 
 def _job_from_row(row: Sequence[Any]) -> StoredJob:
     (job_id, carrier, lane, destination, text, address, ton, npi, dlr, expires_at) = row[:10]
-    response_topic, correlation_data, attempt, received_at = row[10:14]
+    response_topic, correlation_data, attempt, received_at, chain, attempts = row[10:16]
     return StoredJob(
         job_id=job_id,
         carrier=carrier,
@@ -137,6 +140,8 @@ def _job_from_row(row: Sequence[Any]) -> StoredJob:
         correlation_data=correlation_data,
         attempt=attempt,
         received_at=received_at,
+        chain=decode_chain(chain),
+        attempts=decode_attempts(attempts),
     )
 
 
@@ -159,6 +164,7 @@ def _view_from_row(row: Sequence[Any]) -> JobView:
         received_at=row[14],
         expires_at=row[15],
         done_at=row[16],
+        attempts=decode_attempts(row[17]),
     )
 
 

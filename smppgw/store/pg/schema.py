@@ -147,8 +147,36 @@ _CREATE_BIND_SLOTS = [
     """,
 ]
 
+#: Version 3, issue 15 (failover and ported numbers), as SQLite's ``_CREATE_FAILOVER``:
+#: a job's ``chain`` (the carriers it may go to, in order, a JSON array; NULL: it never
+#: moves) and ``attempts`` (the carriers that did not take it, ``[[carrier, error], ...]``;
+#: appended in the statement that moves it); and the ported-number table, one row per
+#: number shared by every gateway of the cluster: learned from refusals (``source``
+#: 'learned', ``expires_at`` now + ``routing.ported_ttl``) or loaded from an operator's
+#: list ('file', 'import'; ``expires_at`` NULL: until replaced or forgotten).
+_CREATE_FAILOVER = [
+    "ALTER TABLE jobs ADD COLUMN chain jsonb",
+    "ALTER TABLE jobs ADD COLUMN attempts jsonb",
+    """
+    CREATE TABLE ported (
+        number text PRIMARY KEY,
+        carrier text NOT NULL,
+        source text NOT NULL,
+        changed_at double precision NOT NULL,
+        expires_at double precision
+    )
+    """,
+    # ``replace_source`` reloads and the purge of expired learned rows.
+    "CREATE INDEX ported_source ON ported (source)",
+    "CREATE INDEX ported_expiry ON ported (expires_at) WHERE expires_at IS NOT NULL",
+]
+
 #: (version, statements): applied in order, each step in the migrating transaction.
-STEPS: list[tuple[int, list[str]]] = [(1, _CREATE_BASE), (2, _CREATE_BIND_SLOTS)]
+STEPS: list[tuple[int, list[str]]] = [
+    (1, _CREATE_BASE),
+    (2, _CREATE_BIND_SLOTS),
+    (3, _CREATE_FAILOVER),
+]
 SCHEMA_VERSION = STEPS[-1][0]
 
 _VERSION_TABLE = (
