@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from smppgw.store import routes
 from smppgw.store.model import (
     DeadEvent,
     JobState,
@@ -29,7 +30,6 @@ from smppgw.store.model import (
     StoreStats,
     Usage,
 )
-from smppgw.store import routes
 from smppgw.store.pg import ops
 from smppgw.store.pg import routes as pg_routes
 from smppgw.store.pg.schema import migrate

@@ -34,7 +34,7 @@ from smppgw.store.routes import decode_attempts, decode_chain, encode_attempts, 
 
 EventMaker = Callable[[JobView, str], list[OutboxEvent]]
 
-QUEUED, SENDING, IN_FLIGHT, SUBMITTED, FINAL = (int(s) for s in JobState)
+HELD, QUEUED, SENDING, IN_FLIGHT, SUBMITTED, FINAL = (int(s) for s in JobState)
 _LABELS = {int(state): state.label for state in JobState}
 
 _JOB_COLUMNS = (
