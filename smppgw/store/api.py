@@ -533,6 +533,13 @@ class Store:
             )
         )
 
+    async def set_carrier_up(self, carrier: str, up: bool) -> None:
+        """Nothing: one gateway owns this store (a cluster's shares it: PostgreSQL)."""
+
+    async def carrier_up_elsewhere(self, carrier: str) -> bool:
+        """False: no other gateway sends this store's jobs."""
+        return False
+
     async def ported_carrier(self, number: str) -> str | None:
         """The carrier ``number`` was ported to (None: unknown or expired), through the
         writer. Intake does not use this on SQLite: ``PortedLookup`` reads the file on a

@@ -354,3 +354,77 @@ async def test_a_port_learned_by_one_gateway_routes_the_next_job_on_another(
         held = await claimed(a, "held")
         assert not await b.move_job(held.job_id, "viettel", "vinaphone", "ESME_RINVDSTADR")
         assert await a.move_job(held.job_id, "viettel", "vinaphone", "ESME_RINVDSTADR")
+
+
+class Holding(Ready):
+    """A carrier with a bind or not (``ready``), holding unsent jobs it hands over."""
+
+    def __init__(self, ready: bool, held: list[str]) -> None:
+        self.ready = ready
+        self.held = held
+
+    def evict(self, select: Any, max_lane: int) -> list[Any]:
+        taken = [
+            message for message in (Message(job_id) for job_id in self.held) if select(message)
+        ]
+        self.held = []
+        return taken
+
+
+class Message:
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.context = None
+
+
+async def wait_for(check: Any, seconds: float = 5.0) -> bool:
+    for _ in range(int(seconds / 0.05)):  # bounded
+        if await check():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_carrier_down_on_one_gateway_only_stays_with_the_cluster(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """gw-a lost its viettel binds, gw-b has one: gw-a hands back the unsent job it held
+    and moves nothing (gw-b sends the queue); once viettel is down on gw-b too, the
+    jobs move to vinaphone, each once."""
+    cfg = config(tmp_path, failover_after=0, failover_after_high=0)
+    async with (
+        PostgresStore(postgres_dsn, node="gw-a") as a,
+        PostgresStore(postgres_dsn, node="gw-b") as b,
+    ):
+        await a.add_jobs(
+            [StoredJob(f"j{i}", "viettel", 1, "84981234567", "hi", chain=CHAIN) for i in range(3)]
+        )
+        (held,) = await a.claim("viettel", 1, 2e9)
+        gw_a, gw_b = make_failover(cfg, a, []), make_failover(cfg, b, [])
+        a_viettel, b_viettel = Holding(False, [held.job_id]), Holding(True, [])
+        gw_a._carriers = {"viettel": a_viettel, "vinaphone": Ready(), "mobifone": Ready()}
+        gw_b._carriers = {"viettel": b_viettel, "vinaphone": Ready(), "mobifone": Ready()}
+        tasks = [asyncio.create_task(gw.run()) for gw in (gw_b, gw_a)]
+        try:
+
+            async def handed_back() -> bool:
+                return await a.queue_depths() == {("viettel", 1): 3}
+
+            assert await wait_for(handed_back)
+            await asyncio.sleep(1.0)  # two RESCANs: still nothing moved
+            assert await a.queue_depths() == {("viettel", 1): 3}
+
+            b_viettel.ready = False
+
+            async def moved() -> bool:
+                return await a.queue_depths() == {("vinaphone", 1): 3}
+
+            assert await wait_for(moved)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        jobs = await a.claim("vinaphone", 10, 2e9)
+        assert [j.attempts for j in jobs] == [(("viettel", "down"),)] * 3

@@ -390,6 +390,14 @@ class PostgresStore:
             )
         )
 
+    async def set_carrier_up(self, carrier: str, up: bool) -> None:
+        """What the other gateways' failover monitors see of this one's binds."""
+        await self._run(partial(pg_routes.set_carrier_up, carrier=carrier, up=up))
+
+    async def carrier_up_elsewhere(self, carrier: str) -> bool:
+        """Another live gateway can send to ``carrier``: its queued jobs stay for it."""
+        return await self._run(partial(pg_routes.carrier_up_elsewhere, carrier=carrier))
+
     async def ported_carrier(self, number: str) -> str | None:
         """The carrier ``number`` was ported to, as committed now by any gateway or
         ``smppgw routes``: the lookups queued together (one intake turn's) are one

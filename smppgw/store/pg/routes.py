@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from smppgw.store.pg.ops import _NOW
 from smppgw.store.pg.writer import PgTx
 from smppgw.store.routes import (
     LEARNED,
@@ -127,6 +128,34 @@ async def move_queued(
     if moves:
         await tx.conn.execute(_MOVE_QUEUED, carrier, error, seqs, [m.to for m in moves])
     return moves
+
+
+# -- carriers up across the cluster -----------------------------------------------------
+async def set_carrier_up(tx: PgTx, carrier: str, up: bool) -> None:
+    """Record whether this gateway has ``carrier`` usable (a bind up, not paused)."""
+    if up:
+        await tx.conn.execute(
+            "INSERT INTO carrier_up (carrier, node) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            carrier,
+            tx.node,
+        )
+    else:
+        await tx.conn.execute(
+            "DELETE FROM carrier_up WHERE carrier = $1 AND node = $2", carrier, tx.node
+        )
+
+
+async def carrier_up_elsewhere(tx: PgTx, carrier: str) -> bool:
+    """Another gateway whose lease is fresh has ``carrier`` usable (a stopped or dead
+    gateway's rows count until its lease runs out: ``store.lease``)."""
+    return bool(
+        await tx.conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM carrier_up c JOIN nodes n ON n.node_id = c.node"
+            f" WHERE c.carrier = $1 AND c.node <> $2 AND n.lease_until >= {_NOW})",
+            carrier,
+            tx.node,
+        )
+    )
 
 
 # -- ported numbers ---------------------------------------------------------------------

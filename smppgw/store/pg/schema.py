@@ -150,7 +150,8 @@ _CREATE_BIND_SLOTS = [
 #: Version 3, issue 15 (failover and ported numbers), as SQLite's ``_CREATE_FAILOVER``:
 #: a job's ``chain`` (the carriers it may go to, in order, a JSON array; NULL: it never
 #: moves) and ``attempts`` (the carriers that did not take it, ``[[carrier, error], ...]``;
-#: appended in the statement that moves it); and the ported-number table, one row per
+#: appended in the statement that moves it); ``carrier_up`` (who can send to what); and
+#: the ported-number table, one row per
 #: number shared by every gateway of the cluster: learned from refusals (``source``
 #: 'learned', ``expires_at`` now + ``routing.ported_ttl``) or loaded from an operator's
 #: list ('file', 'import'; ``expires_at`` NULL: until replaced or forgotten).
@@ -164,6 +165,16 @@ _CREATE_FAILOVER = [
         source text NOT NULL,
         changed_at double precision NOT NULL,
         expires_at double precision
+    )
+    """,
+    # The carriers each gateway has a bind up to (and not paused): a carrier is down for
+    # the cluster only when no gateway with a live lease has a row for it, so the failover
+    # monitor of a gateway that lost its binds leaves the shared queue to the others.
+    """
+    CREATE TABLE carrier_up (
+        carrier text NOT NULL,
+        node text NOT NULL,
+        PRIMARY KEY (carrier, node)
     )
     """,
     # ``replace_source`` reloads and the purge of expired learned rows.
