@@ -370,5 +370,9 @@ async def test_a_version_1_database_is_upgraded_to_the_current_schema(postgres_d
     async with open_node(postgres_dsn, "gw-a") as store:
         assert await store.add_jobs([job("old")]) == [False]  # the dedup key survived
         assert await store.acquire_bind(CARRIER, 1) == 0  # the v2 table is there
+        (old,) = await store.claim(CARRIER, 10, 2e9)  # v3: chain and attempts, empty
+        assert (old.job_id, old.chain, old.attempts) == ("old", (), ())
+        await store.learn_port("84981110000", "vinaphone", 60.0)  # v3: the ported table
+        assert await store.count_ported() == 1
     assert await versions(postgres_dsn) == ALL_STEPS
-    assert SCHEMA_VERSION >= 2
+    assert SCHEMA_VERSION >= 4

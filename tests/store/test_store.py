@@ -172,6 +172,8 @@ async def test_stored_job_round_trips_every_field(store: Store) -> None:
         correlation_data=b"\x00corr",
         attempt=2,
         received_at=1000.25,
+        chain=(CARRIER, "vinaphone"),
+        attempts=(("mobifone", "ESME_RINVDSTADR"),),
     )
     await store.add_jobs([original])
     (claimed,) = await store.claim(CARRIER, 10, time.time())

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from smppgw.pipeline.marketing import Go, Hold, MarketingGate, Reject
+from smppgw.store import routes
 from smppgw.store.contract import Admission, HoldMaker
 from smppgw.store.model import (
     ConsentChange,
@@ -35,6 +36,7 @@ from smppgw.store.model import (
     Usage,
 )
 from smppgw.store.pg import consent, holds, ops
+from smppgw.store.pg import routes as pg_routes
 from smppgw.store.pg.schema import migrate
 from smppgw.store.pg.writer import Connection, PgTx, PgWriter
 
@@ -77,6 +79,7 @@ class PostgresStore:
                 "mark_submitted": ops.mark_submitted_many,
                 "lookup": ops.lookup_many,
                 "apply_receipt": ops.apply_receipt_many,
+                "ported_carrier": pg_routes.ported_carriers,
             },
         )
 
@@ -366,6 +369,73 @@ class PostgresStore:
     async def run(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
         """``await fn(connection)`` inside a batch's transaction: maintenance and tests."""
         return await self._run(lambda tx: fn(tx.conn))
+
+    # -- failover and ported numbers (smppgw.store.pg.routes) --------------------------
+    def queued(self, carrier: str, lane: int) -> int:
+        """1: "maybe". The queue is shared, so no count held here is current (another
+        gateway adds and claims); the failover monitor then scans the store, and an idle
+        scan is not repeated for ``failover.RESCAN`` (at most two a second per carrier
+        that is down, an index range scan each)."""
+        return 1
+
+    async def move_job(self, job_id: str, carrier: str, to: str, error: str) -> bool:
+        return await self._run(
+            partial(pg_routes.move_job, job_id=job_id, carrier=carrier, to=to, error=error)
+        )
+
+    async def move_queued(
+        self, carrier: str, max_lane: int, pick: routes.Picker, error: str, limit: int = 1000
+    ) -> list[routes.Move]:
+        return await self._run(
+            partial(
+                pg_routes.move_queued,
+                carrier=carrier,
+                max_lane=max_lane,
+                pick=pick,
+                error=error,
+                limit=limit,
+            )
+        )
+
+    async def set_carrier_up(self, carrier: str, up: bool) -> None:
+        """What the other gateways' failover monitors see of this one's binds."""
+        await self._run(partial(pg_routes.set_carrier_up, carrier=carrier, up=up))
+
+    async def carrier_up_elsewhere(self, carrier: str) -> bool:
+        """Another live gateway can send to ``carrier``: its queued jobs stay for it."""
+        return await self._run(partial(pg_routes.carrier_up_elsewhere, carrier=carrier))
+
+    async def ported_carrier(self, number: str) -> str | None:
+        """The carrier ``number`` was ported to, as committed now by any gateway or
+        ``smppgw routes``: the lookups queued together (one intake turn's) are one
+        statement."""
+        return await self._writer.submit(
+            partial(pg_routes.ported_carrier, number=number), kind="ported_carrier", args=number
+        )
+
+    async def learn_port(self, number: str, carrier: str, ttl: float) -> None:
+        await self._run(partial(pg_routes.learn, number=number, carrier=carrier, ttl=ttl))
+
+    async def forget_port(self, number: str) -> routes.Ported | None:
+        return await self._run(partial(pg_routes.forget, number=number))
+
+    async def import_ported(
+        self, entries: Sequence[tuple[str, str]], source: str, *, replace_source: bool
+    ) -> routes.ImportReport:
+        return await self._run(
+            partial(
+                pg_routes.import_ported,
+                entries=list(entries),
+                source=source,
+                replace_source=replace_source,
+            )
+        )
+
+    async def count_ported(self) -> int:
+        return await self._run(pg_routes.count_ported)
+
+    async def purge_ported(self) -> int:
+        return await self._run(pg_routes.purge_ported)
 
     # -- held jobs (issue 14; smppgw.store.pg.holds) -----------------------------------
     def held_counts(self) -> dict[str, int]:

@@ -30,6 +30,7 @@ from smppgw.store.model import (
     Usage,
 )
 from smppgw.store.pg.writer import PgTx
+from smppgw.store.routes import decode_attempts, decode_chain, encode_attempts, encode_chain
 
 EventMaker = Callable[[JobView, str], list[OutboxEvent]]
 
@@ -45,24 +46,24 @@ _LABELS = {int(state): state.label for state in JobState}
 TRANSACTIONAL = "transactional"
 _JOB_COLUMNS = (
     "job_id, carrier, lane, destination, text, source_address, source_ton, source_npi, dlr,"
-    " expires_at, response_topic, correlation_data, attempt, received_at,"
+    " expires_at, response_topic, correlation_data, attempt, received_at, chain, attempts,"
     " send_at, expect_reply, held_until, hold_reason, category"
 )
 _VIEW_COLUMNS = (
     "job_id, carrier, lane, state, status, error_code, destination, dlr, attempt, parts,"
     " message_ids, part_states, response_topic, correlation_data, received_at, expires_at,"
-    " done_at, held_until, hold_reason, send_at"
+    " done_at, attempts, held_until, hold_reason, send_at"
 )
 _INSERT_JOBS = f"""
     INSERT INTO jobs ({_JOB_COLUMNS}, state)
-    SELECT j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, sat, er, hu, hr, cat,
-        CASE WHEN hu IS NULL THEN 0 ELSE -1 END
+    SELECT j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, ch::jsonb, at::jsonb,
+        sat, er, hu, hr, cat, CASE WHEN hu IS NULL THEN 0 ELSE -1 END
     FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],
                 $7::smallint[], $8::smallint[], $9::bool[], $10::float8[], $11::text[],
-                $12::bytea[], $13::int[], $14::float8[], $15::float8[], $16::int[],
-                $17::float8[], $18::text[], $19::text[])
-         WITH ORDINALITY AS u(j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, sat, er, hu, hr,
-                              cat, o)
+                $12::bytea[], $13::int[], $14::float8[], $15::text[], $16::text[],
+                $17::float8[], $18::int[], $19::float8[], $20::text[], $21::text[])
+         WITH ORDINALITY AS u(j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, ch, at,
+                              sat, er, hu, hr, cat, o)
     ORDER BY o
     ON CONFLICT (job_id) DO NOTHING
     RETURNING job_id
@@ -112,7 +113,7 @@ _SUBMIT = """
 
 
 def _job_args(jobs: Sequence[StoredJob]) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(19)]
+    columns: list[list[Any]] = [[] for _ in range(21)]
     for job in jobs:
         source = job.source
         row = (
@@ -130,6 +131,8 @@ def _job_args(jobs: Sequence[StoredJob]) -> list[list[Any]]:
             job.correlation_data,
             job.attempt,
             job.received_at,
+            encode_chain(job.chain),
+            encode_attempts(job.attempts),
             job.send_at,
             job.expect_reply,
             job.held_until,
@@ -143,8 +146,8 @@ def _job_args(jobs: Sequence[StoredJob]) -> list[list[Any]]:
 
 def _job_from_row(row: Sequence[Any]) -> StoredJob:
     (job_id, carrier, lane, destination, text, address, ton, npi, dlr, expires_at) = row[:10]
-    response_topic, correlation_data, attempt, received_at = row[10:14]
-    send_at, expect_reply, held_until, hold_reason, category = row[14:19]
+    response_topic, correlation_data, attempt, received_at, chain, attempts = row[10:16]
+    send_at, expect_reply, held_until, hold_reason, category = row[16:21]
     return StoredJob(
         job_id=job_id,
         carrier=carrier,
@@ -158,6 +161,8 @@ def _job_from_row(row: Sequence[Any]) -> StoredJob:
         correlation_data=correlation_data,
         attempt=attempt,
         received_at=received_at,
+        chain=decode_chain(chain),
+        attempts=decode_attempts(attempts),
         send_at=send_at,
         expect_reply=expect_reply,
         held_until=held_until,
@@ -185,9 +190,10 @@ def _view_from_row(row: Sequence[Any]) -> JobView:
         received_at=row[14],
         expires_at=row[15],
         done_at=row[16],
-        held_until=row[17],
-        hold_reason=row[18],
-        send_at=row[19],
+        attempts=decode_attempts(row[17]),
+        held_until=row[18],
+        hold_reason=row[19],
+        send_at=row[20],
     )
 
 

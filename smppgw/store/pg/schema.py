@@ -147,6 +147,41 @@ _CREATE_BIND_SLOTS = [
     """,
 ]
 
+#: Version 3, issue 15 (failover and ported numbers), as SQLite's ``_CREATE_FAILOVER``:
+#: a job's ``chain`` (the carriers it may go to, in order, a JSON array; NULL: it never
+#: moves) and ``attempts`` (the carriers that did not take it, ``[[carrier, error], ...]``;
+#: appended in the statement that moves it); ``carrier_up`` (who can send to what); and
+#: the ported-number table, one row per
+#: number shared by every gateway of the cluster: learned from refusals (``source``
+#: 'learned', ``expires_at`` now + ``routing.ported_ttl``) or loaded from an operator's
+#: list ('file', 'import'; ``expires_at`` NULL: until replaced or forgotten).
+_CREATE_FAILOVER = [
+    "ALTER TABLE jobs ADD COLUMN chain jsonb",
+    "ALTER TABLE jobs ADD COLUMN attempts jsonb",
+    """
+    CREATE TABLE ported (
+        number text PRIMARY KEY,
+        carrier text NOT NULL,
+        source text NOT NULL,
+        changed_at double precision NOT NULL,
+        expires_at double precision
+    )
+    """,
+    # The carriers each gateway has a bind up to (and not paused): a carrier is down for
+    # the cluster only when no gateway with a live lease has a row for it, so the failover
+    # monitor of a gateway that lost its binds leaves the shared queue to the others.
+    """
+    CREATE TABLE carrier_up (
+        carrier text NOT NULL,
+        node text NOT NULL,
+        PRIMARY KEY (carrier, node)
+    )
+    """,
+    # ``replace_source`` reloads and the purge of expired learned rows.
+    "CREATE INDEX ported_source ON ported (source)",
+    "CREATE INDEX ported_expiry ON ported (expires_at) WHERE expires_at IS NOT NULL",
+]
+
 #: Version 4, held jobs, replies and consent (issue 14; the same meaning as SQLite's
 #: ``_CREATE_SCHEDULE`` and ``_CREATE_CONSENT``). A held job is in state -1 with
 #: ``held_until`` (when a release timer looks at it next) and ``hold_reason``; the partial
@@ -205,11 +240,10 @@ _CREATE_SCHEDULE_CONSENT = [
 ]
 
 #: (version, statements): applied in order, each step in the migrating transaction.
-#: Version 3 is issue 15's (failover and ported numbers, another branch); issue 14's is
-#: 4 and touches none of its columns, so the two apply in either order of merging.
 STEPS: list[tuple[int, list[str]]] = [
     (1, _CREATE_BASE),
     (2, _CREATE_BIND_SLOTS),
+    (3, _CREATE_FAILOVER),
     (4, _CREATE_SCHEDULE_CONSENT),
 ]
 SCHEMA_VERSION = max(step for step, _ in STEPS)
