@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "smppgw.commands.demo",
         "run a demo: simulator, broker, gateway and real-looking jobs",
     ),
+    "migrate": (
+        "smppgw.commands.migrate",
+        "bring the store's schema up to date (SQLite or PostgreSQL), then exit",
+    ),
     "routes": (
         "smppgw.commands.routes",
         "the ported-number cache: lookup, list, import a CSV, forget a number",

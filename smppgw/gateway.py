@@ -17,7 +17,8 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -49,7 +50,14 @@ from smppgw.pipeline.outbox import OutboxPublisher
 from smppgw.pipeline.outcomes import EventFactory, GatewayEvents
 from smppgw.pipeline.routing import Router
 from smppgw.pipeline.tenancy import Tenants
-from smppgw.store import Store, StoreError
+from smppgw.store import StoreError
+from smppgw.store.factory import describe, make_store
+
+if TYPE_CHECKING:
+    from smppgw.cluster.leases import LeaseKeeper
+    from smppgw.cluster.ratelimit import RedisRates
+    from smppgw.engine.throttle import Throttle
+    from smppgw.smpp.session import BindGate
 
 log = structlog.get_logger("smppgw.gateway")
 
@@ -84,12 +92,17 @@ class Gateway:
         self.health = HealthState(policy=config.metrics.ready_policy)
         self.http = HttpEndpoint(self.metrics, self.health)
         # The store every stage writes to (queue, message ids, outbox).
-        self.store = Store(
-            config.store.path,
-            commit_interval=config.store.commit_interval,
-            keep_text=config.store.keep_text,
-            on_batch=self.telemetry.store_batch,
-        )
+        self.store = make_store(config, on_batch=self.telemetry.store_batch)
+        #: With the shared (PostgreSQL) store: this node's lease and the takeover of dead
+        #: nodes' work (smppgw.cluster.leases); None with SQLite.
+        self.leases: LeaseKeeper | None = None
+        #: With ``cluster.redis``: the carriers' tps shared by the cluster; None without.
+        self.rates: RedisRates | None = None
+        if config.cluster.redis is not None:
+            from smppgw.cluster.ratelimit import RedisRates
+
+            self.rates = RedisRates(config.cluster.redis.reveal(), live=self._live_gateways)
+        self._exit_code = 0
         self.factory = EventFactory(config.mqtt)
 
         # 1. MQTT in → store: the main connection, one per named tenant (a tenant held by its
@@ -192,7 +205,7 @@ class Gateway:
             try:
                 await self._start(lifetimes)
             except StoreError as exc:
-                log.error("store_unusable", path=self.config.store.path, error=str(exc))
+                log.error("store_unusable", store=describe(self.config), error=str(exc))
                 return 1
             except MqttError as exc:  # refused credentials, untrusted certificate
                 log.error("mqtt_refused", host=self.config.mqtt.host, error=str(exc))
@@ -208,7 +221,7 @@ class Gateway:
             await self._drain()
             # Leaving the block: services cancelled, MQTT disconnected, store closed, HTTP off.
         log.info("gateway_stopped")
-        return 0
+        return self._exit_code
 
     def stop(self) -> None:
         self._stop.set()
@@ -223,7 +236,10 @@ class Gateway:
         self.health.set_carriers(self.carrier_configs)
         await self.store.open()
         lifetimes.push_async_callback(self.store.close)
+        if self.rates is not None:
+            lifetimes.push_async_callback(self.rates.close)
         await self._recover()
+        self.leases = self._lease_keeper()
         self.failover.ported.open()
         lifetimes.callback(self.failover.ported.close)
         await self.failover.load_ported_file()
@@ -250,6 +266,8 @@ class Gateway:
         spawn(run_heartbeat(self.health), "heartbeat")
         spawn(self._refresh_metrics(), "metrics")
         spawn(self._purge(), "purge")
+        if self.leases is not None:
+            spawn(self.leases.run(), "leases")
         spawn(self.failover.run(), "failover")
         spawn(notify.run_watchdog(self.health.alive), "watchdog")
         # Last in, first out: the control socket closes before anything it reaches.
@@ -262,6 +280,67 @@ class Gateway:
                     allow_uids=lambda: self.config.ctl.allow_uids,
                 )
             )
+
+    def _resend_on_timeout(self, name: str) -> bool:
+        config = self.carrier_configs.get(name)
+        return config.resend_on_timeout if config is not None else False
+
+    def _lease_keeper(self) -> LeaseKeeper | None:
+        """Only the shared store has leases (imported only then)."""
+        from smppgw.store.pg import PostgresStore
+
+        if not isinstance(self.store, PostgresStore):
+            return None
+        from smppgw.cluster.leases import LeaseKeeper
+
+        return LeaseKeeper(
+            self.store,
+            resend_on_timeout=self._resend_on_timeout,
+            make_events=self.factory.for_view,
+            on_requeued=self._wake_feeders,
+            on_events=self._events_committed,
+            on_fenced=self._fence,
+            on_lost=self._lease_lost,
+        )
+
+    def _live_gateways(self) -> int:
+        return self.leases.live if self.leases is not None else 1
+
+    def _cluster_throttle(self, carrier_config: CarrierConfig) -> Throttle | None:
+        if self.rates is None:
+            return None
+        return self.rates.throttle(carrier_config.name, carrier_config.tps)
+
+    def _bind_gate(self, carrier_config: CarrierConfig) -> BindGate | None:
+        """``max_binds``: each bind takes a slot in the shared store first."""
+        if carrier_config.max_binds is None or self.leases is None:
+            return None
+        from smppgw.cluster.binds import BindSlots
+        from smppgw.store.pg import PostgresStore
+
+        assert isinstance(self.store, PostgresStore)
+        name = carrier_config.name
+
+        def max_binds() -> int:
+            config = self.carrier_configs.get(name, carrier_config)
+            return config.max_binds or carrier_config.max_binds or 1
+
+        return BindSlots(self.store).gate(name, max_binds)
+
+    def _wake_feeders(self) -> None:
+        for feeder in self.feeders.values():
+            feeder.wake()
+
+    def _fence(self, fenced: bool) -> None:
+        """Lease about to run out: start no new submit_sm (binds and windows carry on)."""
+        for name, carrier in self.carriers.items():
+            carrier.hold(fenced or name in self.paused)
+
+    def _lease_lost(self) -> None:
+        """Another gateway may own our claims now: stop (the service manager restarts us
+        and recovery starts from the store)."""
+        self._exit_code = 75  # EX_TEMPFAIL
+        self.stop()
 
     async def _recover(self) -> None:
         """Jobs a previous run left half-done go back to their lanes (or end unknown)."""
@@ -309,7 +388,14 @@ class Gateway:
 
     async def _add_carrier(self, carrier_config: CarrierConfig) -> None:
         assert self._feeder_tasks_spawn is not None
-        carrier = Carrier(carrier_config, self.events, observer=self.telemetry)
+        carrier = Carrier(
+            carrier_config,
+            self.events,
+            observer=self.telemetry,
+            throttle=self._cluster_throttle(carrier_config),
+            bind_gate=self._bind_gate(carrier_config),
+            shared_store=self.leases is not None,
+        )
         self.carriers[carrier_config.name] = carrier
         feeder = Feeder(carrier_config.name, self.store, carrier)
         self.feeders[carrier_config.name] = feeder
@@ -596,6 +682,10 @@ def run_gateway(config: Config, *, config_path: str | None = None) -> int:
     register_secret(config.mqtt.password)
     for carrier_config in config.carriers:
         register_secret(carrier_config.password)
+    for url in (config.store.dsn, config.cluster.redis):  # URLs that may carry a password
+        register_secret(url)
+        if url is not None:
+            register_secret(urlsplit(url.reveal()).password)
     runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
         import uvloop

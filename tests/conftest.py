@@ -1,4 +1,5 @@
-"""Shared fixtures: a real mosquitto on a free loopback port (never a mock broker)."""
+"""Shared fixtures: a real mosquitto, PostgreSQL and redis-server on free loopback ports
+(never a mock broker, database or cache)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from support.broker import Mosquitto, find_mosquitto
+from support.servers import Postgres, Redis, find_postgres_bin, find_redis
 
 # CI machines are small and shared: a slow example is not a failure. Timing is measured in
 # benchmarks, never asserted by hypothesis.
@@ -62,3 +64,41 @@ def mosquitto_shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosqu
     broker.start()
     yield broker
     broker.close()
+
+
+# -- PostgreSQL and Redis (the cluster backends) ------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """One PostgreSQL for the whole run (initdb in a temporary directory, a free loopback
+    port); tests get their own database from ``postgres_dsn``. Skipped only where the
+    binaries are missing: .ci/run installs them, so CI never skips."""
+    if find_postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    server = Postgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: Postgres) -> Iterator[str]:
+    """A fresh, empty database on the shared server, dropped after the test."""
+    dsn = postgres_server.create_database()
+    yield dsn
+    postgres_server.drop_database(dsn)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Redis]:
+    """One redis-server for the whole run on a free loopback port; tests use unique keys
+    (or ``redis_url``, which flushes the database first)."""
+    if find_redis() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = Redis()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

@@ -25,6 +25,8 @@ from smppgw.bench.plot import plotting_available, write_charts
 from smppgw.bench.report import as_json, format_results
 from smppgw.bench.scenarios import SCENARIOS, Options, Progress, ScenarioResult
 
+#: Scenarios that run with ``--backend postgres`` / ``--gateways N``.
+CLUSTER_SCENARIOS = frozenset({"throughput", "latency"})
 #: The workload of issue #13's side-by-side figures.
 PEER_JOBS = 20_000
 #: Kannel drops a receipt that overtakes its submit_sm_resp (it arrives on the other bind
@@ -103,6 +105,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot", type=Path, metavar="DIR", help="write PNG charts to DIR (needs matplotlib)"
     )
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgres"),
+        help="the gateways' store (sqlite); postgres: a PostgreSQL and a Redis of the run's "
+        "own, intake through a shared subscription (throughput and latency scenarios)",
+    )
+    parser.add_argument(
+        "--gateways",
+        type=int,
+        metavar="N",
+        help="gateway processes sharing the work (1; more needs --backend postgres)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
     parser.add_argument(
@@ -125,6 +139,8 @@ def options_from(args: argparse.Namespace) -> Options:
         "commit_interval",
         "receipt_delay",
         "kannel_spool",
+        "backend",
+        "gateways",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -137,6 +153,10 @@ def options_from(args: argparse.Namespace) -> Options:
         raise SystemExit("smppgw bench e2e: --rate must be > 0")
     if options.receipt_delay < 0:
         raise SystemExit("smppgw bench e2e: --receipt-delay must be >= 0")
+    if options.gateways < 1:
+        raise SystemExit("smppgw bench e2e: --gateways must be >= 1")
+    if options.gateways > 1 and options.backend != "postgres":
+        raise SystemExit("smppgw bench e2e: --gateways above 1 needs --backend postgres")
     return options
 
 
@@ -192,6 +212,14 @@ def run(args: argparse.Namespace) -> int:
         options.receipt_delay = PEER_RECEIPT_DELAY
     names = args.scenario or ([] if binaries is not None else list(SCENARIOS))
     names = [n for n in SCENARIOS if n in names]  # dependency order: throughput first
+    if options.backend != "sqlite" or options.gateways > 1:
+        if args.scenario is None:
+            names = [n for n in names if n in CLUSTER_SCENARIOS]
+        elif not set(names) <= CLUSTER_SCENARIOS:
+            raise SystemExit(
+                "smppgw bench e2e: --backend postgres / --gateways run only "
+                + ", ".join(sorted(CLUSTER_SCENARIOS))
+            )
     progress = Progress(enabled=not args.no_progress)
     results: list[ScenarioResult] = []
     if binaries is not None:

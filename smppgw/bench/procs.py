@@ -206,26 +206,38 @@ def start_gateway(
     *,
     log_level: str = "warning",
     store: dict[str, Any] | None = None,
+    name: str = "gateway",
+    mqtt: dict[str, Any] | None = None,
+    cluster: dict[str, Any] | None = None,
 ) -> GatewayProcess:
-    """Write a config and start ``smppgw run``; returns once its metrics port answers."""
+    """Write a config and start ``smppgw run``; returns once its metrics port answers.
+    ``name`` names its files (several gateways in one workdir); ``mqtt`` / ``cluster``:
+    settings added to those sections (a cluster run's client id, shared group, node)."""
     metrics_port = free_port()
-    store_path = workdir / "gateway.db"
-    config = {
-        "mqtt": {"host": broker.host, "port": broker.port, "client_id": "smppgw-bench"},
+    store_path = workdir / f"{name}.db"
+    config: dict[str, Any] = {
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "client_id": "smppgw-bench",
+            **(mqtt or {}),
+        },
         "store": {"path": str(store_path), **(store or {})},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
         "ctl": {"socket": None},  # never the host's /run/smppgw
         "log": {"level": log_level, "format": "json"},
         "carriers": carriers,
     }
-    config_path = workdir / "gateway.yaml"
+    if cluster:
+        config["cluster"] = cluster
+    config_path = workdir / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     argv = [sys.executable, "-m", "smppgw", "run", "--config", str(config_path)]
     prelude = os.environ.get("SMPPGW_BENCH_PRELUDE")
     if prelude:  # experiments: code run in the gateway process before smppgw starts
         code = f"import sys\n{prelude}\nfrom smppgw.cli import main\nsys.exit(main())"
         argv = [sys.executable, "-c", code, "run", "--config", str(config_path)]
-    gateway = GatewayProcess("smppgw run", argv, workdir / "gateway.log")
+    gateway = GatewayProcess(f"smppgw run ({name})", argv, workdir / f"{name}.log")
     gateway.start()
     gateway.metrics_port = metrics_port
     gateway.config_path = config_path

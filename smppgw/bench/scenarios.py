@@ -82,6 +82,11 @@ class Options:
     receipt_delay: float = 0.0
     #: Directory for Kannel's spool store with ``--peer kannel`` (None: the run's own).
     kannel_spool: Path | None = None
+    #: ``sqlite`` or ``postgres`` (a PostgreSQL and a Redis of the run's own; every
+    #: gateway on them, intake through a shared subscription).
+    backend: str = "sqlite"
+    #: Gateway processes sharing the work (more than one needs ``backend="postgres"``).
+    gateways: int = 1
 
     @classmethod
     def quick(cls) -> Options:
@@ -185,6 +190,10 @@ class Stack:
     collector: Collector
     publisher: Publisher
     sim: SimProcess | None = None
+    #: Every gateway (``gateway`` is the first); more than one with ``--gateways``.
+    gateways: list[GatewayProcess] = field(default_factory=list)
+    #: The PostgreSQL and Redis of a ``--backend postgres`` run.
+    servers: dict[str, int] = field(default_factory=dict)
 
     def children(self) -> dict[str, int]:
         pids = {
@@ -193,8 +202,11 @@ class Stack:
             "publisher": self.publisher.pid,
             "collector": self.collector.pid,
         }
+        for i, other in enumerate(self.gateways[1:], start=2):
+            pids[f"gateway-{i}"] = other.pid
         if self.sim is not None:
             pids["sim"] = self.sim.pid
+        pids.update(self.servers)
         return pids
 
 
@@ -234,16 +246,30 @@ def stack(
             port = sim.port
         else:
             port = free_port()  # nothing listens: the carrier is down
-        store = (
+        store: dict[str, Any] = (
             {} if options.commit_interval is None else {"commit_interval": options.commit_interval}
         )
-        gateway = start_gateway(
-            workdir,
-            broker,
-            [carrier(port, tps=tps, sessions=sessions, window=window)],
-            store=store,
-        )
-        cleanup.callback(gateway.close)
+        servers: dict[str, int] = {}
+        redis_url = None
+        if options.backend == "postgres":
+            store, redis_url, servers = _cluster_servers(cleanup)
+        gateways = []
+        for i in range(options.gateways):
+            cluster = options.backend == "postgres"
+            one = start_gateway(
+                workdir,
+                broker,
+                [carrier(port, tps=tps, sessions=sessions, window=window)],
+                store=store,
+                name="gateway" if i == 0 else f"gateway-{i + 1}",
+                mqtt={"client_id": f"smppgw-bench-{i + 1}", "shared_group": "bench"}
+                if cluster
+                else None,
+                cluster={"node_id": f"bench-{i + 1}", "redis": redis_url} if cluster else None,
+            )
+            cleanup.callback(one.close)
+            gateways.append(one)
+        gateway = gateways[0]
         collector = Collector(broker.host, broker.port)
         cleanup.callback(collector.close)
         if not collector.probe(30.0):
@@ -251,14 +277,32 @@ def stack(
             raise RuntimeError(f"the gateway never answered a probe job:\n{gateway.log_tail()}")
         if sim is not None:
             deadline = time.monotonic() + 20.0
-            while sim.stats()["binds"] < sessions:
+            while sim.stats()["binds"] < sessions * len(gateways):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"binds not up:\n{gateway.log_tail()}")
                 time.sleep(0.05)
         publisher = Publisher(broker.host, broker.port)
         cleanup.callback(publisher.close)
-        yield Stack(workdir, broker, gateway, collector, publisher, sim)
-        gateway.check()
+        yield Stack(workdir, broker, gateway, collector, publisher, sim, gateways, servers)
+        for one in gateways:
+            one.check()
+
+
+def _cluster_servers(cleanup: ExitStack) -> tuple[dict[str, Any], str, dict[str, int]]:
+    """A PostgreSQL and a Redis of the run's own (``--backend postgres``): the gateways'
+    store settings, the Redis URL, and their pids for the CPU figures. PostgreSQL runs
+    with fsync off and synchronous_commit on: a commit survives the death of any process,
+    not an OS crash, which is what the SQLite store's ``synchronous=NORMAL`` promises."""
+    from smppgw.cluster.servers import Postgres, Redis
+
+    pg = Postgres().start()
+    cleanup.callback(pg.close)
+    redis = Redis().start()
+    cleanup.callback(redis.close)
+    dsn = pg.create_database("bench")
+    assert pg.pid is not None and redis.pid is not None
+    pids = {"postgres": pg.pid, "redis": redis.pid}
+    return {"backend": "postgres", "dsn": dsn}, redis.url, pids
 
 
 @contextmanager
@@ -279,6 +323,24 @@ def profiling(options: Options, pid: int, name: str, result: ScenarioResult) -> 
     summary = options.profile / f"{name}.txt"
     summary.write_text(summarise(raw).format(40) + "\n")
     result.notes.append(f"profile: {summary} (collapsed stacks: {raw})")
+
+
+def _tree(root: int, first: ProcSample) -> ProcSample:
+    """``first`` (the root's own reading) plus the CPU of its live child processes."""
+    from smppgw.bench.procs import sample
+
+    cpu = first.cpu
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_bytes()
+            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+            if ppid == root:
+                cpu += sample(int(entry.name)).cpu
+        except (OSError, ValueError):
+            continue
+    return ProcSample(first.at, cpu, first.rss, first.hwm)
 
 
 def wait_until(
@@ -335,7 +397,14 @@ class CpuMeter:
     def _read(self) -> dict[str, ProcSample]:
         from smppgw.bench.procs import sample
 
-        return {name: sample(pid) for name, pid in self.pids.items()}
+        out = {name: sample(pid) for name, pid in self.pids.items()}
+        if "postgres" in self.pids:  # the server is a process tree: one backend per client
+            out["postgres"] = _tree(self.pids["postgres"], out["postgres"])
+        return out
+
+    def gateways_seconds(self) -> float:
+        """CPU seconds of every gateway process."""
+        return sum(self.seconds(name) for name in self.pids if name.startswith("gateway"))
 
     def seconds(self, name: str) -> float:
         return self.last[name].cpu - self.first[name].cpu
@@ -481,7 +550,14 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
     elapsed = end - start
     delivered = sum(1 for status, _ in events.final.values() if status == "delivered")
     rate = n / elapsed
-    cpu_us = meter.seconds("gateway") / n * 1e6
+    cpu_us = meter.gateways_seconds() / n * 1e6
+    if options.backend == "postgres":
+        result.figures.update(
+            backend="postgres",
+            gateways=options.gateways,
+            database_cpu_us_per_job=round(meter.seconds("postgres") / n * 1e6, 1),
+            redis_cpu_us_per_job=round(meter.seconds("redis") / n * 1e6, 1),
+        )
     result.figures.update(
         jobs=n,
         seconds=round(elapsed, 3),
@@ -491,7 +567,7 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
         delivered=delivered,
         statuses=events.counts,
         gateway_cpu_us_per_job=round(cpu_us, 1),
-        gateway_cpu_seconds=round(meter.seconds("gateway"), 2),
+        gateway_cpu_seconds=round(meter.gateways_seconds(), 2),
         load_cpu_us_per_job=round(
             (meter.seconds("publisher") + meter.seconds("collector")) / n * 1e6, 1
         ),

@@ -12,26 +12,31 @@ counted in ``smppgw_consent_changes_total{source="admin"}``.
 It opens the store with a second SQLite connection: WAL lets it run beside the gateway
 (each write waits up to 10 s for the gateway's current transaction). The gateway reads a
 number's consent in the transaction that takes each marketing job, so a change applies to
-the next job.
+the next job. With ``store.backend: postgres`` it changes the cluster's shared tables on
+a connection of its own (every gateway sees the change at its next marketing job); the
+events go to the outbox of the live gateway with the longest lease, which publishes them.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import io
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from smppgw.config import Config, ConfigError
+from smppgw.config import Config, ConfigError, StoreBackend
 from smppgw.config.loader import load_config
 from smppgw.pipeline.consent import consent_payload
 from smppgw.pipeline.routing import RoutingError, normalize_msisdn
 from smppgw.store import ConsentRecord, OutboxEvent, StoreError, ops
+from smppgw.store.factory import describe
 from smppgw.store.schema import connect
 from smppgw.store.writer import Tx
 
@@ -87,7 +92,7 @@ def numbers_of(lines: Iterator[str], country_code: str) -> tuple[list[str], list
 
 
 class ConsentList:
-    """The consent table of one store, through its own connection."""
+    """The consent table of one SQLite store, through its own connection."""
 
     def __init__(self, config: Config) -> None:
         self._config = config
@@ -118,6 +123,91 @@ class ConsentList:
         return changed
 
 
+class PostgresConsentList:
+    """The consent table of the cluster's PostgreSQL store, on a connection of its own
+    (this command is no gateway: it takes no lease). Sync methods over a private event
+    loop, so the commands below serve both backends."""
+
+    def __init__(self, config: Config) -> None:
+        import asyncpg
+
+        dsn = config.store.dsn
+        assert dsn is not None  # the config reader requires it
+        self._config = config
+        self._errors = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._conn = self._call(lambda: asyncpg.connect(dsn.reveal(), timeout=5))
+            self._call(self._check_schema)
+        except BaseException:
+            self._loop.close()
+            raise
+
+    async def _check_schema(self) -> None:
+        """The command changes no schema (the gateways and ``smppgw migrate`` do, under
+        their lock); an older one is named rather than met as a missing table."""
+        from smppgw.store.pg.schema import SCHEMA_VERSION, schema_version
+
+        version = await schema_version(self._conn)
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"database schema version {version} is older than this smppgw's "
+                f"({SCHEMA_VERSION}): run `smppgw migrate` (or start a gateway) first"
+            )
+
+    def _call(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return self._loop.run_until_complete(make())
+        except self._errors as exc:
+            raise StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        try:
+            self._call(self._conn.close)
+        finally:
+            self._loop.close()
+
+    def records(self, opted_out_only: bool, limit: int | None) -> list[ConsentRecord]:
+        from smppgw.store.pg import consent as pg_consent
+        from smppgw.store.pg.writer import PgTx
+
+        tx = PgTx(self._conn, time.time(), "smppgw-consent")
+        records: list[ConsentRecord] = self._call(
+            lambda: pg_consent.consent_records(tx, opted_out_only, limit)
+        )
+        return records
+
+    def change(self, numbers: list[str], opted_out: bool) -> list[str]:
+        """Opt ``numbers`` out (or back in) in one transaction; returns those changed."""
+        from smppgw.store.pg import consent as pg_consent
+        from smppgw.store.pg.writer import PgTx
+
+        now = time.time()
+        topic = self._config.mqtt.consent_topic
+        action = "opt_out" if opted_out else "opt_in"
+
+        def event(number: str) -> OutboxEvent:
+            return OutboxEvent(topic, consent_payload(number, action, None, None, now, "admin"))
+
+        async def change() -> list[str]:
+            async with self._conn.transaction():
+                tx = PgTx(self._conn, now, "")
+                tx.node = await pg_consent.publisher(tx, self._config.cluster.node_id)
+                return await pg_consent.set_opted_out(tx, numbers, opted_out, event)
+
+        changed: list[str] = self._call(change)
+        return changed
+
+
+AnyConsentList = ConsentList | PostgresConsentList
+
+
+def open_consent(config: Config) -> AnyConsentList:
+    if config.store.backend is StoreBackend.POSTGRES:
+        return PostgresConsentList(config)
+    return ConsentList(config)
+
+
 def _print_records(records: list[ConsentRecord]) -> None:
     if not records:
         print("no numbers")
@@ -141,7 +231,7 @@ def _export(records: list[ConsentRecord]) -> None:
     sys.stdout.write(out.getvalue())
 
 
-def _import(consent: ConsentList, file: str, country_code: str) -> int:
+def _import(consent: AnyConsentList, file: str, country_code: str) -> int:
     try:
         text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -164,7 +254,7 @@ def _import(consent: ConsentList, file: str, country_code: str) -> int:
     return 0
 
 
-def _one(consent: ConsentList, raw: str, country_code: str, opted_out: bool) -> int:
+def _one(consent: AnyConsentList, raw: str, country_code: str, opted_out: bool) -> int:
     try:
         number = normalize_msisdn(raw, country_code)
     except RoutingError as exc:
@@ -185,10 +275,11 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"{args.config}: {problem}", file=sys.stderr)
         return 2
+    where = describe(config)
     try:
-        consent = ConsentList(config)
+        consent = open_consent(config)
     except (StoreError, sqlite3.Error) as exc:
-        print(f"smppgw consent: {config.store.path}: {exc}", file=sys.stderr)
+        print(f"smppgw consent: {where}: {exc}", file=sys.stderr)
         return 2
     country_code = config.routing.country_code
     try:
@@ -202,8 +293,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             return _import(consent, args.file, country_code)
         return 0
-    except sqlite3.Error as exc:
-        print(f"smppgw consent: {config.store.path}: {exc}", file=sys.stderr)
+    except (StoreError, sqlite3.Error) as exc:
+        print(f"smppgw consent: {where}: {exc}", file=sys.stderr)
         return 1
     finally:
         consent.close()

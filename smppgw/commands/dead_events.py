@@ -4,12 +4,14 @@ The outbox sets such an event aside (table ``dead_events``) so that the others k
 flowing; this shows them, newest first, with the reason, so an operator can see what was
 refused and why (an ACL, a response topic that is not a topic name, a packet too large)
 and publish one again by hand if it still matters (README, "Troubleshooting"). The store
-is opened read-only: safe while the gateway runs.
+is opened read-only: safe while the gateway runs. With ``store.backend: postgres`` it
+reads the cluster's shared table (every gateway's set-aside events).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import sqlite3
@@ -19,9 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from smppgw.config import ConfigError
+from smppgw.config import ConfigError, StoreBackend
 from smppgw.config.loader import load_config
-from smppgw.store import DeadEvent, ops
+from smppgw.store import DeadEvent, StoreError, ops
+from smppgw.store.factory import describe
 from smppgw.store.writer import Tx
 
 #: Characters of the topic and of the payload shown per line in the text listing.
@@ -45,6 +48,26 @@ def _read(path: str, limit: int) -> list[DeadEvent]:
         return ops.dead_events(Tx(conn, time.time()), limit)
     finally:
         conn.close()
+
+
+async def _read_postgres(dsn: str, limit: int) -> list[DeadEvent]:
+    """The shared store's dead events, on a connection of its own (this command is no
+    gateway: it takes no lease, writes nothing)."""
+    import asyncpg
+
+    from smppgw.store.pg import ops as pg_ops
+    from smppgw.store.pg.writer import PgTx
+
+    try:
+        conn = await asyncpg.connect(dsn, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreError(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
+    try:
+        return await pg_ops.dead_events(PgTx(conn, time.time(), "dead-events"), limit)
+    except asyncpg.PostgresError as exc:
+        raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        await conn.close()
 
 
 def _as_json(event: DeadEvent) -> str:
@@ -90,11 +113,19 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"{args.config}: {problem}", file=sys.stderr)
         return 2
-    try:
-        events = _read(config.store.path, args.limit)
-    except sqlite3.Error as exc:
-        print(f"smppgw dead-events: {config.store.path}: {exc}", file=sys.stderr)
-        return 2
+    if config.store.backend is StoreBackend.POSTGRES:
+        assert config.store.dsn is not None
+        try:
+            events = asyncio.run(_read_postgres(config.store.dsn.reveal(), args.limit))
+        except StoreError as exc:  # never the DSN: it may hold a password
+            print(f"smppgw dead-events: {describe(config)}: {exc}", file=sys.stderr)
+            return 2
+    else:
+        try:
+            events = _read(config.store.path, args.limit)
+        except sqlite3.Error as exc:
+            print(f"smppgw dead-events: {config.store.path}: {exc}", file=sys.stderr)
+            return 2
     if args.json:
         for event in events:
             print(_as_json(event))

@@ -16,6 +16,7 @@ the pipeline, whose modules import the model from here, so importing them from t
 from smppgw.config.model import (
     BindMode,
     CarrierConfig,
+    ClusterConfig,
     Config,
     ConsentConfig,
     CtlConfig,
@@ -26,6 +27,7 @@ from smppgw.config.model import (
     RoutingConfig,
     Secret,
     SourceConfig,
+    StoreBackend,
     StoreConfig,
     TenantConfig,
     TlsConfig,
@@ -35,6 +37,7 @@ from smppgw.config.reader import ConfigError, parse_listen
 __all__ = [
     "BindMode",
     "CarrierConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "ConsentConfig",
@@ -46,6 +49,7 @@ __all__ = [
     "RoutingConfig",
     "Secret",
     "SourceConfig",
+    "StoreBackend",
     "StoreConfig",
     "TenantConfig",
     "TlsConfig",

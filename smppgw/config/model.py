@@ -8,6 +8,7 @@ in a log line or a traceback never shows them.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -103,6 +104,11 @@ class MqttConfig:
     max_correlation: int = 256
 
 
+class StoreBackend(StrEnum):
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+
+
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
     path: str = "/var/lib/smppgw/smppgw.db"
@@ -113,6 +119,26 @@ class StoreConfig:
     #: Keep a job's text in the store once it is submitted or final (off: it is blanked
     #: in the same transaction, so OTPs do not stay on disk for ``retention``).
     keep_text: bool = False
+    #: ``sqlite`` (embedded, one gateway: ``path``) or ``postgres`` (shared by a cluster:
+    #: ``dsn``).
+    backend: StoreBackend = StoreBackend.SQLITE
+    #: PostgreSQL URL (``postgresql://user@host/db``), from ``dsn`` / ``dsn_env`` /
+    #: ``dsn_file``; may carry a password, so it is a Secret and never logged.
+    dsn: Secret | None = None
+    #: Seconds after which a gateway that stopped renewing its lease (kill -9, power loss)
+    #: has its claimed jobs and unpublished events taken over by another.
+    lease: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """This gateway among several (``store.backend: postgres``)."""
+
+    #: Unique per gateway: owner of what it claims and writes. Default: the hostname.
+    node_id: str = field(default_factory=socket.gethostname)
+    #: Redis URL (``redis://host:6379/0``) from ``redis`` / ``redis_env`` / ``redis_file``;
+    #: set: each carrier's ``tps`` is shared by the whole cluster.
+    redis: Secret | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +239,9 @@ class CarrierConfig:
     #: Per-status overrides of the submit error policy (``smppgw.engine.policy``): pairs of
     #: (status name or number, "permanent" | "transient" | "throttle").
     error_policy: tuple[tuple[str, str], ...] = ()
+    #: The account's binds across every gateway of a cluster (``store.backend: postgres``):
+    #: a gateway whose binds would exceed it waits for a free one. ``None``: no cap.
+    max_binds: int | None = None
     #: Carriers tried, in this order, when this one cannot take a job (``failover``).
     failover: tuple[str, ...] = ()
     #: submit_sm statuses (numbers) that send a job on to the next carrier of its chain.
@@ -286,6 +315,7 @@ class Config:
     carriers: tuple[CarrierConfig, ...]
     mqtt: MqttConfig = MqttConfig()
     store: StoreConfig = StoreConfig()
+    cluster: ClusterConfig = ClusterConfig()
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
     routing: RoutingConfig = RoutingConfig()

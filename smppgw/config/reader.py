@@ -253,33 +253,32 @@ class Reader:
     # ------------------------------------------------------------------ secrets
 
     def secret(
-        self, path: str, data: Mapping[str, Any], *, required: bool
+        self, path: str, data: Mapping[str, Any], *, required: bool, name: str = "password"
     ) -> Secret | Invalid | None:
-        """The password from exactly one of ``password``, ``password_env``, ``password_file``.
+        """The secret from exactly one of ``<name>``, ``<name>_env``, ``<name>_file``
+        (``password``; ``store.dsn``, ``cluster.redis``: URLs that carry credentials).
 
         Messages name the key and, for env/file, the variable or file, never the value.
         """
-        given = [key for key in _PASSWORD_KEYS if key in data]
+        keys = (name, f"{name}_env", f"{name}_file")
+        given = [key for key in keys if key in data]
         if len(given) > 1:
             return self.problem(
-                join(path, "password"),
-                f"set only one of password, password_env, password_file (found {', '.join(given)})",
+                join(path, name),
+                f"set only one of {', '.join(keys)} (found {', '.join(given)})",
             )
         if not given:
             if required:
-                return self.problem(
-                    join(path, "password"),
-                    "required: set one of password, password_env, password_file",
-                )
+                return self.problem(join(path, name), f"required: set one of {', '.join(keys)}")
             return None
         key = given[0]
         where = join(path, key)
         raw = data[key]
-        if key == "password":
+        if key == name:
             if not isinstance(raw, str):
                 return self.problem(where, f"must be a string (quote it in YAML), got {_kind(raw)}")
             return Secret(raw)
-        if key == "password_env":
+        if key == f"{name}_env":
             if not isinstance(raw, str) or not _ENV_NAME.fullmatch(raw):
                 return self.problem(where, f"must be an environment variable name, got {show(raw)}")
             value = self.environ.get(raw)

@@ -18,6 +18,7 @@ from zoneinfo import available_timezones
 from smppgw.config.model import (
     BindMode,
     CarrierConfig,
+    ClusterConfig,
     ConsentConfig,
     CtlConfig,
     LogConfig,
@@ -28,6 +29,7 @@ from smppgw.config.model import (
     RoutingConfig,
     Secret,
     SourceConfig,
+    StoreBackend,
     StoreConfig,
     TenantConfig,
 )
@@ -50,7 +52,19 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 CODINGS = ("auto", "gsm", "latin1", "ucs2")
 CONCATS = ("udh8", "udh16", "sar", "payload")
 ID_BASES = ("string", "hex", "decimal")
-_STORE_KEYS = ("path", "retention", "commit_interval", "keep_text")
+_STORE_KEYS = (
+    "path",
+    "retention",
+    "commit_interval",
+    "keep_text",
+    "backend",
+    "dsn",
+    "dsn_env",
+    "dsn_file",
+    "lease",
+)
+_CLUSTER_KEYS = ("node_id", "redis", "redis_env", "redis_file")
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _METRICS_KEYS = ("listen", "ready_policy")
 _LOG_KEYS = ("level", "format")
 _ROUTING_KEYS = ("country_code", "allow_international", "ported_ttl", "ported_file")
@@ -69,6 +83,7 @@ _SOURCE_KEYS = ("address", "ton", "npi")
 TOP_KEYS = (
     "mqtt",
     "store",
+    "cluster",
     "metrics",
     "log",
     "routing",
@@ -172,7 +187,47 @@ def _store(r: Reader, value: object) -> StoreConfig | Invalid:
         )
     if "keep_text" in data:
         kwargs["keep_text"] = r.boolean("store.keep_text", data["keep_text"])
+    backend = StoreBackend.SQLITE
+    if "backend" in data:
+        chosen = r.choice("store.backend", data["backend"], tuple(b.value for b in StoreBackend))
+        if not isinstance(chosen, Invalid):
+            backend = kwargs["backend"] = StoreBackend(chosen)
+    dsn = r.secret("store", data, required=backend is StoreBackend.POSTGRES, name="dsn")
+    if isinstance(dsn, Secret):
+        if backend is not StoreBackend.POSTGRES:
+            r.problem("store.dsn", "is only used with backend: postgres")
+        elif not dsn.reveal().startswith(("postgresql://", "postgres://")):
+            # Never quote the value: it may hold a password.
+            r.problem("store.dsn", "must be a URL starting with postgresql:// (value not shown)")
+        else:
+            kwargs["dsn"] = dsn
+    if "lease" in data:
+        lease = r.duration("store.lease", data["lease"])
+        if isinstance(lease, float | int) and lease < 1:
+            r.problem("store.lease", f"must be at least 1s, got {show(data['lease'])}")
+        kwargs["lease"] = lease
     return INVALID if len(r.problems) > before else StoreConfig(**kwargs)
+
+
+def _cluster(r: Reader, value: object) -> ClusterConfig | Invalid:
+    data = r.mapping("cluster", {} if value is None else value, _CLUSTER_KEYS)
+    if isinstance(data, Invalid):
+        return data
+    before = len(r.problems)
+    kwargs: dict[str, Any] = {}
+    if "node_id" in data:
+        node = data["node_id"]
+        if not isinstance(node, str) or not _NODE_ID.fullmatch(node):
+            r.problem("cluster.node_id", f"must be 1-64 of A-Z a-z 0-9 . _ - , got {show(node)}")
+        kwargs["node_id"] = node
+    url = r.secret("cluster", data, required=False, name="redis")
+    if isinstance(url, Secret):
+        if not url.reveal().startswith(("redis://", "rediss://", "unix://")):
+            r.problem(
+                "cluster.redis", "must be a redis://, rediss:// or unix:// URL (value not shown)"
+            )
+        kwargs["redis"] = url
+    return INVALID if len(r.problems) > before else ClusterConfig(**kwargs)
 
 
 def _metrics(r: Reader, value: object) -> MetricsConfig | Invalid:
@@ -848,6 +903,7 @@ _CARRIER_CHECKS: dict[str, _Check] = {
     "address_range": lambda r, p, v: r.c_string(p, v, 40, empty=True),
     "bind": _bind,
     "sessions": lambda r, p, v: r.integer(p, v, 1, 64),
+    "max_binds": lambda r, p, v: r.integer(p, v, 1, 1000),
     "tps": lambda r, p, v: r.number(p, v),
     "window": lambda r, p, v: r.integer(p, v, 1, 1000),
     "source": _source,
@@ -889,6 +945,7 @@ def read_sections(r: Reader, top: dict[str, Any]) -> dict[str, Any]:
     parts: dict[str, Any] = {
         "mqtt": _mqtt(r, top.get("mqtt")),
         "store": _store(r, top.get("store")),
+        "cluster": _cluster(r, top.get("cluster")),
         "metrics": _metrics(r, top.get("metrics")),
         "log": _log(r, top.get("log")),
         "routing": _routing(r, top.get("routing")),
@@ -907,4 +964,20 @@ def read_sections(r: Reader, top: dict[str, Any]) -> dict[str, Any]:
             parts["tenants"] = INVALID
     if "drain_timeout" in top:
         parts["drain_timeout"] = r.duration("drain_timeout", top["drain_timeout"])
+    _cluster_only(r, parts)
     return parts
+
+
+def _cluster_only(r: Reader, parts: dict[str, Any]) -> None:
+    """``max_binds`` is held in the shared store: only with ``store.backend: postgres``."""
+    store, carriers = parts["store"], parts["carriers"]
+    if isinstance(store, Invalid) or isinstance(carriers, Invalid):
+        return
+    if store.backend is StoreBackend.POSTGRES:
+        return
+    for i, carrier in enumerate(carriers):
+        if isinstance(carrier, CarrierConfig) and carrier.max_binds is not None:
+            r.problem(
+                f"carriers[{i}].max_binds",
+                "needs store.backend: postgres (one gateway's binds are its sessions)",
+            )

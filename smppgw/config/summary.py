@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from smppgw.config.model import Config, Secret, SourceConfig, TlsConfig
+from smppgw.config.model import Config, Secret, SourceConfig, StoreBackend, TlsConfig
 from smppgw.pipeline.routing import Router
 from smppgw.smpp.constants import status_name
 
@@ -41,6 +41,29 @@ def _source(source: SourceConfig | None) -> str:
     return f"{source.address} (ton {source.ton}, npi {source.npi})"
 
 
+def _store(config: Config) -> str:
+    store = config.store
+    kept = f"finished jobs kept {_seconds(store.retention)}, " + (
+        "texts kept too" if store.keep_text else "texts blanked once submitted"
+    )
+    if store.backend is StoreBackend.POSTGRES:
+        # The DSN may carry a password: only where it comes from is shown.
+        return (
+            f"store: postgres, dsn {_password(store.dsn)} ({kept}; a dead gateway's jobs are "
+            f"taken over after lease {_seconds(store.lease)})"
+        )
+    return f"store: sqlite {store.path} ({kept})"
+
+
+def _cluster(config: Config) -> str:
+    cluster = config.cluster
+    if cluster.redis is None:
+        limit = "each gateway holds each carrier's tps on its own (no cluster.redis)"
+    else:
+        limit = f"tps shared by the cluster through redis {_password(cluster.redis)}"
+    return f"cluster: node {cluster.node_id}, {limit}"
+
+
 #: A carrier without prefixes is sent nothing: a forced carrier must claim the number too.
 _NO_PREFIXES = "none (no job is routed here, even when forced)"
 
@@ -64,8 +87,8 @@ def summary(config: Config) -> str:
         f"max payload {m.max_payload} bytes, max correlation data {m.max_correlation} bytes",
         "  response topics: "
         + (", ".join(f"{p}/…" for p in m.response_prefixes) or "any outside the gateway's own"),
-        f"store: {config.store.path} (finished jobs kept {_seconds(config.store.retention)}, "
-        + ("texts kept too)" if config.store.keep_text else "texts blanked once submitted)"),
+        _store(config),
+        _cluster(config),
         "metrics: "
         + (f"http://{config.metrics.listen}/metrics" if config.metrics.listen else "disabled"),
         f"log: {config.log.level}, {config.log.format.value}",

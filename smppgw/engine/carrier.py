@@ -52,7 +52,7 @@ from smppgw.engine.throttle import Throttle
 from smppgw.ops.logs import get_logger
 from smppgw.smpp.pdu import DataSm, DeliverSm
 from smppgw.smpp.receipt import is_receipt
-from smppgw.smpp.session import NotBound, Session, SessionKeeper
+from smppgw.smpp.session import BindGate, NotBound, Session, SessionKeeper
 from smppgw.smpp.text import TextError
 
 __all__ = ["UNOBSERVED", "Carrier", "CarrierEvents", "CarrierObserver", "CarrierStats"]
@@ -74,20 +74,30 @@ class Carrier:
         matcher: ReceiptMatcher | None = None,
         reassembly_timeout: float = 300.0,
         observer: CarrierObserver = UNOBSERVED,
+        throttle: Throttle | None = None,
+        bind_gate: BindGate | None = None,
+        shared_store: bool = False,
     ) -> None:
+        """``throttle``: the account's rate limit when it is not this process's alone
+        (``smppgw.cluster.ratelimit.ClusterThrottle``); default, a local :class:`Throttle`.
+        ``bind_gate``: taken before each bind when the account's binds are capped across
+        gateways (``max_binds``, ``smppgw.cluster.binds``). ``shared_store``: other
+        gateways map message ids in the same store (receipts may belong to their submits)."""
         self.config = config
+        self._bind_gate = bind_gate
         self.name = config.name
         self.events = events
         self.observer = observer
         self.counters = CarrierStats()
         self.matcher = matcher if matcher is not None else ReceiptMatcher()
-        self.throttle = Throttle(config.tps)
+        self.throttle = throttle if throttle is not None else Throttle(config.tps)
         self._pause = ThrottlePause(config.throttle_backoff, config.throttle_backoff_max)
         self._pdus = PduBuilder(config)
         self._background = Background(self.name, self.counters)
         #: Jobs with the carrier: queued, sending, or awaiting their outcome event.
         self._active: dict[str, SendJob] = {}
         self._lanes = Lanes(self._wake)
+        self.throttle.attach(self._wake)
         # Small batches: after a kill -9 every armed-but-unsent job counts as an unknown
         # outcome, so arm about 50 ms of sending at a time (one commit each).
         batch = max(8, min(200, int(config.tps * 0.05)), config.window)
@@ -104,7 +114,7 @@ class Carrier:
             wake=self._wake,
         )
         self.policy = self._results.policy
-        self._receipts = Receipts(ctx, self.matcher, self._active)
+        self._receipts = Receipts(ctx, self.matcher, self._active, shared_store=shared_store)
         self._mo = MoHandler(ctx, self._background, reassembly_timeout)
         self._order = 0
         self.keepers: list[SessionKeeper] = []
@@ -158,6 +168,7 @@ class Carrier:
                 on_change=self._wake,
                 observer=self.observer,
                 slot=slot,
+                gate=self._bind_gate,
             )
             self.keepers.append(keeper)
             if mode != "receiver":

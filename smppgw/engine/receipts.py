@@ -26,14 +26,23 @@ log = get_logger("smppgw.carrier")
 class Receipts(CarrierPart):
     """Matches one carrier's receipts to its jobs."""
 
-    __slots__ = ("_active", "matcher")
+    __slots__ = ("_active", "matcher", "shared_store")
 
     def __init__(
-        self, ctx: CarrierContext, matcher: ReceiptMatcher, active: dict[str, SendJob]
+        self,
+        ctx: CarrierContext,
+        matcher: ReceiptMatcher,
+        active: dict[str, SendJob],
+        *,
+        shared_store: bool = False,
     ) -> None:
+        """``shared_store``: other gateways write message ids to the same store (a
+        cluster): a held receipt's id may appear there, not in this process's memory, so
+        the store is asked again while the receipt is held."""
         super().__init__(ctx)
         self.matcher = matcher
         self._active = active
+        self.shared_store = shared_store
 
     async def _find(self, key: str) -> PartRef | None:
         ref = self.matcher.get(key)
@@ -45,12 +54,32 @@ class Receipts(CarrierPart):
             # Maybe it beat its submit_sm_resp: hold it (unanswered) until the id appears.
             self.counters.receipts_held += 1
             self.observer.receipt_early(self.name)
+            if self.shared_store:
+                return await self._hold_shared(key)
             ref = await self.matcher.wait(key, self.config.receipt_hold)
             if ref is None:
                 hit = await self.events.lookup(self.name, key)
                 if hit is not None:
                     ref = PartRef(*hit)
         return ref
+
+    async def _hold_shared(self, key: str) -> PartRef | None:
+        """Hold a receipt whose id another gateway may be committing: wait for it in
+        memory for a short while, then ask the store, doubling the wait (20 ms up to
+        0.5 s) until ``receipt_hold`` has passed."""
+        deadline = time.monotonic() + self.config.receipt_hold
+        step = 0.02
+        while True:
+            remaining = deadline - time.monotonic()
+            ref = await self.matcher.wait(key, max(0.0, min(step, remaining)))
+            if ref is not None:
+                return ref
+            hit = await self.events.lookup(self.name, key)
+            if hit is not None:
+                return PartRef(*hit)
+            if remaining <= step:
+                return None
+            step = min(step * 2, 0.5)
 
     async def on_receipt(self, short_message: bytes, pdu: DeliverSm | DataSm) -> int:
         """Handle one receipt; the return is its deliver_sm_resp status."""

@@ -118,6 +118,10 @@ class Throttle:
         if self._recent:
             self._tat = self._recent[-1] + self.interval
 
+    def attach(self, wake: Callable[[], None]) -> None:
+        """``wake()`` is called when a send may conform sooner than :meth:`delay` said
+        (a cluster throttle's slots arrived); nothing to do for the local one."""
+
     def delay(self, now: float | None = None) -> float:
         """Seconds until a send would conform; 0.0 when one may go now."""
         if now is None:

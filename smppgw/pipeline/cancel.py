@@ -26,7 +26,7 @@ from smppgw.config import MqttConfig
 from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.envelope import EnvelopeGuard
 from smppgw.pipeline.outcomes import GatewayEvents
-from smppgw.store import JobView, OutboxEvent, Store
+from smppgw.store import JobView, OutboxEvent, StoreAPI
 
 if TYPE_CHECKING:
     from smppgw.mqtt import Message
@@ -72,7 +72,7 @@ class CancelHandler:
         mqtt: MqttConfig,
         tenants: Callable[[], Collection[str]],
         events: GatewayEvents,
-        store: Store,
+        store: StoreAPI,
         telemetry: Telemetry,
         on_events: Callable[[], None],
     ) -> None:

@@ -23,6 +23,12 @@ once a part was accepted. A move is one store transaction that keeps the job's l
 arrival order; the carriers that did not take it are kept as ``attempts`` and published
 on its ``submitted`` and final events.
 
+In a cluster (a shared PostgreSQL store) each gateway has binds of its own: a gateway
+tells the others which carriers it can send to (``set_carrier_up``), and one whose
+carrier is down leaves that carrier's queued jobs where they are while another live
+gateway can send them (it stops claiming them and hands back those it holds, unsent);
+they move only when the carrier is down on every gateway.
+
 Learned ports: a number refused by its prefix carrier with a ``failover_on`` status and
 then accepted by another is remembered, number → that carrier, for ``routing.ported_ttl``;
 accepted again by its prefix carrier after a mapping sent it elsewhere, it is forgotten.
@@ -41,9 +47,14 @@ from smppgw.engine.message import OutboundMessage
 from smppgw.engine.policy import parse_status
 from smppgw.ops.logs import get_logger
 from smppgw.ops.telemetry import Telemetry
-from smppgw.pipeline.ported import PortedLookup, read_ported_file, shown
+from smppgw.pipeline.ported import (
+    PortedLookup,
+    SharedPortedLookup,
+    read_ported_file,
+    shown,
+)
 from smppgw.pipeline.routing import Router, RoutingError
-from smppgw.store import Store, StoredJob, StoreError
+from smppgw.store import Store, StoreAPI, StoredJob, StoreError
 from smppgw.store.routes import FILE
 
 log = get_logger("smppgw.failover")
@@ -88,7 +99,7 @@ class Failover:
         self,
         config: Config,
         router: Router,
-        store: Store,
+        store: StoreAPI,
         telemetry: Telemetry,
         *,
         carriers: Mapping[str, Sending],
@@ -104,12 +115,20 @@ class Failover:
         self._paused = paused
         self._wake = wake
         self._on_failing_over = on_failing_over
-        self.ported = PortedLookup(store.path)
+        #: SQLite: a read-only connection of its own; a shared store: lookups through it
+        #: (``smppgw.pipeline.ported``).
+        self.ported: PortedLookup | SharedPortedLookup = (
+            PortedLookup(store.path) if isinstance(store, Store) else SharedPortedLookup(store)
+        )
         #: carrier → monotonic time its last bind went (absent: up).
         self._down_since: dict[str, float] = {}
         self._diverted: set[str] = set()
         #: carrier → monotonic time before which an idle store scan is not repeated.
         self._quiet_until: dict[str, float] = {}
+        #: carrier → usable here, as last told to the store (``set_carrier_up``).
+        self._told: dict[str, bool] = {}
+        #: carrier → (monotonic time it is asked again, another gateway can send to it).
+        self._elsewhere: dict[str, tuple[float, bool]] = {}
         self.reconfigure(config, router)
 
     def reconfigure(self, config: Config, router: Router) -> None:
@@ -118,14 +137,19 @@ class Failover:
         self._configs: dict[str, CarrierConfig] = {c.name: c for c in config.carriers}
 
     # ------------------------------------------------------------------ intake
-    def plan(
+    async def plan(
         self, destination: str, forced: str | None, allowed: bool | None
     ) -> tuple[str, tuple[str, ...]]:
         """The carrier a new job goes to, and its chain (empty: it never moves). Raises
-        :class:`RoutingError` like :meth:`Router.route`."""
-        ported = (
-            None if forced is not None or allowed is False else self.ported.carrier(destination)
-        )
+        :class:`RoutingError` like :meth:`Router.route`. On SQLite it never suspends (the
+        lookup is a synchronous probe); on a shared store it awaits the lookup."""
+        ported = None
+        if forced is None and allowed is not False:
+            lookup = self.ported
+            if isinstance(lookup, PortedLookup):
+                ported = lookup.carrier(destination)
+            else:
+                ported = await lookup.carrier(destination)
         return plan_chain(self._router, self._configs, destination, ported, forced, allowed)
 
     # ------------------------------------------------------------------ outcomes
@@ -248,7 +272,11 @@ class Failover:
         if carrier is None or config is None:
             return
         paused = name in self._paused
-        if carrier.ready and not paused:
+        up = carrier.ready and not paused
+        if self._told.get(name) is not up:
+            await self._store.set_carrier_up(name, up)
+            self._told[name] = up
+        if up:
             if self._down_since.pop(name, None) is not None:
                 self._set_diverted(name, False)
             return
@@ -264,8 +292,29 @@ class Failover:
             max_lane, error = HIGH, "down"
         else:
             return
+        if await self._up_elsewhere(name, now):
+            if max_lane == LOWEST:  # no longer claiming here: another gateway sends them
+                await self._hand_back(name, carrier)
+            return
         await self._move_held(name, carrier, max_lane, error)
         await self._move_queued(name, max_lane, error, now)
+
+    async def _up_elsewhere(self, name: str, now: float) -> bool:
+        """Another gateway of the cluster can send to ``name`` (asked at most every
+        ``RESCAN``; always False on SQLite)."""
+        until, elsewhere = self._elsewhere.get(name, (0.0, False))
+        if now >= until:
+            elsewhere = await self._store.carrier_up_elsewhere(name)
+            self._elsewhere[name] = (now + RESCAN, elsewhere)
+        return elsewhere
+
+    async def _hand_back(self, name: str, carrier: Sending) -> None:
+        """The unsent jobs this gateway holds for ``name`` go back to the shared queue,
+        at their place, for the gateways that have a bind."""
+        taken = carrier.evict(lambda message: True, LOWEST)
+        if taken:
+            await self._store.release([message.job_id for message in taken])
+            log.info("jobs_handed_back", carrier=name, jobs=len(taken))
 
     def _set_diverted(self, name: str, diverted: bool) -> None:
         """Stop (or resume) claiming for a carrier whose jobs go elsewhere."""

@@ -23,7 +23,7 @@ import structlog
 
 from smppgw.aio import wait_event
 from smppgw.engine.message import OutboundMessage, Priority
-from smppgw.store import Store, StoreError
+from smppgw.store import StoreAPI, StoreError
 
 log = structlog.get_logger("smppgw.feeder")
 
@@ -45,7 +45,7 @@ class Sink(Protocol):
 
 
 class Feeder:
-    def __init__(self, name: str, store: Store, carrier: Sink) -> None:
+    def __init__(self, name: str, store: StoreAPI, carrier: Sink) -> None:
         self.name = name
         self._store = store
         self._carrier = carrier

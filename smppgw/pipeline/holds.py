@@ -60,7 +60,8 @@ import structlog
 from smppgw.aio import wait_event
 from smppgw.mqtt.schema import TTL_MARGIN
 from smppgw.pipeline.outcomes import EventFactory, GatewayEvents
-from smppgw.store import Store, StoredJob, StoreError
+from smppgw.store import StoredJob, StoreError
+from smppgw.store.contract import StoreAPI
 
 log = structlog.get_logger("smppgw.holds")
 
@@ -120,7 +121,7 @@ class Holds:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreAPI,
         factory: EventFactory,
         events: GatewayEvents,
         *,

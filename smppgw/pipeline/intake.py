@@ -40,7 +40,7 @@ from smppgw.pipeline.marketing import Hold, Reject
 from smppgw.pipeline.outcomes import EventFactory
 from smppgw.pipeline.routing import Router, RoutingError, normalize_msisdn
 from smppgw.pipeline.tenancy import DEFAULT, Tenant, Tenants, UnknownTenant
-from smppgw.store import OutboxEvent, Store, StoredJob, Usage
+from smppgw.store import OutboxEvent, StoreAPI, StoredJob, Usage
 from smppgw.store.ops import Admission
 
 log = structlog.get_logger("smppgw.intake")
@@ -58,7 +58,7 @@ class Intake:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        store: StoreAPI,
         router: Router,
         factory: EventFactory,
         telemetry: Telemetry,
@@ -146,7 +146,7 @@ class Intake:
                 return False
         try:
             destination = normalize_msisdn(job.to, country_code)
-            carrier, chain = self._route(destination, job.carrier, job.failover)
+            carrier, chain = await self._route(destination, job.carrier, job.failover)
             outbound = to_outbound(
                 job,
                 destination,
@@ -236,13 +236,13 @@ class Intake:
             return None
         return timer_until(hold.until, job.expires_at)
 
-    def _route(
+    async def _route(
         self, destination: str, forced: str | None, failover: bool | None
     ) -> tuple[str, tuple[str, ...]]:
         """The job's carrier and its failover chain (:mod:`smppgw.pipeline.failover`)."""
         if self._failover is None:
             return self._router.route(destination, forced), ()
-        return self._failover.plan(destination, forced, failover)
+        return await self._failover.plan(destination, forced, failover)
 
     def _add(self, job: StoredJob, usage: Usage | None) -> asyncio.Future[Admission]:
         """Queue ``job`` for this turn's ``add_jobs``; resolves to True if it was new,

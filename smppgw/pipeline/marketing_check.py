@@ -14,10 +14,11 @@ from smppgw.pipeline.consent import ConsentDesk
 from smppgw.pipeline.holds import GO, Decision, HoldUntil, ReleaseCheck
 from smppgw.pipeline.holds import Reject as Refuse
 from smppgw.pipeline.marketing import Hold, Reject
-from smppgw.store import Store, StoredJob
+from smppgw.store import StoredJob
+from smppgw.store.contract import StoreAPI
 
 
-def marketing_check(store: Store, consent: ConsentDesk, telemetry: Telemetry) -> ReleaseCheck:
+def marketing_check(store: StoreAPI, consent: ConsentDesk, telemetry: Telemetry) -> ReleaseCheck:
     """The release check of ``consent``'s rules (the running config's, reloads included)."""
 
     async def check(job: StoredJob, now: float) -> Decision:

@@ -39,7 +39,7 @@ import structlog
 from smppgw.aio import wait_event
 from smppgw.mqtt import MqttUnavailable, PublishLost, PublishRefused
 from smppgw.mqtt.publishable import size_problem, topic_name_problem
-from smppgw.store import OutboxEvent, Store, StoreError
+from smppgw.store import OutboxEvent, StoreAPI, StoreError
 
 log = structlog.get_logger("smppgw.outbox")
 
@@ -115,7 +115,7 @@ class _Round:
 class OutboxPublisher:
     def __init__(
         self,
-        store: Store,
+        store: StoreAPI,
         mqtt: Publisher,
         *,
         batch: int = BATCH,

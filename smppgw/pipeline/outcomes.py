@@ -31,7 +31,7 @@ from smppgw.pipeline.envelope import UNMATCHED_SUFFIX
 from smppgw.pipeline.failover import Failover
 from smppgw.pipeline.inbound import MoEvents
 from smppgw.smpp.receipt import Receipt
-from smppgw.store import JobView, OutboxEvent, Store, StoredJob
+from smppgw.store import JobView, OutboxEvent, StoreAPI, StoredJob
 
 log = structlog.get_logger("smppgw.events")
 
@@ -147,7 +147,7 @@ class GatewayEvents:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreAPI,
         factory: EventFactory,
         telemetry: Telemetry,
         on_events: Callable[[], None],

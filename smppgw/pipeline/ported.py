@@ -10,9 +10,18 @@ any form a job's ``to`` accepts (``0981234567``, ``84981234567``, ``+84 98 123 4
 the carrier a configured name; blank lines and lines starting with ``#`` are skipped, and
 so is a first line ``number,carrier`` (a header).
 
-Intake looks a number up through its own read-only connection to the database (WAL lets
-it read while the writer thread writes, and it sees what ``smppgw routes`` changed at
-once): one primary-key probe, a few microseconds, with no trip through the writer.
+Intake looks a number up, for each job whose chain it plans:
+
+* SQLite (:class:`PortedLookup`): through its own read-only connection to the database
+  (WAL lets it read while the writer thread writes, and it sees what ``smppgw routes``
+  changed at once): one primary-key probe, a few microseconds, with no trip through the
+  writer.
+* PostgreSQL (:class:`SharedPortedLookup`): the table is shared by the cluster and cannot
+  be read synchronously, so the lookup is an await on the store, merged by its writer
+  with the other lookups queued next to it (one intake turn's jobs: one statement, one
+  round trip). No copy is kept in the gateway, so nothing goes stale: a job sees every
+  mapping committed before its lookup, whichever gateway (or ``smppgw routes``) wrote it;
+  a port learned by another gateway applies to the next job taken after its commit.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from pathlib import Path
 
 from smppgw.ops.logs import get_logger
 from smppgw.pipeline.routing import RoutingError, normalize_msisdn
+from smppgw.store.contract import StoreAPI
+from smppgw.store.model import StoreError
 from smppgw.store.routes import count_ported, ported_carrier
 from smppgw.store.writer import Tx
 
@@ -135,5 +146,32 @@ class PortedLookup:
         try:
             return ported_carrier(conn, number, time.time())
         except sqlite3.Error as exc:
+            log.warning("ported_lookup_failed", error=str(exc))
+            return None
+
+
+class SharedPortedLookup:
+    """number → carrier from a shared store's ``ported`` table (PostgreSQL), for intake:
+    the same life cycle as :class:`PortedLookup`, an async ``carrier``."""
+
+    def __init__(self, store: StoreAPI) -> None:
+        self._store = store
+
+    def open(self) -> None:
+        """Nothing to open: the lookups go through the store."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    def count(self) -> int | None:
+        """None: the store counts (``count_ported``)."""
+        return None
+
+    async def carrier(self, number: str) -> str | None:
+        """The carrier ``number`` was ported to, or None (also when the read fails: the
+        job is then routed by prefix and still fails over)."""
+        try:
+            return await self._store.ported_carrier(number)
+        except StoreError as exc:
             log.warning("ported_lookup_failed", error=str(exc))
             return None

@@ -36,7 +36,7 @@ from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import TenantTelemetry
 from smppgw.pipeline.routing import RoutingError, sender_source
 from smppgw.smpp.text import TextError, split
-from smppgw.store import Store, Usage
+from smppgw.store import StoreAPI, Usage
 
 #: The tenant of plain ``<submit_topic>``; a tenant of this name puts rules on it.
 DEFAULT = "default"
@@ -196,7 +196,7 @@ class Tenants:
         name = topic.removeprefix(self._topic + "/")
         return name if name != topic and name in self._tenants else None
 
-    async def load(self, store: Store) -> None:
+    async def load(self, store: StoreAPI) -> None:
         """Read each tenant's waiting jobs from the store (once, at start, after recovery)."""
         for tenant in self.all():
             tenant.waiting = await store.count_waiting(tenant.prefix or None)

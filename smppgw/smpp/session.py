@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from ssl import SSLContext
@@ -660,6 +660,12 @@ def backoff(
     return low + (cap - low) * rng()
 
 
+#: Awaited before each connection: returns what to await once that bind has ended. The
+#: account's bind limit when several processes share it (a carrier refuses binds over
+#: its limit): the keeper waits here for a free bind instead of being refused.
+BindGate = Callable[[], Awaitable[Callable[[], Awaitable[None]]]]
+
+
 class SessionKeeper:
     """Holds one bind slot up: the current bound :class:`Session`, or ``None``."""
 
@@ -673,8 +679,10 @@ class SessionKeeper:
         rng: Callable[[], float] = random.random,
         observer: SessionObserver = UNOBSERVED,
         slot: int = 0,
+        gate: BindGate | None = None,
     ) -> None:
         self.params = params
+        self._gate = gate
         self.mode = params.mode
         self.name = name
         self.handler = handler
@@ -742,38 +750,12 @@ class SessionKeeper:
     async def _run(self) -> None:
         failures = 0
         while not self._stopping:
+            release = await self._gate() if self._gate is not None else None
             try:
-                session = await self._connect_and_bind()
-            except BindError as exc:
-                failures += 1
-                self.last_error = str(exc)
-                if exc.status is not None:
-                    self.bind_refusals += 1
-                log.warning("bind failed", session=self.name, error=str(exc), failures=failures)
-            except (OSError, TimeoutError) as exc:
-                failures += 1
-                self._observer.bind_result(self.params.name, "connect_error")
-                self._observer.session_state(self.params.name, self.slot, self.mode, State.CLOSED)
-                self.last_error = f"connect: {exc!r}"
-                log.warning("connect failed", session=self.name, error=repr(exc), failures=failures)
-            else:
-                failures = 0
-                self.binds += 1
-                self.session = session
-                if self.is_stopping():
-                    await session.unbind(self.params.response_timeout)
-                    self.session = None
-                    break
-                log.info("bound", session=self.name, smsc=session.smsc_system_id)
-                self._on_change()
-                try:
-                    await session.wait_closed()
-                finally:
-                    self.session = None
-                    self._on_change()
-                self.last_error = session.close_reason
-                if not self.is_stopping():
-                    self._observer.reconnect(self.params.name)
+                failures = await self._once(failures)
+            finally:
+                if release is not None:
+                    await release()
             if self.is_stopping():
                 break
             await self._pause(
@@ -781,6 +763,42 @@ class SessionKeeper:
                     failures + 1, self.params.reconnect_min, self.params.reconnect_max, self._rng
                 )
             )
+
+    async def _once(self, failures: int) -> int:
+        """One connection: connect, bind, serve until it closes; the failure count after."""
+        try:
+            session = await self._connect_and_bind()
+        except BindError as exc:
+            failures += 1
+            self.last_error = str(exc)
+            if exc.status is not None:
+                self.bind_refusals += 1
+            log.warning("bind failed", session=self.name, error=str(exc), failures=failures)
+        except (OSError, TimeoutError) as exc:
+            failures += 1
+            self._observer.bind_result(self.params.name, "connect_error")
+            self._observer.session_state(self.params.name, self.slot, self.mode, State.CLOSED)
+            self.last_error = f"connect: {exc!r}"
+            log.warning("connect failed", session=self.name, error=repr(exc), failures=failures)
+        else:
+            failures = 0
+            self.binds += 1
+            self.session = session
+            if self.is_stopping():
+                await session.unbind(self.params.response_timeout)
+                self.session = None
+                return failures
+            log.info("bound", session=self.name, smsc=session.smsc_system_id)
+            self._on_change()
+            try:
+                await session.wait_closed()
+            finally:
+                self.session = None
+                self._on_change()
+            self.last_error = session.close_reason
+            if not self.is_stopping():
+                self._observer.reconnect(self.params.name)
+        return failures
 
     async def _pause(self, delay: float) -> None:
         assert self._wake is not None

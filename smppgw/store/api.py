@@ -533,6 +533,19 @@ class Store:
             )
         )
 
+    async def set_carrier_up(self, carrier: str, up: bool) -> None:
+        """Nothing: one gateway owns this store (a cluster's shares it: PostgreSQL)."""
+
+    async def carrier_up_elsewhere(self, carrier: str) -> bool:
+        """False: no other gateway sends this store's jobs."""
+        return False
+
+    async def ported_carrier(self, number: str) -> str | None:
+        """The carrier ``number`` was ported to (None: unknown or expired), through the
+        writer. Intake does not use this on SQLite: ``PortedLookup`` reads the file on a
+        connection of its own, without the trip."""
+        return await self._run(lambda tx: routes.ported_carrier(tx.conn, number, tx.now))
+
     async def learn_port(self, number: str, carrier: str, ttl: float) -> None:
         await self._run(partial(routes.learn, number=number, carrier=carrier, ttl=ttl))
 

@@ -16,6 +16,7 @@ from smppgw.cli import main
 from smppgw.config import (
     BindMode,
     CarrierConfig,
+    ClusterConfig,
     Config,
     ConfigError,
     LogConfig,
@@ -35,6 +36,7 @@ from smppgw.config.model import ReadyPolicy
 from smppgw.config.reader import _TLS_KEYS, parse_duration
 from smppgw.config.sections import (
     _CARRIER_CHECKS,
+    _CLUSTER_KEYS,
     _LOG_KEYS,
     _METRICS_KEYS,
     _MQTT_CHECKS,
@@ -998,7 +1000,7 @@ def test_summary_lists_carriers_routes_and_topics() -> None:
     assert "submit: sms/submit (shared as $share/gw/sms/submit)" in text
     assert "status: sms/status/<id>" in text
     assert "inbound: sms/inbound/<carrier>" in text
-    assert "store: /var/lib/smppgw/smppgw.db" in text
+    assert "store: sqlite /var/lib/smppgw/smppgw.db" in text
     assert "metrics: http://127.0.0.1:9464/metrics" in text
 
 
@@ -1129,7 +1131,8 @@ def test_error_policy_errors(policy: object, message: str) -> None:
         (Config, (*TOP_KEYS, "warnings")),  # warnings: what the parser noticed, not a key
         (MqttConfig, (*_MQTT_CHECKS, "password")),
         (CarrierConfig, (*_CARRIER_CHECKS, "password")),
-        (StoreConfig, _STORE_KEYS),
+        (StoreConfig, tuple(k for k in _STORE_KEYS if not k.endswith(("_env", "_file")))),
+        (ClusterConfig, tuple(k for k in _CLUSTER_KEYS if not k.endswith(("_env", "_file")))),
         (MetricsConfig, _METRICS_KEYS),
         (LogConfig, _LOG_KEYS),
         (RoutingConfig, _ROUTING_KEYS),

@@ -1,10 +1,13 @@
-"""Failover's decisions on a real SQLite store: which outcome moves a job, where to, and
-what it keeps (lane, arrival order, attempts); and the chains planned at intake."""
+"""Failover's decisions on a real store, SQLite and PostgreSQL: which outcome moves a job,
+where to, and what it keeps (lane, arrival order, attempts); and the chains planned at
+intake (on PostgreSQL from the ported numbers every gateway of the cluster shares)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +20,13 @@ from smppgw.config.loader import parse_config
 from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
 from smppgw.pipeline.failover import Failover, plan_chain
-from smppgw.pipeline.ported import parse_ported_csv
+from smppgw.pipeline.ported import PortedLookup, parse_ported_csv
 from smppgw.pipeline.routing import Router
-from smppgw.store import JobState, Store, StoredJob
+from smppgw.store import JobState, Store, StoreAPI, StoredJob
+from smppgw.store.pg import PostgresStore
 from smppgw.store.schema import _CREATE, _CREATE_V2, SCHEMA_VERSION
+
+from support.servers import Postgres
 
 
 def config(tmp_path: Path, **viettel: Any) -> Config:
@@ -62,25 +68,49 @@ class Ready:
         return []
 
 
+def make_failover(cfg: Config, store: StoreAPI, woken: list[str]) -> Failover:
+    return Failover(
+        cfg,
+        Router(cfg.carriers, cfg.routing),
+        store,
+        Telemetry(Metrics(process_metrics=False)),
+        carriers={"viettel": Ready(), "vinaphone": Ready(), "mobifone": Ready()},
+        feeders={},
+        paused=set(),
+        wake=woken.append,
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """``open_store(node)``: the test's store, a gateway's view of it (SQLite: one file;
+    PostgreSQL: one database, ``node`` the gateway)."""
+    if request.param == "sqlite":
+        yield lambda node="gw-a": Store(str(tmp_path / "gw.db"))
+        return
+    server: Postgres = request.getfixturevalue("postgres_server")
+    dsn = server.create_database()
+    yield lambda node="gw-a": PostgresStore(dsn, node=node)
+    server.drop_database(dsn)
+
+
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[Failover, Store, list[str]]]:
+async def setup(tmp_path: Path, open_store: Any) -> AsyncIterator[tuple[Failover, Any, list[str]]]:
     cfg = config(tmp_path)
     woken: list[str] = []
-    async with Store(cfg.store.path) as store:
-        failover = Failover(
-            cfg,
-            Router(cfg.carriers, cfg.routing),
-            store,
-            Telemetry(Metrics(process_metrics=False)),
-            carriers={"viettel": Ready(), "vinaphone": Ready(), "mobifone": Ready()},
-            feeders={},
-            paused=set(),
-            wake=woken.append,
-        )
-        yield failover, store, woken
+    async with open_store() as store:
+        yield make_failover(cfg, store, woken), store, woken
 
 
-async def claimed(store: Store, job_id: str, lane: int = 1) -> StoredJob:
+async def ported_to(failover: Failover, number: str) -> str | None:
+    """What intake's lookup answers for ``number``, whichever backend."""
+    lookup = failover.ported
+    if isinstance(lookup, PortedLookup):
+        return lookup.carrier(number)
+    return await lookup.carrier(number)
+
+
+async def claimed(store: StoreAPI, job_id: str, lane: int = 1) -> StoredJob:
     """A job routed to viettel with its chain, claimed (as a carrier holds it)."""
     job = StoredJob(
         job_id=job_id,
@@ -96,7 +126,7 @@ async def claimed(store: Store, job_id: str, lane: int = 1) -> StoredJob:
 
 
 async def test_a_failover_on_refusal_moves_the_job_keeping_its_place(
-    setup: tuple[Failover, Store, list[str]],
+    setup: tuple[Failover, Any, list[str]],
 ) -> None:
     failover, store, woken = setup
     job = await claimed(store, "a", lane=0)
@@ -127,7 +157,7 @@ async def test_a_failover_on_refusal_moves_the_job_keeping_its_place(
     ],
 )
 async def test_which_outcomes_move_a_job(
-    setup: tuple[Failover, Store, list[str]], status: str, code: str, accepted: int, moves: bool
+    setup: tuple[Failover, Any, list[str]], status: str, code: str, accepted: int, moves: bool
 ) -> None:
     failover, store, _ = setup
     job = await claimed(store, "j")
@@ -139,7 +169,7 @@ async def test_which_outcomes_move_a_job(
 
 
 async def test_a_job_without_a_chain_never_moves(
-    setup: tuple[Failover, Store, list[str]],
+    setup: tuple[Failover, Any, list[str]],
 ) -> None:
     failover, store, _ = setup
     await store.add_jobs([StoredJob("f", "viettel", 1, "84981234567", "hi")])
@@ -148,7 +178,7 @@ async def test_a_job_without_a_chain_never_moves(
 
 
 async def test_the_chain_skips_carriers_tried_and_ends_when_all_were(
-    setup: tuple[Failover, Store, list[str]],
+    setup: tuple[Failover, Any, list[str]],
 ) -> None:
     failover, store, _ = setup
     job = await claimed(store, "c")
@@ -161,7 +191,7 @@ async def test_the_chain_skips_carriers_tried_and_ends_when_all_were(
     assert not await failover.after_failure("mobifone", job, "failed", "retries_exhausted", 0)
 
 
-async def test_learned_port_and_forgotten_port(setup: tuple[Failover, Store, list[str]]) -> None:
+async def test_learned_port_and_forgotten_port(setup: tuple[Failover, Any, list[str]]) -> None:
     failover, _, _ = setup
     ported = StoredJob(
         "p", "vinaphone", 1, "84981110000", "x", attempts=(("viettel", "ESME_RINVDSTADR"),)
@@ -169,21 +199,21 @@ async def test_learned_port_and_forgotten_port(setup: tuple[Failover, Store, lis
     await failover.after_submit("vinaphone", ported)
     failover.ported.open()
     try:
-        assert failover.ported.carrier("84981110000") == "vinaphone"
-        assert failover.plan("84981110000", None, None) == (
+        assert await ported_to(failover, "84981110000") == "vinaphone"
+        assert await failover.plan("84981110000", None, None) == (
             "vinaphone",
             ("vinaphone", "viettel", "mobifone"),
         )
         # Down-moves teach nothing.
         down = StoredJob("d", "vinaphone", 1, "84981110001", "x", attempts=(("viettel", "down"),))
         await failover.after_submit("vinaphone", down)
-        assert failover.ported.carrier("84981110001") is None
+        assert await ported_to(failover, "84981110001") is None
         # Back home: the mapping is forgotten.
         home = StoredJob(
             "h", "viettel", 1, "84981110000", "x", attempts=(("vinaphone", "ESME_RINVDSTADR"),)
         )
         await failover.after_submit("viettel", home)
-        assert failover.ported.carrier("84981110000") is None
+        assert await ported_to(failover, "84981110000") is None
     finally:
         failover.ported.close()
 
@@ -251,3 +281,150 @@ async def test_a_version_2_database_is_upgraded_keeping_its_jobs(tmp_path: Path)
         assert await store.count_ported() == 1
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+class Down(Ready):
+    ready = False
+
+
+async def test_a_down_carrier_s_queued_jobs_move_by_the_monitor(
+    tmp_path: Path, open_store: Any
+) -> None:
+    """viettel has no bind (failover_after 0): the monitor moves its queued jobs with a
+    chain to the first usable carrier, high lane first; a job without one stays."""
+    cfg = config(tmp_path, failover_after=0, failover_after_high=0)
+    woken: list[str] = []
+    async with open_store() as store:
+        failover = make_failover(cfg, store, woken)
+        failover._carriers = {"viettel": Down(), "vinaphone": Ready(), "mobifone": Ready()}
+        jobs = [
+            StoredJob(f"j{i}", "viettel", i % 3, "84981234567", "hi", chain=CHAIN) for i in range(6)
+        ]
+        await store.add_jobs([*jobs, StoredJob("plain", "viettel", 1, "84981234567", "x")])
+        task = asyncio.create_task(failover.run())
+        try:
+            for _ in range(100):  # bounded: 5 s
+                if await store.queue_depths() == {("viettel", 1): 1, **MOVED}:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert await store.queue_depths() == {("viettel", 1): 1, **MOVED}
+        claimed = await store.claim("vinaphone", 10, 2e9)
+        assert [j.job_id for j in claimed] == ["j0", "j3", "j1", "j4", "j2", "j5"]
+        assert {j.attempts for j in claimed} == {(("viettel", "down"),)}
+        assert "vinaphone" in woken
+
+
+CHAIN = ("viettel", "vinaphone", "mobifone")
+MOVED = {("vinaphone", 0): 2, ("vinaphone", 1): 2, ("vinaphone", 2): 2}
+
+
+async def test_a_port_learned_by_one_gateway_routes_the_next_job_on_another(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """Two gateways on one PostgreSQL store: gw-a learns 84981110000 → vinaphone from a
+    refusal; gw-b's very next plan for that number goes to vinaphone (no cache, nothing
+    stale), and gw-a's forgetting it sends gw-b's next job home again. A job gw-a holds
+    cannot be moved by gw-b."""
+    cfg = config(tmp_path)
+    async with (
+        PostgresStore(postgres_dsn, node="gw-a") as a,
+        PostgresStore(postgres_dsn, node="gw-b") as b,
+    ):
+        gw_a, gw_b = make_failover(cfg, a, []), make_failover(cfg, b, [])
+        number = "84981110000"
+        assert await gw_b.plan(number, None, None) == ("viettel", CHAIN)
+        refused = StoredJob(
+            "p", "vinaphone", 1, number, "x", attempts=(("viettel", "ESME_RINVDSTADR"),)
+        )
+        await gw_a.after_submit("vinaphone", refused)
+        assert await gw_b.plan(number, None, None) == (
+            "vinaphone",
+            ("vinaphone", "viettel", "mobifone"),
+        )
+        home = StoredJob(
+            "h", "viettel", 1, number, "x", attempts=(("vinaphone", "ESME_RINVDSTADR"),)
+        )
+        await gw_a.after_submit("viettel", home)
+        assert await gw_b.plan(number, None, None) == ("viettel", CHAIN)
+
+        held = await claimed(a, "held")
+        assert not await b.move_job(held.job_id, "viettel", "vinaphone", "ESME_RINVDSTADR")
+        assert await a.move_job(held.job_id, "viettel", "vinaphone", "ESME_RINVDSTADR")
+
+
+class Holding(Ready):
+    """A carrier with a bind or not (``ready``), holding unsent jobs it hands over."""
+
+    def __init__(self, ready: bool, held: list[str]) -> None:
+        self.ready = ready
+        self.held = held
+
+    def evict(self, select: Any, max_lane: int) -> list[Any]:
+        taken = [
+            message for message in (Message(job_id) for job_id in self.held) if select(message)
+        ]
+        self.held = []
+        return taken
+
+
+class Message:
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.context = None
+
+
+async def wait_for(check: Any, seconds: float = 5.0) -> bool:
+    for _ in range(int(seconds / 0.05)):  # bounded
+        if await check():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_carrier_down_on_one_gateway_only_stays_with_the_cluster(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """gw-a lost its viettel binds, gw-b has one: gw-a hands back the unsent job it held
+    and moves nothing (gw-b sends the queue); once viettel is down on gw-b too, the
+    jobs move to vinaphone, each once."""
+    cfg = config(tmp_path, failover_after=0, failover_after_high=0)
+    async with (
+        PostgresStore(postgres_dsn, node="gw-a") as a,
+        PostgresStore(postgres_dsn, node="gw-b") as b,
+    ):
+        await a.add_jobs(
+            [StoredJob(f"j{i}", "viettel", 1, "84981234567", "hi", chain=CHAIN) for i in range(3)]
+        )
+        (held,) = await a.claim("viettel", 1, 2e9)
+        gw_a, gw_b = make_failover(cfg, a, []), make_failover(cfg, b, [])
+        a_viettel, b_viettel = Holding(False, [held.job_id]), Holding(True, [])
+        gw_a._carriers = {"viettel": a_viettel, "vinaphone": Ready(), "mobifone": Ready()}
+        gw_b._carriers = {"viettel": b_viettel, "vinaphone": Ready(), "mobifone": Ready()}
+        tasks = [asyncio.create_task(gw.run()) for gw in (gw_b, gw_a)]
+        try:
+
+            async def handed_back() -> bool:
+                return await a.queue_depths() == {("viettel", 1): 3}
+
+            assert await wait_for(handed_back)
+            await asyncio.sleep(1.0)  # two RESCANs: still nothing moved
+            assert await a.queue_depths() == {("viettel", 1): 3}
+
+            b_viettel.ready = False
+
+            async def moved() -> bool:
+                return await a.queue_depths() == {("vinaphone", 1): 3}
+
+            assert await wait_for(moved)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        jobs = await a.claim("vinaphone", 10, 2e9)
+        assert [j.attempts for j in jobs] == [(("viettel", "down"),)] * 3

@@ -1,14 +1,16 @@
 """Consent in the store: opt-outs and the marketing cap decided and counted in the
 transaction that takes a job; an MO's consent change, events and replies in one
-transaction; bulk operator changes; an upgrade from a version 2 database. Real SQLite."""
+transaction; bulk operator changes; an upgrade from a version 2 database. The contract
+tests run on SQLite and on a real PostgreSQL (the ``store`` / ``backend`` fixtures of
+tests/store/conftest.py); the upgrade and locking tests are SQLite's own."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,7 @@ from smppgw.store.schema import (
     _CREATE_V2,
     SCHEMA_VERSION,
 )
+from store.conftest import Backend
 
 CARRIER = "viettel"
 NUMBER = "84981234567"
@@ -38,14 +41,8 @@ def opt_out(number: str = NUMBER, **kw: object) -> ConsentChange:
     return ConsentChange(number, "opt_out", "HUY", "mo", CARRIER, events=[event], **kw)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with Store(str(tmp_path / "gw.db")) as opened:
-        yield opened
-
-
 async def record_mo(
-    store: Store,
+    store: Any,
     events: list[OutboxEvent],
     change: ConsentChange,
     replies: list[StoredJob] | None = None,
@@ -64,11 +61,11 @@ async def record_mo(
     return changed
 
 
-async def admit(store: Store, *jobs: StoredJob, gate: MarketingGate = ALWAYS) -> list[object]:
+async def admit(store: Any, *jobs: StoredJob, gate: MarketingGate = ALWAYS) -> list[object]:
     return list(await store.add_admitted(jobs, [None] * len(jobs), gate))
 
 
-async def test_opted_out_number_gets_no_marketing_but_transactional_goes(store: Store) -> None:
+async def test_opted_out_number_gets_no_marketing_but_transactional_goes(store: Any) -> None:
     assert await record_mo(store, [], opt_out()) is True
     (refused,) = await admit(store, job("m1"))
     assert isinstance(refused, Reject) and refused.code == "opted_out"
@@ -79,22 +76,21 @@ async def test_opted_out_number_gets_no_marketing_but_transactional_goes(store: 
 
 
 async def test_cap_counts_in_the_same_transaction_and_a_duplicate_costs_nothing(
-    store: Store,
+    store: Any, backend: Backend
 ) -> None:
     # Four jobs to one number in one batch: the fourth is over the cap, even though none
     # was committed when the batch started.
     results = await admit(store, job("a"), job("b"), job("a"), job("c"), job("d"))
     assert results[:4] == [True, True, False, True]
     assert isinstance(results[4], Reject) and results[4].code == "frequency_cap"
-    count = "SELECT count(*) FROM marketing_sends"
-    assert await store.run(lambda c: c.execute(count).fetchone()[0]) == 3
+    assert await backend.sql(store, "SELECT count(*) FROM marketing_sends") == [(3,)]
     # Older than 24 h: no longer counted, and purged.
-    await store.run(lambda c: c.execute("UPDATE marketing_sends SET at = at - 86401"))
+    await backend.sql(store, "UPDATE marketing_sends SET at = at - 86401")
     assert await admit(store, job("e")) == [True]
     assert await store.purge_marketing_sends(time.time() - 86400) == 3
 
 
-async def test_hold_keeps_the_job_out_of_claims_until_due(store: Store) -> None:
+async def test_hold_keeps_the_job_out_of_claims_until_due(store: Any, backend: Backend) -> None:
     closed_now = _closed_gate()
     (held,) = await admit(store, job("h1"), gate=closed_now)
     assert isinstance(held, Hold) and held.reason == "window" and held.until > time.time()
@@ -102,11 +98,11 @@ async def test_hold_keeps_the_job_out_of_claims_until_due(store: Store) -> None:
     assert await store.next_due(CARRIER) == pytest.approx(held.until)
     (claimed,) = await store.claim(CARRIER, 10, held.until + 1)
     assert claimed.job_id == "h1"
-    at = await store.run(lambda c: c.execute("SELECT at FROM marketing_sends").fetchone()[0])
+    ((at,),) = await backend.sql(store, "SELECT at FROM marketing_sends")
     assert at == pytest.approx(held.until)  # counted at its release time
 
 
-async def test_a_hold_maker_takes_over_the_holding(store: Store) -> None:
+async def test_a_hold_maker_takes_over_the_holding(store: Any) -> None:
     """With the held-jobs mechanism's hook, the job is added as the hook makes it (there:
     in its held state with its ``scheduled`` event), not parked with ``next_attempt``."""
     made: list[tuple[str, float, str]] = []
@@ -123,7 +119,9 @@ async def test_a_hold_maker_takes_over_the_holding(store: Store) -> None:
     assert claimed.text == f"held until {held.until:.0f}"
 
 
-async def test_release_check_decides_again_and_moves_the_count(store: Store) -> None:
+async def test_release_check_decides_again_and_moves_the_count(
+    store: Any, backend: Backend
+) -> None:
     """What the held-jobs release hook asks: the number may have opted out meanwhile, or
     used its cap; the job's own count is left out, then moved to its new time."""
     (held,) = await admit(store, job("h1"), gate=_closed_gate())
@@ -131,7 +129,7 @@ async def test_release_check_decides_again_and_moves_the_count(store: Store) -> 
     now = time.time()
     assert await store.marketing_release("h1", ALWAYS, now) == Go()
     at = "SELECT at FROM marketing_sends WHERE job_id = 'h1'"
-    assert await store.run(lambda c: c.execute(at).fetchone()[0]) == pytest.approx(now)
+    assert (await backend.sql(store, at))[0][0] == pytest.approx(now)
     assert await store.marketing_release("nobody", ALWAYS, now) is None  # not marketing
     # Two more sends fill the cap of 3: h1 itself still fits (its own count left out).
     assert await admit(store, job("m2"), job("m3")) == [True, True]
@@ -140,11 +138,11 @@ async def test_release_check_decides_again_and_moves_the_count(store: Store) -> 
     await record_mo(store, [], opt_out())
     decision = await store.marketing_release("h1", ALWAYS, now)
     assert isinstance(decision, Reject) and decision.code == "opted_out"
-    assert await store.run(lambda c: c.execute(at).fetchone()) is None
+    assert await backend.sql(store, at) == []
 
 
 async def test_mo_consent_change_is_recorded_once_with_its_events_and_replies(
-    store: Store,
+    store: Any,
 ) -> None:
     inbound = OutboxEvent("sms/inbound/viettel", b"{}")
     reply = StoredJob("smppgw:optout:1", CARRIER, 1, NUMBER, "Da huy")
@@ -165,7 +163,7 @@ async def test_mo_consent_change_is_recorded_once_with_its_events_and_replies(
     assert await store.consent_counts() == {("opt_out", "mo"): 1}
 
 
-async def test_implicit_opt_in_never_overrides_an_opt_out(store: Store) -> None:
+async def test_implicit_opt_in_never_overrides_an_opt_out(store: Any) -> None:
     first_mo = ConsentChange(NUMBER, "opt_in", "mo", "mo", CARRIER, only_if_unknown=True)
     assert await record_mo(store, [], first_mo) is True
     assert await record_mo(store, [], opt_out()) is True

@@ -1,0 +1,76 @@
+"""One store contract, two backends: every contract test runs on SQLite and on a real
+PostgreSQL (``backend`` is parametrized; the PostgreSQL one skips only where PostgreSQL
+is not installed, and CI installs it).
+
+``Backend.open()`` opens the same database each time it is called in a test, so "reopen"
+(a restart of the same gateway) means the same thing on both; ``sql()`` runs a raw query
+for the few tests that look under the contract (purge ages, row counts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from smppgw.store import Store
+from smppgw.store.pg import PostgresStore
+
+NODE = "gw-test"
+
+
+class Backend(Protocol):
+    name: str
+
+    def open(self, **kwargs: Any) -> Any: ...
+
+    async def sql(self, store: Any, query: str) -> list[tuple[Any, ...]]: ...
+
+
+class SqliteBackend:
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def open(self, **kwargs: Any) -> Store:
+        return Store(self.path, **kwargs)
+
+    async def sql(self, store: Any, query: str) -> list[tuple[Any, ...]]:
+        rows = await store.run(lambda c: c.execute(query).fetchall())
+        return [tuple(row) for row in rows]
+
+
+class PostgresBackend:
+    name = "postgres"
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def open(self, **kwargs: Any) -> PostgresStore:
+        kwargs.pop("busy_timeout", None)
+        kwargs.setdefault("node", NODE)
+        return PostgresStore(self.dsn, **kwargs)
+
+    async def sql(self, store: Any, query: str) -> list[tuple[Any, ...]]:
+        rows = await store.run(lambda c: c.fetch(query))
+        return [tuple(row) for row in rows]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        yield SqliteBackend(tmp_path / "gw.db")
+        return
+    server = request.getfixturevalue("postgres_server")
+    dsn = server.create_database()
+    yield PostgresBackend(dsn)
+    server.drop_database(dsn)
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Any]:
+    async with backend.open() as opened:
+        yield opened
