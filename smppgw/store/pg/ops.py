@@ -620,8 +620,15 @@ _TAKE_BIND = f"""
 
 async def acquire_bind(tx: PgTx, carrier: str, max_binds: int) -> int | None:
     """A free bind slot of ``carrier``'s account for this node, or None when all
-    ``max_binds`` are held by live nodes. Two nodes racing for one slot: the unique key
-    and the ``ON CONFLICT ... WHERE`` re-check give it to one of them."""
+    ``max_binds`` are held by live nodes.
+
+    Nodes taking a slot of one account queue on a transaction-scoped advisory lock: without
+    it two nodes read the same free slot in their snapshots, one inserts it, and the other's
+    ``ON CONFLICT ... WHERE`` re-check (rightly) refuses to take a live node's slot, so it
+    got nothing although another slot was free. Under READ COMMITTED the INSERT that runs
+    after the lock sees the previous holder's committed row and picks the next slot. The
+    unique key and the re-check stay as the last line of defence."""
+    await tx.conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"smppgw-bind:{carrier}")
     slot = await tx.conn.fetchval(_TAKE_BIND, carrier, max_binds, tx.node)
     return None if slot is None else int(slot)
 
