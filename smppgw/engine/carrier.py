@@ -50,10 +50,9 @@ from smppgw.engine.results import Results
 from smppgw.engine.tasks import Background
 from smppgw.engine.throttle import Throttle
 from smppgw.ops.logs import get_logger
-from smppgw.smpp.errors import NotBound
 from smppgw.smpp.pdu import DataSm, DeliverSm
 from smppgw.smpp.receipt import is_receipt
-from smppgw.smpp.session import Session, SessionKeeper
+from smppgw.smpp.session import NotBound, Session, SessionKeeper
 from smppgw.smpp.text import TextError
 
 __all__ = ["UNOBSERVED", "Carrier", "CarrierEvents", "CarrierObserver", "CarrierStats"]

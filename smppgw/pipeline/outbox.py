@@ -166,19 +166,16 @@ class OutboxPublisher:
                     await self._isolate(self._suspects.popleft())
                     after = 0  # then one pass from the start, as after any failure
                     continue
-                read_failed = False
                 try:
                     events = await self._store.pending_events(self._batch, after_id=after)
                 except StoreError as exc:
                     log.warning("outbox_read_failed", error=str(exc))
-                    read_failed = True
+                    await self._sleep(1.0)
+                    continue
                 finally:
                     if settling is not None:
                         await settling
                         settling = None
-                if read_failed:  # (no `continue` inside try/finally: mypyc cannot compile it)
-                    await self._sleep(1.0)
-                    continue
                 if not events:
                     if after:
                         after = 0  # one pass from the start picks up anything skipped

@@ -56,11 +56,3 @@ class FrameError(PduError):
 
 class UnknownCommandError(PduError):
     """A well-framed PDU with a command id we do not know: answer generic_nack RINVCMDID."""
-
-
-class NotBound(RuntimeError):
-    """A request on a session that is not connected (a caller bug: check ``can_submit``).
-
-    Defined here, not in the session module, because mypyc (the optional compiled build)
-    cannot compile a subclass of ``RuntimeError``; this module stays pure Python.
-    """

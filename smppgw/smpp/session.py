@@ -33,7 +33,7 @@ import structlog
 
 from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import RESPONSE_BIT, CommandId, Status, command_name, status_name
-from smppgw.smpp.errors import FrameError, NotBound, PduError
+from smppgw.smpp.errors import FrameError, PduError
 from smppgw.smpp.framing import DEFAULT_MAX_PDU_LENGTH, FrameReader, peek_header
 from smppgw.smpp.pdu import (
     BIND_CLASSES,
@@ -125,6 +125,10 @@ class BindError(Exception):
     def __init__(self, reason: str, status: int | None = None) -> None:
         self.status = status
         super().__init__(reason)
+
+
+class NotBound(RuntimeError):
+    """A request on a session that is not connected (a caller bug: check ``can_submit``)."""
 
 
 class State(StrEnum):
