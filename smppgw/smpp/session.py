@@ -231,6 +231,10 @@ class Session(asyncio.Protocol):
         self._max_pdu_length = max_pdu_length
         self._reader = FrameReader(max_pdu_length)
         self._transport: asyncio.Transport | None = None
+        #: PDUs encoded this event-loop turn, written as one ``transport.write`` (one
+        #: ``send`` system call) at its end: a window of submit_sm, or the responses to
+        #: the receipts of one read, cost one call instead of one each.
+        self._out: list[bytes] = []
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, _Pending] = {}
         self._in_window = 0
@@ -308,6 +312,7 @@ class Session(asyncio.Protocol):
         was = self.state
         self._set_state(State.CLOSED)
         self._transport = None
+        self._out = []
         pending, self._pending = self._pending, {}
         self._in_window = 0
         outcome = NoResponse(self.close_reason)
@@ -404,8 +409,26 @@ class Session(asyncio.Protocol):
         self._pending[seq] = _Pending(fut, timer, in_window, pdu.command_id)
         if in_window:
             self._in_window += 1
-        transport.write(data)
+        self._write(data)
         return fut
+
+    def _write(self, data: bytes) -> None:
+        """Queue ``data`` for this turn's single write (:meth:`_flush`, called soon)."""
+        out = self._out
+        out.append(data)
+        if len(out) == 1:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write what this turn queued, in order; dropped if the connection went meanwhile
+        (as unsent bytes in the transport's buffer would be: requests resolve on close)."""
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _expire(self, seq: int) -> None:
         entry = self._pending.pop(seq, None)
@@ -473,7 +496,7 @@ class Session(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return False
-        transport.write(encode(pdu))
+        self._write(encode(pdu))
         return True
 
     # ------------------------------------------------------------------ incoming
@@ -623,6 +646,7 @@ class Session(asyncio.Protocol):
         """Graceful close: what is written is flushed first."""
         if reason and not self.close_reason:
             self.close_reason = reason
+        self._flush()
         if self._transport is not None:
             self._transport.close()
 
@@ -631,6 +655,7 @@ class Session(asyncio.Protocol):
         if not self.close_reason:
             self.close_reason = reason
         log.warning("closing session", session=self.name, reason=reason)
+        self._out = []
         if self._transport is not None:
             self._transport.abort()
 
