@@ -241,33 +241,37 @@ def gate_reads(client: gmqtt.Client, gate: asyncio.Event) -> str | None:
 
 
 class CorkedTransport:
-    """A connection's transport whose writes of one event-loop turn go out as one.
+    """A connection's transport whose writes of one event-loop turn go out in two.
 
     gmqtt writes every packet on its own (``transport.write``: one ``send`` system call
-    each): the PUBACKs of a committed intake batch, the PUBLISHes of an outbox round.
-    Queued here and joined at the end of the turn, they cost one call. Order is kept; a
-    graceful ``close`` writes what is queued first, ``abort`` drops it (as the transport's
-    own buffer would be). Everything else is the real transport's.
+    each): the PUBACKs of a committed intake batch, the PUBLISHes of an outbox round. Here
+    the first packet of a turn is written at once (a lone packet is never held back) and
+    the rest are joined and written at the end of the turn: two calls instead of one per
+    packet. Order is kept; a graceful ``close`` writes what is queued first, ``abort``
+    drops it (as the transport's own buffer would be). Everything else is the real
+    transport's.
     """
 
     def __init__(self, real: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.real = real
         self._loop = loop
-        self._out: list[bytes] = []
+        #: Packets queued after the turn's first write; None: nothing written this turn.
+        self._out: list[bytes] | None = None
 
     def write(self, data: bytes) -> None:
         out = self._out
-        out.append(data)
-        if len(out) == 1:
-            self._loop.call_soon(self.flush)
+        if out is not None:
+            out.append(data)
+            return
+        self._out = []
+        self._loop.call_soon(self.flush)
+        self.real.write(data)
 
     def flush(self) -> None:
         """Write what this turn queued (nothing once the connection is closing)."""
         out = self._out
-        if not out:
-            return
-        self._out = []
-        if not self.real.is_closing():
+        self._out = None
+        if out and not self.real.is_closing():
             self.real.write(out[0] if len(out) == 1 else b"".join(out))
 
     def close(self) -> None:
@@ -275,7 +279,8 @@ class CorkedTransport:
         self.real.close()
 
     def abort(self) -> None:
-        self._out = []
+        if self._out:
+            self._out = []
         self.real.abort()
 
     def __getattr__(self, name: str) -> Any:

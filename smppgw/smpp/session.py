@@ -231,10 +231,12 @@ class Session(asyncio.Protocol):
         self._max_pdu_length = max_pdu_length
         self._reader = FrameReader(max_pdu_length)
         self._transport: asyncio.Transport | None = None
-        #: PDUs encoded this event-loop turn, written as one ``transport.write`` (one
-        #: ``send`` system call) at its end: a window of submit_sm, or the responses to
-        #: the receipts of one read, cost one call instead of one each.
-        self._out: list[bytes] = []
+        #: PDUs encoded after the first of this event-loop turn, written as one
+        #: ``transport.write`` (one ``send`` system call) at its end: a window of
+        #: submit_sm, or the responses to the receipts of one read, cost two calls instead
+        #: of one each. None: nothing was written this turn (the next write goes at once,
+        #: so a lone PDU, e.g. a throttled carrier's next submit, is never held back).
+        self._out: list[bytes] | None = None
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, _Pending] = {}
         self._in_window = 0
@@ -312,7 +314,7 @@ class Session(asyncio.Protocol):
         was = self.state
         self._set_state(State.CLOSED)
         self._transport = None
-        self._out = []
+        self._out = None
         pending, self._pending = self._pending, {}
         self._in_window = 0
         outcome = NoResponse(self.close_reason)
@@ -413,19 +415,26 @@ class Session(asyncio.Protocol):
         return fut
 
     def _write(self, data: bytes) -> None:
-        """Queue ``data`` for this turn's single write (:meth:`_flush`, called soon)."""
+        """Write ``data`` now if it is this turn's first, else queue it for the turn's end
+        (:meth:`_flush`). The caller checked the transport."""
         out = self._out
-        out.append(data)
-        if len(out) == 1:
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Write what this turn queued, in order; dropped if the connection went meanwhile
-        (as unsent bytes in the transport's buffer would be: requests resolve on close)."""
-        out = self._out
-        if not out:
+        if out is not None:
+            out.append(data)
             return
         self._out = []
+        self._loop.call_soon(self._flush)
+        transport = self._transport
+        assert transport is not None
+        transport.write(data)
+
+    def _flush(self) -> None:
+        """Write what this turn queued after its first write, in order; dropped if the
+        connection went meanwhile (as unsent bytes in the transport's buffer would be:
+        requests resolve on close)."""
+        out = self._out
+        self._out = None
+        if not out:
+            return
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(out[0] if len(out) == 1 else b"".join(out))
@@ -655,7 +664,8 @@ class Session(asyncio.Protocol):
         if not self.close_reason:
             self.close_reason = reason
         log.warning("closing session", session=self.name, reason=reason)
-        self._out = []
+        if self._out:
+            self._out = []
         if self._transport is not None:
             self._transport.abort()
 
