@@ -231,11 +231,11 @@ class Session(asyncio.Protocol):
         self._max_pdu_length = max_pdu_length
         self._reader = FrameReader(max_pdu_length)
         self._transport: asyncio.Transport | None = None
-        #: PDUs encoded after the first of this event-loop turn, written as one
-        #: ``transport.write`` (one ``send`` system call) at its end: a window of
-        #: submit_sm, or the responses to the receipts of one read, cost two calls instead
-        #: of one each. None: nothing was written this turn (the next write goes at once,
-        #: so a lone PDU, e.g. a throttled carrier's next submit, is never held back).
+        #: Responses (:meth:`_send`) encoded after the first of this event-loop turn,
+        #: written as one ``transport.write`` (one ``send`` system call) at its end: the
+        #: deliver_sm_resp to the receipts of one read cost two calls instead of one
+        #: each. None: nothing was sent this turn (the next response goes at once).
+        #: Requests are always written at once (:meth:`request`).
         self._out: list[bytes] | None = None
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, _Pending] = {}
@@ -411,12 +411,20 @@ class Session(asyncio.Protocol):
         self._pending[seq] = _Pending(fut, timer, in_window, pdu.command_id)
         if in_window:
             self._in_window += 1
-        self._write(data)
+        # A request is written now, never at the turn's end: a throttled carrier's sends
+        # must reach the SMSC when the throttle let them go (an exact-limit SMSC refuses
+        # the 101st submit of any second it sees). Responses queued this turn go first.
+        out = self._out
+        if out:
+            out.append(data)
+            data = b"".join(out)
+            out.clear()
+        transport.write(data)
         return fut
 
     def _write(self, data: bytes) -> None:
-        """Write ``data`` now if it is this turn's first, else queue it for the turn's end
-        (:meth:`_flush`). The caller checked the transport."""
+        """Write the response ``data`` now if it is this turn's first, else queue it for
+        the turn's end (:meth:`_flush`). The caller checked the transport."""
         out = self._out
         if out is not None:
             out.append(data)
