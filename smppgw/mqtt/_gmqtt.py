@@ -25,7 +25,7 @@ import asyncio
 import inspect
 import struct
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import gmqtt
 from gmqtt.mqtt.connection import MQTTConnection
@@ -237,4 +237,69 @@ def gate_reads(client: gmqtt.Client, gate: asyncio.Event) -> str | None:
 
     gated_read._smppgw_gated = True  # type: ignore[attr-defined]
     protocol.read = gated_read
+    return None
+
+
+class CorkedTransport:
+    """A connection's transport whose writes of one event-loop turn go out in two.
+
+    gmqtt writes every packet on its own (``transport.write``: one ``send`` system call
+    each): the PUBACKs of a committed intake batch, the PUBLISHes of an outbox round. Here
+    the first packet of a turn is written at once (a lone packet is never held back) and
+    the rest are joined and written at the end of the turn: two calls instead of one per
+    packet. Order is kept; a graceful ``close`` writes what is queued first, ``abort``
+    drops it (as the transport's own buffer would be). Everything else is the real
+    transport's.
+    """
+
+    def __init__(self, real: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.real = real
+        self._loop = loop
+        #: Packets queued after the turn's first write; None: nothing written this turn.
+        self._out: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        out = self._out
+        if out is not None:
+            out.append(data)
+            return
+        self._out = []
+        self._loop.call_soon(self.flush)
+        self.real.write(data)
+
+    def flush(self) -> None:
+        """Write what this turn queued (nothing once the connection is closing)."""
+        out = self._out
+        self._out = None
+        if out and not self.real.is_closing():
+            self.real.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def close(self) -> None:
+        self.flush()
+        self.real.close()
+
+    def abort(self) -> None:
+        if self._out:
+            self._out = []
+        self.real.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def cork_writes(client: gmqtt.Client) -> str | None:
+    """Put a :class:`CorkedTransport` under ``client``'s current connection (its protocol
+    and its connection object both write). Returns None when done (or already done for
+    this connection), else the type name of the connection that lacks the internals."""
+    connection = getattr(client, "_connection", None)
+    protocol = getattr(connection, "_protocol", None)
+    transport: object = getattr(protocol, "_transport", None)
+    if isinstance(transport, CorkedTransport):
+        return None
+    if transport is None or getattr(connection, "_transport", None) is not transport:
+        return type(connection).__name__
+    # uvloop's transports are not asyncio.Transport subclasses: a cast, not a check.
+    corked = CorkedTransport(cast(asyncio.Transport, transport), asyncio.get_running_loop())
+    protocol._transport = corked  # type: ignore[union-attr]
+    connection._transport = corked  # type: ignore[union-attr]
     return None

@@ -79,6 +79,7 @@ from smppgw.mqtt._gmqtt import (
     AckStorage,
     GmqttClient,
     check_gmqtt,
+    cork_writes,
     gate_reads,
 )
 from smppgw.tls import client_context
@@ -728,6 +729,11 @@ class MqttClient:
         if missing is not None:
             # check_gmqtt vouched for these: a connection without them is a gmqtt bug.
             log.error("mqtt.read_gate_unavailable", connection=missing)
+        # The packets of one event-loop turn (PUBACKs of an intake batch, an outbox
+        # round's PUBLISHes) as one socket write; without it each is its own.
+        missing = cork_writes(self._gm)
+        if missing is not None:
+            log.warning("mqtt.cork_unavailable", connection=missing)
 
     # ------------------------------------------------------------------ publishing
 

@@ -118,8 +118,43 @@ def _key_name(raw: str) -> str:
     return _SEPARATORS.sub(" ", raw.lower())
 
 
+#: The receipt text as SMPP 3.4 Appendix B writes it and nearly every SMSC sends it: the
+#: keys in lower case, in this order, one space apart. Every value but ``text`` is one word
+#: (``\S*`` holds no whitespace, so no key can start inside one).
+_STANDARD = re.compile(
+    r"id:(\S+) sub:(\S*) dlvrd:(\S*) submit date:(\S*) done date:(\S*) stat:(\S*)"
+    r" err:(\S*)(?: text:[ \t]*(.*))?",
+    re.DOTALL,
+)
+
+
 def _text_fields(text: str) -> dict[str, str]:
-    """The known fields of a receipt text; the first occurrence of a key wins."""
+    """The known fields of a receipt text; the first occurrence of a key wins.
+
+    The standard layout is read with one regex match (a third of the time of the general
+    scan, on every receipt); anything else goes to :func:`_scanned_fields`, which gives
+    the same fields for a standard text (tests/smpp/test_receipt.py checks both agree).
+    """
+    standard = _STANDARD.fullmatch(text)
+    if standard is None:
+        return _scanned_fields(text)
+    msgid, sub, dlvrd, submit_date, done_date, stat, err, free = standard.groups()
+    fields = {
+        "id": msgid,
+        "sub": sub,
+        "dlvrd": dlvrd,
+        "submit date": submit_date,
+        "done date": done_date,
+        "stat": stat,
+        "err": err,
+    }
+    if free is not None:
+        fields["text"] = free.rstrip("\x00 \t\r\n")
+    return fields
+
+
+def _scanned_fields(text: str) -> dict[str, str]:
+    """:func:`_text_fields` for any layout: every key where it stands, in any case."""
     fields: dict[str, str] = {}
     matches = list(_KEY.finditer(text))
     for n, m in enumerate(matches):
@@ -139,6 +174,13 @@ def _parse_date(value: str | None) -> datetime | None:
 
     Two-digit years are 20YY (strptime's %y would read "69" as 1969).
     """
+    return None if not value else _parse_date_text(value)
+
+
+@lru_cache(maxsize=256)
+def _parse_date_text(value: str) -> datetime | None:
+    """:func:`_parse_date`, cached: the receipts of one minute share their dates (and a
+    ``datetime`` is immutable, so sharing one is safe)."""
     if not value or not value.isascii() or not value.isdigit():
         return None
     if len(value) == 14:

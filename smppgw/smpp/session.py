@@ -231,6 +231,12 @@ class Session(asyncio.Protocol):
         self._max_pdu_length = max_pdu_length
         self._reader = FrameReader(max_pdu_length)
         self._transport: asyncio.Transport | None = None
+        #: Responses (:meth:`_send`) encoded after the first of this event-loop turn,
+        #: written as one ``transport.write`` (one ``send`` system call) at its end: the
+        #: deliver_sm_resp to the receipts of one read cost two calls instead of one
+        #: each. None: nothing was sent this turn (the next response goes at once).
+        #: Requests are always written at once (:meth:`request`).
+        self._out: list[bytes] | None = None
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, _Pending] = {}
         self._in_window = 0
@@ -308,6 +314,7 @@ class Session(asyncio.Protocol):
         was = self.state
         self._set_state(State.CLOSED)
         self._transport = None
+        self._out = None
         pending, self._pending = self._pending, {}
         self._in_window = 0
         outcome = NoResponse(self.close_reason)
@@ -404,8 +411,41 @@ class Session(asyncio.Protocol):
         self._pending[seq] = _Pending(fut, timer, in_window, pdu.command_id)
         if in_window:
             self._in_window += 1
+        # A request is written now, never at the turn's end: a throttled carrier's sends
+        # must reach the SMSC when the throttle let them go (an exact-limit SMSC refuses
+        # the 101st submit of any second it sees). Responses queued this turn go first.
+        out = self._out
+        if out:
+            out.append(data)
+            data = b"".join(out)
+            out.clear()
         transport.write(data)
         return fut
+
+    def _write(self, data: bytes) -> None:
+        """Write the response ``data`` now if it is this turn's first, else queue it for
+        the turn's end (:meth:`_flush`). The caller checked the transport."""
+        out = self._out
+        if out is not None:
+            out.append(data)
+            return
+        self._out = []
+        self._loop.call_soon(self._flush)
+        transport = self._transport
+        assert transport is not None
+        transport.write(data)
+
+    def _flush(self) -> None:
+        """Write what this turn queued after its first write, in order; dropped if the
+        connection went meanwhile (as unsent bytes in the transport's buffer would be:
+        requests resolve on close)."""
+        out = self._out
+        self._out = None
+        if not out:
+            return
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _expire(self, seq: int) -> None:
         entry = self._pending.pop(seq, None)
@@ -473,7 +513,7 @@ class Session(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return False
-        transport.write(encode(pdu))
+        self._write(encode(pdu))
         return True
 
     # ------------------------------------------------------------------ incoming
@@ -623,6 +663,7 @@ class Session(asyncio.Protocol):
         """Graceful close: what is written is flushed first."""
         if reason and not self.close_reason:
             self.close_reason = reason
+        self._flush()
         if self._transport is not None:
             self._transport.close()
 
@@ -631,6 +672,8 @@ class Session(asyncio.Protocol):
         if not self.close_reason:
             self.close_reason = reason
         log.warning("closing session", session=self.name, reason=reason)
+        if self._out:
+            self._out = []
         if self._transport is not None:
             self._transport.abort()
 

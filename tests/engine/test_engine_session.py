@@ -40,6 +40,42 @@ async def test_window_pipelines_submits(
         assert e.args[1] == [by_job[e.args[0]]]
 
 
+class _CountingTransport:
+    """The session's real transport, counting ``write`` calls (one per send system call)."""
+
+    def __init__(self, real: asyncio.Transport) -> None:
+        self.real = real
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.real.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+async def test_submits_are_written_when_sent_not_at_the_turns_end(
+    make_sim: SimFactory, make_carrier: CarrierFactory, recorder: Recorder
+) -> None:
+    """Responses of one event-loop turn are joined into one write, but a submit_sm is
+    written the moment the carrier sends it (a throttled carrier's timing reaches the
+    SMSC unchanged): 10 submits in one turn are 10 writes, in order, each answered."""
+    sim = await make_sim(faults=Faults(response_delay=0.2))
+    carrier = await make_carrier(sim, tps=1000, window=10)
+    await until(lambda: carrier.keepers[0].bound, what="the bind")
+    session = carrier.keepers[0].session
+    assert session is not None and session._transport is not None
+    counting = _CountingTransport(session._transport)
+    session._transport = counting  # type: ignore[assignment]
+    for i in range(10):
+        carrier.submit(message(i))
+    await until(lambda: len(sim.submits) == 10, what="10 submits at the SMSC")
+    assert counting.writes == 10
+    await until(lambda: len(recorder.of("submitted")) == 10, what="10 responses")
+    assert [job_of(s) for s in sim.submits] == [f"j{i}" for i in range(10)]
+
+
 async def test_drop_mid_window_reports_unknown_outcomes(
     make_sim: SimFactory, make_carrier: CarrierFactory, recorder: Recorder
 ) -> None:

@@ -15,11 +15,13 @@ import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from smppgw.config import MqttConfig
 from smppgw.mqtt import Message, MqttClient, MqttUnavailable, PublishLost, PublishRefused
+from smppgw.mqtt._gmqtt import CorkedTransport
 
 from support.broker import Mosquitto
 
@@ -294,6 +296,40 @@ async def test_publish_soon_is_the_puback_future_without_a_task(mosquitto: Mosqu
         received = await got.wait_for(50)
     assert sorted(m.topic for m in received) == sorted(f"soon/{i}" for i in range(50))
     assert {m.correlation_data for m in received} == {b"c"}
+
+
+class _CountingWrites:
+    """The connection's real transport, counting ``write`` calls (one per send call)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.real.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+async def test_the_publishes_of_one_turn_are_two_socket_writes(mosquitto: Mosquitto) -> None:
+    """50 PUBLISHes queued in one event-loop turn reach the socket in two writes (the
+    first at once, the other 49 joined at the turn's end), in order, and every one is
+    delivered and acknowledged."""
+    got = Collector()
+    async with client(config(mosquitto), on_message=got) as sub, publisher(mosquitto) as pub:
+        await sub.subscribe("corked/#")
+        corked = pub._gm._connection._protocol._transport
+        assert isinstance(corked, CorkedTransport)
+        assert pub._gm._connection._transport is corked
+        counting = _CountingWrites(corked.real)
+        corked.real = counting
+        futures = [pub.publish_soon(f"corked/{i}", b"x") for i in range(50)]
+        assert await asyncio.gather(*futures) == [None] * 50
+        assert counting.writes == 2
+        received = await got.wait_for(50)
+    assert [m.topic for m in received] == [f"corked/{i}" for i in range(50)]
 
 
 async def test_publish_waits_for_the_puback(mosquitto: Mosquitto) -> None:

@@ -7,8 +7,16 @@ import gmqtt
 import pytest
 from gmqtt.mqtt.package import PublishPacket
 from gmqtt.mqtt.utils import IdGenerator
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from smppgw.mqtt.publishable import publish_size, size_problem, topic_name_problem
+from smppgw.mqtt.publishable import (
+    _bad_character,
+    _scan,
+    publish_size,
+    size_problem,
+    topic_name_problem,
+)
 
 
 @pytest.mark.parametrize(
@@ -70,3 +78,13 @@ def test_size_against_the_broker_maximum() -> None:
     assert found == f"packet of {size} bytes, more than the broker's maximum of {size - 1}"
     assert size_problem("t", b"x" * 100, None, None) is None  # no limit sent: MQTT's own
     assert "correlation data" in str(size_problem("t", b"", b"c" * 70_000, None))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    topic=st.text(max_size=20)
+    | st.text(st.characters(min_codepoint=0, max_codepoint=0xA0), max_size=20)
+    | st.text("abc/+#$\x00\x1f\x7f\x9f\ufdd0\ufffe", max_size=8)
+)
+def test_fast_check_of_printable_ascii_gives_the_per_character_answer(topic: str) -> None:
+    assert _bad_character(topic) == _scan(topic)

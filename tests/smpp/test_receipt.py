@@ -10,10 +10,13 @@ from hypothesis import strategies as st
 
 from smppgw.smpp.constants import ESM_DELIVERY_RECEIPT, ESM_UDHI, Tag
 from smppgw.smpp.receipt import (
+    _STANDARD,
     FINAL_STATES,
     STATES,
     Receipt,
     ReceiptError,
+    _scanned_fields,
+    _text_fields,
     format_receipt_text,
     is_receipt,
     normalize_message_id,
@@ -154,6 +157,60 @@ def test_missing_id_is_a_receipt_error() -> None:
         parse_receipt(b"id: stat:DELIVRD", tlvs("", 2))
     with pytest.raises(ReceiptError):
         parse_receipt(b"", [])
+
+
+# The standard layout has a one-regex fast path; whatever the text, it must give exactly the
+# fields of the general scan. Texts are built from the standard pieces, near misses of them
+# (case, separators, spacing, missing or repeated keys) and arbitrary characters.
+_PIECES = st.sampled_from(
+    [
+        "id:", "sub:", "dlvrd:", "submit date:", "done date:", "stat:", "err:", "text:",
+        "ID:", "Submit_Date:", "done  date:", "text :", " ", "  ", "\t", "\n", "\x00",
+        "\xa0", "\x85", "\x1c", "0", "001", "2405311200", "DELIVRD", "abc", "id:x", ":",
+    ]
+)  # fmt: skip
+_STANDARD_VALUES = st.text(st.characters(blacklist_categories=["Z", "C"]), max_size=6)
+
+
+@settings(max_examples=600, deadline=None)
+@given(pieces=st.lists(_PIECES | st.text(max_size=3), max_size=24))
+def test_fast_path_fields_equal_the_general_scan(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert _text_fields(text) == _scanned_fields(text)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(STANDARD)), st.integers(0, 3), _PIECES | st.text(max_size=2)),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_near_misses_of_the_standard_text_read_as_the_general_scan(
+    edits: list[tuple[int, int, str]],
+) -> None:
+    text = STANDARD.decode()
+    for at, cut, piece in edits:  # replace `cut` characters at `at` with `piece`
+        text = text[:at] + piece + text[at + cut :]
+    assert _text_fields(text) == _scanned_fields(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(_STANDARD_VALUES, min_size=7, max_size=7),
+    free=st.none() | st.text(max_size=12),
+)
+def test_standard_layout_takes_the_fast_path_with_the_same_fields(
+    values: list[str], free: str | None
+) -> None:
+    msgid, sub, dlvrd, submit, done, stat, err = values
+    text = (
+        f"id:{msgid or 'x'} sub:{sub} dlvrd:{dlvrd} submit date:{submit} done date:{done}"
+        f" stat:{stat} err:{err}" + (f" text:{free}" if free is not None else "")
+    )
+    assert _STANDARD.fullmatch(text) is not None
+    assert _text_fields(text) == _scanned_fields(text)
 
 
 def test_is_receipt() -> None:
