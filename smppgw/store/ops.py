@@ -15,7 +15,6 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from smppgw.config import SourceConfig
 from smppgw.outcome import job_status
 from smppgw.pipeline.marketing import DAY, Go, Hold, MarketingGate, NumberState, Reject
 from smppgw.store.model import (
@@ -30,7 +29,14 @@ from smppgw.store.model import (
     StoredJob,
     Usage,
 )
-from smppgw.store.routes import decode_attempts, decode_chain, encode_attempts, encode_chain
+from smppgw.store.rows import (
+    JOB_COLUMNS,
+    STATE_LABELS,
+    VIEW_COLUMNS,
+    job_from_row,
+    job_values,
+    view_from_row,
+)
 from smppgw.store.writer import Tx
 
 EventMaker = Callable[[JobView, str], list[OutboxEvent]]
@@ -41,28 +47,14 @@ SENDING = int(JobState.SENDING)
 IN_FLIGHT = int(JobState.IN_FLIGHT)
 SUBMITTED = int(JobState.SUBMITTED)
 FINAL = int(JobState.FINAL)
-#: state number → label, without an enum lookup per row.
-_LABELS = {int(state): state.label for state in JobState}
-_SUBMITTED_LABEL = _LABELS[SUBMITTED]
+_SUBMITTED_LABEL = STATE_LABELS[SUBMITTED]
 
-#: A job's category when the column is NULL (every job before consent, most jobs since).
-TRANSACTIONAL = "transactional"
-_JOB_COLUMNS = (
-    "job_id, carrier, lane, destination, text, source_address, source_ton, source_npi, dlr,"
-    " expires_at, response_topic, correlation_data, attempt, received_at, chain, attempts,"
-    " send_at, expect_reply, held_until, hold_reason, category"
-)
-_VIEW_COLUMNS = (
-    "job_id, carrier, lane, state, status, error_code, destination, dlr, attempt, parts,"
-    " message_ids, part_states, response_topic, correlation_data, received_at, expires_at,"
-    " done_at, attempts, held_until, hold_reason, send_at"
-)
 _INSERT_JOB = (
-    f"INSERT OR IGNORE INTO jobs ({_JOB_COLUMNS}, state) "
+    f"INSERT OR IGNORE INTO jobs ({JOB_COLUMNS}, state) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CLAIM = (
-    f"SELECT seq, {_JOB_COLUMNS} FROM jobs "
+    f"SELECT seq, {JOB_COLUMNS} FROM jobs "
     "WHERE carrier = ? AND state = 0 AND next_attempt <= ? ORDER BY lane, seq LIMIT ?"
 )
 _USED = "SELECT parts FROM tenant_usage WHERE tenant = ? AND day = ?"
@@ -74,84 +66,15 @@ _INSERT_EVENT = "INSERT INTO outbox (topic, payload, correlation_data) VALUES (?
 
 
 def _job_row(job: StoredJob) -> tuple[Any, ...]:
-    source = job.source
-    return (
-        job.job_id,
-        job.carrier,
-        int(job.lane),
-        job.destination,
-        job.text,
-        source.address if source else None,
-        source.ton if source else None,
-        source.npi if source else None,
-        int(job.dlr),
-        job.expires_at,
-        job.response_topic,
-        job.correlation_data,
-        job.attempt,
-        job.received_at,
-        encode_chain(job.chain),
-        encode_attempts(job.attempts),
-        job.send_at,
-        job.expect_reply,
-        job.held_until,
-        job.hold_reason,
-        None if job.category == TRANSACTIONAL else job.category,
-        QUEUED if job.held_until is None else HELD,
-    )
+    return (*job_values(job), QUEUED if job.held_until is None else HELD)
 
 
-def _job_from_row(row: Sequence[Any]) -> StoredJob:
-    (job_id, carrier, lane, destination, text, address, ton, npi, dlr, expires_at) = row[:10]
-    response_topic, correlation_data, attempt, received_at, chain, attempts = row[10:16]
-    send_at, expect_reply, held_until, hold_reason, category = row[16:21]
-    return StoredJob(
-        job_id=job_id,
-        carrier=carrier,
-        lane=lane,
-        destination=destination,
-        text=text,
-        source=None if address is None else SourceConfig(address, ton, npi),
-        dlr=bool(dlr),
-        expires_at=expires_at,
-        response_topic=response_topic,
-        correlation_data=correlation_data,
-        attempt=attempt,
-        received_at=received_at,
-        chain=decode_chain(chain),
-        attempts=decode_attempts(attempts),
-        send_at=send_at,
-        expect_reply=expect_reply,
-        held_until=held_until,
-        hold_reason=hold_reason,
-        category=category or TRANSACTIONAL,
-    )
+def _json_list(text: str | None) -> list[Any]:
+    return json.loads(text) if text else []
 
 
 def _view_from_row(row: Sequence[Any]) -> JobView:
-    return JobView(
-        job_id=row[0],
-        carrier=row[1],
-        lane=row[2],
-        state=_LABELS[row[3]],
-        status=row[4],
-        error_code=row[5],
-        destination=row[6],
-        dlr=bool(row[7]),
-        attempt=row[8],
-        parts=row[9],
-        message_ids=json.loads(row[10]) if row[10] else [],
-        part_states=json.loads(row[11]) if row[11] else [],
-        response_topic=row[12],
-        correlation_data=row[13],
-        received_at=row[14],
-        expires_at=row[15],
-        done_at=row[16],
-        attempts=decode_attempts(row[17]),
-        held_until=row[18],
-        hold_reason=row[19],
-        send_at=row[20],
-    )
+    return view_from_row(row, _json_list)
 
 
 def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
@@ -494,7 +417,7 @@ def claim(tx: Tx, carrier: str, limit: int, now: float) -> list[StoredJob]:
     _each_chunk(
         tx, "UPDATE jobs SET state = 1, next_attempt = 0 WHERE seq IN ({})", [r[0] for r in rows]
     )
-    jobs = [_job_from_row(row[1:]) for row in rows]
+    jobs = [job_from_row(row[1:]) for row in rows]
     for job in jobs:
         tx.depth[(carrier, job.lane)] -= 1
     return jobs
@@ -638,9 +561,9 @@ def finish(
     return True
 
 
-_STATES = {label: state for state, label in _LABELS.items()}
+_STATES = {label: state for state, label in STATE_LABELS.items()}
 #: What a cancel may end: a job waiting in its lane or held (never one being sent).
-_CANCELLABLE = frozenset((_LABELS[QUEUED], _LABELS[HELD]))
+_CANCELLABLE = frozenset((STATE_LABELS[QUEUED], STATE_LABELS[HELD]))
 
 
 def cancel_queued(tx: Tx, job_id: str, make_events: EventMaker) -> tuple[JobView | None, bool]:
@@ -695,7 +618,7 @@ def list_jobs(
             params.append(value)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     rows = tx.conn.execute(
-        f"SELECT {_VIEW_COLUMNS} FROM jobs{clause} ORDER BY seq DESC LIMIT ?", (*params, limit)
+        f"SELECT {VIEW_COLUMNS} FROM jobs{clause} ORDER BY seq DESC LIMIT ?", (*params, limit)
     ).fetchall()
     return [_view_from_row(row) for row in rows]
 
@@ -709,7 +632,7 @@ def lookup(tx: Tx, carrier: str, normalized_id: str) -> tuple[str, int, int] | N
 
 
 def job(tx: Tx, job_id: str) -> JobView | None:
-    row = tx.conn.execute(f"SELECT {_VIEW_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,))
+    row = tx.conn.execute(f"SELECT {VIEW_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,))
     found = row.fetchone()
     return None if found is None else _view_from_row(found)
 
@@ -732,7 +655,7 @@ def apply_receipt(
         "UPDATE jobs SET part_states = ?, state = 4, status = ?, done_at = ? WHERE job_id = ?",
         (states, status, tx.now, job_id),
     )
-    view.state, view.status, view.done_at = _LABELS[FINAL], status, tx.now
+    view.state, view.status, view.done_at = STATE_LABELS[FINAL], status, tx.now
     _add_events(tx, make_events(view, status))
     return status
 
@@ -877,11 +800,11 @@ def due_held(tx: Tx, now: float, limit: int) -> list[StoredJob]:
     """Up to ``limit`` held jobs due at ``now``, most urgent lane first, then arrival
     order (they stay held: :func:`settle_held` says what becomes of each)."""
     rows = tx.conn.execute(
-        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = -1 AND held_until <= ?"
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE state = -1 AND held_until <= ?"
         " ORDER BY lane, seq LIMIT ?",
         (now, limit),
     ).fetchall()
-    return [_job_from_row(row) for row in rows]
+    return [job_from_row(row) for row in rows]
 
 
 def hold(

@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from smppgw.store.model import OutboxEvent, ReplyWindow, StoredJob
-from smppgw.store.pg.ops import _JOB_COLUMNS, _add_events, _count, _job_from_row
+from smppgw.store.pg.ops import _add_events, _count
 from smppgw.store.pg.writer import PgTx
+from smppgw.store.rows import JOB_COLUMNS, job_from_row
 
 #: Seconds a gateway's ``due_held`` keeps the jobs it returned from the other gateways'
 #: timers: far longer than deciding a batch takes, short enough for a survivor to take
@@ -36,7 +37,7 @@ _DUE_HELD = f"""
         FOR UPDATE SKIP LOCKED
     )
     UPDATE jobs j SET held_until = $1 + $3 FROM c WHERE j.seq = c.seq
-    RETURNING {", ".join("j." + c.strip() for c in _JOB_COLUMNS.split(","))},
+    RETURNING {", ".join("j." + c.strip() for c in JOB_COLUMNS.split(","))},
         c.held_until AS was, j.seq
 """
 
@@ -63,7 +64,7 @@ async def due_held(tx: PgTx, now: float, limit: int) -> list[StoredJob]:
     rows.sort(key=lambda row: (row["lane"], row["seq"]))
     jobs: list[StoredJob] = []
     for row in rows:
-        job = _job_from_row(tuple(row))
+        job = job_from_row(tuple(row))
         job.held_until = row["was"]
         jobs.append(job)
     return jobs

@@ -17,7 +17,6 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from smppgw.config import SourceConfig
 from smppgw.outcome import job_status
 from smppgw.store.model import (
     DeadEvent,
@@ -30,7 +29,14 @@ from smppgw.store.model import (
     Usage,
 )
 from smppgw.store.pg.writer import PgTx
-from smppgw.store.routes import decode_attempts, decode_chain, encode_attempts, encode_chain
+from smppgw.store.rows import (
+    JOB_COLUMNS,
+    STATE_LABELS,
+    VIEW_COLUMNS,
+    job_from_row,
+    job_values,
+    view_from_row,
+)
 
 EventMaker = Callable[[JobView, str], list[OutboxEvent]]
 
@@ -40,22 +46,9 @@ SENDING = int(JobState.SENDING)
 IN_FLIGHT = int(JobState.IN_FLIGHT)
 SUBMITTED = int(JobState.SUBMITTED)
 FINAL = int(JobState.FINAL)
-_LABELS = {int(state): state.label for state in JobState}
 
-#: A job's category when the column is NULL (every transactional job).
-TRANSACTIONAL = "transactional"
-_JOB_COLUMNS = (
-    "job_id, carrier, lane, destination, text, source_address, source_ton, source_npi, dlr,"
-    " expires_at, response_topic, correlation_data, attempt, received_at, chain, attempts,"
-    " send_at, expect_reply, held_until, hold_reason, category"
-)
-_VIEW_COLUMNS = (
-    "job_id, carrier, lane, state, status, error_code, destination, dlr, attempt, parts,"
-    " message_ids, part_states, response_topic, correlation_data, received_at, expires_at,"
-    " done_at, attempts, held_until, hold_reason, send_at"
-)
 _INSERT_JOBS = f"""
-    INSERT INTO jobs ({_JOB_COLUMNS}, state)
+    INSERT INTO jobs ({JOB_COLUMNS}, state)
     SELECT j, c, l, d, t, sa, st, sn, dl, e, rt, cd, a, r, ch::jsonb, at::jsonb,
         sat, er, hu, hr, cat, CASE WHEN hu IS NULL THEN 0 ELSE -1 END
     FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::text[],
@@ -76,7 +69,7 @@ _CLAIM = f"""
         FOR UPDATE SKIP LOCKED
     )
     UPDATE jobs j SET state = 1, next_attempt = 0, owner = $4 FROM c WHERE j.seq = c.seq
-    RETURNING j.seq, {", ".join("j." + c.strip() for c in _JOB_COLUMNS.split(","))}
+    RETURNING j.seq, {", ".join("j." + c.strip() for c in JOB_COLUMNS.split(","))}
 """
 #: Events in, ids out, in the events' order.
 _INSERT_EVENTS = """
@@ -115,86 +108,17 @@ _SUBMIT = """
 def _job_args(jobs: Sequence[StoredJob]) -> list[list[Any]]:
     columns: list[list[Any]] = [[] for _ in range(21)]
     for job in jobs:
-        source = job.source
-        row = (
-            job.job_id,
-            job.carrier,
-            int(job.lane),
-            job.destination,
-            job.text,
-            source.address if source else None,
-            source.ton if source else None,
-            source.npi if source else None,
-            bool(job.dlr),
-            job.expires_at,
-            job.response_topic,
-            job.correlation_data,
-            job.attempt,
-            job.received_at,
-            encode_chain(job.chain),
-            encode_attempts(job.attempts),
-            job.send_at,
-            job.expect_reply,
-            job.held_until,
-            job.hold_reason,
-            None if job.category == TRANSACTIONAL else job.category,
-        )
-        for column, value in zip(columns, row, strict=True):
+        for column, value in zip(columns, job_values(job), strict=True):
             column.append(value)
     return columns
 
 
-def _job_from_row(row: Sequence[Any]) -> StoredJob:
-    (job_id, carrier, lane, destination, text, address, ton, npi, dlr, expires_at) = row[:10]
-    response_topic, correlation_data, attempt, received_at, chain, attempts = row[10:16]
-    send_at, expect_reply, held_until, hold_reason, category = row[16:21]
-    return StoredJob(
-        job_id=job_id,
-        carrier=carrier,
-        lane=lane,
-        destination=destination,
-        text=text,
-        source=None if address is None else SourceConfig(address, ton, npi),
-        dlr=bool(dlr),
-        expires_at=expires_at,
-        response_topic=response_topic,
-        correlation_data=correlation_data,
-        attempt=attempt,
-        received_at=received_at,
-        chain=decode_chain(chain),
-        attempts=decode_attempts(attempts),
-        send_at=send_at,
-        expect_reply=expect_reply,
-        held_until=held_until,
-        hold_reason=hold_reason,
-        category=category or TRANSACTIONAL,
-    )
+def _jsonb_list(value: list[Any] | None) -> list[Any]:
+    return list(value or [])
 
 
 def _view_from_row(row: Sequence[Any]) -> JobView:
-    return JobView(
-        job_id=row[0],
-        carrier=row[1],
-        lane=row[2],
-        state=_LABELS[row[3]],
-        status=row[4],
-        error_code=row[5],
-        destination=row[6],
-        dlr=bool(row[7]),
-        attempt=row[8],
-        parts=row[9],
-        message_ids=list(row[10] or []),
-        part_states=list(row[11] or []),
-        response_topic=row[12],
-        correlation_data=row[13],
-        received_at=row[14],
-        expires_at=row[15],
-        done_at=row[16],
-        attempts=decode_attempts(row[17]),
-        held_until=row[18],
-        hold_reason=row[19],
-        send_at=row[20],
-    )
+    return view_from_row(row, _jsonb_list)
 
 
 def _event_args(events: Sequence[OutboxEvent]) -> list[list[Any]]:
@@ -307,7 +231,7 @@ async def add_rejected(
 async def claim(tx: PgTx, carrier: str, limit: int, now: float) -> list[StoredJob]:
     rows = await tx.conn.fetch(_CLAIM, carrier, now, limit, tx.node)
     rows.sort(key=lambda row: (row[3], row[0]))  # lane, then arrival
-    return [_job_from_row(tuple(row)[1:]) for row in rows]
+    return [job_from_row(tuple(row)[1:]) for row in rows]
 
 
 async def release(tx: PgTx, job_ids: Sequence[str]) -> int:
@@ -428,7 +352,7 @@ async def finish(
 
 
 async def job(tx: PgTx, job_id: str, *, lock: bool = False) -> JobView | None:
-    query = f"SELECT {_VIEW_COLUMNS} FROM jobs WHERE job_id = $1"
+    query = f"SELECT {VIEW_COLUMNS} FROM jobs WHERE job_id = $1"
     row = await tx.conn.fetchrow(query + (" FOR UPDATE" if lock else ""), job_id)
     return None if row is None else _view_from_row(tuple(row))
 
@@ -484,7 +408,7 @@ async def list_jobs(
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     params.append(limit)
     rows = await tx.conn.fetch(
-        f"SELECT {_VIEW_COLUMNS} FROM jobs{clause} ORDER BY seq DESC LIMIT ${len(params)}",
+        f"SELECT {VIEW_COLUMNS} FROM jobs{clause} ORDER BY seq DESC LIMIT ${len(params)}",
         *params,
     )
     return [_view_from_row(tuple(row)) for row in rows]
@@ -524,7 +448,7 @@ async def apply_receipt(
         status,
         tx.now,
     )
-    view.state, view.status, view.done_at = _LABELS[FINAL], status, tx.now
+    view.state, view.status, view.done_at = STATE_LABELS[FINAL], status, tx.now
     await _add_events(tx, make_events(view, status))
     return status
 
@@ -859,7 +783,7 @@ async def apply_receipt_many(tx: PgTx, items: list[tuple[Any, ...]]) -> list[str
     statement, the receipts applied in order in memory (two parts of one job in the same
     batch see each other), the jobs written in one statement, the events in one."""
     rows = await tx.conn.fetch(
-        f"SELECT {_VIEW_COLUMNS} FROM jobs WHERE job_id = ANY($1::text[]) FOR UPDATE",
+        f"SELECT {VIEW_COLUMNS} FROM jobs WHERE job_id = ANY($1::text[]) FOR UPDATE",
         list({item[0] for item in items}),
     )
     views = {row[0]: _view_from_row(tuple(row)) for row in rows}
@@ -878,7 +802,7 @@ async def apply_receipt_many(tx: PgTx, items: list[tuple[Any, ...]]) -> list[str
         if status is None:
             results.append(None)
             continue
-        view.state, view.status, view.done_at = _LABELS[FINAL], status, tx.now
+        view.state, view.status, view.done_at = STATE_LABELS[FINAL], status, tx.now
         finals[job_id] = status
         events.extend(make_events(view, status))
         results.append(status)
