@@ -370,21 +370,30 @@ class CpuMeter:
         self._machine0 = machine_busy()
         self._threads0 = thread_cpu(self.pids["gateway"]) if "gateway" in self.pids else {}
         self.first = self._read()
+        self._own0 = self._own()
 
     def stop(self) -> None:
         self.last = self._read()
+        self._own1 = self._own()
         self._threads1 = thread_cpu(self.pids["gateway"]) if "gateway" in self.pids else {}
         self._machine1 = machine_busy()
 
     def gateway_threads(self) -> dict[str, float]:
-        """The gateway's CPU seconds split into its event loop (the main thread) and its
-        other threads (the store's writer thread, essentially)."""
+        """The gateway's CPU seconds split into its event loop (the main thread), its
+        other threads (the store's writer thread, with ``store.writer: thread``) and its
+        child processes (the store's writer process)."""
         pid = self.pids.get("gateway")
         if pid is None:
             return {}
         spent = {t: c - self._threads0.get(t, 0.0) for t, c in self._threads1.items()}
         main = spent.pop(pid, 0.0)
-        return {"event_loop": round(main, 2), "other_threads": round(sum(spent.values()), 2)}
+        own = self.last["gateway"].cpu - self.first["gateway"].cpu
+        children = own - (self._own1 - self._own0)
+        return {
+            "event_loop": round(main, 2),
+            "other_threads": round(sum(spent.values()), 2),
+            "child_processes": round(children, 2),
+        }
 
     def others(self) -> float:
         """Cores used by processes that are not part of the benchmark (other load on the
@@ -394,10 +403,21 @@ class CpuMeter:
         ours = sum(self.seconds(name) for name in self.pids)
         return round(max(0.0, busy - ours) / wall, 2) if wall > 0 else math.nan
 
+    def _own(self) -> float:
+        """The gateway process's own CPU seconds, without its children's."""
+        from smppgw.bench.procs import sample
+
+        return sample(self.pids["gateway"]).cpu if "gateway" in self.pids else 0.0
+
     def _read(self) -> dict[str, ProcSample]:
         from smppgw.bench.procs import sample
 
         out = {name: sample(pid) for name, pid in self.pids.items()}
+        for name in self.pids:
+            if name.startswith("gateway"):
+                # The gateway's whole CPU: with ``store.writer: process`` its writer is a
+                # child process, counted here with it (the process tree, not the pid).
+                out[name] = _tree(self.pids[name], out[name])
         if "postgres" in self.pids:  # the server is a process tree: one backend per client
             out["postgres"] = _tree(self.pids["postgres"], out["postgres"])
         return out

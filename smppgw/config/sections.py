@@ -52,10 +52,12 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 CODINGS = ("auto", "gsm", "latin1", "ucs2")
 CONCATS = ("udh8", "udh16", "sar", "payload")
 ID_BASES = ("string", "hex", "decimal")
+WRITER_MODES = ("process", "thread")
 _STORE_KEYS = (
     "path",
     "retention",
     "commit_interval",
+    "writer",
     "keep_text",
     "backend",
     "dsn",
@@ -185,6 +187,8 @@ def _store(r: Reader, value: object) -> StoreConfig | Invalid:
         kwargs["commit_interval"] = r.duration(
             "store.commit_interval", data["commit_interval"], zero=True
         )
+    if "writer" in data:
+        kwargs["writer"] = r.choice("store.writer", data["writer"], WRITER_MODES)
     if "keep_text" in data:
         kwargs["keep_text"] = r.boolean("store.keep_text", data["keep_text"])
     backend = StoreBackend.SQLITE

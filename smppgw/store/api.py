@@ -1,8 +1,12 @@
 """``Store``: the gateway's durable state behind an asyncio API.
 
-Every method queues one small operation (``smppgw.store.ops``) to the writer thread and
-returns only after the transaction that carried it COMMITTED; reads go through the same
-thread, so what they see is consistent with every write acknowledged before them.
+Every method queues one small operation (``smppgw.store.ops``) to the writer and returns
+only after the transaction that carried it COMMITTED; reads go through the same writer, so
+what they see is consistent with every write acknowledged before them. The writer is a
+process of its own (``store.writer: process``, ``smppgw.store.process``: the event loop
+keeps its GIL) or a thread of this one (``thread``, ``smppgw.store.writer``); operations
+are therefore module-level functions over plain, picklable data, including the callables
+some of them take (``make_events``, ``gate``, ``hold``, ``pick``).
 
 A cancelled caller does not cancel its operation: it may still commit. That is safe by
 design (adding a job twice is deduplicated; state changes are idempotent).
@@ -18,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import TracebackType
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from smppgw.pipeline.marketing import Go, Hold, MarketingGate, Reject
 from smppgw.store import ops, routes
@@ -35,6 +39,7 @@ from smppgw.store.model import (
     StoreStats,
     Usage,
 )
+from smppgw.store.process import ProcessWriter
 from smppgw.store.schema import connect
 from smppgw.store.writer import Tx, Writer
 
@@ -44,6 +49,44 @@ EventMaker = Callable[[JobView, str], list[OutboxEvent]]
 #: Jobs deleted per transaction by ``purge``: long enough to be efficient, short enough not
 #: to hold up the jobs and receipts queued behind it.
 PURGE_CHUNK = 2000
+
+WriterMode = Literal["process", "thread"]
+#: What the writer reads at open and the main side keeps in step from then on:
+#: queue depths, held jobs by reason, outbox rows, dead events.
+Counts = tuple[dict[tuple[str, int], int], dict[str, int], int, int]
+
+
+def open_counted(
+    path: str, busy_timeout: float, synchronous: str, keep_text: bool
+) -> tuple[sqlite3.Connection, Counts]:
+    """Open (create, upgrade) the database and read the counters: in the writer thread, or
+    in the writer process (hence module-level: it is pickled there)."""
+    conn = connect(path, busy_timeout=busy_timeout, synchronous=synchronous, keep_text=keep_text)
+    tx = Tx(conn, 0.0)
+    counts = (
+        dict(ops.count_queued(tx)),
+        dict(ops.count_held(tx)),
+        ops.count_outbox(tx),
+        ops.count_dead_events(tx),
+    )
+    return conn, counts
+
+
+def _nothing(tx: Tx) -> None:
+    """A barrier: resolves once everything submitted before it has committed."""
+
+
+def _raw(tx: Tx, fn: Callable[[sqlite3.Connection], T]) -> T:
+    return fn(tx.conn)
+
+
+def _ported(tx: Tx, number: str) -> str | None:
+    return routes.ported_carrier(tx.conn, number, tx.now)
+
+
+def _in_flight_carriers(tx: Tx) -> list[str]:
+    rows = tx.conn.execute("SELECT DISTINCT carrier FROM jobs WHERE state = 2").fetchall()
+    return [carrier for (carrier,) in rows]
 
 
 class Store:
@@ -59,6 +102,7 @@ class Store:
         synchronous: str = "NORMAL",
         keep_text: bool = False,
         on_batch: Callable[[int, float | None], None] | None = None,
+        writer: WriterMode = "thread",
     ) -> None:
         """``commit_interval``: when the previous batch carried several operations, how
         long the writer waits for more before committing. Zero (never wait) is best as
@@ -70,16 +114,20 @@ class Store:
         ``on_batch(operations, seconds)``: called from the writer thread after each
         transaction, ``seconds`` None when it failed (for metrics; must be cheap).
         ``keep_text``: keep a job's text after it is submitted or final (``store.keep_text``;
-        off by default, see ``smppgw.store.schema``)."""
+        off by default, see ``smppgw.store.schema``).
+        ``writer``: ``process`` (the writer in a child process, ``store.writer``) or
+        ``thread``."""
         self.path = path
         self._depths: Counter[tuple[str, int]] = Counter()
         self._held: Counter[str] = Counter()
         self._outbox = 0
         self._dead = 0
-        self._writer = Writer(
-            partial(self._connect, path, busy_timeout, synchronous, keep_text),
+        self.writer_mode: WriterMode = writer
+        self._writer: Writer | ProcessWriter = (ProcessWriter if writer == "process" else Writer)(
+            partial(open_counted, path, busy_timeout, synchronous, keep_text),
             commit_interval=commit_interval,
             max_batch=max_batch,
+            on_open=self._opened,
             on_commit=self._committed,
             on_batch=on_batch,
         )
@@ -105,21 +153,28 @@ class Store:
     ) -> None:
         await self.close()
 
-    def _connect(
-        self, path: str, busy_timeout: float, synchronous: str, keep_text: bool
-    ) -> sqlite3.Connection:
-        conn = connect(
-            path, busy_timeout=busy_timeout, synchronous=synchronous, keep_text=keep_text
-        )
-        tx = Tx(conn, 0.0)
-        self._depths = Counter(ops.count_queued(tx))
-        self._held = Counter(ops.count_held(tx))
-        self._outbox = ops.count_outbox(tx)
-        self._dead = ops.count_dead_events(tx)
-        return conn
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's id (``writer="process"``, while it runs), else None."""
+        return self._writer.pid if isinstance(self._writer, ProcessWriter) else None
+
+    @property
+    def writer_lost(self) -> asyncio.Event | None:
+        """Set when the writer process died without being stopped (``writer="process"``):
+        every operation fails from then on, and the gateway stops."""
+        return self._writer.lost_event if isinstance(self._writer, ProcessWriter) else None
+
+    def _opened(self, counts: Counts) -> None:
+        """At open (writer thread, or event loop for a writer process): the counters."""
+        depths, held, outbox, dead = counts
+        self._depths = Counter(depths)
+        self._held = Counter(held)
+        self._outbox = outbox
+        self._dead = dead
 
     def _committed(self, tx: Tx) -> None:
-        """Writer thread, after a COMMIT: apply the batch's counter changes."""
+        """After a COMMIT (writer thread, or event loop for a writer process): apply the
+        batch's counter changes."""
         if tx.depth:
             depths = self._depths
             for key, change in tx.depth.items():
@@ -378,8 +433,12 @@ class Store:
         their lanes; ``in_flight`` ones too when ``resend_on_timeout(carrier)``, else
         they become final ``failed`` with code ``unknown_outcome`` and
         ``make_events(view, "failed")`` is stored. One transaction."""
+        # ``resend_on_timeout`` is the gateway's (its carriers' config): asked here, for the
+        # carriers that have jobs in flight, so what goes to the writer is plain data.
+        carriers = await self._run(_in_flight_carriers)
+        resend = frozenset(c for c in carriers if resend_on_timeout(c))
         return await self._run(
-            partial(ops.recover, resend_on_timeout=resend_on_timeout, make_events=make_events)
+            partial(ops.recover, resend_on_timeout=resend.__contains__, make_events=make_events)
         )
 
     async def purge(self, older_than: float) -> int:
@@ -403,11 +462,13 @@ class Store:
 
     async def queue_depths(self) -> dict[tuple[str, int], int]:
         """(carrier, lane) → queued jobs, from counters kept in step with each commit."""
-        return await self._run(lambda tx: dict(self._depths))
+        await self._run(_nothing)  # the counters, as of every commit before this call
+        return dict(self._depths)
 
     async def outbox_size(self) -> int:
         """Events waiting for the broker."""
-        return await self._run(lambda tx: self._outbox)
+        await self._run(_nothing)
+        return self._outbox
 
     async def job(self, job_id: str) -> JobView | None:
         return await self._run(partial(ops.job, job_id=job_id))
@@ -501,9 +562,10 @@ class Store:
         )
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` in the writer thread inside a batch's transaction: for
-        maintenance (pragmas, ``EXPLAIN QUERY PLAN``) and tests, not for the gateway."""
-        return await self._run(lambda tx: fn(tx.conn))
+        """Run ``fn(connection)`` in the writer inside a batch's transaction: for
+        maintenance (pragmas, ``EXPLAIN QUERY PLAN``) and tests, not for the gateway. With a
+        writer process ``fn`` must pickle (a module-level function or a partial of one)."""
+        return await self._run(partial(_raw, fn=fn))
 
     # -- failover and ported numbers (smppgw.store.routes) ---------------------------
     def queued(self, carrier: str, lane: int) -> int:
@@ -544,7 +606,7 @@ class Store:
         """The carrier ``number`` was ported to (None: unknown or expired), through the
         writer. Intake does not use this on SQLite: ``PortedLookup`` reads the file on a
         connection of its own, without the trip."""
-        return await self._run(lambda tx: routes.ported_carrier(tx.conn, number, tx.now))
+        return await self._run(partial(_ported, number=number))
 
     async def learn_port(self, number: str, carrier: str, ttl: float) -> None:
         await self._run(partial(routes.learn, number=number, carrier=carrier, ttl=ttl))

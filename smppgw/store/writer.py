@@ -8,15 +8,11 @@ commit"), then resolves all the callers' futures with one ``call_soon_threadsafe
 batch. Under load a batch carries hundreds of operations for the price of one commit;
 when idle an operation commits alone, at once.
 
-A batch first runs without SAVEPOINTs (two statements per operation saved). If an
-operation fails on its own (a bad argument, an unknown job), the batch is rolled back and
-replayed with each operation inside a SAVEPOINT, so that one is rolled back alone and its
-caller gets the error while the rest of the batch commits. Operations are therefore
-functions of the database and their arguments: running one twice, the first time rolled
-back, must do what running it once does. An environmental error (``database is locked``,
-``disk is full``, I/O error) or a failed COMMIT rolls back the whole batch and every
-caller in it gets a ``StoreError``; the thread keeps running and the next batch tries
-again.
+A batch runs as ``smppgw.store.batch.run_batch`` says (SAVEPOINT replay when an operation
+fails on its own; an environmental error fails the whole batch, and the thread keeps
+running: the next batch tries again). The same batches can run in a process of their own
+instead (``smppgw.store.process``, ``store.writer: process``), so that the event loop and
+the writer do not share one GIL.
 """
 
 from __future__ import annotations
@@ -27,32 +23,17 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from smppgw.ops.logs import get_logger
+from smppgw.store.batch import BatchStats, Outcome, Tx, as_store_error, run_batch
 from smppgw.store.model import StoreError, StoreStats
+
+__all__ = ["Tx", "Writer", "commit_or_fail"]
 
 T = TypeVar("T")
 log = get_logger("smppgw.store")
-
-
-@dataclass(slots=True)
-class Tx:
-    """What an operation sees: the connection inside an open transaction, plus the
-    in-memory counters it changes (applied only if the batch commits)."""
-
-    conn: sqlite3.Connection
-    #: Wall-clock time at the start of the batch.
-    now: float
-    #: (carrier, lane) → change in queued jobs, for this operation.
-    depth: Counter[tuple[str, int]] = field(default_factory=Counter)
-    #: Change in outbox rows, for this operation.
-    outbox: int = 0
-    #: hold reason → change in held jobs, for this operation.
-    held: Counter[str] = field(default_factory=Counter)
 
 
 class Op(Generic[T]):
@@ -92,16 +73,20 @@ class Writer:
 
     def __init__(
         self,
-        connect: Callable[[], sqlite3.Connection],
+        connect: Callable[[], tuple[sqlite3.Connection, Any]],
         *,
         commit_interval: float,
         max_batch: int,
+        on_open: Callable[[Any], None],
         on_commit: Callable[[Tx], None],
         on_batch: Callable[[int, float | None], None] | None = None,
     ) -> None:
-        """``on_batch(operations, seconds)`` runs in the writer thread after every batch:
-        ``seconds`` from BEGIN to the end of COMMIT, or None when the batch failed."""
+        """``connect()`` returns the connection and what ``on_open`` gets (both run in the
+        writer thread, before ``start()`` returns). ``on_batch(operations, seconds)`` runs
+        in the writer thread after every batch: ``seconds`` from BEGIN to the end of
+        COMMIT, or None when the batch failed."""
         self._connect = connect
+        self._on_open = on_open
         self._commit_interval = commit_interval
         self._max_batch = max_batch
         self._on_commit = on_commit
@@ -113,13 +98,7 @@ class Writer:
         # what is queued", so no operation can slip in after the last drain and hang.
         self._gate = threading.Lock()
         self._stopped: asyncio.Future[None] | None = None
-        # statistics (plain ints/floats: written by the thread, read anywhere)
-        self._commits = 0
-        self._failed = 0
-        self._operations = 0
-        self._max_seen = 0
-        self._last_commit = 0.0
-        self._commit_total = 0.0
+        self._batch_stats = BatchStats()
 
     # -- event-loop side -------------------------------------------------------------
     async def start(self) -> None:
@@ -155,22 +134,16 @@ class Writer:
             await asyncio.shield(self._stopped)
 
     def stats(self) -> StoreStats:
-        return StoreStats(
-            commits=self._commits,
-            failed_batches=self._failed,
-            operations=self._operations,
-            max_batch=self._max_seen,
-            last_commit_seconds=self._last_commit,
-            commit_seconds_total=self._commit_total,
-        )
+        return stats_of(self._batch_stats)
 
     # -- writer-thread side ----------------------------------------------------------
     def _run(self, loop: asyncio.AbstractEventLoop, started: asyncio.Future[None]) -> None:
         try:
-            conn = self._connect()
+            conn, initial = self._connect()
+            self._on_open(initial)
         except BaseException as exc:
             self._closed = True
-            failure: list[Result] = [(started, None, _as_store_error(exc))]
+            failure: list[Result] = [(started, None, as_store_error(exc))]
             loop.call_soon_threadsafe(_resolve, failure)
             self._signal_stopped(loop)
             return
@@ -267,107 +240,51 @@ class Writer:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Op[Any]]) -> None:
-        started = time.perf_counter()
-        now = time.time()
+        outcome = run_batch(conn, [op.fn for op in batch])
         try:
-            ran = self._run_fast(conn, batch, now)
-            if ran is None:  # an operation raised: replay, each in its own SAVEPOINT
-                ran = self._run_guarded(conn, batch, now)
-            batch_tx, results = ran
-            conn.execute("COMMIT")
-        except Exception as exc:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            error: BaseException = _as_store_error(exc)
-            results = [(op, None, error) for op in batch]
-            self._failed += 1
-            log.warning("store batch failed", error=str(exc), operations=len(batch))
-            self._observe(len(batch), None)
-        else:
-            self._commits += 1
-            elapsed = time.perf_counter() - started
-            self._last_commit = elapsed
-            self._commit_total += elapsed
-            self._observe(len(batch), elapsed)
-            try:
-                self._on_commit(batch_tx)
-            finally:  # committed is committed: the callers hear so whatever happens here
-                self._deliver(batch, results)
-            return
-        self._deliver(batch, results)
-
-    def _run_fast(
-        self, conn: sqlite3.Connection, batch: list[Op[Any]], now: float
-    ) -> tuple[Tx, list[tuple[Op[Any], Any, BaseException | None]]] | None:
-        """The batch in one transaction without SAVEPOINTs (two statements per operation
-        saved: nearly every batch has no failing operation). None, with the transaction
-        rolled back, when an operation raised: the caller replays the batch guarded."""
-        conn.execute("BEGIN IMMEDIATE")
-        tx = Tx(conn, now)
-        results: list[tuple[Op[Any], Any, BaseException | None]] = []
-        try:
-            for op in batch:
-                results.append((op, op.fn(tx), None))
-        except (sqlite3.OperationalError, sqlite3.InternalError):
-            raise  # the database, not an operation: fail the batch
-        except Exception:
-            conn.execute("ROLLBACK")
-            return None
-        return tx, results
-
-    def _run_guarded(
-        self, conn: sqlite3.Connection, batch: list[Op[Any]], now: float
-    ) -> tuple[Tx, list[tuple[Op[Any], Any, BaseException | None]]]:
-        """The batch with each operation in a SAVEPOINT, so one that fails on its own is
-        rolled back alone and its caller gets the error while the rest commits."""
-        batch_tx = Tx(conn, now)
-        results: list[tuple[Op[Any], Any, BaseException | None]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        for op in batch:
-            tx = Tx(conn, now)
-            conn.execute("SAVEPOINT op")
-            try:
-                value = op.fn(tx)
-            except (sqlite3.OperationalError, sqlite3.InternalError):
-                raise
-            except Exception as exc:
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                results.append((op, None, _as_store_error(exc)))
-            else:
-                conn.execute("RELEASE op")
-                batch_tx.depth.update(tx.depth)
-                batch_tx.outbox += tx.outbox
-                results.append((op, value, None))
-        return batch_tx, results
-
-    def _observe(self, operations: int, seconds: float | None) -> None:
-        """Metrics must never stop the store: a failing observer is logged, not raised."""
-        if self._on_batch is not None:
-            try:
-                self._on_batch(operations, seconds)
-            except Exception:
-                log.exception("store batch observer failed")
+            commit_or_fail(outcome, len(batch), self._batch_stats, self._on_batch, self._on_commit)
+        finally:  # committed is committed: the callers hear so whatever happens above
+            self._deliver(batch, outcome.results)
 
     def _deliver(
-        self, batch: list[Op[Any]], results: list[tuple[Op[Any], Any, BaseException | None]]
+        self, batch: list[Op[Any]], results: list[tuple[Any, BaseException | None]]
     ) -> None:
-        self._operations += len(batch)
-        self._max_seen = max(self._max_seen, len(batch))
         by_loop: dict[asyncio.AbstractEventLoop, list[Result]] = {}
-        for op, value, outcome in results:
+        for op, (value, outcome) in zip(batch, results, strict=True):
             by_loop.setdefault(op.loop, []).append((op.future, value, outcome))
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # caller's loop closed: nobody waits
                 loop.call_soon_threadsafe(_resolve, items)
 
 
-def _as_store_error(exc: BaseException) -> BaseException:
-    """sqlite errors become StoreError (with the cause kept); anything else is a caller's
-    mistake or a bug and keeps its own type so it is not mistaken for "try again"."""
-    if isinstance(exc, sqlite3.Error):
-        error = StoreError(f"{type(exc).__name__}: {exc}")
-        error.__cause__ = exc
-        return error
-    return exc
+def commit_or_fail(
+    outcome: Outcome,
+    operations: int,
+    stats: BatchStats,
+    on_batch: Callable[[int, float | None], None] | None,
+    on_commit: Callable[[Tx], None],
+) -> None:
+    """After a batch, on the side that keeps the counters (this thread, or the event loop
+    for a writer process): statistics, the metrics observer, a failed batch logged, and
+    the counter changes of a committed one applied (before any caller hears of it)."""
+    stats.record(operations, outcome.seconds)
+    if on_batch is not None:  # metrics must never stop the store
+        try:
+            on_batch(operations, outcome.seconds)
+        except Exception:
+            log.exception("store batch observer failed")
+    if outcome.tx is None:
+        log.warning("store batch failed", error=str(outcome.failure), operations=operations)
+    else:
+        on_commit(outcome.tx)
+
+
+def stats_of(stats: BatchStats) -> StoreStats:
+    return StoreStats(
+        commits=stats.commits,
+        failed_batches=stats.failed,
+        operations=stats.operations,
+        max_batch=stats.max_seen,
+        last_commit_seconds=stats.last_commit,
+        commit_seconds_total=stats.total,
+    )

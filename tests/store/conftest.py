@@ -1,6 +1,7 @@
-"""One store contract, two backends: every contract test runs on SQLite and on a real
-PostgreSQL (``backend`` is parametrized; the PostgreSQL one skips only where PostgreSQL
-is not installed, and CI installs it).
+"""One store contract, two backends: every contract test runs on SQLite (with its writer
+in a child process and as a thread: ``store.writer``) and on a real PostgreSQL
+(``backend`` is parametrized; the PostgreSQL one skips only where PostgreSQL is not
+installed, and CI installs it).
 
 ``Backend.open()`` opens the same database each time it is called in a test, so "reopen"
 (a restart of the same gateway) means the same thing on both; ``sql()`` runs a raw query
@@ -9,7 +10,9 @@ for the few tests that look under the contract (purge ages, row counts).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,17 +32,23 @@ class Backend(Protocol):
     async def sql(self, store: Any, query: str) -> list[tuple[Any, ...]]: ...
 
 
-class SqliteBackend:
-    name = "sqlite"
+def fetch_all(conn: sqlite3.Connection, query: str) -> list[tuple[Any, ...]]:
+    """Module-level, so it pickles to a writer process."""
+    return [tuple(row) for row in conn.execute(query).fetchall()]
 
-    def __init__(self, path: Path) -> None:
+
+class SqliteBackend:
+    def __init__(self, path: Path, writer: str) -> None:
         self.path = str(path)
+        self.writer = writer
+        self.name = "sqlite" if writer == "process" else f"sqlite-{writer}"
 
     def open(self, **kwargs: Any) -> Store:
+        kwargs.setdefault("writer", self.writer)
         return Store(self.path, **kwargs)
 
     async def sql(self, store: Any, query: str) -> list[tuple[Any, ...]]:
-        rows = await store.run(lambda c: c.execute(query).fetchall())
+        rows = await store.run(partial(fetch_all, query=query))
         return [tuple(row) for row in rows]
 
 
@@ -59,10 +68,11 @@ class PostgresBackend:
         return [tuple(row) for row in rows]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-thread", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    if request.param == "sqlite":
-        yield SqliteBackend(tmp_path / "gw.db")
+    if request.param.startswith("sqlite"):
+        writer = "thread" if request.param == "sqlite-thread" else "process"
+        yield SqliteBackend(tmp_path / "gw.db", writer)
         return
     server = request.getfixturevalue("postgres_server")
     dsn = server.create_database()

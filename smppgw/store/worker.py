@@ -1,0 +1,216 @@
+"""The store writer process: ``python -m smppgw.store.worker FD`` (started by
+``smppgw.store.process.ProcessWriter``), owning the SQLite connection.
+
+Why a process: with the writer as a thread, the event loop and the writer share one GIL,
+and the gateway stops at one core however many the machine has (issue 13; see
+docs/performance.md). Here the writer has an interpreter of its own.
+
+It reads the operations the gateway sends on the socket ``FD`` (``smppgw.store.frames``),
+runs *everything* that has arrived (up to ``max_batch``) as one transaction with the very
+batch logic of the writer thread (``smppgw.store.batch``), and sends back each operation's
+result and the batch's counter changes; the gateway applies those and then resolves its
+callers' futures, in order.
+
+Its life is the gateway's: it ignores SIGINT and SIGTERM (a Ctrl-C or a ``kill`` of the
+process group must not end it before the gateway has committed and stopped it in order),
+and it exits when the socket reaches end of file, which is also what the kernel does for
+it when the gateway dies, even by ``kill -9``: whatever it already committed is committed;
+whatever it had not is rolled back by SQLite, and the gateway had not acknowledged it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import select
+import signal
+import socket
+import sqlite3
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from smppgw.store import frames
+from smppgw.store.batch import Outcome, Result, Tx, run_batch
+from smppgw.store.model import StoreError
+
+Op = Callable[[Tx], Any]
+
+
+class _Unreadable:
+    """Stands for an operation whose frame could not be unpickled: its caller gets why."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __call__(self, tx: Tx) -> Any:
+        raise StoreError(f"store writer process could not read the operation: {self.error!r}")
+
+
+class Channel:
+    """The child's end of the socket: blocking reads of whole frames, writes of answers."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = frames.FrameBuffer()
+        self.eof = False
+
+    def read(self, timeout: float | None) -> list[tuple[bytes, int, bytes]]:
+        """Frames arrived so far, waiting up to ``timeout`` (None: forever) for the first;
+        sets ``eof`` when the gateway has gone."""
+        got = self.buffer.frames()
+        while not got and not self.eof:
+            if timeout is not None:
+                ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+                if not ready:
+                    return []
+            self._recv(block=True)
+            self._drain()
+            got = self.buffer.frames()
+        return got
+
+    def poll(self) -> list[tuple[bytes, int, bytes]]:
+        """Frames that have arrived, without waiting."""
+        self._drain()
+        return self.buffer.frames()
+
+    def _recv(self, *, block: bool) -> bool:
+        try:
+            data = self.sock.recv(1 << 20, 0 if block else socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buffer.feed(data)
+        return True
+
+    def _drain(self) -> None:
+        while not self.eof and self._recv(block=False):
+            pass
+
+    def send(self, kind: bytes, count: int, body: Any) -> None:
+        try:
+            data = frames.frame(kind, count, body)
+        except Exception:  # an unpicklable value or exception: say what it was instead
+            if kind != frames.RESULTS:
+                raise
+            data = frames.frame(kind, count, _picklable(body))
+        self.sock.sendall(data)
+
+
+def _picklable(body: tuple[list[Result], Any, Any]) -> tuple[list[Result], Any, Any]:
+    results, counters, seconds = body
+    clean: list[Result] = []
+    for value, error in results:
+        try:
+            pickle.dumps((value, error), frames.PROTOCOL)
+            clean.append((value, error))
+        except Exception as exc:
+            what = repr(error) if error is not None else f"a result that cannot be sent: {exc!r}"
+            clean.append((None, StoreError(what)))
+    return clean, counters, seconds
+
+
+def serve(channel: Channel) -> None:
+    """Until STOP or end of file: read operations, run them in batches, answer."""
+    config = channel.read(None)
+    if not config or config[0][0] != frames.CONFIG:
+        return
+    connect, interval, max_batch = pickle.loads(config[0][2])
+    try:
+        conn, initial = connect()
+    except Exception as exc:
+        channel.send(frames.OPENED, 0, (None, exc))
+        return
+    channel.send(frames.OPENED, 0, (initial, None))
+    try:
+        _loop(channel, conn, interval, max_batch)
+    finally:
+        conn.close()
+
+
+def _loop(channel: Channel, conn: sqlite3.Connection, interval: float, max_batch: int) -> None:
+    pending: deque[Op] = deque()
+    stopping = False
+    linger = False  # as the writer thread: only when the last batch showed concurrency
+
+    def take(got: list[tuple[bytes, int, bytes]]) -> None:
+        nonlocal stopping
+        for kind, count, body in got:
+            if kind == frames.STOP:
+                stopping = True
+            elif kind == frames.OPS:
+                try:
+                    pending.extend(pickle.loads(body))
+                except Exception as exc:
+                    pending.extend([_Unreadable(exc)] * count)
+
+    while True:
+        if not pending and not stopping:
+            take(channel.read(None))
+        else:
+            take(channel.poll())
+        if linger and interval > 0 and len(pending) < max_batch and not stopping:
+            deadline = time.monotonic() + interval
+            while len(pending) < max_batch and not channel.eof:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                got = channel.read(remaining)
+                if not got:
+                    break
+                take(got)
+        if pending:
+            n = min(len(pending), max_batch)
+            batch = [pending.popleft() for _ in range(n)]
+            outcome = run_batch(conn, batch)
+            linger = n > 1
+            if not _answer(channel, outcome):
+                return  # the gateway has gone: nobody to answer
+        elif channel.eof:
+            return
+        if stopping and not pending:
+            with contextlib.suppress(sqlite3.Error):  # busy: the next open replays the WAL
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            with contextlib.suppress(OSError):
+                channel.send(frames.STOPPED, 0, None)
+            return
+
+
+def _answer(channel: Channel, outcome: Outcome) -> bool:
+    tx = outcome.tx
+    counters = None
+    if tx is not None:
+        counters = (dict(tx.depth), tx.outbox, dict(tx.held))
+    failure = None if outcome.failure is None else str(outcome.failure)
+    try:
+        channel.send(
+            frames.RESULTS,
+            len(outcome.results),
+            (outcome.results, counters, (outcome.seconds, failure)),
+        )
+    except OSError:
+        return False
+    return True
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sock = socket.socket(fileno=int(argv[0]))
+    try:
+        serve(Channel(sock))
+    finally:
+        sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
