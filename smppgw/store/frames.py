@@ -12,9 +12,14 @@ or exception in order, the counter changes when it committed, its commit time),
 
 from __future__ import annotations
 
+import copyreg
+import dataclasses
+import operator
 import pickle
 import struct
 from typing import Any
+
+from smppgw.store import model
 
 CONFIG = b"C"
 OPS = b"O"
@@ -25,6 +30,22 @@ STOPPED = b"T"
 
 HEADER = struct.Struct("<cII")
 PROTOCOL = 5
+
+
+def _positional(cls: type[Any]) -> None:
+    """Pickle ``cls`` as ``cls(*fields)``: a third of the bytes and a quarter of the time
+    of the default for a slotted dataclass (a dict of slot names per object), which would
+    otherwise be most of what the event loop pays for the writer process."""
+    fields = operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
+
+    def reduce(obj: Any) -> tuple[type[Any], tuple[Any, ...]]:
+        return cls, fields(obj)
+
+    copyreg.pickle(cls, reduce)
+
+
+for _cls in (model.StoredJob, model.OutboxEvent, model.JobView, model.Usage):
+    _positional(_cls)
 
 
 def frame(kind: bytes, count: int, body: Any) -> bytes:
