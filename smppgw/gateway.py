@@ -50,7 +50,7 @@ from smppgw.pipeline.outbox import OutboxPublisher
 from smppgw.pipeline.outcomes import EventFactory, GatewayEvents
 from smppgw.pipeline.routing import Router
 from smppgw.pipeline.tenancy import Tenants
-from smppgw.store import StoreError
+from smppgw.store import Store, StoreError
 from smppgw.store.factory import describe, make_store
 
 if TYPE_CHECKING:
@@ -269,6 +269,8 @@ class Gateway:
         if self.leases is not None:
             spawn(self.leases.run(), "leases")
         spawn(self.failover.run(), "failover")
+        if isinstance(self.store, Store) and self.store.writer_lost is not None:
+            spawn(self._watch_writer(self.store.writer_lost), "store writer")
         spawn(notify.run_watchdog(self.health.alive), "watchdog")
         # Last in, first out: the control socket closes before anything it reaches.
         if config.ctl.socket is not None:
@@ -339,6 +341,15 @@ class Gateway:
     def _lease_lost(self) -> None:
         """Another gateway may own our claims now: stop (the service manager restarts us
         and recovery starts from the store)."""
+        self._exit_code = 75  # EX_TEMPFAIL
+        self.stop()
+
+    async def _watch_writer(self, lost: asyncio.Event) -> None:
+        """The store's writer process died (``store.writer: process``): every store
+        operation fails from now on, so stop, as after a lost lease; the service manager
+        restarts us and recovery starts from the file, which holds every commit."""
+        await lost.wait()
+        log.error("store_writer_lost", store=describe(self.config))
         self._exit_code = 75  # EX_TEMPFAIL
         self.stop()
 

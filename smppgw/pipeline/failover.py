@@ -372,12 +372,11 @@ class Failover:
         if now < self._quiet_until.get(name, 0.0):
             return
         lane_for_pick = HIGH if max_lane == HIGH else 1
-
-        def pick(
-            chain: tuple[str, ...], attempts: tuple[tuple[str, str], ...], current: str
-        ) -> str | None:
-            return self._pick(chain, attempts, current, lane_for_pick, usable_only=True)
-
+        # Which carriers are usable, decided now and handed over as plain data: the store
+        # may run ``pick`` in its writer process.
+        moment = time.monotonic()
+        usable = frozenset(c for c in self._configs if self._usable(c, lane_for_pick, moment))
+        pick = UsablePick(usable)
         moves = await self._store.move_queued(name, max_lane, pick, error)
         if not moves:
             self._quiet_until[name] = now + RESCAN
@@ -423,6 +422,26 @@ class Failover:
         )
         await self.refresh_count()
         return True
+
+
+class UsablePick:
+    """The first carrier of a job's chain not tried yet that is in ``usable`` (None: none
+    is): what ``Failover._pick`` decides with ``usable_only``, as plain, picklable data."""
+
+    __slots__ = ("usable",)
+
+    def __init__(self, usable: frozenset[str]) -> None:
+        self.usable = usable
+
+    def __call__(
+        self, chain: tuple[str, ...], attempts: tuple[tuple[str, str], ...], current: str
+    ) -> str | None:
+        tried = {name for name, _ in attempts}
+        tried.add(current)
+        for name in chain:
+            if name not in tried and name in self.usable:
+                return name
+        return None
 
 
 def plan_chain(

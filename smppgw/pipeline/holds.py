@@ -54,6 +54,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import partial
 
 import structlog
 
@@ -116,6 +117,17 @@ def timer_until(until: float, expires_at: float | None) -> float:
     return min(until, expires_at - TTL_MARGIN)
 
 
+def held_job(job: StoredJob, until: float, reason: str, *, factory: EventFactory) -> StoredJob:
+    """See ``Holds.held``."""
+    return replace(
+        job,
+        held_until=timer_until(until, job.expires_at),
+        hold_reason=reason,
+        send_at=until,
+        events=tuple(factory.scheduled(job, until)),
+    )
+
+
 class Holds:
     """The held jobs' single timer and their release (see the module docstring)."""
 
@@ -161,16 +173,12 @@ class Holds:
                 return decision
         return GO
 
-    def held(self, job: StoredJob, until: float, reason: str) -> StoredJob:
-        """``job`` to be added held until ``until`` for ``reason``, with its
-        ``scheduled`` event (for ``Store.add_jobs``)."""
-        return replace(
-            job,
-            held_until=timer_until(until, job.expires_at),
-            hold_reason=reason,
-            send_at=until,
-            events=tuple(self._factory.scheduled(job, until)),
-        )
+    @property
+    def held(self) -> Callable[[StoredJob, float, str], StoredJob]:
+        """``held(job, until, reason)``: ``job`` to be added held until ``until`` for
+        ``reason``, with its ``scheduled`` event (for ``Store.add_jobs``). Plain data over a
+        module-level function: ``Store.add_admitted`` may run it in the writer process."""
+        return partial(held_job, factory=self._factory)
 
     def scheduled(self, held_until: float) -> None:
         """A job was committed held until ``held_until``: re-arm the timer if sooner."""

@@ -115,7 +115,18 @@ class ProcessWriter:
         transport, _ = await loop.connect_accepted_socket(lambda: _Channel(self), parent)
         self._transport = transport  # uvloop's is no subclass of asyncio.Transport
         self._transport.write(
-            frames.frame(frames.CONFIG, 0, (self._connect, self._commit_interval, self._max_batch))
+            frames.frame(
+                frames.CONFIG,
+                0,
+                # The import path apart, unpickled first: operations are pickled by
+                # reference to their module, which must import in the child too.
+                (
+                    sys.path,
+                    pickle.dumps(
+                        (self._connect, self._commit_interval, self._max_batch), frames.PROTOCOL
+                    ),
+                ),
+            )
         )
         self._closed = False
         try:

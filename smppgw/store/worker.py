@@ -123,7 +123,9 @@ def serve(channel: Channel) -> None:
     config = channel.read(None)
     if not config or config[0][0] != frames.CONFIG:
         return
-    connect, interval, max_batch = pickle.loads(config[0][2])
+    path, body = pickle.loads(config[0][2])
+    sys.path[:] = path  # the parent's, so that what it pickles by reference imports here
+    connect, interval, max_batch = pickle.loads(body)
     try:
         conn, initial = connect()
     except Exception as exc:
