@@ -2,9 +2,10 @@
 kernel says about them.
 
 Each part is a separate OS process, as in production, so the gateway's figures include
-everything it really does (MQTT parsing, SQLite commits in its writer thread, SMPP I/O) and
-nothing the other parts do. CPU time and memory come from ``/proc/<pid>``: the kernel's own
-accounting of the whole process (all threads), not the gateway's opinion of itself.
+everything it really does (MQTT parsing, SQLite commits in its writer thread or process,
+SMPP I/O) and nothing the other parts do. CPU time and memory come from ``/proc/<pid>``:
+the kernel's own accounting of the whole process (all threads) and, for the gateway, of
+its child processes too (``store.writer: process``), not the gateway's opinion of itself.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "sample",
     "start_gateway",
     "start_sim",
+    "tree_sample",
 ]
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -50,6 +52,38 @@ def thread_cpu(pid: int) -> dict[int, float]:
         fields = stat[stat.rindex(b")") + 2 :].split()
         out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICK
     return out
+
+
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (a scan of ``/proc``)."""
+    out: list[int] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"{entry.path}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(b")") + 2 :].split()[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def tree_sample(pid: int) -> ProcSample:
+    """``pid`` and its child processes together (the gateway and its store writer process,
+    ``store.writer: process``): CPU seconds and memory summed, so a gateway is measured
+    whole however it is split. A peak (``VmHWM``) sum is an upper bound of the joint peak."""
+    total = sample(pid)
+    for child in children(pid):
+        try:
+            part = sample(child)
+        except OSError:  # exited meanwhile
+            continue
+        total = ProcSample(
+            total.at, total.cpu + part.cpu, total.rss + part.rss, total.hwm + part.hwm
+        )
+    return total
 
 
 def machine_busy() -> tuple[float, float]:
@@ -175,6 +209,10 @@ class GatewayProcess(Child):
     metrics_port: int
     config_path: Path
     store_path: Path
+
+    def sample(self) -> ProcSample:
+        """The gateway with its child processes (its store writer process)."""
+        return tree_sample(self.pid)
 
     def metrics(self) -> dict[str, float]:
         """The gateway's Prometheus samples, ``name{labels}`` → value."""

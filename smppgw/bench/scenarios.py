@@ -32,6 +32,7 @@ from smppgw.bench.procs import (
     start_gateway,
     start_sim,
     thread_cpu,
+    tree_sample,
 )
 from smppgw.bench.stats import Latency, max_in_window, mean_rate
 
@@ -417,7 +418,7 @@ class CpuMeter:
             if name.startswith("gateway"):
                 # The gateway's whole CPU: with ``store.writer: process`` its writer is a
                 # child process, counted here with it (the process tree, not the pid).
-                out[name] = _tree(self.pids[name], out[name])
+                out[name] = tree_sample(self.pids[name])
         if "postgres" in self.pids:  # the server is a process tree: one backend per client
             out["postgres"] = _tree(self.pids["postgres"], out["postgres"])
         return out

@@ -6,7 +6,9 @@ what they see is consistent with every write acknowledged before them. The write
 process of its own (``store.writer: process``, ``smppgw.store.process``: the event loop
 keeps its GIL) or a thread of this one (``thread``, ``smppgw.store.writer``); operations
 are therefore module-level functions over plain, picklable data, including the callables
-some of them take (``make_events``, ``gate``, ``hold``, ``pick``).
+some of them take (``make_events``, ``gate``, ``hold``, ``pick``), and what they are given
+is a copy in the writer process: an ``OutboxEvent`` passed to ``mark_submitted`` (and the
+like) does not get its ``event_id`` set here; ``add_events`` returns (and sets) them.
 
 A cancelled caller does not cancel its operation: it may still commit. That is safe by
 design (adding a job twice is deduplicated; state changes are idempotent).
@@ -399,7 +401,10 @@ class Store:
     # -- outbox ----------------------------------------------------------------------
     async def add_events(self, events: Sequence[OutboxEvent]) -> list[int]:
         """Queue events (MO, unmatched receipts); sets and returns their event ids."""
-        return await self._run(partial(ops.add_events, events=list(events)))
+        ids = await self._run(partial(ops.add_events, events=list(events)))
+        for event, event_id in zip(events, ids, strict=True):  # a writer process set a copy's
+            event.event_id = event_id
+        return ids
 
     async def pending_events(self, limit: int, after_id: int = 0) -> list[OutboxEvent]:
         """Oldest first, ids greater than ``after_id``."""

@@ -18,6 +18,17 @@ from store.test_store import CARRIER, claim_ids, job, status_events
 NUMBER = "84981234567"
 
 
+def mo_events(window: ReplyWindow | None) -> list[OutboxEvent]:
+    """An MO's events naming the window it was built with (module-level: it pickles to a
+    writer process)."""
+    tied = "nothing" if window is None else window.job_id
+    return [OutboxEvent("sms/inbound/viettel", f"mo for {tied}".encode())]
+
+
+def no_events(window: ReplyWindow | None) -> list[OutboxEvent]:
+    return []
+
+
 def held(job_id: str, until: float, lane: int = 1, reason: str = "send_at") -> StoredJob:
     scheduled = OutboxEvent("sms/status/viettel", f'{{"id": "{job_id}"}}'.encode())
     return replace(
@@ -108,14 +119,11 @@ async def test_submitting_an_expect_reply_job_opens_its_window_newest_wins(
     await store.claim(CARRIER, 10, time.time())
     for job_id, mid in (("ask-1", "a1"), ("ask-2", "a2"), ("plain", "p1")):
         await store.mark_submitted(job_id, CARRIER, [mid], [mid], False, [])
-    seen: list[ReplyWindow | None] = []
-
-    def events(window: ReplyWindow | None) -> list[OutboxEvent]:
-        seen.append(window)
-        return [OutboxEvent("sms/inbound/viettel", b"mo")]
-
+    events = mo_events
     window = await store.add_mo(NUMBER, time.time(), events)
-    assert window is not None and seen == [window]
+    assert window is not None
+    (made,) = await store.pending_events(10)
+    assert made.payload == b"mo for ask-2"  # make_events saw the window returned
     assert (window.job_id, window.response_topic, window.correlation_data) == (
         "ask-2",
         "app/r",
@@ -145,5 +153,5 @@ async def test_a_reply_window_from_a_merged_submit_batch(store: Any) -> None:
         )
     )
     for i in range(5):
-        window = await store.add_mo(f"8498000000{i}", time.time(), lambda w: [])
+        window = await store.add_mo(f"8498000000{i}", time.time(), no_events)
         assert window is not None and window.job_id == f"m{i}"

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -270,7 +271,8 @@ async def test_mark_submitted_maps_every_part_and_stores_events(store: Store) ->
         ("sms/status/m", b"submitted", None),
         ("app/r", b"s", b"c1"),
     ]
-    assert [e.event_id for e in events] == [e.event_id for e in pending]
+    # Ids are the store's, read back (a writer process numbers copies of ``events``).
+    assert 0 < pending[0].event_id < pending[1].event_id
 
 
 async def test_mark_submitted_without_dlr_is_final(store: Store) -> None:
@@ -450,13 +452,13 @@ async def test_recycled_message_id_points_at_the_newer_job(store: Store, backend
     assert await store.lookup(CARRIER, "42") == ("new", 0, 1)
 
 
+def broken(view: JobView, status: str) -> list[OutboxEvent]:
+    raise RuntimeError("bad template")
+
+
 async def test_make_events_failure_rolls_back_the_receipt(store: Store) -> None:
     await store.add_jobs([job("boom")])
     await store.mark_submitted("boom", CARRIER, ["b"], ["b"], False, [])
-
-    def broken(view: JobView, status: str) -> list[OutboxEvent]:
-        raise RuntimeError("bad template")
-
     with pytest.raises(RuntimeError, match="bad template"):
         await store.apply_receipt("boom", 0, "DELIVRD", broken)
     view = await store.job("boom")
@@ -648,18 +650,34 @@ async def test_queue_depths_follow_every_transition_and_survive_reopen(backend: 
         assert await store.queue_depths() == expected
 
 
-async def test_a_failed_batch_leaves_the_depth_counters_alone_sqlite(tmp_path: Path) -> None:
+def page_count(conn: sqlite3.Connection) -> int:
+    """Module-level helpers for ``Store.run``: they pickle to a writer process."""
+    count: int = conn.execute("PRAGMA page_count").fetchone()[0]
+    return count
+
+
+def max_pages(conn: sqlite3.Connection, pages: int) -> None:
+    conn.execute(f"PRAGMA max_page_count={pages}")
+
+
+WRITERS = pytest.mark.parametrize("writer", ["process", "thread"])
+
+
+@WRITERS
+async def test_a_failed_batch_leaves_the_depth_counters_alone_sqlite(
+    tmp_path: Path, writer: str
+) -> None:
     """SQLite keeps depths in memory, changed only when a batch commits (PostgreSQL counts
     them in the database, where a failed batch changed nothing)."""
     path = str(tmp_path / "gw.db")
-    async with Store(path) as store:
+    async with Store(path, writer=writer) as store:  # type: ignore[arg-type]
         await store.add_jobs([job("a", 0), job("b", 1)])
         expected = {(CARRIER, 0): 1, (CARRIER, 1): 1}
-        pages = await store.run(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
-        await store.run(lambda c: c.execute(f"PRAGMA max_page_count={pages}"))
+        pages = await store.run(page_count)
+        await store.run(partial(max_pages, pages=pages))
         with pytest.raises(StoreError):
             await store.add_jobs([job(f"x{i}", text="x" * 2000) for i in range(50)])
-        await store.run(lambda c: c.execute("PRAGMA max_page_count=1073741823"))
+        await store.run(partial(max_pages, pages=1073741823))
         assert await store.queue_depths() == expected
 
 
@@ -683,9 +701,12 @@ async def test_a_cancelled_caller_does_not_cancel_the_write(store: Store) -> Non
 
 
 # -- failures: locked, full ---------------------------------------------------------------
-async def test_database_locked_fails_the_batch_then_recovers_sqlite(tmp_path: Path) -> None:
+@WRITERS
+async def test_database_locked_fails_the_batch_then_recovers_sqlite(
+    tmp_path: Path, writer: str
+) -> None:
     path = str(tmp_path / "gw.db")
-    async with Store(path, busy_timeout=0.05) as store:
+    async with Store(path, busy_timeout=0.05, writer=writer) as store:  # type: ignore[arg-type]
         await store.add_jobs([job("before")])
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN EXCLUSIVE")
@@ -703,20 +724,52 @@ async def test_database_locked_fails_the_batch_then_recovers_sqlite(tmp_path: Pa
         assert await store.queue_depths() == {(CARRIER, 1): 3}
 
 
-async def test_disk_full_fails_the_batch_then_recovers_sqlite(tmp_path: Path) -> None:
-    async with Store(str(tmp_path / "gw.db")) as store:
+@WRITERS
+async def test_disk_full_fails_the_batch_then_recovers_sqlite(tmp_path: Path, writer: str) -> None:
+    async with Store(str(tmp_path / "gw.db"), writer=writer) as store:  # type: ignore[arg-type]
         await _disk_full(store)
 
 
 async def _disk_full(store: Store) -> None:
-    pages = await store.run(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
-    await store.run(lambda c: c.execute(f"PRAGMA max_page_count={pages}"))
+    pages = await store.run(page_count)
+    await store.run(partial(max_pages, pages=pages))
     big = "x" * 2000
     with pytest.raises(StoreError, match="full"):
         await store.add_jobs([job(f"big{i}", text=big) for i in range(50)])
     assert await store.job("big0") is None  # the whole batch rolled back
-    await store.run(lambda c: c.execute("PRAGMA max_page_count=1073741823"))
+    await store.run(partial(max_pages, pages=1073741823))
     assert await store.add_jobs([job(f"big{i}", text=big) for i in range(50)]) == [True] * 50
+
+
+def sleep_then_count(conn: sqlite3.Connection, seconds: float) -> int:
+    """Holds the writer busy inside a transaction (the test kills it meanwhile)."""
+    time.sleep(seconds)
+    count: int = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    return count
+
+
+async def test_a_killed_writer_process_fails_every_caller_with_store_error(
+    tmp_path: Path,
+) -> None:
+    """Not restarted: what it last ran may or may not have committed, so the counters kept
+    here no longer match the file; ``writer_lost`` tells the gateway to stop."""
+    async with Store(str(tmp_path / "gw.db"), writer="process") as store:
+        assert await store.add_jobs([job("a")]) == [True]
+        pid = store.writer_pid
+        lost = store.writer_lost
+        assert pid is not None and lost is not None and not lost.is_set()
+        busy = asyncio.ensure_future(store.run(partial(sleep_then_count, seconds=30.0)))
+        queued = asyncio.ensure_future(store.add_jobs([job("b")]))
+        await asyncio.sleep(0.3)  # both sent; the first one is running
+        os.kill(pid, signal.SIGKILL)
+        for waiting in (busy, queued):
+            with pytest.raises(StoreError, match="store writer process exited"):
+                await waiting
+        assert lost.is_set()
+        with pytest.raises(StoreError, match="store writer process exited"):
+            await store.add_jobs([job("c")])
+    async with Store(str(tmp_path / "gw.db"), writer="process") as store:
+        assert await store.add_jobs([job("a"), job("b")]) == [False, True]  # "b": rolled back
 
 
 # -- durability ---------------------------------------------------------------------------
@@ -726,12 +779,13 @@ _CHILD = textwrap.dedent(
     from smppgw.store import Store, StoredJob
     from smppgw.store.pg import PostgresStore
 
-    async def main(where):
+    async def main(where, writer):
         if where.startswith("postgresql://"):
             opened = PostgresStore(where, node="gw-test")
         else:
-            opened = Store(where)
+            opened = Store(where, writer=writer)
         async with opened as store:
+            sys.stdout.write(f"writer {getattr(store, 'writer_pid', None)}\\n")
             counter = iter(range(10**9))
             async def worker():
                 for i in counter:
@@ -741,17 +795,39 @@ _CHILD = textwrap.dedent(
                     sys.stdout.flush()
             await asyncio.gather(*(worker() for _ in range(50)))
 
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
     """
 )
 
 
+def gone(pid: int) -> bool:
+    """No such process, or a zombie (dead, waiting for init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"Z", b"X")
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 async def test_kill_9_loses_no_acknowledged_job(backend: Backend) -> None:
+    """Also: a writer process does not outlive its gateway (end of file on its socket)."""
     where = getattr(backend, "dsn", None) or getattr(backend, "path", "")
+    writer = getattr(backend, "writer", "thread")
     child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, where], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _CHILD, where, writer], stdout=subprocess.PIPE, text=True
     )
     acked: list[str] = []
+    writer_pid: int | None = None
     try:
         assert child.stdout is not None
         deadline = time.monotonic() + 20
@@ -761,11 +837,16 @@ async def test_kill_9_loses_no_acknowledged_job(backend: Backend) -> None:
                 break
             if line.startswith("k"):  # not a log line
                 acked.append(line.strip())
+            elif line.startswith("writer ") and line.split()[1] != "None":
+                writer_pid = int(line.split()[1])
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
     assert child.returncode == -signal.SIGKILL
     assert len(acked) >= 3000
+    assert (writer_pid is not None) == (writer == "process")
+    if writer_pid is not None:
+        assert wait_gone(writer_pid), "the writer process outlived its parent"
     async with backend.open() as store:
         stored = {row[0] for row in await backend.sql(store, "SELECT job_id FROM jobs")}
         assert set(acked) <= stored
