@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import pickle
 import socket
 import subprocess
@@ -108,7 +109,13 @@ class ProcessWriter:
         parent, child = socket.socketpair()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "smppgw.store.worker", str(child.fileno())],
+                [
+                    sys.executable,
+                    "-m",
+                    "smppgw.store.worker",
+                    str(child.fileno()),
+                    str(os.getpid()),
+                ],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
             )

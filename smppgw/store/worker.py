@@ -13,14 +13,20 @@ callers' futures, in order.
 
 Its life is the gateway's: it ignores SIGINT and SIGTERM (a Ctrl-C or a ``kill`` of the
 process group must not end it before the gateway has committed and stopped it in order),
-and it exits when the socket reaches end of file, which is also what the kernel does for
-it when the gateway dies, even by ``kill -9``: whatever it already committed is committed;
-whatever it had not is rolled back by SQLite, and the gateway had not acknowledged it.
+and it exits when the socket reaches end of file. When the gateway dies (even by
+``kill -9``) the kernel kills it at once (Linux ``PR_SET_PDEATHSIG``), as it would a
+writer thread: a batch it was running is rolled back by SQLite (the gateway had
+acknowledged none of it), and no commit of the old writer can land after a restarted
+gateway has read its counters at open. (The signal follows the *thread* that started the
+child: the event loop's, which lives as long as the store.) Elsewhere the end of file is
+the only signal, after the batch in progress.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import pickle
 import select
 import signal
@@ -37,6 +43,8 @@ from smppgw.store.batch import Outcome, Result, Tx, run_batch
 from smppgw.store.model import StoreError
 
 Op = Callable[[Tx], Any]
+#: ``<sys/prctl.h>``
+PR_SET_PDEATHSIG = 1
 
 
 class _Unreadable:
@@ -203,9 +211,21 @@ def _answer(channel: Channel, outcome: Outcome) -> bool:
     return True
 
 
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL when the parent dies (Linux); and if it already has, exit now."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # died before the line above: nobody to serve
+        sys.exit(0)
+
+
 def main(argv: list[str]) -> int:
+    """``argv``: the socket's file descriptor and the parent's process id."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent(int(argv[1]))
     sock = socket.socket(fileno=int(argv[0]))
     try:
         serve(Channel(sock))

@@ -1,0 +1,115 @@
+"""The store's writer process (``store.writer: process``, the default) lives and dies with
+its gateway.
+
+* ``kill -9`` of the gateway: the writer process goes with it at once (no orphan holding
+  the database), and a restart on the same store finishes every job, none sent twice.
+* The writer process killed under a running gateway: every store operation fails, the
+  gateway logs ``store_writer_lost`` and exits on its own with 75 (EX_TEMPFAIL, for the
+  service manager to restart it), and a restart finishes every job, none sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from reliability.stack import GatewayProc, Observer, SimProc, carrier_entry, job, reconcile
+from smppgw.bench.procs import children
+from support.broker import Mosquitto
+
+JOBS = 300
+
+
+def writer_of(gateway_pid: int, timeout: float = 10.0) -> int:
+    """The gateway's one child process: its store writer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = children(gateway_pid)
+        if found:
+            assert len(found) == 1, found
+            return found[0]
+        assert time.monotonic() < deadline, "the gateway has no writer process"
+        time.sleep(0.05)
+
+
+def gone(pid: int) -> bool:
+    """No such process, or a zombie (dead, not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(b")") + 2 :].split()[0] in (b"Z", b"X")
+
+
+async def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not gone(pid):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def test_kill9_of_the_gateway_takes_its_writer_process_and_a_restart_recovers(
+    tmp_path: Path, mosquitto: Mosquitto, report
+) -> None:
+    sim = SimProc(tmp_path / "sim", receipt_delay=0.2).start()
+    gw = GatewayProc(tmp_path / "gw", mosquitto, [carrier_entry(sim, tps=200)])
+    ids = [f"w-{i:06d}" for i in range(JOBS)]
+    try:
+        async with Observer(mosquitto) as obs:
+            await gw.start()
+            writer = writer_of(gw.pid)
+            publishing = asyncio.create_task(obs.publish_many(job("w", i) for i in range(JOBS)))
+            await obs.wait_for(lambda: len(obs.finals) >= JOBS // 4, 60, "some finals")
+            gw.kill9()
+            assert await wait_gone(writer), "the writer process outlived the gateway"
+            await gw.start()
+            assert writer_of(gw.pid) != writer
+            await publishing
+            await obs.wait_final(ids, timeout=90)
+            await sim.wait_quiet(timeout=60)
+            assert await gw.terminate() == 0
+            submits = await sim.asubmits()
+    finally:
+        gw.close()
+        sim.stop()
+    store = gw.read_store()
+    ledger = reconcile(ids, obs, submits, store=store)
+    report(scenario="kill -9 of the gateway, writer process", **ledger.summary())
+    ledger.assert_clean()
+    assert store.outbox == 0
+
+
+async def test_a_killed_writer_process_stops_the_gateway_and_a_restart_recovers(
+    tmp_path: Path, mosquitto: Mosquitto, report
+) -> None:
+    sim = SimProc(tmp_path / "sim", receipt_delay=0.2).start()
+    gw = GatewayProc(tmp_path / "gw", mosquitto, [carrier_entry(sim, tps=200)])
+    ids = [f"x-{i:06d}" for i in range(JOBS)]
+    try:
+        async with Observer(mosquitto) as obs:
+            await gw.start()
+            publishing = asyncio.create_task(obs.publish_many(job("x", i) for i in range(JOBS)))
+            await obs.wait_for(lambda: len(obs.finals) >= JOBS // 4, 60, "some finals")
+            os.kill(writer_of(gw.pid), signal.SIGKILL)
+            assert await gw.child.wait(30) == 75
+            assert '"store_writer_lost"' in gw.log_text()
+            await gw.start()
+            await publishing
+            await obs.wait_final(ids, timeout=90)
+            await sim.wait_quiet(timeout=60)
+            assert await gw.terminate() == 0
+            submits = await sim.asubmits()
+    finally:
+        gw.close()
+        sim.stop()
+    store = gw.read_store()
+    ledger = reconcile(ids, obs, submits, store=store)
+    report(scenario="writer process killed under the gateway", **ledger.summary())
+    ledger.assert_clean()
+    assert store.outbox == 0
