@@ -16,8 +16,9 @@ import signal
 import time
 from pathlib import Path
 
-from reliability.stack import GatewayProc, Observer, SimProc, carrier_entry, job, reconcile
 from smppgw.bench.procs import children
+
+from reliability.stack import GatewayProc, Observer, SimProc, carrier_entry, job, reconcile
 from support.broker import Mosquitto
 
 JOBS = 300
