@@ -116,9 +116,6 @@ class StoreConfig:
     retention: float = 7 * 86400.0
     #: Longest a write waits for its group commit, in seconds.
     commit_interval: float = 0.0
-    #: Where the SQLite writer runs: ``process`` (a child process with its own GIL, so the
-    #: event loop keeps a core to itself) or ``thread`` (in the gateway's process).
-    writer: str = "process"
     #: Keep a job's text in the store once it is submitted or final (off: it is blanked
     #: in the same transaction, so OTPs do not stay on disk for ``retention``).
     keep_text: bool = False
@@ -131,6 +128,9 @@ class StoreConfig:
     #: Seconds after which a gateway that stopped renewing its lease (kill -9, power loss)
     #: has its claimed jobs and unpublished events taken over by another.
     lease: float = 15.0
+    #: Where the SQLite writer runs: ``process`` (a child process with its own GIL, so the
+    #: event loop keeps a core to itself) or ``thread`` (in the gateway's process).
+    writer: str = "process"
 
 
 @dataclass(frozen=True, slots=True)

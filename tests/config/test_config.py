@@ -281,7 +281,13 @@ def test_full_carrier_and_mqtt(tmp_path: Path) -> None:
             "session_expiry": "1d",
             "max_payload": 1024,
         },
-        store={"path": "data/gw.db", "retention": "2d", "commit_interval": 0, "keep_text": True},
+        store={
+            "path": "data/gw.db",
+            "retention": "2d",
+            "commit_interval": 0,
+            "keep_text": True,
+            "writer": "thread",
+        },
         metrics={"listen": "[::1]:9000"},
         log={"level": "DEBUG", "format": "console"},
         routing={"country_code": "1"},
@@ -319,7 +325,9 @@ def test_full_carrier_and_mqtt(tmp_path: Path) -> None:
     assert mqtt.tls == TlsConfig(ca_file=str(ca), verify=True)
     assert (mqtt.username, mqtt.shared_group, mqtt.keepalive) == ("shop", "gateways", 0)
     assert (mqtt.session_expiry, mqtt.max_payload) == (86400, 1024)
-    assert config.store == StoreConfig(str(tmp_path / "data/gw.db"), 172800.0, 0.0, True)
+    assert config.store == StoreConfig(
+        str(tmp_path / "data/gw.db"), 172800.0, 0.0, True, writer="thread"
+    )
     assert config.metrics.listen == "[::1]:9000"
     assert (config.log.level, config.log.format) == ("debug", LogFormat.CONSOLE)
     assert config.drain_timeout == 60.0
@@ -751,6 +759,7 @@ def test_tls_key_needs_a_cert(tmp_path: Path) -> None:
             "log.level: must be one of debug, info, warning, error, critical, got 'verbose'",
         ),
         (doc(log={"format": "text"}), "log.format: must be one of json, console, auto, got 'text'"),
+        (doc(store={"writer": "fork"}), "store.writer: must be one of process, thread, got 'fork'"),
         (
             doc(metrics={"listen": "9464"}),
             'metrics.listen: must be "host:port" (like "127.0.0.1:9464") or null, got \'9464\'',
