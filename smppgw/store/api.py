@@ -74,10 +74,6 @@ def open_counted(
     return conn, counts
 
 
-def _nothing(tx: Tx) -> None:
-    """A barrier: resolves once everything submitted before it has committed."""
-
-
 def _raw(tx: Tx, fn: Callable[[sqlite3.Connection], T]) -> T:
     return fn(tx.conn)
 
@@ -467,13 +463,16 @@ class Store:
 
     async def queue_depths(self) -> dict[tuple[str, int], int]:
         """(carrier, lane) → queued jobs, from counters kept in step with each commit."""
-        await self._run(_nothing)  # the counters, as of every commit before this call
-        return dict(self._depths)
+        if self.writer_mode == "process":  # kept by this thread: as of the last commit
+            return dict(self._depths)
+        # Kept by the writer thread: read there, between two batches.
+        return await self._run(lambda tx: dict(self._depths))
 
     async def outbox_size(self) -> int:
         """Events waiting for the broker."""
-        await self._run(_nothing)
-        return self._outbox
+        if self.writer_mode == "process":
+            return self._outbox
+        return await self._run(lambda tx: self._outbox)
 
     async def job(self, job_id: str) -> JobView | None:
         return await self._run(partial(ops.job, job_id=job_id))

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,11 @@ def submits_to(sim: Simulator, number: str) -> list[Any]:
 
 def sample(gateway: Gateway, name: str, **labels: str) -> float:
     return gateway.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def first_value(conn: sqlite3.Connection, query: str) -> object:
+    """For ``Store.run``: module-level, so it pickles to the writer process."""
+    return conn.execute(query).fetchone()[0]
 
 
 async def test_opt_out_by_mo_is_honoured_and_survives_a_restart(
@@ -288,7 +294,7 @@ async def test_a_marketing_job_with_send_at_is_decided_at_its_send_at(
             view = await gateway.store.job("later-1")
             assert view is not None and (view.state, view.hold_reason) == ("held", "send_at")
             at = "SELECT at FROM marketing_sends WHERE job_id = 'later-1'"
-            assert await gateway.store.run(lambda c: c.execute(at).fetchone()[0]) == send_at
+            assert await gateway.store.run(partial(first_value, query=at)) == send_at
             await viettel.send_mo(None, CUSTOMER, "8079", "Từ chối")
             await obs.wait_for(lambda: viettel.stats()["mo_acknowledged"] == 1)
             await gateway.holds.release_due(send_at)

@@ -86,7 +86,8 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """``open_store(node)``: the test's store, a gateway's view of it (SQLite: one file;
     PostgreSQL: one database, ``node`` the gateway)."""
     if request.param == "sqlite":
-        yield lambda node="gw-a": Store(str(tmp_path / "gw.db"))
+        # The gateway's default writer: a process (``pick`` and the rest must pickle).
+        yield lambda node="gw-a": Store(str(tmp_path / "gw.db"), writer="process")
         return
     server: Postgres = request.getfixturevalue("postgres_server")
     dsn = server.create_database()
