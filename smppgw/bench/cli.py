@@ -72,6 +72,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the gateway's store.commit_interval (default: the gateway's own default)",
     )
     parser.add_argument(
+        "--store-writer",
+        choices=("process", "thread"),
+        help="the gateway's store.writer (default: the gateway's own default)",
+    )
+    parser.add_argument(
         "--receipt-delay",
         type=float,
         metavar="S",
@@ -137,6 +142,7 @@ def options_from(args: argparse.Namespace) -> Options:
         "profile",
         "fast_tps",
         "commit_interval",
+        "store_writer",
         "receipt_delay",
         "kannel_spool",
         "backend",

@@ -77,6 +77,8 @@ class Options:
     fast_tps: float = 100_000.0
     #: ``store.commit_interval`` for the gateway (None: the gateway's default).
     commit_interval: float | None = None
+    #: ``store.writer`` for the gateway (None: the gateway's default).
+    store_writer: str | None = None
     #: Directory for py-spy profiles of the gateway during the measured phases.
     profile: Path | None = None
     #: Seconds the simulator waits before sending a receipt (throughput and latency).
@@ -250,6 +252,8 @@ def stack(
         store: dict[str, Any] = (
             {} if options.commit_interval is None else {"commit_interval": options.commit_interval}
         )
+        if options.store_writer is not None:
+            store["writer"] = options.store_writer
         servers: dict[str, int] = {}
         redis_url = None
         if options.backend == "postgres":

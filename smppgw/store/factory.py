@@ -33,7 +33,7 @@ def make_store(
         commit_interval=store.commit_interval,
         keep_text=store.keep_text,
         on_batch=on_batch,
-        writer="thread" if store.writer == "thread" else "process",
+        writer="process" if store.writer == "process" else "thread",
     )
 
 

@@ -1,5 +1,4 @@
-"""The store's writer process (``store.writer: process``, the default) lives and dies with
-its gateway.
+"""The store's writer process (``store.writer: process``) lives and dies with its gateway.
 
 * ``kill -9`` of the gateway: the writer process goes with it at once (no orphan holding
   the database), and a restart on the same store finishes every job, none sent twice.
@@ -16,12 +15,22 @@ import signal
 import time
 from pathlib import Path
 
+import yaml
+
 from smppgw.bench.procs import children
 
 from reliability.stack import GatewayProc, Observer, SimProc, carrier_entry, job, reconcile
 from support.broker import Mosquitto
 
 JOBS = 300
+
+
+def gateway(directory: Path, mosquitto: Mosquitto, sim: SimProc) -> GatewayProc:
+    """A gateway with ``store.writer: process``."""
+    gw = GatewayProc(directory, mosquitto, [carrier_entry(sim, tps=200)])
+    gw.config["store"]["writer"] = "process"
+    gw.config_path.write_text(yaml.safe_dump(gw.config))
+    return gw
 
 
 def writer_of(gateway_pid: int, timeout: float = 10.0) -> int:
@@ -59,7 +68,7 @@ async def test_kill9_of_the_gateway_takes_its_writer_process_and_a_restart_recov
     tmp_path: Path, mosquitto: Mosquitto, report
 ) -> None:
     sim = SimProc(tmp_path / "sim", receipt_delay=0.2).start()
-    gw = GatewayProc(tmp_path / "gw", mosquitto, [carrier_entry(sim, tps=200)])
+    gw = gateway(tmp_path / "gw", mosquitto, sim)
     ids = [f"w-{i:06d}" for i in range(JOBS)]
     try:
         async with Observer(mosquitto) as obs:
@@ -90,7 +99,7 @@ async def test_a_killed_writer_process_stops_the_gateway_and_a_restart_recovers(
     tmp_path: Path, mosquitto: Mosquitto, report
 ) -> None:
     sim = SimProc(tmp_path / "sim", receipt_delay=0.2).start()
-    gw = GatewayProc(tmp_path / "gw", mosquitto, [carrier_entry(sim, tps=200)])
+    gw = gateway(tmp_path / "gw", mosquitto, sim)
     ids = [f"x-{i:06d}" for i in range(JOBS)]
     try:
         async with Observer(mosquitto) as obs:
