@@ -128,10 +128,10 @@ class StoreConfig:
     #: Seconds after which a gateway that stopped renewing its lease (kill -9, power loss)
     #: has its claimed jobs and unpublished events taken over by another.
     lease: float = 15.0
-    #: Where the SQLite writer runs: ``thread`` (in the gateway's process) or ``process``
-    #: (a child process with its own GIL, so the event loop keeps a core to itself; pays
-    #: only with a free core: docs/performance.md).
-    writer: str = "thread"
+    #: Where the SQLite writer runs: ``process`` (a child process with its own GIL, so the
+    #: event loop keeps a core to itself: +10-24 % jobs/s where a second core is free,
+    #: docs/performance.md) or ``thread`` (in the gateway's process, sharing its GIL).
+    writer: str = "process"
 
 
 @dataclass(frozen=True, slots=True)
