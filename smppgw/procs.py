@@ -75,6 +75,17 @@ def sample(pid: int) -> ProcSample:
     return ProcSample(time.monotonic(), cpu, rss, hwm)
 
 
+def gone(pid: int) -> bool:
+    """No process ``pid``, or a dead one not reaped yet (a zombie): for tests that check a
+    process did not outlive what should have ended it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(b")") + 2 :].split()[0] in (b"Z", b"X")
+
+
 class Child:
     """One child process with its output appended to ``log_path``.
 

@@ -332,19 +332,12 @@ def profiling(options: Options, pid: int, name: str, result: ScenarioResult) -> 
 
 def _tree(root: int, first: ProcSample) -> ProcSample:
     """``first`` (the root's own reading) plus the CPU of its live child processes."""
-    from smppgw.bench.procs import sample
+    from smppgw.bench.procs import children, sample
 
     cpu = first.cpu
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_bytes()
-            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-            if ppid == root:
-                cpu += sample(int(entry.name)).cpu
-        except (OSError, ValueError):
-            continue
+    for pid in children(root):
+        with contextlib.suppress(OSError):  # exited meanwhile
+            cpu += sample(pid).cpu
     return ProcSample(first.at, cpu, first.rss, first.hwm)
 
 

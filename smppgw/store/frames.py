@@ -2,8 +2,9 @@
 ``smppgw.store.worker``): length-prefixed frames on a socketpair, each a kind byte, a count
 (operations carried or answered) and a pickle (protocol 5) of its body.
 
-Kinds, parent → child: ``CONFIG`` (how to open the database, commit_interval, max_batch),
-``OPS`` (the operations of one event-loop turn, in order), ``STOP`` (commit what was
+Kinds, parent → child: ``CONFIG`` (the import path; how to open the database, max_batch),
+``OPS`` (operations in order: an event-loop turn's, or all those held while the child
+ran a batch), ``STOP`` (commit what was
 sent, checkpoint, answer ``STOPPED``). Child → parent: ``OPENED`` (the counters read at
 open, or the exception opening raised), ``RESULTS`` (one batch: per operation its value
 or exception in order, the counter changes when it committed, its commit time),

@@ -18,8 +18,9 @@ futures waiting are a plain FIFO.
 If the child dies (killed, crashed), every waiting caller and every later one gets a
 ``StoreError`` and ``lost`` is set with the reason: the writer is not restarted, because
 an operation the child ran may or may not have committed and the gateway's in-memory
-counters no longer match the file; the gateway stops (``smppgw.gateway`` watches
-``lost``) and its next start recovers from the database, as after a crash.
+counters no longer match the file; ``lost_event`` is set, the gateway stops
+(``smppgw.gateway`` waits on it through ``Store.writer_lost``) and its next start recovers
+from the database, as after a crash.
 """
 
 from __future__ import annotations
@@ -136,8 +137,7 @@ class ProcessWriter:
                 # reference to their module, which must import in the child too.
                 (
                     sys.path,
-                    # No lingering in the child: it never gets more while it waits.
-                    pickle.dumps((self._connect, 0.0, self._max_batch), frames.PROTOCOL),
+                    pickle.dumps((self._connect, self._max_batch), frames.PROTOCOL),
                 ),
             )
         )

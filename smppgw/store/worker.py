@@ -28,12 +28,10 @@ import contextlib
 import ctypes
 import os
 import pickle
-import select
 import signal
 import socket
 import sqlite3
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -67,15 +65,11 @@ class Channel:
         self.buffer = frames.FrameBuffer()
         self.eof = False
 
-    def read(self, timeout: float | None) -> list[tuple[bytes, int, bytes]]:
-        """Frames arrived so far, waiting up to ``timeout`` (None: forever) for the first;
-        sets ``eof`` when the gateway has gone."""
+    def read(self) -> list[tuple[bytes, int, bytes]]:
+        """Frames arrived so far, waiting for the first; sets ``eof`` when the gateway has
+        gone."""
         got = self.buffer.frames()
         while not got and not self.eof:
-            if timeout is not None:
-                ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
-                if not ready:
-                    return []
             self._recv(block=True)
             self._drain()
             got = self.buffer.frames()
@@ -128,12 +122,12 @@ def _picklable(body: tuple[list[Result], Any, Any]) -> tuple[list[Result], Any, 
 
 def serve(channel: Channel) -> None:
     """Until STOP or end of file: read operations, run them in batches, answer."""
-    config = channel.read(None)
+    config = channel.read()
     if not config or config[0][0] != frames.CONFIG:
         return
     path, body = pickle.loads(config[0][2])
     sys.path[:] = path  # the parent's, so that what it pickles by reference imports here
-    connect, interval, max_batch = pickle.loads(body)
+    connect, max_batch = pickle.loads(body)
     try:
         conn, initial = connect()
     except Exception as exc:
@@ -141,15 +135,16 @@ def serve(channel: Channel) -> None:
         return
     channel.send(frames.OPENED, 0, (initial, None))
     try:
-        _loop(channel, conn, interval, max_batch)
+        _loop(channel, conn, max_batch)
     finally:
         conn.close()
 
 
-def _loop(channel: Channel, conn: sqlite3.Connection, interval: float, max_batch: int) -> None:
+def _loop(channel: Channel, conn: sqlite3.Connection, max_batch: int) -> None:
+    """No lingering for stragglers here (``commit_interval``): the gateway holds what comes
+    while a batch runs, and applies the interval before it sends the next frame."""
     pending: deque[Op] = deque()
     stopping = False
-    linger = False  # as the writer thread: only when the last batch showed concurrency
 
     def take(got: list[tuple[bytes, int, bytes]]) -> None:
         nonlocal stopping
@@ -164,24 +159,13 @@ def _loop(channel: Channel, conn: sqlite3.Connection, interval: float, max_batch
 
     while True:
         if not pending and not stopping:
-            take(channel.read(None))
+            take(channel.read())
         else:
             take(channel.poll())
-        if linger and interval > 0 and len(pending) < max_batch and not stopping:
-            deadline = time.monotonic() + interval
-            while len(pending) < max_batch and not channel.eof:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                got = channel.read(remaining)
-                if not got:
-                    break
-                take(got)
         if pending:
             n = min(len(pending), max_batch)
             batch = [pending.popleft() for _ in range(n)]
             outcome = run_batch(conn, batch)
-            linger = n > 1
             if not _answer(channel, outcome):
                 return  # the gateway has gone: nobody to answer
         elif channel.eof:

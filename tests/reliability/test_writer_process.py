@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from smppgw.bench.procs import children
+from smppgw.procs import gone
 
 from reliability.stack import GatewayProc, Observer, SimProc, carrier_entry, job, reconcile
 from support.broker import Mosquitto
@@ -43,16 +44,6 @@ def writer_of(gateway_pid: int, timeout: float = 10.0) -> int:
             return found[0]
         assert time.monotonic() < deadline, "the gateway has no writer process"
         time.sleep(0.05)
-
-
-def gone(pid: int) -> bool:
-    """No such process, or a zombie (dead, not reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rindex(b")") + 2 :].split()[0] in (b"Z", b"X")
 
 
 async def wait_gone(pid: int, timeout: float = 10.0) -> bool:

@@ -22,6 +22,7 @@ import pytest
 
 from smppgw.config import SourceConfig
 from smppgw.engine.message import Priority
+from smppgw.procs import gone
 from smppgw.store import (
     JobState,
     JobView,
@@ -798,16 +799,6 @@ _CHILD = textwrap.dedent(
     asyncio.run(main(sys.argv[1], sys.argv[2]))
     """
 )
-
-
-def gone(pid: int) -> bool:
-    """No such process, or a zombie (dead, waiting for init to reap it)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"Z", b"X")
 
 
 def wait_gone(pid: int, timeout: float = 10.0) -> bool:
