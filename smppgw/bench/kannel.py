@@ -254,6 +254,8 @@ def kannel_stack(
         cleanup.callback(sink.close)
         spool: Path | None = None
         if spool_base is not None:
+            # --kannel-spool names a base directory; like --workdir, it need not exist yet.
+            Path(spool_base).mkdir(parents=True, exist_ok=True)
             spool = Path(tempfile.mkdtemp(prefix="smppgw-bench-kannel-spool-", dir=spool_base))
             if not keep:
                 cleanup.callback(shutil.rmtree, spool, True)
