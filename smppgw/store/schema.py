@@ -278,6 +278,23 @@ _BLANK_TEXT = """
 """
 
 
+class StoreConnection(sqlite3.Connection):
+    """The writer's connection, carrying what its statements depend on.
+
+    ``keep_text`` False: the operations that make a job ``submitted`` or final on the hot
+    path (``store.ops``) set ``text = NULL`` in their own UPDATE, so the row is written
+    once; the trigger (:data:`_BLANK_TEXT`) then finds the text gone and does nothing,
+    and stays the safety net for every other path."""
+
+    keep_text: bool = True
+
+
+def blanks_text(conn: sqlite3.Connection) -> bool:
+    """Whether ``conn``'s statements should blank a job's text as it ends (a connection
+    not made by :func:`connect` says no: its trigger, if any, still does it)."""
+    return isinstance(conn, StoreConnection) and not conn.keep_text
+
+
 def connect(
     path: str, *, busy_timeout: float, synchronous: str, keep_text: bool = True
 ) -> sqlite3.Connection:
@@ -295,7 +312,10 @@ def connect(
         raise StoreError(f"{path}: cannot open: {exc.strerror or exc}") from exc
     for file in tightened:
         log.warning("store file was readable by group or others; now 0600", file=file)
-    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, factory=StoreConnection
+    )
+    conn.keep_text = keep_text
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":

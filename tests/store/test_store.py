@@ -409,6 +409,41 @@ async def test_multipart_job_is_delivered_when_every_part_is(store: Store) -> No
     assert await store.outbox_size() == 2
 
 
+async def test_a_single_part_receipt_makes_events_from_the_whole_view(store: Store) -> None:
+    await store.add_jobs(
+        [job("s", response_topic="app/r", correlation_data=b"k", attempts=(("b", "refused"),))]
+    )
+    await store.claim(CARRIER, 1, time.time())
+    await store.mark_submitted("s", CARRIER, ["n1"], ["Raw-1"], False, [])
+    seen: list[JobView] = []
+
+    def capture(view: JobView, status: str) -> list[OutboxEvent]:
+        seen.append(view)
+        return status_events(view, status)
+
+    assert await store.apply_receipt("s", 0, "ENROUTE", capture) is None
+    view = await store.job("s")
+    assert view is not None and view.part_states == ["ENROUTE"] and view.state == "submitted"
+    assert await store.apply_receipt("s", 0, "DELIVRD", capture) == "delivered"
+    after = await store.job("s")
+    assert seen == [after]  # what the events were made from is the job as stored
+    assert after is not None and (after.state, after.status) == ("final", "delivered")
+    assert (after.message_ids, after.part_states) == (["Raw-1"], ["DELIVRD"])
+    assert after.attempts == (("b", "refused"),) and after.correlation_data == b"k"
+    assert await topics(store) == ["sms/status/s", "app/r"]
+
+
+async def test_a_receipt_for_a_job_final_at_submit_is_recorded_without_events(
+    store: Store,
+) -> None:
+    await store.add_jobs([job("f", dlr=False)])
+    await store.mark_submitted("f", CARRIER, ["f1"], ["f1"], True, [])
+    assert await store.apply_receipt("f", 0, "UNDELIV", status_events) is None
+    view = await store.job("f")
+    assert view is not None and (view.status, view.part_states) == ("submitted", ["UNDELIV"])
+    assert await store.outbox_size() == 0
+
+
 @pytest.mark.parametrize(
     ("state", "status"),
     [
@@ -608,6 +643,19 @@ async def test_requeue_refused_once_the_text_was_blanked(backend: Backend) -> No
         await store.recover(lambda carrier: False, status_events)
         view, moved = await store.requeue_unknown("u")
         assert not moved and view is not None and view.error_code == "unknown_outcome"
+
+
+async def test_submit_blanks_the_text_in_its_own_update_sqlite(tmp_path: Path) -> None:
+    """keep_text off: the submit's UPDATE itself sets the text NULL (one write of the row);
+    the trigger is only the safety net, so without it the text still goes."""
+    async with Store(str(tmp_path / "gw.db")) as store:
+        await store.run(lambda c: c.execute("DROP TRIGGER temp.blank_text_when_done"))
+        await store.add_jobs([job("one"), job("two")])
+        await store.claim(CARRIER, 10, time.time())
+        await store.mark_submitted("one", CARRIER, ["1"], ["1"], False, [])
+        await store.mark_submitted("two", CARRIER, ["2a", "2b"], ["2a", "2b"], False, [])
+        rows = await store.run(lambda c: c.execute("SELECT text FROM jobs").fetchall())
+    assert [tuple(row) for row in rows] == [(None,), (None,)]
 
 
 async def test_purge_removes_old_finished_jobs_in_chunks(
