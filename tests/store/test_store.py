@@ -33,7 +33,14 @@ from smppgw.store import (
 from smppgw.store import api as store_api
 from smppgw.store import ops as store_ops
 from smppgw.store.pg import api as pg_api
-from smppgw.store.schema import SCHEMA_VERSION
+from smppgw.store.schema import (
+    _CREATE,
+    _CREATE_CONSENT,
+    _CREATE_FAILOVER,
+    _CREATE_SCHEDULE,
+    _CREATE_V2,
+    SCHEMA_VERSION,
+)
 from store.conftest import Backend
 
 CARRIER = "viettel"
@@ -102,6 +109,30 @@ async def test_version_1_database_is_upgraded_in_place_sqlite(tmp_path: Path) ->
         assert {"dead_events", "tenant_usage", "consent", "marketing_sends"} <= tables
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_version_5_database_gets_the_queued_only_index(tmp_path: Path) -> None:
+    """Version 6 keeps only queued jobs in ``jobs_queue`` (a partial index): an upgraded
+    database counts and claims its queued jobs as before, through that index."""
+    path = str(tmp_path / "gw.db")
+    conn = sqlite3.connect(path)
+    for statement in _CREATE + _CREATE_V2 + _CREATE_FAILOVER + _CREATE_SCHEDULE + _CREATE_CONSENT:
+        conn.execute(statement)
+    conn.executemany(
+        "INSERT INTO jobs (job_id, carrier, lane, state, received_at) VALUES (?, ?, ?, ?, 1.0)",
+        [("q0", CARRIER, 0, 0), ("q1", CARRIER, 1, 0), ("done", CARRIER, 0, 4)],
+    )
+    conn.execute("PRAGMA user_version=5")
+    conn.commit()
+    conn.close()
+    async with Store(path) as store:
+        assert await store.queue_depths() == {(CARRIER, 0): 1, (CARRIER, 1): 1}
+        assert await claim_ids(store) == ["q0", "q1"]
+        await _claim_plan(store)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs_queue'").fetchone()
+        assert sql.endswith("WHERE state = 0")
 
 
 async def test_newer_schema_is_refused_sqlite(tmp_path: Path) -> None:
