@@ -11,6 +11,7 @@ Nothing here loads an unbounded number of rows: claims, purges and event reads a
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,14 +30,13 @@ from smppgw.store.model import (
     StoredJob,
     Usage,
 )
+from smppgw.store.routes import decode_attempts
 from smppgw.store.rows import (
     JOB_COLUMNS,
     STATE_LABELS,
     VIEW_COLUMNS,
-    VIEW_COLUMNS_ONE_PART,
     job_from_row,
     job_values,
-    one_item,
     view_from_row,
 )
 from smppgw.store.schema import blanks_text
@@ -678,11 +678,52 @@ def job(tx: Tx, job_id: str) -> JobView | None:
 #: A single-part job's receipt that decides nothing yet (ENROUTE...): the part recorded.
 _RECEIPT_ONE = "UPDATE jobs SET part_states = json_array(?) WHERE job_id = ? AND parts = 1"
 #: A single-part submitted job's receipt that makes it final: the part, the status and
-#: the view its events are made from, in one statement (no read of the row first).
+#: what its events need, in one statement (no read of the row first). It reads back only
+#: what the UPDATE does not itself decide (``_final_view``).
 _RECEIPT_ONE_FINAL = (
     "UPDATE jobs SET part_states = json_array(?), state = 4, status = ?, done_at = ?"
-    f" WHERE job_id = ? AND parts = 1 AND state = 3 RETURNING {VIEW_COLUMNS_ONE_PART}"
+    " WHERE job_id = ? AND parts = 1 AND state = 3 RETURNING carrier, lane, error_code,"
+    " destination, dlr, attempt, json_extract(message_ids, '$[0]'), response_topic,"
+    " correlation_data, received_at, expires_at, attempts, held_until, hold_reason, send_at"
 )
+_FINAL_LABEL = STATE_LABELS[FINAL]
+
+
+def _final_view(row: Sequence[Any], job_id: str, state: str, status: str, now: float) -> JobView:
+    """The view of a single-part job ``_RECEIPT_ONE_FINAL`` just made final (``JobView``'s
+    fields in order, as ``rows.view_from_row`` builds it)."""
+    (carrier, lane, error_code, destination, dlr, attempt, message_id, response_topic) = row[:8]
+    correlation_data, received_at, expires_at, attempts, held_until, hold_reason = row[8:14]
+    return JobView(
+        job_id,
+        carrier,
+        lane,
+        _FINAL_LABEL,
+        status,
+        error_code,
+        destination,
+        bool(dlr),
+        attempt,
+        1,
+        [message_id],
+        [state],
+        response_topic,
+        correlation_data,
+        received_at,
+        expires_at,
+        now,
+        decode_attempts(attempts),
+        held_until,
+        hold_reason,
+        row[14],
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _one_part_status(state: str) -> str | None:
+    """``job_status`` of a single-part job with receipt ``state`` (a few distinct states
+    arrive, thousands of times a second)."""
+    return job_status((state,))
 
 
 def apply_receipt(
@@ -690,15 +731,15 @@ def apply_receipt(
 ) -> str | None:
     if part == 0:
         # Most jobs are one part: what the receipt does follows from its state alone.
-        status = job_status((state,))
+        status = _one_part_status(state)
         if status is None:
             if tx.conn.execute(_RECEIPT_ONE, (state, job_id)).rowcount:
                 return None
         else:
-            found = tx.conn.execute(_RECEIPT_ONE_FINAL, (state, status, tx.now, job_id))
-            row = found.fetchone()
+            now = tx.now
+            row = tx.conn.execute(_RECEIPT_ONE_FINAL, (state, status, now, job_id)).fetchone()
             if row is not None:
-                _add_events(tx, make_events(view_from_row(row, one_item), status))
+                _add_events(tx, make_events(_final_view(row, job_id, state, status, now), status))
                 return status
     # Several parts, or not a submitted job (unknown, or final already): read it first.
     view = job(tx, job_id)

@@ -36,20 +36,6 @@ VIEW_COLUMNS = (
     " done_at, attempts, held_until, hold_reason, send_at"
 )
 
-#: ``VIEW_COLUMNS`` of a single-part job (SQLite): its one message id and part state read
-#: out of their JSON arrays by SQLite, so the view needs no JSON decoding in Python
-#: (``view_from_row(row, one_item)``).
-VIEW_COLUMNS_ONE_PART = VIEW_COLUMNS.replace(
-    "message_ids, part_states",
-    "json_extract(message_ids, '$[0]'), json_extract(part_states, '$[0]')",
-)
-
-
-def one_item(value: Any) -> list[Any]:
-    """The ``json_list`` of a ``VIEW_COLUMNS_ONE_PART`` row: the part's value as a list."""
-    return [value]
-
-
 _JOB_WIDTH = len(JOB_COLUMNS.split(","))
 _VIEW_WIDTH = len(VIEW_COLUMNS.split(","))
 

@@ -16,7 +16,6 @@ from smppgw.store.rows import (
     VIEW_COLUMNS,
     job_from_row,
     job_values,
-    one_item,
     view_from_row,
 )
 
@@ -95,9 +94,3 @@ def test_each_view_field_comes_from_its_own_column() -> None:
         "send_at": 5.5,
     }
     assert [f.name for f in dataclasses.fields(JobView)] == columns
-
-
-def test_a_single_part_row_reads_its_one_id_and_state_as_lists() -> None:
-    row = ("j", "c", 1, int(JobState.FINAL), "delivered", None, "849", 1, 0, 1, "ID", "DELIVRD")
-    view = view_from_row((*row, None, None, 1.0, None, 2.0, None, None, None, None), one_item)
-    assert (view.message_ids, view.part_states, view.state) == (["ID"], ["DELIVRD"], "final")

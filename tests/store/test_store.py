@@ -442,7 +442,17 @@ async def test_multipart_job_is_delivered_when_every_part_is(store: Store) -> No
 
 async def test_a_single_part_receipt_makes_events_from_the_whole_view(store: Store) -> None:
     await store.add_jobs(
-        [job("s", response_topic="app/r", correlation_data=b"k", attempts=(("b", "refused"),))]
+        [
+            job(
+                "s",
+                response_topic="app/r",
+                correlation_data=b"k",
+                attempts=(("b", "refused"),),
+                expires_at=time.time() + 3600,
+                send_at=time.time() - 60,
+                attempt=2,
+            )
+        ]
     )
     await store.claim(CARRIER, 1, time.time())
     await store.mark_submitted("s", CARRIER, ["n1"], ["Raw-1"], False, [])
