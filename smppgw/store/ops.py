@@ -97,18 +97,31 @@ def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
 
 
 #: Most values bound in one ``IN (...)`` (SQLite allows 32,766 since 3.32; far below).
-_CHUNK = 500
+_CHUNK = 512
+
+
+@functools.lru_cache(maxsize=128)
+def _in_statement(statement: str, size: int) -> str:
+    return statement.format(", ".join("?" * size))
 
 
 def _each_chunk(tx: Tx, statement: str, values: Sequence[Any]) -> int:
     """``statement`` (with ``IN ({})``) once per chunk of ``values`` rather than once per
     value as ``executemany`` does: one statement for a whole claim or outbox round.
-    Returns the rows changed."""
+    Returns the rows changed.
+
+    The list is padded to a power of two by repeating its last value (``IN`` is a set:
+    the same rows match), so that each statement has 10 forms, not one per length: with
+    a form per length the claims, in-flight marks and acks of a busy gateway (any length
+    from 1 to 500) overflow the connection's cache of 128 prepared statements and SQLite
+    compiles them again and again."""
     changed = 0
+    execute = tx.conn.execute
     for start in range(0, len(values), _CHUNK):
-        chunk = values[start : start + _CHUNK]
-        sql = statement.format(", ".join("?" * len(chunk)))
-        changed += tx.conn.execute(sql, tuple(chunk)).rowcount
+        chunk = list(values[start : start + _CHUNK])
+        size = 1 << (len(chunk) - 1).bit_length()
+        chunk += chunk[-1:] * (size - len(chunk))
+        changed += execute(_in_statement(statement, size), chunk).rowcount
     return changed
 
 

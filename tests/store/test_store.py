@@ -555,6 +555,16 @@ async def test_add_rejected_is_final_with_its_event_and_a_dedup_key(store: Store
     assert await store.queue_depths() == {}
 
 
+@pytest.mark.parametrize("acked", [1, 3, 511, 512, 513, 600])
+async def test_an_ack_of_any_length_deletes_exactly_those_events(store: Store, acked: int) -> None:
+    """Acks of every length (padded statements, chunks of 512) delete what they name,
+    count it once, and leave the rest."""
+    ids = await store.add_events([OutboxEvent(f"t/{i}", b"") for i in range(acked + 5)])
+    assert await store.ack_events(ids[:acked]) == acked
+    assert await store.outbox_size() == 5
+    assert [e.event_id for e in await store.pending_events(10)] == ids[acked:]
+
+
 async def test_outbox_pages_acks_and_never_reuses_ids(store: Store) -> None:
     ids = await store.add_events([OutboxEvent(f"sms/inbound/{i}", b"%d" % i) for i in range(5)])
     assert ids == sorted(ids) and len(set(ids)) == 5
