@@ -8,6 +8,13 @@ benchmark the kernel's own CPU and memory accounting. This is the one place that
 
 An ``atexit`` hook terminates whatever is still running when the parent exits, so a run
 that fails half-way leaves no daemon behind.
+
+Ports: a child that cannot bind port 0 and report what it got (mosquitto, PostgreSQL,
+redis-server, bearerbox, the gateway's metrics listener) is handed a port planned free
+(bound to port 0, then closed). Another process can take that port before the child binds
+it (an outgoing connection draws its local port from the same ephemeral range; the
+machine is shared), and the child exits with "address already in use". :func:`fresh_ports`
+is the one retry for that, used by every starter that plans ports: plan anew, start again.
 """
 
 from __future__ import annotations
@@ -22,11 +29,26 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
-__all__ = ["Child", "ChildError", "ProcSample", "sample", "wait_port"]
+__all__ = [
+    "PORT_ATTEMPTS",
+    "Child",
+    "ChildError",
+    "PortAttempt",
+    "ProcSample",
+    "fresh_ports",
+    "listens",
+    "port_taken",
+    "sample",
+    "wait_port",
+]
+
+#: Starts of a child on ports planned free before giving up (see :func:`fresh_ports`).
+PORT_ATTEMPTS = 3
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _LIVE: set[subprocess.Popen[bytes]] = set()
@@ -264,13 +286,111 @@ class Child:
 
 
 def wait_port(host: str, port: int, timeout: float, child: Child | None = None) -> None:
-    """Until ``host:port`` accepts a TCP connection; ChildError if ``child`` exits first."""
+    """Until ``host:port`` accepts a TCP connection (made by ``child``'s listening socket,
+    when given: another process that took the port planned for it and listens there must
+    not pass for the child); ChildError if ``child`` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child is not None:
             child.check()
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
-            return
+            if child is None or listens(child.pid, port) is not False:
+                return
         time.sleep(0.02)
     name = child.name if child is not None else "nothing"
     raise ChildError(f"{name}: nothing listens on {host}:{port} after {timeout} s")
+
+
+# ---------------------------------------------------------------------------- ports
+
+
+def listens(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds a socket listening on TCP ``port``, from /proc (the
+    listening sockets' inodes in /proc/net/tcp*, the process's in /proc/PID/fd); None
+    when /proc cannot say (not Linux, or no permission to read the process's fds)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                next(fh, None)
+                for line in fh:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        except OSError:
+            continue
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except PermissionError:
+        return None
+    except OSError:
+        return False if os.path.isdir("/proc/self/fd") else None
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+    return False
+
+
+def port_taken(error: BaseException) -> bool:
+    """Whether a child failed because a port planned for it was taken meanwhile: the end
+    of its log (in the :class:`ChildError`'s message) says the address is in use, as
+    mosquitto, PostgreSQL, redis-server, Kannel and Python (errno 98) all put it."""
+    text = str(error).lower()
+    return "address already in use" in text or "errno 98" in text
+
+
+class PortAttempt:
+    """One start of a child on ports planned for it (an item of :func:`fresh_ports`).
+
+    As a context manager it swallows a :class:`ChildError` that :func:`port_taken` says
+    was a lost port, unless this is the last attempt; anything else propagates."""
+
+    __slots__ = ("lost", "number", "retry")
+
+    def __init__(self, number: int, *, last: bool) -> None:
+        #: 1 for the first start; ``number > 1``: the ports must be planned anew.
+        self.number = number
+        #: False on the last attempt: its failure propagates whatever the cause.
+        self.retry = not last
+        #: The failure this attempt swallowed (a port was taken), else None.
+        self.lost: ChildError | None = None
+
+    def __enter__(self) -> PortAttempt:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> bool:
+        if isinstance(error, ChildError) and self.retry and port_taken(error):
+            self.lost = error
+            return True
+        return False
+
+
+def fresh_ports(*, may_replan: bool = True, attempts: int = PORT_ATTEMPTS) -> Iterator[PortAttempt]:
+    """Attempts at starting a child on planned ports, until one does not lose a port::
+
+        for attempt in fresh_ports():
+            with attempt:
+                if attempt.number > 1:
+                    plan_new_ports()
+                start_the_child_and_wait_until_ready()  # ChildError on failure
+                return ...
+
+    A start whose child failed because a planned port was taken is retried (the caller
+    plans new ports, stopping what the failed start left running first); any other
+    failure, or a lost port on the last attempt, propagates. Works the same in async code
+    (``await`` inside the ``with``). ``may_replan=False``: one attempt (a restart on the
+    port that clients already know, or a port the caller was given)."""
+    if not may_replan:
+        attempts = 1
+    for number in range(1, attempts + 1):
+        attempt = PortAttempt(number, last=number == attempts)
+        yield attempt
+        if attempt.lost is None:
+            return

@@ -28,6 +28,7 @@ from pathlib import Path
 from smppgw.bench.httpload import DLR_DELIVERED, DlrSink, Injector, SendSms
 from smppgw.bench.load import index_of_destination
 from smppgw.bench.procs import Child, SimProcess, free_port, start_sim
+from smppgw.procs import ChildError, fresh_ports
 
 __all__ = [
     "INSTALL_HINT",
@@ -102,11 +103,6 @@ class KannelPorts:
         return cls(*ports)
 
 
-#: Starts of bearerbox per run: a port chosen free can be taken by another process before
-#: bearerbox binds it (the machine is shared), and bearerbox then exits at once.
-_START_ATTEMPTS = 3
-
-
 def _start_bearerbox(
     binaries: KannelBinaries,
     workdir: Path,
@@ -115,26 +111,27 @@ def _start_bearerbox(
     binds: int,
     window: int,
 ) -> tuple[Child, KannelPorts, Path]:
-    for attempt in range(_START_ATTEMPTS):
-        ports = KannelPorts.free()
-        config = workdir / "kannel.conf"
-        text = kannel_config(workdir, ports, smsc_port, spool=spool, binds=binds, window=window)
-        config.write_text(text)
-        # -v 2: warnings and worse on stderr (the default, debug, would cost Kannel dearly).
-        bearerbox = Child(
-            "bearerbox",
-            [binaries.bearerbox, "-v", "2", str(config)],
-            workdir / "bearerbox.out",
-        ).start()
-        try:
-            bearerbox.wait_port("127.0.0.1", ports.smsbox, 20.0)
-        except RuntimeError:
-            bearerbox.stop()
-            if attempt == _START_ATTEMPTS - 1:
+    """bearerbox on three ports planned free; planned anew when one was taken before
+    bearerbox bound it (the machine is shared; bearerbox then exits at once)."""
+    for attempt in fresh_ports():
+        with attempt:
+            ports = KannelPorts.free()
+            config = workdir / "kannel.conf"
+            text = kannel_config(workdir, ports, smsc_port, spool=spool, binds=binds, window=window)
+            config.write_text(text)
+            # -v 2: warnings and worse on stderr (the default, debug, would cost Kannel dearly).
+            bearerbox = Child(
+                "bearerbox",
+                [binaries.bearerbox, "-v", "2", str(config)],
+                workdir / "bearerbox.out",
+            ).start()
+            try:
+                bearerbox.wait_port("127.0.0.1", ports.smsbox, 20.0)
+            except ChildError:
+                bearerbox.stop()
                 raise
-            continue
-        return bearerbox, ports, config
-    raise AssertionError("unreachable")
+            return bearerbox, ports, config
+    raise AssertionError("unreachable: the last attempt raises")
 
 
 def kannel_config(
@@ -254,6 +251,8 @@ def kannel_stack(
         cleanup.callback(sink.close)
         spool: Path | None = None
         if spool_base is not None:
+            # --kannel-spool names a base directory; like --workdir, it need not exist yet.
+            Path(spool_base).mkdir(parents=True, exist_ok=True)
             spool = Path(tempfile.mkdtemp(prefix="smppgw-bench-kannel-spool-", dir=spool_base))
             if not keep:
                 cleanup.callback(shutil.rmtree, spool, True)

@@ -22,7 +22,7 @@ import orjson
 import yaml
 
 from smppgw.mqtt.broker import Mosquitto, free_port
-from smppgw.procs import Child, ProcSample, sample
+from smppgw.procs import Child, ChildError, ProcSample, fresh_ports, sample
 
 __all__ = [
     "Broker",
@@ -250,7 +250,26 @@ def start_gateway(
 ) -> GatewayProcess:
     """Write a config and start ``smppgw run``; returns once its metrics port answers.
     ``name`` names its files (several gateways in one workdir); ``mqtt`` / ``cluster``:
-    settings added to those sections (a cluster run's client id, shared group, node)."""
+    settings added to those sections (a cluster run's client id, shared group, node).
+    A metrics port taken by another process before the gateway bound it is planned anew
+    (:func:`smppgw.procs.fresh_ports`)."""
+    for attempt in fresh_ports():
+        with attempt:
+            return _start_gateway(workdir, broker, carriers, log_level, store, name, mqtt, cluster)
+    raise AssertionError("unreachable: the last attempt raises")
+
+
+def _start_gateway(
+    workdir: Path,
+    broker: Broker,
+    carriers: list[dict[str, Any]],
+    log_level: str,
+    store: dict[str, Any] | None,
+    name: str,
+    mqtt: dict[str, Any] | None,
+    cluster: dict[str, Any] | None,
+) -> GatewayProcess:
+    """One start of :func:`start_gateway` on a newly planned metrics port."""
     metrics_port = free_port()
     store_path = workdir / f"{name}.db"
     config: dict[str, Any] = {
@@ -280,5 +299,9 @@ def start_gateway(
     gateway.metrics_port = metrics_port
     gateway.config_path = config_path
     gateway.store_path = store_path
-    gateway.wait_port("127.0.0.1", metrics_port, 20.0)
+    try:
+        gateway.wait_port("127.0.0.1", metrics_port, 20.0)
+    except ChildError:
+        gateway.stop()
+        raise
     return gateway

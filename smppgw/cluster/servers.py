@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 
 from smppgw.mqtt.broker import free_port
-from smppgw.procs import Child, ChildError
+from smppgw.procs import Child, ChildError, fresh_ports
 
 __all__ = [
     "Postgres",
@@ -105,19 +105,23 @@ class Postgres:
         if user is not None:
             os.chown(self.dir, user.pw_uid, user.pw_gid)
         self._initdb(user)
-        settings = {
+        self._planned = port is None
+        self._started = False
+        self._settings = {
             "listen_addresses": self.host,
-            "port": str(self.port),
             "unix_socket_directories": str(self.dir),
             "max_connections": "200",
             "shared_buffers": "64MB",
         }
         if not durable:
-            settings.update(fsync="off", full_page_writes="off")
-        argv = [*self._prefix, str(bindir / "postgres"), "-D", str(self.data)]
-        for key, value in settings.items():
+            self._settings.update(fsync="off", full_page_writes="off")
+        self._child = Child("postgres", self._argv(), self.log_path)
+
+    def _argv(self) -> list[str]:
+        argv = [*self._prefix, str(self.bindir / "postgres"), "-D", str(self.data)]
+        for key, value in {**self._settings, "port": str(self.port)}.items():
             argv += ["-c", f"{key}={value}"]
-        self._child = Child("postgres", argv, self.log_path)
+        return argv
 
     def _initdb(self, user: pwd.struct_passwd | None) -> None:
         argv = [
@@ -150,10 +154,19 @@ class Postgres:
         return self._child.pid if self.running else None
 
     def start(self, timeout: float = 30.0) -> Postgres:
-        if not self.running:
-            self._child.start()
-            self._child.wait_port(self.host, self.port, timeout)
-            self._wait_ready(timeout)
+        """Start (or restart on the same port); the first start on a port planned here
+        plans a new one if another process took it meanwhile."""
+        if self.running:
+            return self
+        for attempt in fresh_ports(may_replan=self._planned and not self._started):
+            with attempt:
+                if attempt.number > 1:
+                    self.port = free_port(self.host)
+                    self._child.argv = self._argv()
+                self._child.start()
+                self._child.wait_port(self.host, self.port, timeout)
+                self._wait_ready(timeout)
+                self._started = True
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -237,9 +250,15 @@ class Redis:
             raise ServerMissing("redis-server is not installed (apt-get install redis-server)")
         self.host = "127.0.0.1"
         self.port = port if port is not None else free_port(self.host)
+        self._planned = port is None
+        self._started = False
+        self._binary = binary
         self.dir = Path(tempfile.mkdtemp(prefix="smppgw-redis-"))
-        argv = [
-            binary,
+        self._child = Child("redis-server", self._argv(), self.dir / "redis.log")
+
+    def _argv(self) -> list[str]:
+        return [
+            self._binary,
             "--port",
             str(self.port),
             "--bind",
@@ -253,7 +272,6 @@ class Redis:
             "--protected-mode",
             "no",
         ]
-        self._child = Child("redis-server", argv, self.dir / "redis.log")
 
     @property
     def pid(self) -> int | None:
@@ -268,9 +286,18 @@ class Redis:
         return self._child.running
 
     def start(self, timeout: float = 15.0) -> Redis:
-        if not self.running:
-            self._child.start()
-            self._child.wait_port(self.host, self.port, timeout)
+        """Start (or restart on the same port); the first start on a port planned here
+        plans a new one if another process took it meanwhile."""
+        if self.running:
+            return self
+        for attempt in fresh_ports(may_replan=self._planned and not self._started):
+            with attempt:
+                if attempt.number > 1:
+                    self.port = free_port(self.host)
+                    self._child.argv = self._argv()
+                self._child.start()
+                self._child.wait_port(self.host, self.port, timeout)
+                self._started = True
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -35,13 +35,11 @@ from smppgw.demo.stack import GatewayPlan, SimPlan, StackError, find_conf, plan_
 from smppgw.demo.watch import Watcher, clock, count_finals
 from smppgw.mqtt import MqttError
 from smppgw.mqtt.broker import BrokerError, Mosquitto, reachable
-from smppgw.procs import Child, ChildError
+from smppgw.procs import Child, ChildError, fresh_ports
 
 DEFAULT_BROKER = ("127.0.0.1", 1883)
 #: Seconds between progress lines while something slow is going on.
 PROGRESS_EVERY = 1.0
-#: Tries at starting the simulators on freshly planned ports (see ``_start_sims``).
-PORT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,16 +181,14 @@ class Demo:
     async def _start_sims(self) -> None:
         # A port planned free can be taken before the simulator binds it (another
         # process's outgoing connection draws from the same ephemeral range): plan anew.
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            try:
-                await self._start_sims_once()
-                return
-            except ChildError as exc:
-                if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS:
-                    raise
+        for attempt in fresh_ports():
+            if attempt.number > 1:
                 assert self.sim is not None
                 await self.sim.astop()
-                self.say(f"simulator  a planned port was taken meanwhile; new ports ({attempt})")
+                lost = attempt.number - 1
+                self.say(f"simulator  a planned port was taken meanwhile; new ports ({lost})")
+            with attempt:
+                await self._start_sims_once()
 
     async def _start_sims_once(self) -> None:
         source = self.options.sim_config or find_conf("sim-demo.yaml")

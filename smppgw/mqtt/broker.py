@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from smppgw.procs import Child, ChildError
+from smppgw.procs import Child, ChildError, fresh_ports
 
 INSTALL_HINT = "apt-get install mosquitto"
 #: What a broker started for a run logs, to its log file: enough to say why it failed.
@@ -59,6 +59,10 @@ def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def listener_line(host: str, port: int) -> str:
+    return f"listener {port} {host}"
+
+
 def config_lines(
     host: str,
     port: int,
@@ -68,9 +72,10 @@ def config_lines(
     max_inflight_messages: int = 1000,
     allow_anonymous: bool = True,
 ) -> list[str]:
-    """The listener and the loss-free, low-latency settings (logging is the caller's)."""
+    """The listener (first) and the loss-free, low-latency settings (logging is the
+    caller's)."""
     lines = [
-        f"listener {port} {host}",
+        listener_line(host, port),
         f"allow_anonymous {'true' if allow_anonymous else 'false'}",
         "max_queued_messages 0",
         "max_queued_bytes 0",
@@ -120,21 +125,29 @@ class Mosquitto:
             raise BrokerError(f"mosquitto is not installed ({INSTALL_HINT})")
         self.host = host
         self.port = port if port is not None else free_port(host)
+        #: The port was planned here (not given): a first start that loses it may plan anew.
+        self._planned = port is None
+        self._started = False
         self._owns_dir = directory is None
         self.dir = Path(directory or tempfile.mkdtemp(prefix="smppgw-mosquitto-"))
         self.config_path = self.dir / "mosquitto.conf"
         self.log_path = self.dir / "mosquitto.log"
         self.max_inflight_messages = max_inflight_messages
-        lines = config_lines(
-            host,
-            self.port,
-            persistence_dir=self.dir if persistence else None,
-            autosave_interval=autosave_interval,
-            max_inflight_messages=max_inflight_messages,
-            allow_anonymous=allow_anonymous,
-        )
-        lines += ["log_dest stderr", *(f"log_type {kind}" for kind in log_types)]
-        self.config_path.write_text("\n".join([*lines, *extra_lines]) + "\n")
+        #: The config after the listener line (which :meth:`_write_config` puts first).
+        self._lines = [
+            *config_lines(
+                host,
+                self.port,
+                persistence_dir=self.dir if persistence else None,
+                autosave_interval=autosave_interval,
+                max_inflight_messages=max_inflight_messages,
+                allow_anonymous=allow_anonymous,
+            )[1:],
+            "log_dest stderr",
+            *(f"log_type {kind}" for kind in log_types),
+            *extra_lines,
+        ]
+        self._write_config()
         self._child = Child(
             "mosquitto",
             [binary, "-c", str(self.config_path)],
@@ -151,15 +164,30 @@ class Mosquitto:
         """The running broker's pid; None when stopped or killed."""
         return self._child.pid if self.running else None
 
+    def _write_config(self) -> None:
+        lines = [listener_line(self.host, self.port), *self._lines]
+        self.config_path.write_text("\n".join(lines) + "\n")
+
     def start(self, timeout: float = 10.0) -> Mosquitto:
-        """Start (or restart) on the same port; return once the port accepts connections."""
-        if not self.running:
-            self._child.start()
-            try:
-                self._child.wait_port(self.host, self.port, timeout)
-            except ChildError as exc:
-                self._child.kill()
-                raise BrokerError(str(exc)) from None
+        """Start (or restart) on the same port; return once the port accepts connections.
+
+        The first start on a port planned here plans a new one when another process took
+        it meanwhile (:func:`smppgw.procs.fresh_ports`); a restart keeps its port, which
+        clients and the persisted sessions know."""
+        if self.running:
+            return self
+        for attempt in fresh_ports(may_replan=self._planned and not self._started):
+            with attempt:
+                if attempt.number > 1:
+                    self.port = free_port(self.host)
+                    self._write_config()
+                self._child.start()
+                try:
+                    self._child.wait_port(self.host, self.port, timeout)
+                except ChildError as exc:
+                    self._child.kill()
+                    raise BrokerError(str(exc)) from None
+                self._started = True
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

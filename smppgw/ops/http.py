@@ -100,7 +100,8 @@ class BoundedWSGIServer(WSGIServer):
         limits: HttpLimits = DEFAULT_LIMITS,
         on_drop: Callable[[str], None] = lambda reason: None,
     ) -> None:
-        super().__init__(address, handler)
+        # Everything server_close() closes exists before the base class binds: a bind that
+        # fails (the port is in use) calls server_close() and must raise its OSError.
         self.limits = limits
         self._on_drop = on_drop
         self._lock = threading.Lock()
@@ -113,6 +114,7 @@ class BoundedWSGIServer(WSGIServer):
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._selector = selectors.DefaultSelector()
+        super().__init__(address, handler)
 
     # ------------------------------------------------------------------ lifecycle
 

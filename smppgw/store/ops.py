@@ -11,6 +11,7 @@ Nothing here loads an unbounded number of rows: claims, purges and event reads a
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,6 +30,7 @@ from smppgw.store.model import (
     StoredJob,
     Usage,
 )
+from smppgw.store.routes import decode_attempts
 from smppgw.store.rows import (
     JOB_COLUMNS,
     STATE_LABELS,
@@ -37,6 +39,7 @@ from smppgw.store.rows import (
     job_values,
     view_from_row,
 )
+from smppgw.store.schema import blanks_text
 from smppgw.store.writer import Tx
 
 EventMaker = Callable[[JobView, str], list[OutboxEvent]]
@@ -62,6 +65,9 @@ _COUNT_USAGE = (
     "INSERT INTO tenant_usage (tenant, day, parts) VALUES (?, ?, ?)"
     " ON CONFLICT (tenant, day) DO UPDATE SET parts = parts + excluded.parts"
 )
+#: Set in the UPDATE that makes a job submitted or final when texts are not kept
+#: (``schema.StoreConnection``): one write of the row, not a second by the trigger.
+_BLANK = ", text = NULL"
 _INSERT_EVENT = "INSERT INTO outbox (topic, payload, correlation_data) VALUES (?, ?, ?)"
 
 
@@ -91,18 +97,31 @@ def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
 
 
 #: Most values bound in one ``IN (...)`` (SQLite allows 32,766 since 3.32; far below).
-_CHUNK = 500
+_CHUNK = 512
+
+
+@functools.lru_cache(maxsize=128)
+def _in_statement(statement: str, size: int) -> str:
+    return statement.format(", ".join("?" * size))
 
 
 def _each_chunk(tx: Tx, statement: str, values: Sequence[Any]) -> int:
     """``statement`` (with ``IN ({})``) once per chunk of ``values`` rather than once per
     value as ``executemany`` does: one statement for a whole claim or outbox round.
-    Returns the rows changed."""
+    Returns the rows changed.
+
+    The list is padded to a power of two by repeating its last value (``IN`` is a set:
+    the same rows match), so that each statement has 10 forms, not one per length: with
+    a form per length the claims, in-flight marks and acks of a busy gateway (any length
+    from 1 to 500) overflow the connection's cache of 128 prepared statements and SQLite
+    compiles them again and again."""
     changed = 0
+    execute = tx.conn.execute
     for start in range(0, len(values), _CHUNK):
-        chunk = values[start : start + _CHUNK]
-        sql = statement.format(", ".join("?" * len(chunk)))
-        changed += tx.conn.execute(sql, tuple(chunk)).rowcount
+        chunk = list(values[start : start + _CHUNK])
+        size = 1 << (len(chunk) - 1).bit_length()
+        chunk += chunk[-1:] * (size - len(chunk))
+        changed += execute(_in_statement(statement, size), chunk).rowcount
     return changed
 
 
@@ -476,7 +495,17 @@ def mark_in_flight(tx: Tx, job_ids: Sequence[str]) -> None:
 
 _SUBMIT = (
     "UPDATE jobs SET state = ?, status = 'submitted', parts = ?, message_ids = ?,"
-    " norm_ids = ?, part_states = ?, done_at = ? WHERE job_id = ?"
+    " norm_ids = ?, part_states = ?, done_at = ?{} WHERE job_id = ?"
+)
+#: A single-part job (most jobs): its id lists built by SQLite's ``json_array`` and its
+#: part states a constant, instead of three ``json.dumps`` (same JSON, read back alike).
+_SUBMIT_ONE = (
+    "UPDATE jobs SET state = ?, status = 'submitted', parts = 1, message_ids = json_array(?),"
+    " norm_ids = json_array(?), part_states = '[null]', done_at = ?{} WHERE job_id = ?"
+)
+_MSGID = (
+    "INSERT OR REPLACE INTO msgids (carrier, normalized_id, job_id, part, parts)"
+    " VALUES (?, ?, ?, ?, ?)"
 )
 
 
@@ -502,6 +531,19 @@ def _open_reply(
     )
 
 
+def _submit_statements(one_part: bool, blank: bool) -> tuple[str, str]:
+    """(for a claimed job, for a job in any state) of one ``_SUBMIT`` form."""
+    update = (_SUBMIT_ONE if one_part else _SUBMIT).format(_BLANK if blank else "")
+    return update + " AND state IN (1, 2)" + _SUBMIT_RETURNING, update + _SUBMIT_RETURNING
+
+
+#: (single part, blank the text) → statements, built once: the same string object every
+#: call also spares the statement cache a hash of a new string.
+_SUBMITS = {
+    (one, blank): _submit_statements(one, blank) for one in (True, False) for blank in (True, False)
+}
+
+
 def mark_submitted(
     tx: Tx,
     job_id: str,
@@ -514,18 +556,26 @@ def mark_submitted(
     if len(normalized_ids) != len(raw_ids) or not raw_ids:
         raise ValueError("normalized_ids and raw_ids must be non-empty and of equal length")
     parts = len(raw_ids)
-    values = (
-        FINAL if final else SUBMITTED,
-        parts,
-        json.dumps(list(raw_ids)),
-        json.dumps(list(normalized_ids)),
-        json.dumps([None] * parts),
-        tx.now,
-        job_id,
-    )
+    state = FINAL if final else SUBMITTED
+    values: tuple[Any, ...]
+    if parts == 1:
+        values = (state, raw_ids[0], normalized_ids[0], tx.now, job_id)
+    else:
+        raw, norm, blank = list(raw_ids), list(normalized_ids), [None] * parts
+        values = (
+            state,
+            parts,
+            json.dumps(raw),
+            json.dumps(norm),
+            json.dumps(blank),
+            tx.now,
+            job_id,
+        )
+    claimed, any_state = _SUBMITS[parts == 1, blanks_text(tx.conn)]
+    execute = tx.conn.execute
     # The usual case in one statement: a claimed job (sending / in flight) is in no
     # queue-depth count, so nothing else needs its old state.
-    row = tx.conn.execute(_SUBMIT + " AND state IN (1, 2)" + _SUBMIT_RETURNING, values).fetchone()
+    row = execute(claimed, values).fetchone()
     if row is None:
         current = _state(tx, job_id)
         if current is None:
@@ -533,15 +583,16 @@ def mark_submitted(
         if current[0] == FINAL:
             raise ValueError(f"job {job_id!r} is already final")
         _leave_queue(tx, *current)
-        row = tx.conn.execute(_SUBMIT + _SUBMIT_RETURNING, values).fetchone()
+        row = execute(any_state, values).fetchone()
     if row[0] is not None:
         _open_reply(tx, job_id, *row)
     # A recycled message id (SMSC counters wrap) now points at the newer job.
-    tx.conn.executemany(
-        "INSERT OR REPLACE INTO msgids (carrier, normalized_id, job_id, part, parts)"
-        " VALUES (?, ?, ?, ?, ?)",
-        [(carrier, nid, job_id, part, parts) for part, nid in enumerate(normalized_ids)],
-    )
+    if parts == 1:
+        execute(_MSGID, (carrier, normalized_ids[0], job_id, 0, 1))
+    else:
+        tx.conn.executemany(
+            _MSGID, [(carrier, nid, job_id, part, parts) for part, nid in enumerate(normalized_ids)]
+        )
     _add_events(tx, events)
 
 
@@ -637,9 +688,73 @@ def job(tx: Tx, job_id: str) -> JobView | None:
     return None if found is None else _view_from_row(found)
 
 
+#: A single-part job's receipt that decides nothing yet (ENROUTE...): the part recorded.
+_RECEIPT_ONE = "UPDATE jobs SET part_states = json_array(?) WHERE job_id = ? AND parts = 1"
+#: A single-part submitted job's receipt that makes it final: the part, the status and
+#: what its events need, in one statement (no read of the row first). It reads back only
+#: what the UPDATE does not itself decide (``_final_view``).
+_RECEIPT_ONE_FINAL = (
+    "UPDATE jobs SET part_states = json_array(?), state = 4, status = ?, done_at = ?"
+    " WHERE job_id = ? AND parts = 1 AND state = 3 RETURNING carrier, lane, error_code,"
+    " destination, dlr, attempt, json_extract(message_ids, '$[0]'), response_topic,"
+    " correlation_data, received_at, expires_at, attempts, held_until, hold_reason, send_at"
+)
+_FINAL_LABEL = STATE_LABELS[FINAL]
+
+
+def _final_view(row: Sequence[Any], job_id: str, state: str, status: str, now: float) -> JobView:
+    """The view of a single-part job ``_RECEIPT_ONE_FINAL`` just made final (``JobView``'s
+    fields in order, as ``rows.view_from_row`` builds it)."""
+    (carrier, lane, error_code, destination, dlr, attempt, message_id, response_topic) = row[:8]
+    correlation_data, received_at, expires_at, attempts, held_until, hold_reason = row[8:14]
+    return JobView(
+        job_id,
+        carrier,
+        lane,
+        _FINAL_LABEL,
+        status,
+        error_code,
+        destination,
+        bool(dlr),
+        attempt,
+        1,
+        [message_id],
+        [state],
+        response_topic,
+        correlation_data,
+        received_at,
+        expires_at,
+        now,
+        decode_attempts(attempts),
+        held_until,
+        hold_reason,
+        row[14],
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _one_part_status(state: str) -> str | None:
+    """``job_status`` of a single-part job with receipt ``state`` (a few distinct states
+    arrive, thousands of times a second)."""
+    return job_status((state,))
+
+
 def apply_receipt(
     tx: Tx, job_id: str, part: int, state: str, make_events: EventMaker
 ) -> str | None:
+    if part == 0:
+        # Most jobs are one part: what the receipt does follows from its state alone.
+        status = _one_part_status(state)
+        if status is None:
+            if tx.conn.execute(_RECEIPT_ONE, (state, job_id)).rowcount:
+                return None
+        else:
+            now = tx.now
+            row = tx.conn.execute(_RECEIPT_ONE_FINAL, (state, status, now, job_id)).fetchone()
+            if row is not None:
+                _add_events(tx, make_events(_final_view(row, job_id, state, status, now), status))
+                return status
+    # Several parts, or not a submitted job (unknown, or final already): read it first.
     view = job(tx, job_id)
     if view is None or not 0 <= part < view.parts:
         return None

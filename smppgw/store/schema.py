@@ -30,7 +30,7 @@ from smppgw.store.model import StoreError
 
 log = get_logger("smppgw.store")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: Jobs: ``seq`` (the rowid) is arrival order; ``job_id`` is the dedup key, kept in every
 #: state until purge. ``done_at`` is set when the job is submitted or final (purge age).
@@ -208,6 +208,21 @@ _CREATE_CONSENT = [
 ]
 
 
+#: Version 6 (issue 13): ``jobs_queue`` holds only queued jobs (state 0), which is all the
+#: claim, the queue counts and a failover's move read from it. Before, every job stayed in
+#: it for life under its current state, so each change of state (claimed, in flight,
+#: submitted, final: four per job) moved its entry, ~2 µs of the writer's time each; now
+#: a job leaves it once, when claimed, and a later change of state does not touch it.
+#: ``state`` stays in the key (always 0) so that the plans read as before: an equality
+#: on it, and ``count_queued`` answered from the index alone. A job list filtered by a
+#: carrier and another state walks the table newest first instead (an operator's
+#: command, with a limit).
+_QUEUED_ONLY = [
+    "DROP INDEX jobs_queue",
+    "CREATE INDEX jobs_queue ON jobs (carrier, state, lane, seq, next_attempt) WHERE state = 0",
+]
+
+
 def _steps(statements: list[str]) -> Callable[[sqlite3.Connection], None]:
     def step(conn: sqlite3.Connection) -> None:
         for statement in statements:
@@ -222,6 +237,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _steps(_CREATE_FAILOVER),
     3: _steps(_CREATE_SCHEDULE),
     4: _steps(_CREATE_CONSENT),
+    5: _steps(_QUEUED_ONLY),
 }
 
 
@@ -278,6 +294,23 @@ _BLANK_TEXT = """
 """
 
 
+class StoreConnection(sqlite3.Connection):
+    """The writer's connection, carrying what its statements depend on.
+
+    ``keep_text`` False: the operations that make a job ``submitted`` or final on the hot
+    path (``store.ops``) set ``text = NULL`` in their own UPDATE, so the row is written
+    once; the trigger (:data:`_BLANK_TEXT`) then finds the text gone and does nothing,
+    and stays the safety net for every other path."""
+
+    keep_text: bool = True
+
+
+def blanks_text(conn: sqlite3.Connection) -> bool:
+    """Whether ``conn``'s statements should blank a job's text as it ends (a connection
+    not made by :func:`connect` says no: its trigger, if any, still does it)."""
+    return isinstance(conn, StoreConnection) and not conn.keep_text
+
+
 def connect(
     path: str, *, busy_timeout: float, synchronous: str, keep_text: bool = True
 ) -> sqlite3.Connection:
@@ -295,7 +328,10 @@ def connect(
         raise StoreError(f"{path}: cannot open: {exc.strerror or exc}") from exc
     for file in tightened:
         log.warning("store file was readable by group or others; now 0600", file=file)
-    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, factory=StoreConnection
+    )
+    conn.keep_text = keep_text
     try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -327,7 +363,12 @@ def migrate(conn: sqlite3.Connection) -> None:
     try:
         if version == 0:
             for statement in (
-                _CREATE + _CREATE_V2 + _CREATE_FAILOVER + _CREATE_SCHEDULE + _CREATE_CONSENT
+                _CREATE
+                + _CREATE_V2
+                + _CREATE_FAILOVER
+                + _CREATE_SCHEDULE
+                + _CREATE_CONSENT
+                + _QUEUED_ONLY
             ):
                 conn.execute(statement)
         else:

@@ -40,11 +40,34 @@ def tiny(tmp_path: Path) -> Options:
     )
 
 
-def test_every_scenario_runs_and_measures(tmp_path: Path) -> None:
+#: ``SMPPGW_BENCH_PRELUDE`` for the throttle scenario: the gateway appends the time of
+#: every send its throttle granted (``Throttle.take``, called where the PDU is written) to
+#: the file named by ``SMPPGW_SEND_TIMES``; recording only, the call goes through.
+_RECORD_SENDS = """
+import os
+from smppgw.engine import throttle
+_take = throttle.Throttle.take
+_out = open(os.environ["SMPPGW_SEND_TIMES"], "a", buffering=1)
+def take(self, now=None):
+    sent = _take(self, now)
+    _out.write(f"{sent!r}\\n")
+    return sent
+throttle.Throttle.take = take
+"""
+
+
+def test_every_scenario_runs_and_measures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from smppgw.bench.cli import run_scenarios
 
     names = ["throughput", "latency", "throttle", "otp", "memory"]
-    results = {r.name: r for r in run_scenarios(names, tiny(tmp_path), Progress(enabled=False))}
+    sends_file = tmp_path / "throttle-sends.txt"
+    results = {}
+    for name in names:
+        with monkeypatch.context() as env:
+            if name == "throttle":
+                env.setenv("SMPPGW_BENCH_PRELUDE", _RECORD_SENDS)
+                env.setenv("SMPPGW_SEND_TIMES", str(sends_file))
+            (results[name],) = run_scenarios([name], tiny(tmp_path), Progress(enabled=False))
 
     t = results["throughput"].figures
     assert t["delivered"] == 300 and t["statuses"] == {"submitted": 300, "delivered": 300}
@@ -63,7 +86,16 @@ def test_every_scenario_runs_and_measures(tmp_path: Path) -> None:
     th = results["throttle"].figures
     assert 0 < th["max_in_any_1s_window"] <= THROTTLE_TPS
     assert th["mean_rate"] > THROTTLE_TPS / 2
-    assert th["smsc_throttled"] == 0
+    # The limit is the gateway's on its own clock: no sliding second of its sends holds
+    # more than the TPS. Not "the SMSC throttled nothing": the simulator stamps a submit
+    # when its process gets the CPU, and on a loaded machine that lag varies by more than
+    # the throttle's 5-10 ms guard, so it throttled 1-3 submits in 5 of 10 runs whose sends
+    # never exceeded 100 in any second (smppgw.engine.throttle: the carrier pauses and
+    # widens the guard). smsc_throttled is measured and reported, not asserted.
+    sends = sorted(float(line) for line in sends_file.read_text().split())
+    assert len(sends) >= th["submits"]
+    assert max_in_window(sends, 1.0)[0] <= THROTTLE_TPS
+    assert th["smsc_throttled"] >= 0
 
     otp = results["otp"].figures
     assert len(otp["publish_to_submit_sm_ms"]) == OTP_COUNT

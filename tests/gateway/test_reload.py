@@ -134,14 +134,40 @@ async def _backlog(obs: Observer, total: int, prefix: str = "j") -> list[str]:
     return ids
 
 
+class SendTimes:
+    """The carrier's observer, recording when each submit_sm was written.
+
+    The carrier calls ``submit_sent`` in the synchronous step that takes the throttle's
+    slot and writes the PDU, so these are the send times the throttle keeps to the limit;
+    everything is passed on to the gateway's own observer (its metrics stay true)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.times: list[float] = []
+
+    def submit_sent(self, carrier: str) -> None:
+        self.times.append(time.monotonic())
+        self.inner.submit_sent(carrier)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 async def test_tps_change_mid_backlog_keeps_every_bind_and_shows_within_a_second(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     """tps 50 → 100 by SIGHUP, then 100 → 30 by ``smppgw ctl reload``, while a backlog
     sends over two binds: the SMSC's connection and bind counts never change, the raised
-    rate shows in the first second after the signal, the lowered one once the second the
-    old rate filled has passed, and no sliding second at the SMSC holds more than the
-    limit in force (50 before, 100, then 30)."""
+    rate shows at the SMSC in the first second after the signal, the lowered one once the
+    second the old rate filled has passed, and no sliding second of the gateway's sends
+    holds more than the limit in force (50 before, 100, then 30).
+
+    The limit is checked on the send times, not on the SMSC's arrival times: the simulator
+    shares the test's event loop, and on a loaded machine a submit_sm can wait there
+    5-12 ms before it is stamped while the next ones are stamped at once, more than the
+    throttle's 5 ms guard (seen in CI: 51 "in one second" of arrivals whose sends spanned
+    1.0051 s). A real SMSC's arrival jitter is the guard's and ESME_RTHROTTLED's business
+    (smppgw.engine.throttle), not this test's."""
     sock_dir = Path(tempfile.mkdtemp(prefix="smppgw-live-"))  # short: a UNIX socket path
     sock = sock_dir / "ctl.sock"
     async with Simulator(sim_config(name="viettel")) as viettel:
@@ -151,6 +177,7 @@ async def test_tps_change_mid_backlog_keeps_every_bind_and_shows_within_a_second
         try:
             async with _gateway(doc, path) as gateway, Observer(mosquitto) as obs:
                 carrier = gateway.carriers["viettel"]
+                sent = carrier.observer = SendTimes(carrier.observer)
                 await _backlog(obs, 450)
                 await _until(lambda: len(viettel.submits) >= 1)
                 await asyncio.sleep(1.5)
@@ -173,6 +200,7 @@ async def test_tps_change_mid_backlog_keeps_every_bind_and_shows_within_a_second
                 await asyncio.sleep(2.5)
                 after = viettel.stats()
                 times = [s.at for s in viettel.submits]
+                sends = list(sent.times)
 
                 assert gateway.carriers["viettel"] is carrier
                 for stats in (mid, after):
@@ -180,9 +208,9 @@ async def test_tps_change_mid_backlog_keeps_every_bind_and_shows_within_a_second
                     assert stats["binds"] == before["binds"]
                     assert stats["binds_total"] == before["binds_total"] == 2
                     assert stats["unbinds"] == 0
-                assert most_in_second_ending_at([t for t in times if t < signalled], 0.0) <= 50
-                assert most_in_second_ending_at([t for t in times if t < lowered], 0.0) <= 100
-                assert most_in_second_ending_at(times, lowered) <= 30
+                assert most_in_second_ending_at([t for t in sends if t < signalled], 0.0) <= 50
+                assert most_in_second_ending_at([t for t in sends if t < lowered], 0.0) <= 100
+                assert most_in_second_ending_at(sends, lowered) <= 30
                 assert in_span(times, signalled, signalled + 1.0) >= 90
                 assert in_span(times, lowered + 1.0, lowered + 2.0) >= 27
                 assert after["submits_throttled"] == 0

@@ -3,6 +3,7 @@ with short limits so the deadlines show in well under a second."""
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -117,3 +118,17 @@ def test_stop_is_prompt_with_connections_open() -> None:
     assert all(closed_within(s, 1.0) for s in idle)
     for s in idle:
         s.close()
+
+
+def test_a_port_in_use_is_an_address_in_use_error() -> None:
+    """The bind fails inside the base class's constructor, which closes the server: that
+    must raise the OSError that says why (it was an AttributeError from server_close, so
+    an operator, and smppgw.procs.port_taken, never saw "address already in use")."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        endpoint = HttpEndpoint(Metrics(process_metrics=False), HealthState(), LIMITS)
+        with pytest.raises(OSError) as raised:
+            endpoint.start(f"127.0.0.1:{port}")
+        assert raised.value.errno == errno.EADDRINUSE

@@ -34,7 +34,7 @@ import yaml
 
 from smppgw.config import MqttConfig
 from smppgw.mqtt import Message, MqttClient, MqttUnavailable
-from smppgw.procs import Child, ChildError, sample
+from smppgw.procs import Child, ChildError, fresh_ports, sample
 
 from support.broker import Mosquitto, free_port
 
@@ -255,6 +255,7 @@ class GatewayProc:
         self.config = config
         self.config_path = self.dir / "gw.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
+        self._metrics_planned = metrics and "metrics" not in top
         self.log_path = self.dir / "gw.log"
         argv = [PYTHON, "-m", "smppgw", "run", "--config", str(self.config_path)]
         self.child = Child("smppgw run", argv, self.log_path)
@@ -279,12 +280,21 @@ class GatewayProc:
         return self.child.log_text()
 
     async def start(self, timeout: float = 20.0) -> GatewayProc:
-        self.child.start()
-        self.starts += 1
+        """Start (or restart) and wait until it logs ``gateway_ready``. A metrics port
+        planned here that another process took meanwhile is planned anew (a restart too:
+        only the tests read it, through ``metrics_port``)."""
         try:
-            await self.child.wait_logged('"gateway_ready"', timeout)
+            for attempt in fresh_ports(may_replan=self._metrics_planned):
+                with attempt:
+                    if attempt.number > 1:
+                        self.metrics_port = free_port()
+                        self.config["metrics"]["listen"] = f"127.0.0.1:{self.metrics_port}"
+                        self.config_path.write_text(yaml.safe_dump(self.config))
+                    self.child.start()
+                    await self.child.wait_logged('"gateway_ready"', timeout)
         except ChildError as exc:
             raise AssertionError(f"gateway did not start: {exc}") from None
+        self.starts += 1
         return self
 
     def kill9(self) -> None:

@@ -46,10 +46,17 @@ def tmpfs(path: Path, megabytes: int) -> Iterator[Path]:
 
 
 def fill(directory: Path) -> Path:
-    """Write a file until the filesystem is full; returns it (delete it to free the space)."""
+    """Make a file that takes every free byte of the filesystem; returns it (delete it to
+    free the space). The bulk is one ``posix_fallocate`` (milliseconds, where writing
+    32 MiB took up to a second on a loaded machine: see :func:`fill_with_wal_empty`), then
+    writes halving down to the last octet the filesystem will take."""
     filler = directory / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        free = os.statvfs(directory)
+        with contextlib.suppress(OSError):
+            os.posix_fallocate(fd, 0, free.f_bavail * free.f_frsize)
+        os.lseek(fd, 0, os.SEEK_END)
         block = 1 << 20
         while block:
             try:
@@ -84,8 +91,10 @@ async def _flow(
             await gw.start()
             await obs.publish_many(job(prefix, i) for i in range(n_before))
             await obs.wait_for(lambda: len(obs.statuses) > n_before // 3, 30, "first events")
-            received_before = gw.metric("smppgw_jobs_received_total")
+            # Counted from when the store cannot commit any more: jobs of the first batch
+            # still arriving while the fault is being set up are not "taken while failing".
             fault = await fault_on()
+            received_before = gw.metric("smppgw_jobs_received_total")
             started = time.monotonic()
             await obs.publish_many(job(prefix, i) for i in range(n_before, n_before + n_during))
             during = ids[n_before:]
@@ -127,23 +136,44 @@ async def _flow(
     assert store.outbox == 0
 
 
+def fill_with_wal_empty(database: Path, attempts: int = 5) -> Path:
+    """Fill the filesystem of ``database`` (in WAL mode, open in a running gateway) so that
+    no commit can succeed any more; returns the filler (delete it to free the space).
+
+    A full disk alone is not enough: SQLite writes a commit into the WAL file, and once a
+    checkpoint has copied the WAL back (automatically when it reaches
+    ``wal_autocheckpoint`` pages, 1000) the next commit restarts the WAL from its start,
+    into space the file already has. So the WAL is truncated first, and the gateway goes on
+    committing while the disk fills: if the WAL reached the checkpoint size meanwhile (a
+    fill of 0.9 s did, letting all 200 jobs of the fault in), the disk is freed and the
+    fault set up again. Below that size no checkpoint runs, and every commit needs a new
+    page of WAL that the full disk refuses."""
+    for _ in range(attempts):
+        conn = sqlite3.connect(database, timeout=10)
+        try:
+            busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            limit = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+            page = conn.execute("PRAGMA page_size").fetchone()[0]
+        finally:
+            conn.close()
+        if busy:
+            continue
+        filler = fill(database.parent)
+        wal = database.with_name(database.name + "-wal")
+        frames = (wal.stat().st_size - 32) // (page + 24) if wal.exists() else 0
+        if frames < limit:
+            return filler
+        filler.unlink()
+    raise AssertionError(f"the WAL reached its checkpoint size while filling, {attempts} times")
+
+
 async def test_disk_full_stops_intake_and_recovers(
     tmp_path: Path, mosquitto: Mosquitto, report
 ) -> None:
     with tmpfs(tmp_path / "disk", 32) as disk:
 
-        def truncate_wal_then_fill() -> Path:
-            # Empty the WAL first: a WAL already grown by earlier commits is reused in
-            # place after a checkpoint and would take many more jobs with the disk full.
-            conn = sqlite3.connect(disk / "gw.db", timeout=10)
-            try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                conn.close()
-            return fill(disk)
-
         async def full() -> Path:
-            return await asyncio.to_thread(truncate_wal_then_fill)
+            return await asyncio.to_thread(fill_with_wal_empty, disk / "gw.db")
 
         async def space(filler: Path) -> None:
             filler.unlink()

@@ -35,7 +35,14 @@ from smppgw.store import (
 from smppgw.store import api as store_api
 from smppgw.store import ops as store_ops
 from smppgw.store.pg import api as pg_api
-from smppgw.store.schema import SCHEMA_VERSION
+from smppgw.store.schema import (
+    _CREATE,
+    _CREATE_CONSENT,
+    _CREATE_FAILOVER,
+    _CREATE_SCHEDULE,
+    _CREATE_V2,
+    SCHEMA_VERSION,
+)
 from store.conftest import Backend
 
 CARRIER = "viettel"
@@ -104,6 +111,30 @@ async def test_version_1_database_is_upgraded_in_place_sqlite(tmp_path: Path) ->
         assert {"dead_events", "tenant_usage", "consent", "marketing_sends"} <= tables
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_version_5_database_gets_the_queued_only_index(tmp_path: Path) -> None:
+    """Version 6 keeps only queued jobs in ``jobs_queue`` (a partial index): an upgraded
+    database counts and claims its queued jobs as before, through that index."""
+    path = str(tmp_path / "gw.db")
+    conn = sqlite3.connect(path)
+    for statement in _CREATE + _CREATE_V2 + _CREATE_FAILOVER + _CREATE_SCHEDULE + _CREATE_CONSENT:
+        conn.execute(statement)
+    conn.executemany(
+        "INSERT INTO jobs (job_id, carrier, lane, state, received_at) VALUES (?, ?, ?, ?, 1.0)",
+        [("q0", CARRIER, 0, 0), ("q1", CARRIER, 1, 0), ("done", CARRIER, 0, 4)],
+    )
+    conn.execute("PRAGMA user_version=5")
+    conn.commit()
+    conn.close()
+    async with Store(path) as store:
+        assert await store.queue_depths() == {(CARRIER, 0): 1, (CARRIER, 1): 1}
+        assert await claim_ids(store) == ["q0", "q1"]
+        await _claim_plan(store)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs_queue'").fetchone()
+        assert sql.endswith("WHERE state = 0")
 
 
 async def test_newer_schema_is_refused_sqlite(tmp_path: Path) -> None:
@@ -412,6 +443,51 @@ async def test_multipart_job_is_delivered_when_every_part_is(store: Store) -> No
     assert await store.outbox_size() == 2
 
 
+async def test_a_single_part_receipt_makes_events_from_the_whole_view(store: Store) -> None:
+    await store.add_jobs(
+        [
+            job(
+                "s",
+                response_topic="app/r",
+                correlation_data=b"k",
+                attempts=(("b", "refused"),),
+                expires_at=time.time() + 3600,
+                send_at=time.time() - 60,
+                attempt=2,
+            )
+        ]
+    )
+    await store.claim(CARRIER, 1, time.time())
+    await store.mark_submitted("s", CARRIER, ["n1"], ["Raw-1"], False, [])
+    seen: list[JobView] = []
+
+    def capture(view: JobView, status: str) -> list[OutboxEvent]:
+        seen.append(view)
+        return status_events(view, status)
+
+    assert await store.apply_receipt("s", 0, "ENROUTE", capture) is None
+    view = await store.job("s")
+    assert view is not None and view.part_states == ["ENROUTE"] and view.state == "submitted"
+    assert await store.apply_receipt("s", 0, "DELIVRD", capture) == "delivered"
+    after = await store.job("s")
+    assert seen == [after]  # what the events were made from is the job as stored
+    assert after is not None and (after.state, after.status) == ("final", "delivered")
+    assert (after.message_ids, after.part_states) == (["Raw-1"], ["DELIVRD"])
+    assert after.attempts == (("b", "refused"),) and after.correlation_data == b"k"
+    assert await topics(store) == ["sms/status/s", "app/r"]
+
+
+async def test_a_receipt_for_a_job_final_at_submit_is_recorded_without_events(
+    store: Store,
+) -> None:
+    await store.add_jobs([job("f", dlr=False)])
+    await store.mark_submitted("f", CARRIER, ["f1"], ["f1"], True, [])
+    assert await store.apply_receipt("f", 0, "UNDELIV", status_events) is None
+    view = await store.job("f")
+    assert view is not None and (view.status, view.part_states) == ("submitted", ["UNDELIV"])
+    assert await store.outbox_size() == 0
+
+
 @pytest.mark.parametrize(
     ("state", "status"),
     [
@@ -480,6 +556,16 @@ async def test_add_rejected_is_final_with_its_event_and_a_dedup_key(store: Store
     assert (view.response_topic, view.correlation_data) == ("app/r", b"c")
     assert [e.payload for e in await store.pending_events(10)] == [b"rejected"]
     assert await store.queue_depths() == {}
+
+
+@pytest.mark.parametrize("acked", [1, 3, 511, 512, 513, 600])
+async def test_an_ack_of_any_length_deletes_exactly_those_events(store: Store, acked: int) -> None:
+    """Acks of every length (padded statements, chunks of 512) delete what they name,
+    count it once, and leave the rest."""
+    ids = await store.add_events([OutboxEvent(f"t/{i}", b"") for i in range(acked + 5)])
+    assert await store.ack_events(ids[:acked]) == acked
+    assert await store.outbox_size() == 5
+    assert [e.event_id for e in await store.pending_events(10)] == ids[acked:]
 
 
 async def test_outbox_pages_acks_and_never_reuses_ids(store: Store) -> None:
@@ -611,6 +697,19 @@ async def test_requeue_refused_once_the_text_was_blanked(backend: Backend) -> No
         await store.recover(lambda carrier: False, status_events)
         view, moved = await store.requeue_unknown("u")
         assert not moved and view is not None and view.error_code == "unknown_outcome"
+
+
+async def test_submit_blanks_the_text_in_its_own_update_sqlite(tmp_path: Path) -> None:
+    """keep_text off: the submit's UPDATE itself sets the text NULL (one write of the row);
+    the trigger is only the safety net, so without it the text still goes."""
+    async with Store(str(tmp_path / "gw.db")) as store:
+        await store.run(lambda c: c.execute("DROP TRIGGER temp.blank_text_when_done"))
+        await store.add_jobs([job("one"), job("two")])
+        await store.claim(CARRIER, 10, time.time())
+        await store.mark_submitted("one", CARRIER, ["1"], ["1"], False, [])
+        await store.mark_submitted("two", CARRIER, ["2a", "2b"], ["2a", "2b"], False, [])
+        rows = await store.run(lambda c: c.execute("SELECT text FROM jobs").fetchall())
+    assert [tuple(row) for row in rows] == [(None,), (None,)]
 
 
 async def test_purge_removes_old_finished_jobs_in_chunks(
