@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -443,6 +444,12 @@ async def test_multipart_job_is_delivered_when_every_part_is(store: Store) -> No
     assert await store.outbox_size() == 2
 
 
+def view_events(view: JobView, status: str) -> list[OutboxEvent]:
+    """``make_events`` whose event carries the view it was given (module-level: it pickles
+    to a writer process, where a closure's list would fill a copy)."""
+    return [replace(event, payload=repr(view).encode()) for event in status_events(view, status)]
+
+
 async def test_a_single_part_receipt_makes_events_from_the_whole_view(store: Store) -> None:
     await store.add_jobs(
         [
@@ -459,18 +466,13 @@ async def test_a_single_part_receipt_makes_events_from_the_whole_view(store: Sto
     )
     await store.claim(CARRIER, 1, time.time())
     await store.mark_submitted("s", CARRIER, ["n1"], ["Raw-1"], False, [])
-    seen: list[JobView] = []
-
-    def capture(view: JobView, status: str) -> list[OutboxEvent]:
-        seen.append(view)
-        return status_events(view, status)
-
-    assert await store.apply_receipt("s", 0, "ENROUTE", capture) is None
+    assert await store.apply_receipt("s", 0, "ENROUTE", view_events) is None
     view = await store.job("s")
     assert view is not None and view.part_states == ["ENROUTE"] and view.state == "submitted"
-    assert await store.apply_receipt("s", 0, "DELIVRD", capture) == "delivered"
+    assert await store.apply_receipt("s", 0, "DELIVRD", view_events) == "delivered"
     after = await store.job("s")
-    assert seen == [after]  # what the events were made from is the job as stored
+    made = await store.pending_events(10)
+    assert made[0].payload == repr(after).encode()  # the events came from the job as stored
     assert after is not None and (after.state, after.status) == ("final", "delivered")
     assert (after.message_ids, after.part_states) == (["Raw-1"], ["DELIVRD"])
     assert after.attempts == (("b", "refused"),) and after.correlation_data == b"k"
