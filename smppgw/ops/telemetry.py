@@ -11,7 +11,9 @@ them. The pipeline (intake, outcomes, tenancy) and the gateway's periodic refres
 Some of these calls happen once per submit_sm. prometheus-client's ``labels(...)`` takes a
 lock and hashes the label values on every call, so each carrier's labelled children are
 looked up once and kept in a :class:`_CarrierChildren`: an event costs one dict lookup and
-one ``inc()`` / ``observe()``. Label values stay bounded as in ``metrics.py``: statuses go
+one ``inc()`` / ``observe()``. The per-job ones are gathered for the turn and applied at
+its end (:mod:`smppgw.ops.tally`): one ``inc(n)`` per child and turn instead of a locked
+update per job. Label values stay bounded as in ``metrics.py``: statuses go
 through ``status_name``, bind results outside a status fold into ``other``.
 """
 
@@ -40,6 +42,7 @@ from smppgw.ops.metrics import (
     SESSION_STATES,
     Metrics,
 )
+from smppgw.ops.tally import Tally, check_histogram
 from smppgw.pipeline.outbox import Publisher
 from smppgw.smpp.constants import status_name
 
@@ -120,6 +123,7 @@ class _CarrierChildren:
         self.enquire_link_timeouts = metrics.enquire_link_timeouts.labels(carrier)
         self.throttle_wait = metrics.throttle_wait.labels(carrier)
         self.submit_latency = metrics.submit_latency.labels(carrier)
+        check_histogram(self.submit_latency)
         self.pause = _Pause()
         metrics.throttle_backoff.labels(carrier).set_function(self.pause)
         #: command_status → (submit_sm_resp child, smsc_throttled child or None)
@@ -198,6 +202,8 @@ class Telemetry:
         self._carriers: dict[str, _CarrierChildren] = {}
         self._received = tuple(metrics.jobs_received.labels(lane) for lane in LANES)
         self._duplicate = metrics.jobs_duplicate
+        #: The per-job updates (submits, responses, receipts, latencies) of a turn.
+        self._tally = Tally()
         #: ``smppgw consent``'s totals in the store when last read (None: not yet read).
         self._admin_consent: dict[str, int] | None = None
 
@@ -219,15 +225,16 @@ class Telemetry:
 
     # ------------------------------------------------------------------ CarrierObserver
     def submit_sent(self, carrier: str) -> None:
-        self._of(carrier).submit_sm.inc()
+        self._tally.inc(self._of(carrier).submit_sm)
 
     def submit_response(self, carrier: str, status: int, latency: float) -> None:
         children = self._of(carrier)
         counted, throttled = children.response(status)
-        counted.inc()
+        tally = self._tally
+        tally.inc(counted)
         if throttled is not None:
-            throttled.inc()
-        children.submit_latency.observe(latency)
+            tally.inc(throttled)
+        tally.observe(children.submit_latency, latency)
 
     def submit_timeout(self, carrier: str) -> None:
         self._of(carrier).timeouts.inc()
@@ -239,7 +246,7 @@ class Telemetry:
         self._of(carrier).receipts_early.inc()
 
     def receipt_latency(self, carrier: str, seconds: float) -> None:
-        self._of(carrier).receipt_latency.observe(seconds)
+        self._tally.observe(self._of(carrier).receipt_latency, seconds)
 
     def mo_part(self, carrier: str) -> None:
         self._of(carrier).mo_parts.inc()
@@ -260,7 +267,7 @@ class Telemetry:
     # ------------------------------------------------------------------ intake
     def job_received(self, lane: int) -> None:
         """A new job was committed to its lane (0 high, 1 normal, 2 low)."""
-        self._received[lane].inc()
+        self._tally.inc(self._received[lane])
 
     def job_duplicate(self) -> None:
         """A job (or rejection) whose id was already known: acknowledged, not sent again."""
@@ -302,8 +309,8 @@ class Telemetry:
     def job_submitted(self, carrier: str, parts: int, lane: int, waited: float) -> None:
         """Every part accepted; ``waited``: seconds from intake to now (queue latency)."""
         children = self._of(carrier)
-        children.parts.inc(parts)
-        children.queue_latency[lane].observe(max(0.0, waited))
+        self._tally.inc(children.parts, parts)
+        self._tally.observe(children.queue_latency[lane], max(0.0, waited))
 
     def failover(self, carrier: str, to: str, reason: str, jobs: int = 1) -> None:
         """``jobs`` moved from ``carrier`` to ``to`` (reason: down, refused, retries)."""
@@ -313,11 +320,11 @@ class Telemetry:
         self.metrics.ported_numbers.set(count)
 
     def job_final(self, carrier: str, status: str) -> None:
-        self._of(carrier).final_status(status).inc()
+        self._tally.inc(self._of(carrier).final_status(status))
 
     def receipt(self, carrier: str, state: str) -> None:
         """A matched receipt was recorded (its latency comes from the carrier)."""
-        self._of(carrier).receipt(state).inc()
+        self._tally.inc(self._of(carrier).receipt(state))
 
     def receipt_unmatched(self, carrier: str) -> None:
         self.metrics.receipts_unmatched.labels(carrier).inc()
