@@ -190,8 +190,9 @@ class Gateway:
         # 4. store's outbox → MQTT.
         self.outbox = OutboxPublisher(
             self.store,
-            self.telemetry.publisher(self.mqtt, config.mqtt),
+            self.mqtt,
             on_set_aside=self.telemetry.event_set_aside,
+            on_published=self.telemetry.events_counter(config.mqtt),
         )
 
     # ------------------------------------------------------------------ lifecycle

@@ -4,7 +4,7 @@
 the only one that sets, increments or observes them. The SMPP engine
 (:mod:`smppgw.engine.carrier`, :mod:`smppgw.smpp.session`), the store and the outbox know
 nothing of Prometheus: they call small observers (``CarrierObserver``,
-``Store(on_batch=...)``, the ``Publisher`` protocol) and :class:`Telemetry` implements
+``Store(on_batch=...)``, the outbox's ``on_published``) and :class:`Telemetry` implements
 them. The pipeline (intake, outcomes, tenancy) and the gateway's periodic refresh call
 :class:`Telemetry` / :class:`TenantTelemetry` methods named for what happened.
 
@@ -19,10 +19,8 @@ through ``status_name``, bind results outside a status fold into ``other``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable, Mapping
-from functools import partial
 from typing import Any
 
 from prometheus_client import Counter
@@ -43,7 +41,6 @@ from smppgw.ops.metrics import (
     Metrics,
 )
 from smppgw.ops.tally import Tally, check_histogram
-from smppgw.pipeline.outbox import Publisher
 from smppgw.smpp.constants import status_name
 
 #: SMPP bind mode → the ``bind`` label of ``smppgw_session_state``.
@@ -189,7 +186,7 @@ class Telemetry:
     """The gateway's observer of its carriers, store and outbox (one per :class:`Metrics`).
 
     Implements ``smppgw.engine.carrier.CarrierObserver``; :meth:`store_batch` is the store's
-    ``on_batch``; :meth:`publisher` wraps the MQTT client the outbox publishes through.
+    ``on_batch``; :meth:`events_counter` is the outbox's ``on_published``.
     """
 
     def __init__(
@@ -408,31 +405,32 @@ class Telemetry:
         """The outbox set an event aside (``kind``: one of ``SET_ASIDE_KINDS``)."""
         self.metrics.event_set_aside(kind)
 
-    def publisher(self, inner: Publisher, mqtt: MqttConfig) -> CountingPublisher:
-        """``inner`` (the MQTT client), counting each publication the broker acknowledged."""
-        return CountingPublisher(inner, self.metrics, mqtt)
+    def events_counter(self, mqtt: MqttConfig) -> EventCounter:
+        """The outbox's ``on_published``: counts what the broker acknowledged, by kind."""
+        return EventCounter(self.metrics, mqtt)
 
 
-class CountingPublisher:
-    """A ``Publisher`` for the outbox that counts acknowledged events by kind.
+class EventCounter:
+    """Counts the events the broker acknowledged, by kind, one outbox round at a time.
 
     The kind comes from the topic: the inbound topic's subtree is ``inbound``, the rejected
-    topic is ``rejected``, everything else is a status event (``<status_topic>/<id>``, the
-    unmatched-receipt topic, and copies to a job's MQTT 5 Response Topic)."""
+    topic is ``rejected``, the consent topic ``consent``, everything else is a status event
+    (``<status_topic>/<id>``, the unmatched-receipt topic, and copies to a job's MQTT 5
+    Response Topic). Called with a round's acknowledged topics once its PUBACKs are in: one
+    ``inc(n)`` per kind and round instead of a done-callback (a loop callback and a locked
+    ``inc``) per event, two per job (issue 13)."""
 
     __slots__ = (
         "_consent",
         "_consent_topic",
         "_inbound",
         "_inbound_prefix",
-        "_inner",
         "_rejected",
         "_rejected_topic",
         "_status",
     )
 
-    def __init__(self, inner: Publisher, metrics: Metrics, mqtt: MqttConfig) -> None:
-        self._inner = inner
+    def __init__(self, metrics: Metrics, mqtt: MqttConfig) -> None:
         inbound = mqtt.inbound_topic.rstrip("/")
         self._inbound_prefix = f"{inbound}/"
         self._rejected_topic = mqtt.rejected_topic
@@ -442,21 +440,13 @@ class CountingPublisher:
         self._consent_topic = mqtt.consent_topic
         self._consent = metrics.events_published.labels("consent")
 
-    @property
-    def connected(self) -> bool:
-        return self._inner.connected
-
-    @property
-    def max_packet_size(self) -> int | None:
-        return self._inner.max_packet_size
-
-    def publish_soon(
-        self, topic: str, payload: bytes, *, correlation_data: bytes | None = None
-    ) -> asyncio.Future[None]:
-        """The client's ``publish_soon``, counted when its PUBACK arrives."""
-        future = self._inner.publish_soon(topic, payload, correlation_data=correlation_data)
-        future.add_done_callback(partial(_count_acked, self._counter(topic)))
-        return future
+    def __call__(self, topics: Iterable[str]) -> None:
+        counts: dict[Counter, int] = {}
+        for topic in topics:
+            counter = self._counter(topic)
+            counts[counter] = counts.get(counter, 0) + 1
+        for counter, n in counts.items():
+            counter.inc(n)
 
     def _counter(self, topic: str) -> Counter:
         if topic.startswith(self._inbound_prefix):
@@ -505,9 +495,3 @@ class TenantTelemetry:
 
     def show_waiting(self, tenant: str, waiting: int) -> None:
         self.waiting.labels(tenant=tenant).set(waiting)
-
-
-def _count_acked(counter: Counter, future: asyncio.Future[None]) -> None:
-    """Done callback of a ``publish_soon`` future: count it if the broker took it."""
-    if not future.cancelled() and future.exception() is None:
-        counter.inc()
