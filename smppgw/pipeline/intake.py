@@ -146,7 +146,11 @@ class Intake:
                 return False
         try:
             destination = normalize_msisdn(job.to, country_code)
-            carrier, chain = await self._route(destination, job.carrier, job.failover)
+            route = self._route_now(destination, job.carrier, job.failover)
+            if route is None:
+                assert self._failover is not None
+                route = await self._failover.plan(destination, job.carrier, job.failover)
+            carrier, chain = route
             outbound = to_outbound(
                 job,
                 destination,
@@ -236,13 +240,14 @@ class Intake:
             return None
         return timer_until(hold.until, job.expires_at)
 
-    async def _route(
+    def _route_now(
         self, destination: str, forced: str | None, failover: bool | None
-    ) -> tuple[str, tuple[str, ...]]:
-        """The job's carrier and its failover chain (:mod:`smppgw.pipeline.failover`)."""
+    ) -> tuple[str, tuple[str, ...]] | None:
+        """The job's carrier and its failover chain (:mod:`smppgw.pipeline.failover`), or
+        None when planning it must await a shared store's lookup."""
         if self._failover is None:
             return self._router.route(destination, forced), ()
-        return await self._failover.plan(destination, forced, failover)
+        return self._failover.plan_now(destination, forced, failover)
 
     def _add(self, job: StoredJob, usage: Usage | None) -> asyncio.Future[Admission]:
         """Queue ``job`` for this turn's ``add_jobs``; resolves to True if it was new,
