@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import structlog
@@ -100,17 +100,20 @@ class Intake:
         self._router = router
         self._carriers = {c.name: c for c in config.carriers}
 
-    async def handle(self, message: Message) -> None:
-        """Take one job; returns (PUBACK) once it or its rejection is committed. A tenant's
-        job may first wait here for its rate or for room under its max_queued."""
+    def handle(self, message: Message) -> Awaitable[object]:
+        """Take one job: what is returned ends (PUBACK) once it or its rejection is
+        committed. A tenant's job may first wait for its rate or for room under its
+        max_queued. A plain function returning the coroutine that does it: no frame of
+        its own per job."""
         try:
             tenant = self._tenants.resolve(message.topic)
         except UnknownTenant as exc:
-            await self._unknown_tenant(message, exc)
-            return
+            return self._unknown_tenant(message, exc)
         if tenant is None:
-            await self._take(message, None, time.time())
-            return
+            return self._take(message, None, time.time())
+        return self._take_for(message, tenant)
+
+    async def _take_for(self, message: Message, tenant: Tenant) -> None:
         await self._tenants.admit(tenant)
         queued = False
         try:
