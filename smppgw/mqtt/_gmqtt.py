@@ -326,6 +326,11 @@ class CorkedTransport:
         if out and not self.real.is_closing():
             self.real.write(out[0] if len(out) == 1 else b"".join(out))
 
+    def is_closing(self) -> bool:
+        # Asked several times a job (gmqtt's is_connected, via MqttClient.connected): a
+        # method of its own, not a trip through __getattr__ each time.
+        return self.real.is_closing()
+
     def close(self) -> None:
         self.flush()
         self.real.close()
