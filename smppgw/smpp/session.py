@@ -240,13 +240,15 @@ class Session(asyncio.Protocol):
         self._out: list[bytes] | None = None
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, _Pending] = {}
-        #: (loop-time deadline, sequence) of the requests sent with the default
-        #: ``response_timeout``, in send order (so in deadline order), and the one timer
-        #: armed for the first of them. A TimerHandle per submit_sm (created, then
-        #: cancelled by its response) was ~2 µs of the event loop per submit (uvloop:
-        #: a libuv timer each); answered entries leave the front as responses arrive.
+        #: (loop-time deadline, sequence) of the requests awaiting a response, in send
+        #: order and so in deadline order (a request due before the last one queued gets
+        #: a timer of its own instead), and the one timer armed for the first of them.
+        #: A TimerHandle per submit_sm (created, then cancelled by its response) was ~2 µs
+        #: of the event loop per submit (uvloop: a libuv timer each); answered entries
+        #: leave the front as responses arrive.
         self._deadlines: deque[tuple[float, int]] = deque()
         self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = 0.0
         self._in_window = 0
         self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -418,15 +420,20 @@ class Session(asyncio.Protocol):
         self._seq = seq
         fut: asyncio.Future[Result] = self._loop.create_future()
         timer = None
-        if timeout is None or timeout == self.params.response_timeout:
+        if timeout is None:
             timeout = self.params.response_timeout
-            if timeout > 0:
-                deadline = self._loop.time() + timeout
-                self._deadlines.append((deadline, seq))
-                if self._deadline_timer is None:
-                    self._deadline_timer = self._loop.call_at(deadline, self._expire_due)
-        elif timeout > 0:
-            timer = self._loop.call_later(timeout, self._expire, seq)
+        if timeout > 0:
+            deadline = self._loop.time() + timeout
+            deadlines = self._deadlines
+            if not deadlines or deadlines[-1][0] <= deadline:
+                deadlines.append((deadline, seq))
+                if self._deadline_timer is None or deadline < self._deadline_at:
+                    # (Earlier than the timer only when what it was armed for is gone.)
+                    self._arm_deadline(deadline)
+            else:
+                # Due before requests already queued (a shorter explicit timeout, or a
+                # reload shortened response_timeout): a timer of its own keeps the order.
+                timer = self._loop.call_later(timeout, self._expire, seq)
         self._pending[seq] = _Pending(fut, timer, in_window, pdu.command_id)
         if in_window:
             self._in_window += 1
@@ -466,6 +473,12 @@ class Session(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.write(out[0] if len(out) == 1 else b"".join(out))
 
+    def _arm_deadline(self, deadline: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_at = deadline
+        self._deadline_timer = self._loop.call_at(deadline, self._expire_due)
+
     def _expire_due(self) -> None:
         """The first default-timeout deadline is due: expire what is due (and still
         unanswered), then arm the timer for the next one."""
@@ -478,7 +491,7 @@ class Session(asyncio.Protocol):
         while deadlines:
             deadline, seq = deadlines[0]
             if seq in pending and deadline > now:
-                self._deadline_timer = self._loop.call_at(deadline, self._expire_due)
+                self._arm_deadline(deadline)
                 return
             deadlines.popleft()
             if seq in pending:
