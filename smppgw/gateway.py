@@ -15,7 +15,7 @@ import gc
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -67,6 +67,10 @@ METRICS_EVERY = 1.0
 PURGE_EVERY = 3600.0
 #: Seconds the outbox gets to empty itself at shutdown.
 FLUSH_TIMEOUT = 5.0
+
+
+async def _nothing() -> None:
+    """Awaited for a message that needs no handling (acknowledged at once)."""
 
 
 class Gateway:
@@ -190,8 +194,9 @@ class Gateway:
         # 4. store's outbox → MQTT.
         self.outbox = OutboxPublisher(
             self.store,
-            self.telemetry.publisher(self.mqtt, config.mqtt),
+            self.mqtt,
             on_set_aside=self.telemetry.event_set_aside,
+            on_published=self.telemetry.events_counter(config.mqtt),
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -483,24 +488,26 @@ class Gateway:
 
     # ------------------------------------------------------------------ wiring
 
-    async def _on_message(self, message: Any) -> None:
+    # The MQTT handlers return what the client awaits (a coroutine of intake, or of the
+    # cancel desk) instead of awaiting it themselves: no coroutine frame of their own per
+    # job. Raising here is as raising when awaited: no PUBACK.
+    def _on_message(self, message: Any) -> Awaitable[object]:
         if self.cancels.owns(message.topic):
             if not self._accepting:
                 raise Declined("gateway not accepting cancels")  # no PUBACK: redelivered
-            await self.cancels.handle(message)
-            return
+            return self.cancels.handle(message)
         name = self.tenants.named(message.topic)
         if name is not None and self.tenant_mqtt[name].subscribed(message.topic):
             # Seen through <submit_topic>/+: the broker has queued it for the tenant's own
             # connection too, which takes it. (Before that subscription exists, at the
             # first start, the job is taken here; a second copy is a duplicate.)
-            return
-        await self._on_tenant_message(message)
+            return _nothing()
+        return self._on_tenant_message(message)
 
-    async def _on_tenant_message(self, message: Any) -> None:
+    def _on_tenant_message(self, message: Any) -> Awaitable[object]:
         if not self._accepting:
             raise Declined("gateway not accepting jobs")  # no PUBACK: redelivered later
-        await self.intake.handle(message)
+        return self.intake.handle(message)
 
     def _on_connection_change(self, connected: bool) -> None:
         self.health.set_mqtt_connected(connected)

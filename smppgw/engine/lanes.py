@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from smppgw.engine.job import SendJob
 from smppgw.engine.message import Priority
@@ -104,7 +105,7 @@ class Arming:
         carrier: str,
         events: CarrierEvents,
         batch: int,
-        spawn: Callable[[Awaitable[None]], None],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
         on_change: Callable[[], None],
     ) -> None:
         self._name = carrier

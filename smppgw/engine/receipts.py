@@ -106,12 +106,12 @@ class Receipts(CarrierPart):
             await self.events.unmatched_receipt(self.name, receipt)
             return Status.ESME_ROK
         job = self._active.get(ref.job_id)
-        if job is not None and not job.settled.is_set():
+        if job is not None and not job.settled:
             # Report the job's submit outcome before its receipts.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.receipt_hold):
-                    await job.settled.wait()
-            if not job.settled.is_set():
+                    await job.settled_event().wait()
+            if not job.settled:
                 # Its outcome is still not durable (the store is failing or slow), so the
                 # store has no parts to record the receipt against: acknowledging it now
                 # would drop it. Refuse it for now; the SMSC delivers it again later.

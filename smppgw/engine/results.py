@@ -232,6 +232,6 @@ class Results(CarrierPart):
 
     async def _emit(self, job: SendJob, call: Callable[[], Awaitable[None]]) -> None:
         await self.background.durably(call, job.job_id)
-        job.settled.set()
+        job.settle()
         if self.active.get(job.job_id) is job:
             del self.active[job.job_id]

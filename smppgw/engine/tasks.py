@@ -8,7 +8,7 @@ tasks are kept so that :meth:`Carrier.stop` can wait for them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from smppgw.engine.observers import CarrierStats
@@ -27,8 +27,8 @@ class Background:
         self._counters = counters
         self.tasks: set[asyncio.Task[Any]] = set()
 
-    def spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # not ensure_future's checks
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

@@ -4,23 +4,23 @@
 the only one that sets, increments or observes them. The SMPP engine
 (:mod:`smppgw.engine.carrier`, :mod:`smppgw.smpp.session`), the store and the outbox know
 nothing of Prometheus: they call small observers (``CarrierObserver``,
-``Store(on_batch=...)``, the ``Publisher`` protocol) and :class:`Telemetry` implements
+``Store(on_batch=...)``, the outbox's ``on_published``) and :class:`Telemetry` implements
 them. The pipeline (intake, outcomes, tenancy) and the gateway's periodic refresh call
 :class:`Telemetry` / :class:`TenantTelemetry` methods named for what happened.
 
 Some of these calls happen once per submit_sm. prometheus-client's ``labels(...)`` takes a
 lock and hashes the label values on every call, so each carrier's labelled children are
 looked up once and kept in a :class:`_CarrierChildren`: an event costs one dict lookup and
-one ``inc()`` / ``observe()``. Label values stay bounded as in ``metrics.py``: statuses go
+one ``inc()`` / ``observe()``. The per-job ones are gathered for the turn and applied at
+its end (:mod:`smppgw.ops.tally`): one ``inc(n)`` per child and turn instead of a locked
+update per job. Label values stay bounded as in ``metrics.py``: statuses go
 through ``status_name``, bind results outside a status fold into ``other``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable, Mapping
-from functools import partial
 from typing import Any
 
 from prometheus_client import Counter
@@ -40,7 +40,7 @@ from smppgw.ops.metrics import (
     SESSION_STATES,
     Metrics,
 )
-from smppgw.pipeline.outbox import Publisher
+from smppgw.ops.tally import Tally, check_histogram
 from smppgw.smpp.constants import status_name
 
 #: SMPP bind mode → the ``bind`` label of ``smppgw_session_state``.
@@ -120,6 +120,7 @@ class _CarrierChildren:
         self.enquire_link_timeouts = metrics.enquire_link_timeouts.labels(carrier)
         self.throttle_wait = metrics.throttle_wait.labels(carrier)
         self.submit_latency = metrics.submit_latency.labels(carrier)
+        check_histogram(self.submit_latency)
         self.pause = _Pause()
         metrics.throttle_backoff.labels(carrier).set_function(self.pause)
         #: command_status → (submit_sm_resp child, smsc_throttled child or None)
@@ -185,7 +186,7 @@ class Telemetry:
     """The gateway's observer of its carriers, store and outbox (one per :class:`Metrics`).
 
     Implements ``smppgw.engine.carrier.CarrierObserver``; :meth:`store_batch` is the store's
-    ``on_batch``; :meth:`publisher` wraps the MQTT client the outbox publishes through.
+    ``on_batch``; :meth:`events_counter` is the outbox's ``on_published``.
     """
 
     def __init__(
@@ -198,6 +199,8 @@ class Telemetry:
         self._carriers: dict[str, _CarrierChildren] = {}
         self._received = tuple(metrics.jobs_received.labels(lane) for lane in LANES)
         self._duplicate = metrics.jobs_duplicate
+        #: The per-job updates (submits, responses, receipts, latencies) of a turn.
+        self._tally = Tally()
         #: ``smppgw consent``'s totals in the store when last read (None: not yet read).
         self._admin_consent: dict[str, int] | None = None
 
@@ -219,15 +222,16 @@ class Telemetry:
 
     # ------------------------------------------------------------------ CarrierObserver
     def submit_sent(self, carrier: str) -> None:
-        self._of(carrier).submit_sm.inc()
+        self._tally.inc(self._of(carrier).submit_sm)
 
     def submit_response(self, carrier: str, status: int, latency: float) -> None:
         children = self._of(carrier)
         counted, throttled = children.response(status)
-        counted.inc()
+        tally = self._tally
+        tally.inc(counted)
         if throttled is not None:
-            throttled.inc()
-        children.submit_latency.observe(latency)
+            tally.inc(throttled)
+        tally.observe(children.submit_latency, latency)
 
     def submit_timeout(self, carrier: str) -> None:
         self._of(carrier).timeouts.inc()
@@ -239,7 +243,7 @@ class Telemetry:
         self._of(carrier).receipts_early.inc()
 
     def receipt_latency(self, carrier: str, seconds: float) -> None:
-        self._of(carrier).receipt_latency.observe(seconds)
+        self._tally.observe(self._of(carrier).receipt_latency, seconds)
 
     def mo_part(self, carrier: str) -> None:
         self._of(carrier).mo_parts.inc()
@@ -260,7 +264,7 @@ class Telemetry:
     # ------------------------------------------------------------------ intake
     def job_received(self, lane: int) -> None:
         """A new job was committed to its lane (0 high, 1 normal, 2 low)."""
-        self._received[lane].inc()
+        self._tally.inc(self._received[lane])
 
     def job_duplicate(self) -> None:
         """A job (or rejection) whose id was already known: acknowledged, not sent again."""
@@ -302,8 +306,8 @@ class Telemetry:
     def job_submitted(self, carrier: str, parts: int, lane: int, waited: float) -> None:
         """Every part accepted; ``waited``: seconds from intake to now (queue latency)."""
         children = self._of(carrier)
-        children.parts.inc(parts)
-        children.queue_latency[lane].observe(max(0.0, waited))
+        self._tally.inc(children.parts, parts)
+        self._tally.observe(children.queue_latency[lane], max(0.0, waited))
 
     def failover(self, carrier: str, to: str, reason: str, jobs: int = 1) -> None:
         """``jobs`` moved from ``carrier`` to ``to`` (reason: down, refused, retries)."""
@@ -313,11 +317,11 @@ class Telemetry:
         self.metrics.ported_numbers.set(count)
 
     def job_final(self, carrier: str, status: str) -> None:
-        self._of(carrier).final_status(status).inc()
+        self._tally.inc(self._of(carrier).final_status(status))
 
     def receipt(self, carrier: str, state: str) -> None:
         """A matched receipt was recorded (its latency comes from the carrier)."""
-        self._of(carrier).receipt(state).inc()
+        self._tally.inc(self._of(carrier).receipt(state))
 
     def receipt_unmatched(self, carrier: str) -> None:
         self.metrics.receipts_unmatched.labels(carrier).inc()
@@ -401,31 +405,32 @@ class Telemetry:
         """The outbox set an event aside (``kind``: one of ``SET_ASIDE_KINDS``)."""
         self.metrics.event_set_aside(kind)
 
-    def publisher(self, inner: Publisher, mqtt: MqttConfig) -> CountingPublisher:
-        """``inner`` (the MQTT client), counting each publication the broker acknowledged."""
-        return CountingPublisher(inner, self.metrics, mqtt)
+    def events_counter(self, mqtt: MqttConfig) -> EventCounter:
+        """The outbox's ``on_published``: counts what the broker acknowledged, by kind."""
+        return EventCounter(self.metrics, mqtt)
 
 
-class CountingPublisher:
-    """A ``Publisher`` for the outbox that counts acknowledged events by kind.
+class EventCounter:
+    """Counts the events the broker acknowledged, by kind, one outbox round at a time.
 
     The kind comes from the topic: the inbound topic's subtree is ``inbound``, the rejected
-    topic is ``rejected``, everything else is a status event (``<status_topic>/<id>``, the
-    unmatched-receipt topic, and copies to a job's MQTT 5 Response Topic)."""
+    topic is ``rejected``, the consent topic ``consent``, everything else is a status event
+    (``<status_topic>/<id>``, the unmatched-receipt topic, and copies to a job's MQTT 5
+    Response Topic). Called with a round's acknowledged topics once its PUBACKs are in: one
+    ``inc(n)`` per kind and round instead of a done-callback (a loop callback and a locked
+    ``inc``) per event, two per job (issue 13)."""
 
     __slots__ = (
         "_consent",
         "_consent_topic",
         "_inbound",
         "_inbound_prefix",
-        "_inner",
         "_rejected",
         "_rejected_topic",
         "_status",
     )
 
-    def __init__(self, inner: Publisher, metrics: Metrics, mqtt: MqttConfig) -> None:
-        self._inner = inner
+    def __init__(self, metrics: Metrics, mqtt: MqttConfig) -> None:
         inbound = mqtt.inbound_topic.rstrip("/")
         self._inbound_prefix = f"{inbound}/"
         self._rejected_topic = mqtt.rejected_topic
@@ -435,21 +440,13 @@ class CountingPublisher:
         self._consent_topic = mqtt.consent_topic
         self._consent = metrics.events_published.labels("consent")
 
-    @property
-    def connected(self) -> bool:
-        return self._inner.connected
-
-    @property
-    def max_packet_size(self) -> int | None:
-        return self._inner.max_packet_size
-
-    def publish_soon(
-        self, topic: str, payload: bytes, *, correlation_data: bytes | None = None
-    ) -> asyncio.Future[None]:
-        """The client's ``publish_soon``, counted when its PUBACK arrives."""
-        future = self._inner.publish_soon(topic, payload, correlation_data=correlation_data)
-        future.add_done_callback(partial(_count_acked, self._counter(topic)))
-        return future
+    def __call__(self, topics: Iterable[str]) -> None:
+        counts: dict[Counter, int] = {}
+        for topic in topics:
+            counter = self._counter(topic)
+            counts[counter] = counts.get(counter, 0) + 1
+        for counter, n in counts.items():
+            counter.inc(n)
 
     def _counter(self, topic: str) -> Counter:
         if topic.startswith(self._inbound_prefix):
@@ -498,9 +495,3 @@ class TenantTelemetry:
 
     def show_waiting(self, tenant: str, waiting: int) -> None:
         self.waiting.labels(tenant=tenant).set(waiting)
-
-
-def _count_acked(counter: Counter, future: asyncio.Future[None]) -> None:
-    """Done callback of a ``publish_soon`` future: count it if the broker took it."""
-    if not future.cancelled() and future.exception() is None:
-        counter.inc()

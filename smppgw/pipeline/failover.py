@@ -143,13 +143,27 @@ class Failover:
         """The carrier a new job goes to, and its chain (empty: it never moves). Raises
         :class:`RoutingError` like :meth:`Router.route`. On SQLite it never suspends (the
         lookup is a synchronous probe); on a shared store it awaits the lookup."""
+        found = self.plan_now(destination, forced, allowed)
+        if found is not None:
+            return found
+        lookup = self.ported
+        assert isinstance(lookup, SharedPortedLookup)  # plan_now answers for PortedLookup
+        ported = await lookup.carrier(destination)
+        return plan_chain(self._router, self._configs, destination, ported, forced, allowed)
+
+    def plan_now(
+        self, destination: str, forced: str | None, allowed: bool | None
+    ) -> tuple[str, tuple[str, ...]] | None:
+        """:meth:`plan` when it needs no await (no lookup, or SQLite's synchronous probe),
+        None when the lookup must be awaited (a shared store). Intake calls this first:
+        a coroutine per job for an answer that is already there was two frames of the
+        event loop's work per job (issue 13)."""
         ported = None
         if forced is None and allowed is not False:
             lookup = self.ported
-            if isinstance(lookup, PortedLookup):
-                ported = lookup.carrier(destination)
-            else:
-                ported = await lookup.carrier(destination)
+            if not isinstance(lookup, PortedLookup):
+                return None
+            ported = lookup.carrier(destination)
         return plan_chain(self._router, self._configs, destination, ported, forced, allowed)
 
     # ------------------------------------------------------------------ outcomes

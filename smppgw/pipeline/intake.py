@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import structlog
@@ -100,17 +100,20 @@ class Intake:
         self._router = router
         self._carriers = {c.name: c for c in config.carriers}
 
-    async def handle(self, message: Message) -> None:
-        """Take one job; returns (PUBACK) once it or its rejection is committed. A tenant's
-        job may first wait here for its rate or for room under its max_queued."""
+    def handle(self, message: Message) -> Awaitable[object]:
+        """Take one job: what is returned ends (PUBACK) once it or its rejection is
+        committed. A tenant's job may first wait for its rate or for room under its
+        max_queued. A plain function returning the coroutine that does it: no frame of
+        its own per job."""
         try:
             tenant = self._tenants.resolve(message.topic)
         except UnknownTenant as exc:
-            await self._unknown_tenant(message, exc)
-            return
+            return self._unknown_tenant(message, exc)
         if tenant is None:
-            await self._take(message, None, time.time())
-            return
+            return self._take(message, None, time.time())
+        return self._take_for(message, tenant)
+
+    async def _take_for(self, message: Message, tenant: Tenant) -> None:
         await self._tenants.admit(tenant)
         queued = False
         try:
@@ -146,7 +149,11 @@ class Intake:
                 return False
         try:
             destination = normalize_msisdn(job.to, country_code)
-            carrier, chain = await self._route(destination, job.carrier, job.failover)
+            route = self._route_now(destination, job.carrier, job.failover)
+            if route is None:
+                assert self._failover is not None
+                route = await self._failover.plan(destination, job.carrier, job.failover)
+            carrier, chain = route
             outbound = to_outbound(
                 job,
                 destination,
@@ -236,13 +243,14 @@ class Intake:
             return None
         return timer_until(hold.until, job.expires_at)
 
-    async def _route(
+    def _route_now(
         self, destination: str, forced: str | None, failover: bool | None
-    ) -> tuple[str, tuple[str, ...]]:
-        """The job's carrier and its failover chain (:mod:`smppgw.pipeline.failover`)."""
+    ) -> tuple[str, tuple[str, ...]] | None:
+        """The job's carrier and its failover chain (:mod:`smppgw.pipeline.failover`), or
+        None when planning it must await a shared store's lookup."""
         if self._failover is None:
             return self._router.route(destination, forced), ()
-        return await self._failover.plan(destination, forced, failover)
+        return self._failover.plan_now(destination, forced, failover)
 
     def _add(self, job: StoredJob, usage: Usage | None) -> asyncio.Future[Admission]:
         """Queue ``job`` for this turn's ``add_jobs``; resolves to True if it was new,

@@ -121,15 +121,19 @@ class OutboxPublisher:
         batch: int = BATCH,
         check: Check = check_event,
         on_set_aside: Callable[[str], None] | None = None,
+        on_published: Callable[[list[str]], None] | None = None,
     ) -> None:
         """``check`` finds events not to publish at all (replaceable for tests of what the
         broker does with them); ``on_set_aside(kind)`` is called per event set aside, kind
-        one of ``invalid_topic``, ``too_large``, ``refused``, ``disconnect``."""
+        one of ``invalid_topic``, ``too_large``, ``refused``, ``disconnect``;
+        ``on_published(topics)`` once per round with the topics the broker acknowledged
+        (one call a round, not a callback per event)."""
         self._store = store
         self._mqtt = mqtt
         self._batch = batch
         self._check = check
         self._on_set_aside = on_set_aside
+        self._on_published = on_published
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._stopping = False
@@ -270,9 +274,11 @@ class OutboxPublisher:
             return_exceptions=True,
         )
         result.published = len(ready)
+        acknowledged: list[str] = []
         for event, outcome in zip(ready, results, strict=True):
             if outcome is None:
                 result.done.append(event.event_id)
+                acknowledged.append(event.topic)
             elif isinstance(outcome, PublishRefused):
                 result.aside.append((event, "refused", str(outcome)))
             elif isinstance(outcome, PublishLost):
@@ -281,6 +287,8 @@ class OutboxPublisher:
                 result.unsent.append(event)
             else:  # the client would not even build the packet: it never will
                 result.aside.append((event, "refused", f"cannot publish: {outcome!r}"))
+        if acknowledged and self._on_published is not None:
+            self._on_published(acknowledged)
         if result.lost:
             result.quick_drop = loop.time() - started <= POISON_WINDOW
         if result.lost or result.unsent:

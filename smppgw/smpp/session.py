@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -239,6 +240,15 @@ class Session(asyncio.Protocol):
         self._out: list[bytes] | None = None
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, _Pending] = {}
+        #: (loop-time deadline, sequence) of the requests awaiting a response, in send
+        #: order and so in deadline order (a request due before the last one queued gets
+        #: a timer of its own instead), and the one timer armed for the first of them.
+        #: A TimerHandle per submit_sm (created, then cancelled by its response) was ~2 µs
+        #: of the event loop per submit (uvloop: a libuv timer each); answered entries
+        #: leave the front as responses arrive.
+        self._deadlines: deque[tuple[float, int]] = deque()
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = 0.0
         self._in_window = 0
         self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -316,6 +326,10 @@ class Session(asyncio.Protocol):
         self._transport = None
         self._out = None
         pending, self._pending = self._pending, {}
+        self._deadlines.clear()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         self._in_window = 0
         outcome = NoResponse(self.close_reason)
         for entry in pending.values():
@@ -405,9 +419,21 @@ class Session(asyncio.Protocol):
         data = encode(pdu)
         self._seq = seq
         fut: asyncio.Future[Result] = self._loop.create_future()
+        timer = None
         if timeout is None:
             timeout = self.params.response_timeout
-        timer = self._loop.call_later(timeout, self._expire, seq) if timeout > 0 else None
+        if timeout > 0:
+            deadline = self._loop.time() + timeout
+            deadlines = self._deadlines
+            if not deadlines or deadlines[-1][0] <= deadline:
+                deadlines.append((deadline, seq))
+                if self._deadline_timer is None or deadline < self._deadline_at:
+                    # (Earlier than the timer only when what it was armed for is gone.)
+                    self._arm_deadline(deadline)
+            else:
+                # Due before requests already queued (a shorter explicit timeout, or a
+                # reload shortened response_timeout): a timer of its own keeps the order.
+                timer = self._loop.call_later(timeout, self._expire, seq)
         self._pending[seq] = _Pending(fut, timer, in_window, pdu.command_id)
         if in_window:
             self._in_window += 1
@@ -446,6 +472,30 @@ class Session(asyncio.Protocol):
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _arm_deadline(self, deadline: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_at = deadline
+        self._deadline_timer = self._loop.call_at(deadline, self._expire_due)
+
+    def _expire_due(self) -> None:
+        """The first default-timeout deadline is due: expire what is due (and still
+        unanswered), then arm the timer for the next one."""
+        self._deadline_timer = None
+        deadlines = self._deadlines
+        pending = self._pending
+        # uvloop's clock and timers have millisecond resolution: a timer may fire up to
+        # a millisecond before its deadline, which is then due (as it was before).
+        now = self._loop.time() + 0.001
+        while deadlines:
+            deadline, seq = deadlines[0]
+            if seq in pending and deadline > now:
+                self._arm_deadline(deadline)
+                return
+            deadlines.popleft()
+            if seq in pending:
+                self._expire(seq)
 
     def _expire(self, seq: int) -> None:
         entry = self._pending.pop(seq, None)
@@ -504,6 +554,9 @@ class Session(asyncio.Protocol):
             return
         if entry.timer is not None:
             entry.timer.cancel()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1] not in self._pending:
+            deadlines.popleft()  # answered: keeps the queue as short as the window
         if entry.in_window:
             self._in_window -= 1
         if not entry.future.done():

@@ -63,7 +63,10 @@ async def rig(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Rig]:
             telemetry.event_set_aside(kind)
 
         outbox = OutboxPublisher(
-            store, telemetry.publisher(client, publisher_config), on_set_aside=on_set_aside
+            store,
+            client,
+            on_set_aside=on_set_aside,
+            on_published=telemetry.events_counter(publisher_config),
         )
         rig = Rig(store, outbox, metrics)
         rig.set_aside = kinds

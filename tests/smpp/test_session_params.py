@@ -164,3 +164,74 @@ async def test_the_params_tls_context_is_used_and_verifies(
         assert keeper.binds == 0
     finally:
         await keeper.stop(1.0)
+
+
+async def test_unanswered_requests_time_out_each_after_response_timeout(sim: Simulator) -> None:
+    """Requests with the default timeout share one deadline queue (one timer, not one per
+    submit_sm): each unanswered one still ends ``NoResponse`` its own ``response_timeout``
+    after it was sent, in send order, and an answered one in between is not touched."""
+    params = BindParams(
+        name="lib", host="127.0.0.1", port=sim.port, system_id="lib", password="s3cret",
+        mode="transmitter", window=10, response_timeout=0.4,
+    )  # fmt: skip
+    keeper = SessionKeeper(params, _NoMo(), name="lib/tx")
+    keeper.start()
+    try:
+        session = await _bound(keeper)
+        loop = asyncio.get_running_loop()
+        ended: dict[str, float] = {}
+
+        def request(name: str) -> asyncio.Future[object]:
+            fut = session.request(SubmitSm(destination_addr="491701", short_message=b"x"))
+            fut.add_done_callback(lambda _f: ended.setdefault(name, loop.time()))
+            return fut  # type: ignore[return-value]
+
+        start = loop.time()
+        sim.config.faults.no_response_fraction = 1.0
+        first = request("first")
+        await asyncio.sleep(0.15)
+        sim.config.faults.no_response_fraction = 0.0
+        answered = await request("answered")
+        sim.config.faults.no_response_fraction = 1.0
+        second = request("second")
+        results = await asyncio.gather(first, second)
+        assert isinstance(answered, SubmitSmResp) and answered.status == Status.ESME_ROK
+        assert all(type(r).__name__ == "NoResponse" for r in results)
+        assert ended["answered"] - start < 0.3
+        # each after its own 0.4 s (uvloop timers: millisecond resolution)
+        assert 0.39 <= ended["first"] - start < 1.0
+        assert ended["second"] - ended["first"] >= 0.14
+        assert session.timeouts == 2
+    finally:
+        sim.config.faults.no_response_fraction = 0.0
+        await keeper.stop(1.0)
+
+
+async def test_a_request_due_before_those_queued_times_out_first(sim: Simulator) -> None:
+    """A shorter timeout than the requests already waiting (an explicit one, or a reload
+    that shortened ``response_timeout``) ends at its own deadline, not behind theirs."""
+    params = BindParams(
+        name="lib", host="127.0.0.1", port=sim.port, system_id="lib", password="s3cret",
+        mode="transmitter", window=10, response_timeout=1.0,
+    )  # fmt: skip
+    keeper = SessionKeeper(params, _NoMo(), name="lib/tx")
+    keeper.start()
+    try:
+        session = await _bound(keeper)
+        loop = asyncio.get_running_loop()
+        sim.config.faults.no_response_fraction = 1.0
+        start = loop.time()
+        slow = session.request(SubmitSm(destination_addr="491701", short_message=b"a"))
+        session.retune(dataclasses.replace(params, response_timeout=0.2))
+        quick = session.request(SubmitSm(destination_addr="491701", short_message=b"b"))
+        await quick
+        quick_ended = loop.time() - start
+        assert not slow.done()  # still within its own 1 s
+        await slow
+        slow_ended = loop.time() - start
+        assert type(quick.result()).__name__ == type(slow.result()).__name__ == "NoResponse"
+        assert 0.19 <= quick_ended < 0.8
+        assert slow_ended >= 0.99
+    finally:
+        sim.config.faults.no_response_fraction = 0.0
+        await keeper.stop(1.0)

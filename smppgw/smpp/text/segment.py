@@ -128,11 +128,12 @@ def split(
     ``ref`` is the concatenation reference (take it from :class:`RefCounter`); it is masked
     to 8 bits for UDH8 and 16 bits for UDH16 and SAR.
     """
-    try:
-        coding = Coding(coding)
-        concat = Concat(concat)
-    except ValueError as exc:
-        raise TextError(str(exc)) from None
+    if type(coding) is not Coding or type(concat) is not Concat:  # enum calls cost per job
+        try:
+            coding = Coding(coding)
+            concat = Concat(concat)
+        except ValueError as exc:
+            raise TextError(str(exc)) from None
     # Hot path: short text of characters whose GSM septet is their ASCII code.
     if (
         len(text) <= 160
