@@ -129,7 +129,7 @@ class StoreConfig:
     #: has its claimed jobs and unpublished events taken over by another.
     lease: float = 15.0
     #: Where the SQLite writer runs: ``process`` (a child process with its own GIL, so the
-    #: event loop keeps a core to itself: +10-24 % jobs/s where a second core is free,
+    #: event loop keeps a core to itself: +10-25 % jobs/s where a second core is free,
     #: docs/performance.md) or ``thread`` (in the gateway's process, sharing its GIL).
     writer: str = "process"
 
