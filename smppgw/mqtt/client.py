@@ -84,6 +84,8 @@ from smppgw.mqtt._gmqtt import (
     cork_writes,
     dispatch_qos1,
     gate_reads,
+    publish_properties,
+    send_qos1_publish,
 )
 from smppgw.tls import client_context
 
@@ -458,22 +460,22 @@ class MqttClient:
         """
         if qos not in (0, 1):
             raise ValueError("qos must be 0 or 1")
-        properties: dict[str, Any] = {}
-        if correlation_data is not None:
-            properties["correlation_data"] = correlation_data
-        message = gmqtt.Message(topic, payload, qos=qos, retain=retain, **properties)
         if qos == 0:
+            properties: dict[str, Any] = {}
+            if correlation_data is not None:
+                properties["correlation_data"] = correlation_data
             self._require_connected()
-            self._gm.publish(message)
+            self._gm.publish(gmqtt.Message(topic, payload, qos=0, retain=retain, **properties))
             return
+        packet_properties = publish_properties(correlation_data)
         if timeout is None:  # no asyncio.Timeout per publish when there is no limit
             await self._acquire_slot()
-            await self._send_publish(message)
+            await self._send_publish(topic, payload, packet_properties, retain)
             return
         try:
             async with asyncio.timeout(timeout):
                 await self._acquire_slot()
-                await self._send_publish(message)
+                await self._send_publish(topic, payload, packet_properties, retain)
         except TimeoutError:
             raise MqttUnavailable(f"no PUBACK for {topic!r} within {timeout} s") from None
 
@@ -494,10 +496,7 @@ class MqttClient:
                 and not self._slot_waiters
                 and self._storage.size + self._promised < self._window
             ):
-                properties: dict[str, Any] = {}
-                if correlation_data is not None:
-                    properties["correlation_data"] = correlation_data
-                return self._send_publish(gmqtt.Message(topic, payload, qos=1, **properties))
+                return self._send_publish(topic, payload, publish_properties(correlation_data))
         except Exception as exc:
             failed: asyncio.Future[None] = loop.create_future()
             failed.set_exception(exc)
@@ -790,12 +789,16 @@ class MqttClient:
             if not waiter.done():
                 waiter.set_exception(MqttUnavailable(reason))
 
-    def _send_publish(self, message: gmqtt.Message) -> asyncio.Future[None]:
+    def _send_publish(
+        self, topic: str, payload: bytes, properties: bytes, retain: bool = False
+    ) -> asyncio.Future[None]:
+        """A QoS 1 PUBLISH written now (``properties`` from :func:`publish_properties`):
+        the future of its PUBACK."""
         self._require_connected()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending_future = future
         try:
-            self._gm.publish(message)
+            send_qos1_publish(self._gm, topic, payload, properties, retain)
         except OverflowError as exc:  # the window should make this impossible
             log.error("mqtt.packet_ids_exhausted", inflight=self._storage.size)
             raise MqttUnavailable("no free MQTT packet id") from exc
