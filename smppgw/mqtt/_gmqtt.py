@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import struct
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from functools import partial
 from typing import Any, Final, cast
@@ -42,6 +43,7 @@ __all__ = [
     "GmqttChanged",
     "GmqttClient",
     "check_gmqtt",
+    "dispatch_direct",
     "dispatch_qos1",
     "gate_reads",
     "publish_properties",
@@ -151,6 +153,14 @@ def check_gmqtt(client: gmqtt.Client, storage: PersistentStorage, on_puback: Any
     # Refused publishes: the PUBACK handler (looked up by name, through a per-command cache)
     # is wrapped to read the reason code gmqtt itself ignores.
     _method(MqttPackageHandler, "_handle_puback_packet", ("cmd", "packet"))
+    _reads(MqttPackageHandler, "_handle_puback_packet", ("free_id", "_remove_message_from_queue"))
+    _reads(gmqtt.Client, "_remove_message_from_queue", ("remove_message_by_mid",))
+    # Packets handed to the handler directly (dispatch_direct): what gmqtt's path does.
+    _reads(MQTTConnection, "put_package", ("current_connection", "_last_data_in"))
+    _reads(MqttPackageHandler, "_handle_packet", ("__get_handler__", "_last_msg_in"))
+    _reads(MqttPackageHandler, "__get_handler__", ("_handler_cache",))
+    _reads(MqttPackageHandler, "__init__", ("_connection",))
+    _attribute(handler, "_logger", "MqttPackageHandler")
     _instance(
         _attribute(handler, "_handler_cache", "MqttPackageHandler"),
         dict,
@@ -206,9 +216,9 @@ class GmqttClient(gmqtt.Client):  # type: ignore[misc]
     Every PUBACK gmqtt sends goes through ``_send_command_with_mid`` (the package handler
     holds this bound method), so this is the single place to stop one. Every PUBACK it
     receives goes to its package handler's ``_handle_puback_packet`` (looked up by name on
-    the first PUBACK), which reads the packet id only and removes the stored packet; the
-    wrapper installed here reads the reason code just before, so the refusal is known when
-    ``AckStorage.remove_message_by_mid`` runs.
+    the first PUBACK), which reads the packet id only, frees it and removes the stored
+    packet; the handler installed here does the same and reads the reason code first, so
+    the refusal is known when ``AckStorage.remove_message_by_mid`` runs.
     """
 
     def __init__(self, *args: Any, on_refused: Callable[[int, int], None], **kwargs: Any) -> None:
@@ -218,12 +228,21 @@ class GmqttClient(gmqtt.Client):  # type: ignore[misc]
         if original is None:  # a gmqtt upgrade renamed it: refusals would go unseen
             raise GmqttChanged("MqttPackageHandler._handle_puback_packet")
 
+        free_id = handler.id_generator.free_id
+        storage = self._persistent_storage
+
         def handle_puback(cmd: int, packet: bytes) -> None:
+            if len(packet) < 2:  # malformed: gmqtt's own handler fails on it as before
+                original(cmd, packet)
+                return
+            mid = packet[0] << 8 | packet[1]
             # MQTT 5 section 3.4.2.1: no reason code byte means Success.
             if len(packet) > 2 and packet[2] >= 0x80:
-                (mid,) = struct.unpack("!H", packet[:2])
                 on_refused(mid, packet[2])
-            original(cmd, packet)
+            # What gmqtt's handler does after reading the id (checked by check_gmqtt),
+            # without its two debug log calls and the client's callback in between.
+            free_id(mid)
+            storage.remove_message_by_mid(mid)
 
         handler._handle_puback_packet = handle_puback
         handler._handler_cache.pop(int(MQTTCommands.PUBACK), None)
@@ -429,6 +448,47 @@ class CorkedTransport:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
+
+
+def dispatch_direct(client: gmqtt.Client) -> str | None:
+    """Hand each packet ``client``'s current connection reads straight to the package
+    handler's method for its type, once gmqtt has looked that method up.
+
+    gmqtt's way there (``MQTTConnection.put_package`` → ``MqttPackageHandler.__call__``
+    → ``_handle_packet`` → ``__get_handler__``) formats ``hex(cmd)`` for a debug line and
+    goes through three frames for every packet: three packets in a job (two PUBACKs, one
+    PUBLISH). This does what they do (drop a superseded connection's packets, the
+    keep-alive and last-message clocks, an exception logged rather than raised), from
+    the handler's own per-type cache, so the handlers installed by :class:`GmqttClient`
+    and :func:`dispatch_qos1` are the ones called; a type not yet in the cache takes
+    gmqtt's path, which fills it. Returns None when done (or already done for this
+    connection), else the type name of the connection that lacks the internals."""
+    connection = getattr(client, "_connection", None)
+    original = getattr(connection, "put_package", None)
+    handler = getattr(client, "_package_handler", None)
+    cache = getattr(handler, "_handler_cache", None)
+    if original is None or not isinstance(cache, dict):
+        return type(connection).__name__
+    if getattr(original, "_smppgw_direct", False):
+        return None
+    monotonic = time.monotonic
+    log_failure = handler._logger.exception  # type: ignore[union-attr]
+
+    def put_package(package: Any) -> None:
+        handle = cache.get(package.cmd & 0xF0)
+        if handle is None or handler._connection is not connection:  # type: ignore[union-attr]
+            original(package)  # gmqtt's path: fills the cache, drops a superseded one's
+            return
+        connection._last_data_in = monotonic()
+        try:
+            handle(package.cmd, package.data)
+            handler._last_msg_in = monotonic()  # type: ignore[union-attr]
+        except Exception:
+            log_failure("[MqttPackageHandler] error handling package")
+
+    put_package._smppgw_direct = True  # type: ignore[attr-defined]
+    connection.put_package = put_package  # type: ignore[union-attr]
+    return None
 
 
 def cork_writes(client: gmqtt.Client) -> str | None:

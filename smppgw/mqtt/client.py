@@ -82,6 +82,7 @@ from smppgw.mqtt._gmqtt import (
     GmqttClient,
     check_gmqtt,
     cork_writes,
+    dispatch_direct,
     dispatch_qos1,
     gate_reads,
     publish_properties,
@@ -738,6 +739,9 @@ class MqttClient:
             log.error("mqtt.read_gate_unavailable", connection=missing)
         # The packets of one event-loop turn (PUBACKs of an intake batch, an outbox
         # round's PUBLISHes) as one socket write; without it each is its own.
+        missing = dispatch_direct(self._gm)
+        if missing is not None:
+            log.warning("mqtt.direct_dispatch_unavailable", connection=missing)
         missing = cork_writes(self._gm)
         if missing is not None:
             log.warning("mqtt.cork_unavailable", connection=missing)
