@@ -293,50 +293,6 @@ def dispatch_qos1(client: gmqtt.Client, dispatch: Dispatch) -> None:
         task.add_done_callback(partial(acknowledge, mid))
 
     handler._handle_qos_1_publish_packet = handle_qos1
-    _read_qos1_publish(handler)
-
-
-def _read_qos1_publish(handler: MqttPackageHandler) -> None:
-    """Read an incoming QoS 1 PUBLISH by slicing, as gmqtt's ``_handle_publish_packet``
-    does with ``struct.unpack`` and format strings built from each packet's lengths (a
-    new ``Struct`` compiled for most packets: payload lengths vary past ``struct``'s
-    cache) and a debug line; one PUBLISH a job. The property block goes to gmqtt's own
-    ``_parse_properties``, and every packet this path does not read exactly as gmqtt would
-    (QoS 0 or 2, too short for its topic or packet id, a topic alias, an empty or invalid
-    UTF-8 topic) goes to gmqtt's handler, so hostile and unusual packets meet gmqtt's
-    checks and errors as before (tests/mqtt/test_gmqtt_packets.py compares both)."""
-    _reads(MqttPackageHandler, "_handle_publish_packet", ("_parse_properties", "topic_alias"))
-    original = handler._handle_publish_packet
-    parse_properties = handler._parse_properties
-    log_critical = handler._logger.critical
-
-    def handle_publish(cmd: int, raw_packet: bytes) -> None:
-        size = len(raw_packet)
-        if cmd & 0x06 != 0x02 or size < 2:
-            original(cmd, raw_packet)
-            return
-        end = 2 + (raw_packet[0] << 8 | raw_packet[1])
-        if end + 2 > size or end == 2:
-            original(cmd, raw_packet)
-            return
-        properties, packet = parse_properties(raw_packet[end + 2 :])
-        if properties is None or packet is None:
-            log_critical("[MqttPackageHandler] invalid message. Skipping: %s", raw_packet)
-            return
-        if "topic_alias" in properties:
-            original(cmd, raw_packet)
-            return
-        try:
-            print_topic = raw_packet[2:end].decode("utf-8")
-        except UnicodeDecodeError:
-            original(cmd, raw_packet)
-            return
-        properties["dup"] = (cmd & 0x08) >> 3
-        properties["retain"] = cmd & 0x01
-        mid = raw_packet[end] << 8 | raw_packet[end + 1]
-        handler._handle_qos_1_publish_packet(mid, packet, print_topic, properties)
-
-    handler._handle_publish_packet = handle_publish
 
 
 #: First byte of a QoS 1 PUBLISH (not a duplicate), by its retain flag.

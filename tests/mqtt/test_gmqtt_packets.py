@@ -1,14 +1,11 @@
 """The QoS 1 PUBLISH smppgw builds itself (``mqtt/_gmqtt.py``) is byte for byte the one
 gmqtt's own ``PublishPacket.build_package`` builds, for any topic, payload, packet id,
-correlation data and retain flag; and gmqtt's parser reads it back as sent. An incoming
-PUBLISH, well formed or hostile, is read by smppgw's QoS 1 path as gmqtt's handler reads
-it (same delivery, same error)."""
+correlation data and retain flag; and gmqtt's parser reads it back as sent."""
 
 from __future__ import annotations
 
 import struct
 from types import SimpleNamespace
-from typing import Any
 
 import gmqtt
 from gmqtt.mqtt.constants import MQTTv50
@@ -18,7 +15,7 @@ from gmqtt.mqtt.utils import unpack_variable_byte_integer
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from smppgw.mqtt._gmqtt import _read_qos1_publish, publish_properties, qos1_publish_packet
+from smppgw.mqtt._gmqtt import publish_properties, qos1_publish_packet
 
 topics = st.text(min_size=1, max_size=300)
 payloads = st.binary(max_size=70_000)
@@ -71,57 +68,3 @@ def test_gmqtts_parser_reads_back_what_was_built(
         assert properties == {}
     else:
         assert properties == {"correlation_data": [correlation]}
-
-
-def reader(lean: bool) -> tuple[MqttPackageHandler, list[tuple[Any, ...]]]:
-    """A real gmqtt client's package handler (never connected), ours or gmqtt's PUBLISH
-    reader in it, and the QoS 1 deliveries it makes."""
-    handler: MqttPackageHandler = gmqtt.Client(None)._package_handler
-    delivered: list[tuple[Any, ...]] = []
-
-    def deliver(mid: int, packet: bytes, print_topic: str, properties: dict[str, Any]) -> None:
-        delivered.append((mid, packet, print_topic, properties))
-
-    handler._handle_qos_1_publish_packet = deliver  # type: ignore[method-assign]
-    if lean:
-        _read_qos1_publish(handler)
-    return handler, delivered
-
-
-def outcome(lean: bool, cmd: int, raw: bytes) -> tuple[Any, ...]:
-    """What reading ``raw`` does: the exception raised (its type) and what was delivered."""
-    handler, delivered = reader(lean)
-    try:
-        handler._handle_publish_packet(cmd, raw)
-    except Exception as exc:
-        return (type(exc), delivered)
-    return (None, delivered)
-
-
-def publish_bytes(topic: bytes, mid: int, properties: bytes, payload: bytes) -> bytes:
-    return struct.pack("!H", len(topic)) + topic + struct.pack("!H", mid) + properties + payload
-
-
-property_blocks = (
-    st.builds(publish_properties, correlations)
-    | st.binary(max_size=12)  # anything, hostile included
-    | st.sampled_from([b"\x03\x23\x00\x05", b"\x02\x01\x01", b"\x05\x08\x00\x02r/", b"\x01\xff"])
-)
-raw_topics = st.binary(max_size=40) | topics.map(lambda t: t.encode("utf-8", "replace"))
-
-
-@settings(max_examples=600, deadline=None)
-@given(
-    cmd=st.sampled_from([0x30, 0x31, 0x32, 0x33, 0x3A, 0x3B, 0x34, 0x3C]),
-    raw=st.builds(publish_bytes, raw_topics, mids, property_blocks, st.binary(max_size=64))
-    | st.binary(max_size=40),
-)
-@example(cmd=0x32, raw=b"")
-@example(cmd=0x32, raw=b"\x00")
-@example(cmd=0x32, raw=b"\x00\x05ab")
-@example(cmd=0x32, raw=b"\x00\x01a\x00")
-@example(cmd=0x32, raw=b"\x00\x00\x00\x01\x00x")
-@example(cmd=0x32, raw=b"\x00\x02\xff\xfe\x00\x01\x00x")
-@example(cmd=0x32, raw=b"\x00\x01a\x00\x07\x03\x23\x00\x05payload")
-def test_an_incoming_publish_is_read_as_gmqtt_reads_it(cmd: int, raw: bytes) -> None:
-    assert outcome(True, cmd, raw) == outcome(False, cmd, raw)
