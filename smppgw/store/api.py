@@ -190,10 +190,6 @@ class Store:
                 held[reason] += change
 
     def _run(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
-        # The operations of every job (add_admitted, mark_submitted, apply_receipt) are
-        # plain methods returning this future, not coroutines awaiting it: a coroutine
-        # object and its frame fewer per call on the hot path (issue 13, step 32). The
-        # caller awaits the same result or exception.
         return self._writer.submit(fn)
 
     # -- jobs in ---------------------------------------------------------------------
@@ -210,18 +206,18 @@ class Store:
         job True (new), False (known id) or None (over the tenant's daily limit: not added)."""
         return await self._run(partial(ops.add_counted, jobs=list(jobs), usage=list(usage)))
 
-    def add_admitted(
+    async def add_admitted(
         self,
         jobs: Sequence[StoredJob],
         usage: Sequence[Usage | None],
         gate: MarketingGate | None,
         hold: ops.HoldMaker | None = None,
-    ) -> asyncio.Future[list[ops.Admission]]:
+    ) -> list[ops.Admission]:
         """``add_counted`` that also decides each ``marketing`` job with ``gate`` and counts
         it against the number's rolling 24 h, in the same transaction: per job True, False,
         None (tenant quota), a ``Reject`` (not added) or a ``Hold`` (added, held: as
         ``hold`` makes it, see ``ops.add_admitted``)."""
-        return self._run(
+        return await self._run(
             partial(ops.add_admitted, jobs=list(jobs), usage=list(usage), gate=gate, hold=hold)
         )
 
@@ -340,7 +336,7 @@ class Store:
         """Earliest ``next_attempt`` among ``carrier``'s jobs waiting for a retry."""
         return await self._run(partial(ops.next_due, carrier=carrier))
 
-    def mark_submitted(
+    async def mark_submitted(
         self,
         job_id: str,
         carrier: str,
@@ -348,12 +344,12 @@ class Store:
         raw_ids: Sequence[str],
         final: bool,
         events: Sequence[OutboxEvent],
-    ) -> asyncio.Future[None]:
+    ) -> None:
         """Every part accepted: state ``submitted`` (``final`` when no receipt is
         wanted), map each part's normalised id to (job, part, parts), and queue
         ``events``, all in one transaction. Raises KeyError for an unknown job and
         ValueError for a final one or mismatched id lists (nothing written)."""
-        return self._run(
+        await self._run(
             partial(
                 ops.mark_submitted,
                 job_id=job_id,
@@ -384,15 +380,15 @@ class Store:
         """(job_id, part, parts) for a carrier's normalised message id."""
         return await self._run(partial(ops.lookup, carrier=carrier, normalized_id=normalized_id))
 
-    def apply_receipt(
+    async def apply_receipt(
         self, job_id: str, part: int, state: str, make_events: EventMaker
-    ) -> asyncio.Future[str | None]:
+    ) -> str | None:
         """Record part ``part``'s (0-based) receipt ``state``; when that makes the job
         final (``delivered`` once every part is DELIVRD/ACCEPTD; ``undelivered`` or
         ``expired`` as soon as one part failed) set the final status and store
         ``make_events(view, status)`` in the same transaction, and return the status.
         ``make_events`` runs in the writer thread: keep it pure and quick."""
-        return self._run(
+        return await self._run(
             partial(
                 ops.apply_receipt, job_id=job_id, part=part, state=state, make_events=make_events
             )

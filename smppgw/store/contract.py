@@ -9,7 +9,7 @@ suite against both. Docstrings of the contract live on ``Store``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from smppgw.pipeline.marketing import Go, Hold, MarketingGate, Reject
@@ -66,7 +66,7 @@ class StoreAPI(Protocol):
     async def mark_in_flight(self, job_ids: Sequence[str]) -> None: ...
     async def retry_later(self, job_id: str, attempt: int, next_attempt: float) -> bool: ...
     async def next_due(self, carrier: str) -> float | None: ...
-    def mark_submitted(
+    async def mark_submitted(
         self,
         job_id: str,
         carrier: str,
@@ -74,16 +74,16 @@ class StoreAPI(Protocol):
         raw_ids: Sequence[str],
         final: bool,
         events: Sequence[OutboxEvent],
-    ) -> Awaitable[None]: ...
+    ) -> None: ...
     async def finish(
         self, job_id: str, status: str, events: Sequence[OutboxEvent], *, code: str | None = None
     ) -> bool: ...
 
     # receipts
     async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None: ...
-    def apply_receipt(
+    async def apply_receipt(
         self, job_id: str, part: int, state: str, make_events: EventMaker
-    ) -> Awaitable[str | None]: ...
+    ) -> str | None: ...
 
     # outbox
     async def add_events(self, events: Sequence[OutboxEvent]) -> list[int]: ...
@@ -152,13 +152,13 @@ class StoreAPI(Protocol):
         self, number: str, now: float, make_events: MoEventMaker
     ) -> ReplyWindow | None: ...
     async def purge_replies(self, before: float) -> int: ...
-    def add_admitted(
+    async def add_admitted(
         self,
         jobs: Sequence[StoredJob],
         usage: Sequence[Usage | None],
         gate: MarketingGate | None,
         hold: HoldMaker | None = None,
-    ) -> Awaitable[list[Admission]]: ...
+    ) -> list[Admission]: ...
     async def marketing_release(
         self, job_id: str, gate: MarketingGate, now: float
     ) -> Go | Hold | Reject | None: ...
