@@ -3,7 +3,9 @@
 :class:`GmqttClient` (PUBACK withheld, PUBACK reason codes read) and :class:`AckStorage`
 (publish completion) are the two subclasses of gmqtt's classes; :class:`~smppgw.mqtt.client.
 MqttClient` uses them and nothing else of gmqtt's internals but the read gate, the write
-cork and the QoS 1 intake hook (:func:`dispatch_qos1`).
+cork, the QoS 1 intake hook (:func:`dispatch_qos1`), the QoS 1 PUBLISH built here
+(:func:`send_qos1_publish`) and the packets read handed to their handlers directly
+(:func:`dispatch_direct`).
 
 The gateway's MQTT guarantees (PUBACK only once a job is durable, a publish completes on
 its PUBACK, intake paced by TCP back-pressure, packet ids reconciled on reconnect, retained
