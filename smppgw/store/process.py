@@ -6,16 +6,13 @@ committed; the counter changes of a batch are applied before any of its callers 
 What differs is where ``fn`` runs: in ``python -m smppgw.store.worker``, so ``fn`` must
 pickle (a module-level function, or a ``functools.partial`` of one over plain data).
 
-The operations of one event-loop turn go as one frame at the turn's end (``call_soon``),
-also while the child runs a batch: the child reads everything that arrived after its
-commit and runs it as the next batch, so group commit is unchanged, but that batch starts
-as soon as the child committed instead of one gateway turn later (the answer read, the
-held frame sent). Holding them here while the child was busy (the earlier policy: fewer
-system calls) measured level at ~5,300 jobs/s; at ~6,000+ the arming record's round trip
-is on the critical path, and sending at once took its median from 19-23 to 17 ms
-(docs/performance.md, step 24). With ``commit_interval`` set, operations are held while
-the child is busy as before, and after a batch of several operations the next frame
-waits that long. Answers come back in the order the operations went, so the
+Group commit moves to this side of the socket: while the child runs a batch, operations
+wait here, and go as one frame when its answer arrives (the next batch: everything that
+waited); when the child is idle, the operations of one event-loop turn go at the turn's
+end (``call_soon``). The child would only have read them after its commit anyway; holding
+them here costs it nothing and saves a send and a receive per turn on both sides.
+``commit_interval`` is applied here too: after a batch of several operations, the next
+frame waits that long. Answers come back in the order the operations went, so the
 futures waiting are a plain FIFO.
 
 If the child dies (killed, crashed), every waiting caller and every later one gets a
@@ -159,12 +156,8 @@ class ProcessWriter:
         if self._closed:
             future.set_exception(StoreError(self.lost or "store is not open"))
             return future
-        if (
-            not self._outgoing
-            and self._linger is None
-            and (not self._in_child or not self._commit_interval)
-        ):
-            loop.call_soon(self._flush)  # at this turn's end
+        if not self._outgoing and not self._in_child and self._linger is None:
+            loop.call_soon(self._flush)  # the child is idle: at this turn's end
         self._outgoing.append(fn)
         self._waiting.append(future)
         return future
