@@ -37,7 +37,7 @@ from smppgw.config import BindMode, CarrierConfig
 from smppgw.engine.binds import bind_params, retuned
 from smppgw.engine.context import CarrierContext
 from smppgw.engine.job import SendJob
-from smppgw.engine.lanes import Arming, Lanes
+from smppgw.engine.lanes import Arming, Lanes, arming_plan
 from smppgw.engine.matching import ReceiptMatcher
 from smppgw.engine.message import OutboundMessage, Priority
 from smppgw.engine.mo import MoHandler
@@ -100,8 +100,10 @@ class Carrier:
         self.throttle.attach(self._wake)
         # Small batches: after a kill -9 every armed-but-unsent job counts as an unknown
         # outcome, so arm about 50 ms of sending at a time (one commit each).
-        batch = max(8, min(200, int(config.tps * 0.05)), config.window)
-        self._arming = Arming(self.name, events, batch, self._background.spawn, self._wake)
+        batch, depth = arming_plan(config.tps, config.window)
+        self._arming = Arming(
+            self.name, events, batch, self._background.spawn, self._wake, depth=depth
+        )
         ctx = CarrierContext(config, events, observer, self.counters)
         self._results = Results(
             ctx,
@@ -189,7 +191,7 @@ class Carrier:
         self.config = config
         if config.tps != old.tps:
             self.throttle.set_rate(config.tps)
-            self._arming.batch = max(8, min(200, int(config.tps * 0.05)), config.window)
+            self._arming.batch, self._arming.depth = arming_plan(config.tps, config.window)
         self._pause.retune(config.throttle_backoff, config.throttle_backoff_max)
         if config.concat != old.concat:
             self._pdus = PduBuilder(config)

@@ -5,6 +5,12 @@ arrival order, except that a job coming back (throttled, or its retry due) goes 
 every younger job. Arming is the durable "about to send" record (``events.sending``) made
 ahead of the sends in small batches, highest lanes first: after a kill -9 every armed but
 unsent job counts as an unknown outcome, so only about 50 ms of sending is armed at a time.
+
+At a high rate one batch in flight was the carrier's limit: the record's round trip to the
+store (waiting for the writer's batch in progress, then its own) took 15-40 ms while the
+armed jobs left lasted ~14 ms, and the dispatcher stood with the window mostly empty. So up
+to ``depth`` batches go ahead together when the rate allows that much within the ~50 ms
+(:func:`arming_plan`), and the next batch starts while the previous is still on its way.
 """
 
 from __future__ import annotations
@@ -95,10 +101,32 @@ class Lanes:
         self._on_change()
 
 
-class Arming:
-    """Records jobs as "sending" ahead of their first submit_sm, one batch at a time."""
+def arming_plan(tps: float, window: int) -> tuple[int, int]:
+    """``(batch, depth)``: jobs per "sending" record, and how many records may be on their
+    way at once. About 50 ms of sending at ``tps`` per batch (at least a window, 8 to 200);
+    a second batch in flight only when 50 ms at ``tps`` covers two, so a slow carrier never
+    has more armed than before."""
+    batch = max(8, min(200, int(tps * 0.05)), window)
+    depth = 2 if tps * 0.05 >= 2 * batch else 1
+    return batch, depth
 
-    __slots__ = ("_busy", "_events", "_name", "_on_change", "_pending", "_ready", "_spawn", "batch")
+
+class Arming:
+    """Records jobs as "sending" ahead of their first submit_sm, ``depth`` batches at most
+    on their way at a time."""
+
+    __slots__ = (
+        "_arming",
+        "_events",
+        "_flying",
+        "_name",
+        "_on_change",
+        "_pending",
+        "_ready",
+        "_spawn",
+        "batch",
+        "depth",
+    )
 
     def __init__(
         self,
@@ -107,15 +135,19 @@ class Arming:
         batch: int,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         on_change: Callable[[], None],
+        depth: int = 1,
     ) -> None:
         self._name = carrier
         self._events = events
         self.batch = batch
+        self.depth = depth
         self._spawn = spawn
         self._on_change = on_change
         #: Jobs not yet armed, per lane, in arrival order.
         self._pending: tuple[deque[SendJob], ...] = tuple(deque() for _ in Priority)
-        self._busy = False
+        #: "sending" records on their way to the store, and the jobs in them.
+        self._flying = 0
+        self._arming = 0
         #: Armed jobs not yet started: when it runs low the next batch is armed ahead.
         self._ready = 0
 
@@ -123,17 +155,26 @@ class Arming:
         self._pending[job.lane].append(job)
 
     def request(self) -> None:
-        """The head job is not armed: arm the next batch unless one is on its way."""
-        if not self._busy:
-            self._start()
+        """The head job is not armed: arm the next batch unless ``depth`` are on their way
+        (and, at a cold start, the batches ahead at once)."""
+        if self._flying < self.depth and self._start():
+            self._top_up()
 
     def started(self) -> None:
         """An armed job sent its first part: arm ahead when few armed jobs are left."""
         self._ready -= 1
-        if self._ready < self.batch // 2 and not self._busy:
-            self._start()
+        self._top_up()
 
-    def _start(self) -> None:
+    def _top_up(self) -> None:
+        """Start batches while fewer than ``depth`` are on their way and the armed or
+        arming jobs are below half a batch beyond the ``depth - 1`` batches ahead."""
+        low = self.batch * (self.depth - 1) + self.batch // 2
+        while self._flying < self.depth and self._ready + self._arming < low:
+            if not self._start():
+                return
+
+    def _start(self) -> bool:
+        """Arm the next batch (highest lanes first); False when nothing waits for it."""
         batch: list[SendJob] = []
         for pending in self._pending:
             while pending and len(batch) < self.batch:
@@ -141,8 +182,11 @@ class Arming:
                 if job.queued and not job.armed and job.failure is None:
                     batch.append(job)
         if batch:
-            self._busy = True
+            self._flying += 1
+            self._arming += len(batch)
             self._spawn(self._arm(batch))
+            return True
+        return False
 
     async def _arm(self, batch: list[SendJob]) -> None:
         try:
@@ -159,5 +203,6 @@ class Arming:
                 job.armed = True
             self._ready = max(0, self._ready) + len(batch)
         finally:
-            self._busy = False
+            self._flying -= 1
+            self._arming -= len(batch)
             self._on_change()
