@@ -3,7 +3,8 @@
 smppgw bench e2e                      # every scenario, full size (~5 minutes)
 smppgw bench e2e --quick              # smaller runs (~1 minute)
 smppgw bench e2e --scenario throughput,latency --jobs 20000 --json out.json
-smppgw bench e2e --peer kannel        # smppgw and Kannel side by side (20,000 jobs, 3 runs)
+smppgw bench e2e --peer kannel        # smppgw and Kannel side by side (20,000 jobs, 3 runs),
+                                      # flat out and at half load (10 s each)
 smppgw bench e2e --plot charts/       # also PNG charts of what ran (needs matplotlib)
 """
 
@@ -101,6 +102,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--runs", type=int, metavar="N", help="interleaved runs of each side with --peer (3)"
     )
     parser.add_argument(
+        "--half-rate",
+        type=float,
+        metavar="JOBS/S",
+        help="with --peer: the half-load rate both sides are fed at (default: half the "
+        "lower of the two flat-out rates measured in the same invocation)",
+    )
+    parser.add_argument(
+        "--half-seconds",
+        type=float,
+        metavar="S",
+        help="with --peer: seconds each half-load run feeds its side (10)",
+    )
+    parser.add_argument(
         "--kannel-spool",
         type=Path,
         metavar="DIR",
@@ -145,6 +159,8 @@ def options_from(args: argparse.Namespace) -> Options:
         "store_writer",
         "receipt_delay",
         "kannel_spool",
+        "half_rate",
+        "half_seconds",
         "backend",
         "gateways",
     ):
@@ -157,6 +173,10 @@ def options_from(args: argparse.Namespace) -> Options:
             raise SystemExit(f"smppgw bench e2e: --{name.replace('_', '-')} must be >= 1")
     if options.rate is not None and options.rate <= 0:
         raise SystemExit("smppgw bench e2e: --rate must be > 0")
+    if options.half_rate is not None and options.half_rate <= 0:
+        raise SystemExit("smppgw bench e2e: --half-rate must be > 0")
+    if options.half_seconds <= 0:
+        raise SystemExit("smppgw bench e2e: --half-seconds must be > 0")
     if options.receipt_delay < 0:
         raise SystemExit("smppgw bench e2e: --receipt-delay must be >= 0")
     if options.gateways < 1:

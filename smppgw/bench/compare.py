@@ -15,16 +15,34 @@ more on the faster side's shorter run); its CPU per message is
 bearerbox's + smsbox's CPU time over the measured phase, divided by the messages. The
 injector's and the DLR sink's CPU are reported beside it, as the MQTT publisher's and
 collector's are beside smppgw's.
+
+Then half load (issue 13 asks for the CPU ratio "flat out and at half load"): both sides
+fed at one fixed rate, half the lower of the two flat-out medians just measured (or
+``--half-rate``), for ``--half-seconds``, interleaved again. Half of the *lower* rate, so
+neither side is near its ceiling and the comparison is CPU per job at equal work, not a
+race. smppgw runs the latency scenario at that rate (its paced publisher, its publish →
+submit_sm); Kannel gets the same clock (:func:`smppgw.bench.load.pace`) in its HTTP
+injector, and its sendsms → submit_sm comes from the simulator's arrival times (the
+injector's due time to the first submit_sm carrying the job's destination). Each side's
+achieved rate is reported; one more than 5 % off the target is flagged.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
-from smppgw.bench.kannel import KannelBinaries, KannelStack, delivered_count, kannel_stack
+from smppgw.bench.kannel import (
+    KannelBinaries,
+    KannelStack,
+    delivered_count,
+    kannel_stack,
+    submit_arrivals,
+)
 from smppgw.bench.scenarios import (
     Check,
     CpuMeter,
@@ -32,14 +50,20 @@ from smppgw.bench.scenarios import (
     Progress,
     ScenarioResult,
     Timeline,
+    _lat,
+    achieved_rate,
+    latency,
     throughput,
 )
+from smppgw.bench.stats import Latency
 
 __all__ = ["TARGET_CPU_RATIO", "TARGET_RATE_RATIO", "compare", "format_side_by_side"]
 
 #: Issue #13's targets, as ratios taken in one run.
 TARGET_RATE_RATIO = 2.0
 TARGET_CPU_RATIO = 0.25
+#: How far a half-load run's achieved rate may be from the target before it is flagged.
+RATE_TOLERANCE = 0.05
 #: Seconds without a new final report, after the last injection, before a run gives up
 #: on the reports still missing (and says so).
 STALL_SECONDS = 20.0
@@ -87,10 +111,15 @@ def _wait_reports(k: KannelStack, n: int, tick: Callable[[], None], timeout: flo
         time.sleep(0.5)
 
 
-def kannel_run(options: Options, progress: Progress, binaries: KannelBinaries) -> ScenarioResult:
-    """One Kannel run of ``options.jobs`` messages on a fresh stack."""
-    result = ScenarioResult("kannel")
-    n = options.jobs
+def kannel_run(
+    options: Options, progress: Progress, binaries: KannelBinaries, rate: float | None = None
+) -> ScenarioResult:
+    """One Kannel run on a fresh stack: ``options.jobs`` messages flat out, or (``rate``)
+    ``options.half_seconds`` of messages injected at ``rate`` a second, with each one's
+    sendsms → submit_sm at the simulator."""
+    result = ScenarioResult("kannel" if rate is None else "kannel @ half load")
+    n = options.jobs if rate is None else max(1, int(rate * options.half_seconds))
+    name = "kannel" if rate is None else f"kannel @ {rate:,.0f}/s"
     with kannel_stack(
         binaries,
         options.workdir,
@@ -99,31 +128,39 @@ def kannel_run(options: Options, progress: Progress, binaries: KannelBinaries) -
         spool_base=options.kannel_spool,
     ) as k:
         warm = max(100, min(2000, n // 10))
-        tick = KannelTicker(progress, "kannel warm-up", k, warm)
+        tick = KannelTicker(progress, f"{name} warm-up", k, warm)
         k.injector.burst(1_000_000_000 - warm - 1, warm, tick=tick)
         _wait_reports(k, warm, tick, 120)
         k.sink.reset()
         k.injector.sent.value = 0
+        since = k.sim.stats()["submits_accepted"]
         meter = CpuMeter(k.children())
-        tick = KannelTicker(progress, "kannel", k, n)
+        tick = KannelTicker(progress, name, k, n)
         with Timeline(lambda: int(k.sink.finals.value), k.cpu) as timeline:
             meter.start()
-            injected = k.injector.burst(0, n, tick=tick)
+            if rate is None:
+                injected = k.injector.burst(0, n, tick=tick)
+            else:
+                injected = k.injector.paced(0, n, rate, tick=tick)
             _wait_reports(k, n, tick, 60 + n / 200)
             meter.stop()
         reports = k.sink.result()
+        if rate is not None:
+            progress.show(f"[{name}] reading the simulator's submits")
+            arrived = submit_arrivals(k.sim, since, n)
     times = injected.times
     start = min(times)
     ends = [t for i, (_, t) in reports.final.items() if i < n]
     elapsed = (max(ends) - start) if ends else float("nan")
     delivered = delivered_count(reports.final, n)
-    busy = elapsed - options.receipt_delay
     kannel_seconds = meter.seconds("bearerbox") + meter.seconds("smsbox")
     load_seconds = meter.seconds("injector") + meter.seconds("dlr sink")
     result.figures.update(
         jobs=n,
         seconds=round(elapsed, 3),
-        messages_per_second=round(delivered / busy, 1),
+        messages_per_second=achieved_rate(
+            delivered, start, max(ends, default=None), options.receipt_delay
+        ),
         injection_seconds=round(max(times) - start, 3),
         delivered=delivered,
         acked=len(reports.acked),
@@ -136,6 +173,11 @@ def kannel_run(options: Options, progress: Progress, binaries: KannelBinaries) -
         load_cpu_us_per_message=round(load_seconds / n * 1e6, 1),
         cores_used=meter.shares(),
     )
+    if rate is not None:
+        to_smsc = Latency.of(arrived[i] - times[i] for i in arrived)
+        result.figures.update(rate=round(rate, 1), sendsms_to_submit_sm_ms=_lat(to_smsc))
+        if to_smsc.count != n:
+            result.notes.append(f"{n - to_smsc.count} submits missing at the simulator")
     if injected.errors:
         result.notes.append(f"sendsms refused some jobs: {'; '.join(injected.errors)}")
     if injected.resent:
@@ -211,12 +253,88 @@ def compare(
     result.checks.append(
         Check("CPU per job ÷ Kannel's (same run)", cpu_ratio, TARGET_CPU_RATIO, "×", at_most=True)
     )
-    for side in (*ours, *theirs):
+    half_rate = options.half_rate or min(rate, peer_rate) / 2
+    if math.isnan(half_rate) or half_rate <= 0:
+        raise RuntimeError(f"no half-load rate from flat-out rates {rate} and {peer_rate}")
+    ours_half, theirs_half = half_load(options, progress, binaries, runs, half_rate)
+    result.figures["half_load"] = _half_figures(options, half_rate, ours_half, theirs_half)
+    half_cpu_ratio = result.figures["half_load"]["cpu_ratio"]
+    result.checks.append(
+        Check("CPU per job ÷ Kannel's at half load", half_cpu_ratio, TARGET_CPU_RATIO, "×", True)
+    )
+    for side in (*ours, *theirs, *ours_half, *theirs_half):
         result.notes.extend(f"{side.name}: {note}" for note in side.notes)
+    for side_name, achieved in (
+        ("smppgw", result.figures["half_load"]["smppgw_runs_rate"]),
+        ("kannel", result.figures["half_load"]["kannel_runs_rate"]),
+    ):
+        off = [a for a in achieved if not abs(a - half_rate) <= RATE_TOLERANCE * half_rate]
+        if off:
+            result.notes.append(
+                f"half load: {side_name} did not keep to {half_rate:,.0f}/s "
+                f"(achieved {', '.join(f'{a:,.0f}' for a in off)}/s): its figures are not at "
+                "the target rate"
+            )
     result.series.update(
         smppgw=[r.series for r in ours], kannel=[r.series for r in theirs], rates=(rate, peer_rate)
     )
     return result
+
+
+def half_load(
+    options: Options, progress: Progress, binaries: KannelBinaries, runs: int, rate: float
+) -> tuple[list[ScenarioResult], list[ScenarioResult]]:
+    """``runs`` interleaved runs of each side fed at ``rate`` for ``options.half_seconds``:
+    smppgw through the latency scenario (its paced publisher, its publish → submit_sm),
+    Kannel through the paced injector."""
+    paced = dataclasses.replace(options, rate=rate, latency_seconds=options.half_seconds)
+    ours: list[ScenarioResult] = []
+    theirs: list[ScenarioResult] = []
+    for k in range(runs):
+        progress.line(f"   half load {rate:,.0f}/s, run {k + 1}/{runs}: smppgw")
+        ours.append(latency(paced, progress))
+        progress.line(f"   half load {rate:,.0f}/s, run {k + 1}/{runs}: kannel")
+        theirs.append(kannel_run(options, progress, binaries, rate))
+    return ours, theirs
+
+
+def _half_figures(
+    options: Options, rate: float, ours: list[ScenarioResult], theirs: list[ScenarioResult]
+) -> dict[str, Any]:
+    """The half-load block: medians of each side, the CPU ratio, every run's figures."""
+    cpu = _median([r.figures["gateway_cpu_us_per_job"] for r in ours])
+    peer_cpu = _median([r.figures["kannel_cpu_us_per_message"] for r in theirs])
+    return {
+        "rate": round(rate, 1),
+        "rate_from": "--half-rate" if options.half_rate else "half the lower flat-out rate",
+        "seconds": options.half_seconds,
+        "smppgw_rate": _median([r.figures["achieved_rate"] for r in ours]),
+        "kannel_rate": _median([r.figures["messages_per_second"] for r in theirs]),
+        "smppgw_cpu_us_per_job": cpu,
+        "kannel_cpu_us_per_message": peer_cpu,
+        "cpu_ratio": round(cpu / peer_cpu, 2) if peer_cpu else float("nan"),
+        "smppgw_p99_publish_to_submit_sm_ms": _median(
+            [r.figures["publish_to_submit_sm_ms"]["p99"] for r in ours]
+        ),
+        "kannel_p99_sendsms_to_submit_sm_ms": _median(
+            [r.figures["sendsms_to_submit_sm_ms"]["p99"] for r in theirs]
+        ),
+        "smppgw_runs_rate": [r.figures["achieved_rate"] for r in ours],
+        "kannel_runs_rate": [r.figures["messages_per_second"] for r in theirs],
+        "smppgw_runs_cpu_us": [r.figures["gateway_cpu_us_per_job"] for r in ours],
+        "kannel_runs_cpu_us": [r.figures["kannel_cpu_us_per_message"] for r in theirs],
+        "smppgw_runs_p99_ms": [r.figures["publish_to_submit_sm_ms"]["p99"] for r in ours],
+        "kannel_runs_p99_ms": [r.figures["sendsms_to_submit_sm_ms"]["p99"] for r in theirs],
+        "smppgw_jobs": [r.figures["jobs"] for r in ours],
+        "smppgw_delivered": [r.figures["delivered"] for r in ours],
+        "kannel_jobs": [r.figures["jobs"] for r in theirs],
+        "kannel_delivered": [r.figures["delivered"] for r in theirs],
+        "other_processes_cores": [
+            r.figures["cores_used"]["other processes"]
+            for pair in zip(ours, theirs, strict=True)
+            for r in pair
+        ],
+    }
 
 
 def format_side_by_side(result: ScenarioResult) -> str:
@@ -246,6 +364,32 @@ def format_side_by_side(result: ScenarioResult) -> str:
             "",
         ),
     ]
+    h: dict[str, Any] | None = f.get("half_load")
+    if h is not None:
+        rows += [
+            (f"half load: fed at {h['rate']:,.0f}/s for {h['seconds']:g} s", "", "", "", ""),
+            (
+                "  achieved jobs/s",
+                f"{h['smppgw_rate']:,.0f}",
+                f"{h['kannel_rate']:,.0f}",
+                "",
+                f"≈ {h['rate']:,.0f}",
+            ),
+            (
+                "  CPU per job (µs)",
+                f"{h['smppgw_cpu_us_per_job']:,.0f}",
+                f"{h['kannel_cpu_us_per_message']:,.0f}",
+                f"{h['cpu_ratio']:.2f}×",
+                f"<= {TARGET_CPU_RATIO:g}×",
+            ),
+            (
+                "  p99 in → submit_sm at the SMSC (ms)",
+                f"{h['smppgw_p99_publish_to_submit_sm_ms']:,.1f}",
+                f"{h['kannel_p99_sendsms_to_submit_sm_ms']:,.1f}",
+                "",
+                "",
+            ),
+        ]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [
         f"side by side: smppgw vs {f['peer']}, {f['jobs']:,} jobs, "
@@ -258,4 +402,11 @@ def format_side_by_side(result: ScenarioResult) -> str:
         lines.append("  ".join(cells))
     others = ", ".join(f"{x:.2f}" for x in f["other_processes_cores"])
     lines.append(f"other processes (cores, run by run): {others}")
+    if h is not None:
+        others = ", ".join(f"{x:.2f}" for x in h["other_processes_cores"])
+        lines.append(f"other processes at half load (cores, run by run): {others}")
+        lines.append(
+            "half load: smppgw's p99 is publish → submit_sm, Kannel's sendsms → submit_sm; "
+            f"rate {h['rate_from']}"
+        )
     return "\n".join(lines)

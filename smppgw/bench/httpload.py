@@ -25,7 +25,7 @@ from multiprocessing.sharedctypes import Synchronized
 from typing import Any, cast
 from urllib.parse import quote
 
-from smppgw.bench.load import TEXT, _Worker, commands, destination, spawned
+from smppgw.bench.load import TEXT, _Worker, commands, destination, pace, spawned
 
 __all__ = [
     "DLR_ACK",
@@ -221,24 +221,31 @@ async def _inject(
     count: int,
     concurrency: int,
     sent: Any,
+    rate: float | None = None,
 ) -> Injected:
-    """``count`` sendsms requests over ``concurrency`` keep-alive connections."""
+    """``count`` sendsms requests over ``concurrency`` keep-alive connections: flat out,
+    or released at ``rate`` a second by :func:`~smppgw.bench.load.pace` (the MQTT
+    publisher's clock). A paced job's time is when it fell due, so a wait for a free
+    connection (smsbox slow to answer) counts against Kannel, as a publish's wait for
+    its PUBACK counts against smppgw."""
     out = Injected([0.0] * count)
     times, errors = out.times, out.errors
-    it = iter(range(count))
     clock = time.monotonic
+    queue: asyncio.Queue[int | None] = asyncio.Queue()
+    connections = max(1, min(concurrency, count))
 
     async def connection() -> None:
         streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
-            for k in it:
+            while (k := await queue.get()) is not None:
                 request = sendsms.request(host, port, first + k)
                 for attempt in range(_ATTEMPTS):
                     try:
                         if streams is None:
                             streams = await asyncio.open_connection(host, port)
                         reader, writer = streams
-                        times[k] = clock()
+                        if rate is None:
+                            times[k] = clock()
                         writer.write(request)
                         status, body = await _read_reply(reader)
                         break
@@ -257,7 +264,19 @@ async def _inject(
             if streams is not None:
                 streams[1].close()
 
-    await asyncio.gather(*(connection() for _ in range(max(1, min(concurrency, count)))))
+    def due(k: int) -> None:
+        times[k] = clock()
+        queue.put_nowait(k)
+
+    workers = asyncio.gather(*(connection() for _ in range(connections)))
+    if rate is None:
+        for k in range(count):
+            queue.put_nowait(k)
+    else:
+        await pace(count, rate, due)
+    for _ in range(connections):
+        queue.put_nowait(None)
+    await workers
     return out
 
 
@@ -267,9 +286,9 @@ async def _injector(
     sent, sendsms = shared
     conn.send(("ready",))
     async for command in commands(conn):
-        _, first, count, concurrency = command
+        _, first, count, concurrency, rate = command
         try:
-            injected = await _inject(host, port, sendsms, first, count, concurrency, sent)
+            injected = await _inject(host, port, sendsms, first, count, concurrency, sent, rate)
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             conn.send(("error", f"sendsms at {host}:{port}: {exc!r}"))
             continue
@@ -278,7 +297,8 @@ async def _injector(
 
 
 class Injector(_Worker):
-    """Sends jobs to smsbox's ``/cgi-bin/sendsms``, flat out over keep-alive connections."""
+    """Sends jobs to smsbox's ``/cgi-bin/sendsms`` over keep-alive connections, flat out
+    or paced."""
 
     def __init__(self, host: str, port: int, sendsms: SendSms) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -299,6 +319,21 @@ class Injector(_Worker):
         timeout: float = 3600.0,
     ) -> Injected:
         """Jobs ``first .. first+count-1``, flat out."""
-        reply = self.call("burst", first, count, concurrency, timeout=timeout, tick=tick)
+        reply = self.call("burst", first, count, concurrency, None, timeout=timeout, tick=tick)
+        injected: Injected = reply[1]
+        return injected
+
+    def paced(
+        self,
+        first: int,
+        count: int,
+        rate: float,
+        *,
+        concurrency: int = CONCURRENCY,
+        tick: Any = None,
+    ) -> Injected:
+        """Jobs ``first .. first+count-1`` at ``rate`` a second; each job's due time."""
+        timeout = count / rate + 120.0
+        reply = self.call("paced", first, count, concurrency, rate, timeout=timeout, tick=tick)
         injected: Injected = reply[1]
         return injected

@@ -39,6 +39,7 @@ __all__ = [
     "destination",
     "index_of_destination",
     "job_payload",
+    "pace",
 ]
 
 #: Routing prefix of the benchmark's destinations (a carrier is configured with it).
@@ -157,15 +158,31 @@ async def _burst(
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, count)))))
 
 
+async def pace(count: int, rate: float, due: Callable[[int], None]) -> None:
+    """Call ``due(0)`` .. ``due(count - 1)`` at ``rate`` a second, spread evenly (a timer
+    tick every millisecond releases what is due). Bounded: it returns after ``count``
+    calls. Shared by the MQTT publisher and Kannel's HTTP injector so both sides of a
+    half-load comparison are fed by the same clock."""
+    start = time.monotonic()
+    i = 0
+    clock = time.monotonic
+    while i < count:
+        until = min(count, int((clock() - start) * rate) + 1)
+        while i < until:
+            due(i)
+            i += 1
+        await asyncio.sleep(0.001)
+
+
 async def _paced(
     client: Any, first: int, count: int, rate: float, priority: str, published: Any
 ) -> list[float]:
-    """Publish at ``rate`` jobs a second, spread evenly (a timer tick every millisecond
-    publishes what is due); returns each job's publish time."""
+    """Publish at ``rate`` jobs a second (:func:`pace`); returns each job's publish time."""
     times = [0.0] * count
     pending: set[asyncio.Task[None]] = set()
     publish = client.publish
     errors = 0
+    clock = time.monotonic
 
     async def one(payload: bytes) -> None:
         nonlocal errors
@@ -175,19 +192,14 @@ async def _paced(
             errors += 1
         published.value += 1
 
-    start = time.monotonic()
-    i = 0
-    clock = time.monotonic
-    while i < count:
-        due = min(count, int((clock() - start) * rate) + 1)
-        while i < due:
-            payload = job_payload(first + i, priority)
-            times[i] = clock()
-            task = asyncio.ensure_future(one(payload))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            i += 1
-        await asyncio.sleep(0.001)
+    def due(i: int) -> None:
+        payload = job_payload(first + i, priority)
+        times[i] = clock()
+        task = asyncio.ensure_future(one(payload))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    await pace(count, rate, due)
     if pending:
         await asyncio.gather(*pending)
     if errors:

@@ -44,6 +44,9 @@ __all__ = [
     "Progress",
     "ScenarioResult",
     "Timeline",
+    "achieved_rate",
+    "latency",
+    "throughput",
 ]
 
 #: The issue's targets on a 2-core machine.
@@ -85,6 +88,10 @@ class Options:
     receipt_delay: float = 0.0
     #: Directory for Kannel's spool store with ``--peer kannel`` (None: the run's own).
     kannel_spool: Path | None = None
+    #: ``--peer kannel``'s half-load rate (None: half the lower flat-out rate measured).
+    half_rate: float | None = None
+    #: Seconds each side is fed at the half-load rate with ``--peer kannel``.
+    half_seconds: float = 10.0
     #: ``sqlite`` or ``postgres`` (a PostgreSQL and a Redis of the run's own; every
     #: gateway on them, intake through a shared subscription).
     backend: str = "sqlite"
@@ -659,9 +666,19 @@ def latency(options: Options, progress: Progress) -> ScenarioResult:
         rate=rate, publish_to_submit_sm=smsc_seconds, publish_to_delivered=final_seconds
     )
     cpu_us = meter.seconds("gateway") / count * 1e6
+    delivered = sum(
+        1 for i, (status, _) in events.final.items() if i < count and status == "delivered"
+    )
     result.figures.update(
         rate=round(rate, 1),
         jobs=count,
+        delivered=delivered,
+        achieved_rate=achieved_rate(
+            delivered,
+            min(times),
+            max((t for i, (_, t) in events.final.items() if i < count), default=None),
+            options.receipt_delay,
+        ),
         publish_to_submit_sm_ms=_lat(to_smsc),
         publish_to_submitted_event_ms=_lat(to_event),
         publish_to_delivered_event_ms=_lat(to_final),
@@ -681,6 +698,15 @@ def latency(options: Options, progress: Progress) -> ScenarioResult:
     if to_smsc.count != count:
         result.notes.append(f"{count - to_smsc.count} submits missing at the simulator")
     return result
+
+
+def achieved_rate(delivered: int, start: float, end: float | None, delay: float) -> float:
+    """Jobs delivered a second from the first job sent (``start``) to the last final
+    event (``end``) less the SMSC's receipt delay: the flat-out rate's definition,
+    applied to a paced run, where it comes out at the pace when the side keeps up."""
+    if end is None or end - start - delay <= 0:
+        return math.nan
+    return round(delivered / (end - start - delay), 1)
 
 
 def throttle(options: Options, progress: Progress) -> ScenarioResult:

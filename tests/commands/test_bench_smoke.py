@@ -199,11 +199,15 @@ def test_peer_kannel_runs_both_sides_and_prints_the_ratios(tmp_path: Path) -> No
         "--keep",
         "--kannel-spool",
         str(spool_base),
+        "--half-rate",
+        "150",
+        "--half-seconds",
+        "1",
         "--json",
         str(out),
         "--plot",
         str(tmp_path / "charts"),
-        timeout=120,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr
     assert "side by side: smppgw vs Kannel 1." in proc.stdout
@@ -221,14 +225,41 @@ def test_peer_kannel_runs_both_sides_and_prints_the_ratios(tmp_path: Path) -> No
         f["smppgw_cpu_us_per_job"] / f["kannel_cpu_us_per_message"], abs=0.006
     )
     assert len(f["other_processes_cores"]) == 2
+    # Half load: both sides fed 150 jobs at 150/s, every job delivered on both, each
+    # side's CPU and p99 in → submit_sm measured, the ratio the one of the medians.
+    h = f["half_load"]
+    assert h["rate"] == 150 and h["seconds"] == 1 and h["rate_from"] == "--half-rate"
+    assert h["smppgw_jobs"] == h["smppgw_delivered"] == [150]
+    assert h["kannel_jobs"] == h["kannel_delivered"] == [150]
+    assert h["smppgw_rate"] > 0 and h["kannel_rate"] > 0
+    assert h["smppgw_cpu_us_per_job"] > 0 and h["kannel_cpu_us_per_message"] > 0
+    assert h["cpu_ratio"] == pytest.approx(
+        h["smppgw_cpu_us_per_job"] / h["kannel_cpu_us_per_message"], abs=0.006
+    )
+    assert h["smppgw_p99_publish_to_submit_sm_ms"] > 0
+    assert h["kannel_p99_sendsms_to_submit_sm_ms"] > 0
+    assert len(h["other_processes_cores"]) == 2
+    assert "half load: fed at 150/s for 1 s" in proc.stdout
     names = [c["name"] for c in data["scenarios"]["vs kannel"]["checks"]]
-    assert names == ["jobs/s ÷ Kannel's (same run)", "CPU per job ÷ Kannel's (same run)"]
-    # Kannel's config was generated into the run's directory, and nothing of it still runs.
-    (kannel_dir,) = work.glob("smppgw-bench-kannel-*")
-    config = (kannel_dir / "kannel.conf").read_text()
-    assert "store-type = spool" in config and "max-pending-submits = 100" in config
-    (spool,) = spool_base.glob("smppgw-bench-kannel-spool-*")  # --kannel-spool
-    assert f'store-location = "{spool}"' in config
+    assert names == [
+        "jobs/s ÷ Kannel's (same run)",
+        "CPU per job ÷ Kannel's (same run)",
+        "CPU per job ÷ Kannel's at half load",
+    ]
+    # Kannel's config was generated into each run's directory (flat out, half load), and
+    # nothing of it still runs.
+    kannel_dirs = sorted(work.glob("smppgw-bench-kannel-*"))
+    spools = sorted(spool_base.glob("smppgw-bench-kannel-spool-*"))  # --kannel-spool
+    assert len(kannel_dirs) == len(spools) == 2
+    configs = [(d / "kannel.conf").read_text() for d in kannel_dirs]
+    for config in configs:
+        assert "store-type = spool" in config and "max-pending-submits = 100" in config
+    assert sorted(f'store-location = "{s}"' in c for c in configs for s in spools) == [
+        False,
+        False,
+        True,
+        True,
+    ]
     assert _processes_using(work) == []
     assert_png(tmp_path / "charts" / "throughput-vs-kannel.png")
 
