@@ -281,6 +281,13 @@ def compare(
     return result
 
 
+def _middle(runs: list[ScenarioResult], key: str) -> dict[str, Any]:
+    """The figures of the run whose ``key`` is the median (the lower middle of an even
+    count)."""
+    ordered = sorted(runs, key=lambda r: float(r.figures[key]))
+    return ordered[(len(ordered) - 1) // 2].figures
+
+
 def half_load(
     options: Options, progress: Progress, binaries: KannelBinaries, runs: int, rate: float
 ) -> tuple[list[ScenarioResult], list[ScenarioResult]]:
@@ -319,6 +326,14 @@ def _half_figures(
         "kannel_p99_sendsms_to_submit_sm_ms": _median(
             [r.figures["sendsms_to_submit_sm_ms"]["p99"] for r in theirs]
         ),
+        # Where the CPU goes, from each side's run of median CPU.
+        "smppgw_cpu_us_by_thread": _middle(ours, "gateway_cpu_us_per_job")[
+            "gateway_cpu_us_per_job_by_thread"
+        ],
+        "smppgw_store": _middle(ours, "gateway_cpu_us_per_job")["store"],
+        "kannel_cpu_us_by_box": _middle(theirs, "kannel_cpu_us_per_message")[
+            "kannel_cpu_us_by_box"
+        ],
         "smppgw_runs_rate": [r.figures["achieved_rate"] for r in ours],
         "kannel_runs_rate": [r.figures["messages_per_second"] for r in theirs],
         "smppgw_runs_cpu_us": [r.figures["gateway_cpu_us_per_job"] for r in ours],

@@ -239,6 +239,8 @@ def test_peer_kannel_runs_both_sides_and_prints_the_ratios(tmp_path: Path) -> No
     assert h["smppgw_p99_publish_to_submit_sm_ms"] > 0
     assert h["kannel_p99_sendsms_to_submit_sm_ms"] > 0
     assert len(h["other_processes_cores"]) == 2
+    assert set(h["kannel_cpu_us_by_box"]) == {"bearerbox", "smsbox"}
+    assert h["smppgw_cpu_us_by_thread"]["event_loop"] > 0 and h["smppgw_store"]
     assert "half load: fed at 150/s for 1 s" in proc.stdout
     names = [c["name"] for c in data["scenarios"]["vs kannel"]["checks"]]
     assert names == [
