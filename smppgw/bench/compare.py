@@ -50,9 +50,9 @@ from smppgw.bench.scenarios import (
     Progress,
     ScenarioResult,
     Timeline,
-    _lat,
     achieved_rate,
     latency,
+    latency_figures,
     throughput,
 )
 from smppgw.bench.stats import Latency
@@ -175,7 +175,7 @@ def kannel_run(
     )
     if rate is not None:
         to_smsc = Latency.of(arrived[i] - times[i] for i in arrived)
-        result.figures.update(rate=round(rate, 1), sendsms_to_submit_sm_ms=_lat(to_smsc))
+        result.figures.update(rate=round(rate, 1), sendsms_to_submit_sm_ms=latency_figures(to_smsc))
         if to_smsc.count != n:
             result.notes.append(f"{n - to_smsc.count} submits missing at the simulator")
     if injected.errors:

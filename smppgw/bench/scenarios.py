@@ -46,6 +46,7 @@ __all__ = [
     "Timeline",
     "achieved_rate",
     "latency",
+    "latency_figures",
     "throughput",
 ]
 
@@ -679,9 +680,9 @@ def latency(options: Options, progress: Progress) -> ScenarioResult:
             max((t for i, (_, t) in events.final.items() if i < count), default=None),
             options.receipt_delay,
         ),
-        publish_to_submit_sm_ms=_lat(to_smsc),
-        publish_to_submitted_event_ms=_lat(to_event),
-        publish_to_delivered_event_ms=_lat(to_final),
+        publish_to_submit_sm_ms=latency_figures(to_smsc),
+        publish_to_submitted_event_ms=latency_figures(to_event),
+        publish_to_delivered_event_ms=latency_figures(to_final),
         gateway_cpu_us_per_job=round(cpu_us, 1),
         store=store_meter.figures(count),
         gateway_cpu_us_per_job_by_thread={
@@ -878,7 +879,7 @@ def memory(options: Options, progress: Progress) -> ScenarioResult:
     return result
 
 
-def _lat(latency: Latency) -> dict[str, float]:
+def latency_figures(latency: Latency) -> dict[str, float]:
     return {
         "count": latency.count,
         "p50": round(latency.p50, 2),
