@@ -30,6 +30,7 @@ from smppgw.store.model import (
     StoredJob,
     Usage,
 )
+from smppgw.store.outbox_rows import INSERT_EVENT, insert_events
 from smppgw.store.routes import decode_attempts
 from smppgw.store.rows import (
     JOB_COLUMNS,
@@ -68,7 +69,6 @@ _COUNT_USAGE = (
 #: Set in the UPDATE that makes a job submitted or final when texts are not kept
 #: (``schema.StoreConnection``): one write of the row, not a second by the trigger.
 _BLANK = ", text = NULL"
-_INSERT_EVENT = "INSERT INTO outbox (topic, payload, correlation_data) VALUES (?, ?, ?)"
 
 
 def _job_row(job: StoredJob) -> tuple[Any, ...]:
@@ -83,17 +83,20 @@ def _view_from_row(row: Sequence[Any]) -> JobView:
     return view_from_row(row, _json_list)
 
 
-def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
-    ids: list[int] = []
+def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> None:
+    """``events`` into the outbox: kept on a batch's ``tx`` and inserted with the rest of
+    its events (``outbox_rows``), or at once by a ``tx`` that keeps none."""
+    tx.outbox += len(events)
+    deferred = tx.deferred
+    if deferred is not None:
+        deferred += events
+        return
     execute = tx.conn.execute
     for event in events:
-        cursor = execute(_INSERT_EVENT, (event.topic, event.payload, event.correlation_data))
+        cursor = execute(INSERT_EVENT, (event.topic, event.payload, event.correlation_data))
         event_id = cursor.lastrowid
         assert event_id is not None
         event.event_id = event_id
-        ids.append(event_id)
-    tx.outbox += len(events)
-    return ids
 
 
 #: Most values bound in one ``IN (...)`` (SQLite allows 32,766 since 3.32; far below).
@@ -776,10 +779,16 @@ def apply_receipt(
 
 
 def add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
-    return _add_events(tx, events)
+    """``events`` into the outbox now (their ids are the answer), after the batch's kept
+    ones (ids in the order the events were added)."""
+    tx.flush_events()
+    tx.outbox += len(events)
+    insert_events(tx.conn, events)
+    return [event.event_id for event in events]
 
 
 def pending_events(tx: Tx, limit: int, after_id: int) -> list[OutboxEvent]:
+    tx.flush_events()  # the batch's own events are pending too
     rows = tx.conn.execute(
         "SELECT event_id, topic, payload, correlation_data FROM outbox"
         " WHERE event_id > ? ORDER BY event_id LIMIT ?",
@@ -789,6 +798,7 @@ def pending_events(tx: Tx, limit: int, after_id: int) -> list[OutboxEvent]:
 
 
 def ack_events(tx: Tx, event_ids: Sequence[int]) -> int:
+    tx.flush_events()  # ids known to a caller were inserted already; kept in order anyway
     deleted = _each_chunk(tx, "DELETE FROM outbox WHERE event_id IN ({})", event_ids)
     tx.outbox -= deleted
     return deleted
@@ -803,6 +813,7 @@ _SET_ASIDE = (
 def set_aside(tx: Tx, reasons: Sequence[tuple[int, str]]) -> int:
     """Move each (event_id, reason) from the outbox to ``dead_events``; an id no longer in
     the outbox is skipped. Returns how many moved."""
+    tx.flush_events()
     moved = 0
     execute = tx.conn.execute
     for event_id, reason in reasons:
@@ -893,6 +904,7 @@ def count_queued(tx: Tx) -> dict[tuple[str, int], int]:
 
 
 def count_outbox(tx: Tx) -> int:
+    tx.flush_events()
     return int(tx.conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
 

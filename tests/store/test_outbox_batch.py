@@ -1,0 +1,114 @@
+"""A batch's outbox events go in together before its COMMIT (``store/outbox_rows.py``), and
+values bind through the plain adapters (``schema.bind_plainly``): what that must not
+change (ids in the order the operations added their events, a batch's own events readable
+in it, a refused event failing only its operation, values stored as before), on every
+backend where it is a contract, and what it must do on SQLite (few statements)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from smppgw.store import OutboxEvent, Store, StoreError
+from smppgw.store.schema import connect
+from store.conftest import Backend
+from store.test_store import CARRIER, job
+
+
+async def test_events_of_one_batch_keep_the_order_their_operations_added_them(
+    backend: Backend,
+) -> None:
+    async with backend.open() as store:
+        await store.add_jobs([job("a"), job("b")])
+        added, _, _, pending = await asyncio.gather(
+            store.add_events([OutboxEvent("t/first", b"1")]),
+            store.mark_submitted("a", CARRIER, ["1"], ["1"], False, [OutboxEvent("t/a", b"a")]),
+            store.finish("b", "failed", [OutboxEvent("t/b", b"b", b"cb")], code="x"),
+            store.pending_events(10),
+        )
+        later = await store.add_events([OutboxEvent("t/last", b"9")])
+        assert [(e.topic, e.payload, e.correlation_data) for e in pending] == [
+            ("t/first", b"1", None),
+            ("t/a", b"a", None),
+            ("t/b", b"b", b"cb"),
+        ]
+        ids = [e.event_id for e in pending]
+        assert ids == sorted(ids) and len(set(ids)) == 3 and ids[0] == added[0]
+        assert later[0] > ids[-1]
+        assert await store.outbox_size() == 4
+
+
+async def test_an_event_the_outbox_refuses_fails_only_its_operation(backend: Backend) -> None:
+    """The events go in at the end of the batch; one the table refuses (no payload) still
+    fails its own operation alone, with its state change, as when it went in at once."""
+    async with backend.open() as store:
+        await store.add_jobs([job("bad"), job("good")])
+        results = await asyncio.gather(
+            store.finish("bad", "failed", [OutboxEvent("t/bad", None)], code="x"),  # type: ignore[arg-type]
+            store.finish("good", "failed", [OutboxEvent("t/good", b"g")], code="x"),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], Exception) and results[1] is True
+        assert [e.topic for e in await store.pending_events(10)] == ["t/good"]
+        assert await store.outbox_size() == 1
+        bad = await store.job("bad")
+        assert bad is not None and bad.state == "queued"  # rolled back with its event
+
+
+def _outbox_inserts(conn: sqlite3.Connection) -> None:
+    conn.set_trace_callback(_STATEMENTS.append)
+
+
+_STATEMENTS: list[str] = []
+
+
+async def test_a_batchs_events_go_in_a_few_statements_sqlite(tmp_path: Path) -> None:
+    """20 submits in one batch: their 20 events in two INSERTs (16 + 4 rows), not 20."""
+    _STATEMENTS.clear()
+    async with Store(str(tmp_path / "gw.db"), writer="thread") as store:
+        await store.add_jobs([job(f"j{i}") for i in range(20)])
+        await store.run(_outbox_inserts)
+        await asyncio.gather(
+            *(
+                store.mark_submitted(
+                    f"j{i}", CARRIER, [str(i)], [str(i)], False, [OutboxEvent(f"t/{i}", b"e")]
+                )
+                for i in range(20)
+            )
+        )
+        await store.run(lambda conn: conn.set_trace_callback(None))
+        pending = await store.pending_events(50)
+    inserts = [s for s in _STATEMENTS if s.startswith("INSERT INTO outbox")]
+    assert len(inserts) == 2
+    assert [e.topic for e in pending] == [f"t/{i}" for i in range(20)]
+
+
+def test_values_bind_as_they_did_without_adapters_sqlite(tmp_path: Path) -> None:
+    """None, bool and bytes have adapters of their own after ``connect`` (the fast lookup),
+    and store exactly as sqlite3 stores them without: NULL, integer 0/1, blob."""
+    conn = connect(str(tmp_path / "gw.db"), busy_timeout=1.0, synchronous="NORMAL")
+    try:
+        for kind in (type(None), bool, bytes):
+            assert (kind, sqlite3.PrepareProtocol) in sqlite3.adapters
+        row = conn.execute(
+            "SELECT ?, typeof(?), ?, typeof(?), ?, typeof(?), ?, typeof(?)",
+            (None, None, True, True, False, False, b"\x00b", b"\x00b"),
+        ).fetchone()
+        assert row == (None, "null", 1, "integer", 0, "integer", b"\x00b", "blob")
+        # A subclass is not keyed: it takes sqlite3's usual path, as before.
+        assert conn.execute("SELECT typeof(?)", (bytearray(b"x"),)).fetchone() == ("blob",)
+    finally:
+        conn.close()
+
+
+async def test_a_store_error_for_a_refused_event_names_the_constraint_sqlite(
+    tmp_path: Path,
+) -> None:
+    async with Store(str(tmp_path / "gw.db"), writer="process") as store:
+        try:
+            await store.add_events([OutboxEvent("t", None)])  # type: ignore[arg-type]
+        except StoreError as exc:
+            assert "NOT NULL" in str(exc)
+        else:
+            raise AssertionError("an event without a payload was stored")
