@@ -1,17 +1,22 @@
-"""A batch's outbox events go in together before its COMMIT (``store/outbox_rows.py``), and
-values bind through the plain adapters (``schema.bind_plainly``): what that must not
-change (ids in the order the operations added their events, a batch's own events readable
-in it, a refused event failing only its operation, values stored as before), on every
-backend where it is a contract, and what it must do on SQLite (few statements)."""
+"""The writer's per-job savings (issue 13, steps 40–42). A batch's outbox events go in
+together before its COMMIT (``store/outbox_rows.py``), and values bind through the plain
+adapters (``schema.bind_plainly``): what that must not change (ids in the order the
+operations added their events, a batch's own events readable in it, a refused event
+failing only its operation, values stored as before), on every backend where it is a
+contract, and what it must do on SQLite (few statements; the writer process's collector
+thresholds)."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import sqlite3
 from pathlib import Path
 
 from smppgw.store import OutboxEvent, Store, StoreError
 from smppgw.store.schema import connect
+from smppgw.store.worker import GC_THRESHOLDS
 from store.conftest import Backend
 from store.test_store import CARRIER, job
 
@@ -112,3 +117,15 @@ async def test_a_store_error_for_a_refused_event_names_the_constraint_sqlite(
             assert "NOT NULL" in str(exc)
         else:
             raise AssertionError("an event without a payload was stored")
+
+
+def collector_thresholds(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """Module-level, so it pickles to the writer process (and runs there)."""
+    return gc.get_threshold()
+
+
+async def test_the_writer_process_collects_cycles_seldom_sqlite(tmp_path: Path) -> None:
+    """The writer process uses the gateway's collector thresholds, not the default 700."""
+    async with Store(str(tmp_path / "gw.db"), writer="process") as store:
+        assert await store.run(collector_thresholds) == GC_THRESHOLDS
+        assert os.getpid() != store.writer_pid
