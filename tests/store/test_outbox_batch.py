@@ -11,10 +11,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import pickle
 import sqlite3
+from functools import partial
 from pathlib import Path
 
-from smppgw.store import OutboxEvent, Store, StoreError
+from smppgw.store import OutboxEvent, Store, StoreError, frames
+from smppgw.store import ops as store_ops
+from smppgw.store.batch import Tx
+from smppgw.store.calls import Call
 from smppgw.store.schema import connect
 from smppgw.store.worker import GC_THRESHOLDS
 from store.conftest import Backend
@@ -129,3 +134,26 @@ async def test_the_writer_process_collects_cycles_seldom_sqlite(tmp_path: Path) 
     async with Store(str(tmp_path / "gw.db"), writer="process") as store:
         assert await store.run(collector_thresholds) == GC_THRESHOLDS
         assert os.getpid() != store.writer_pid
+
+
+def test_a_call_pickles_positionally_and_runs_its_operation_sqlite(tmp_path: Path) -> None:
+    """What the writer process receives: the operation by reference, its arguments in
+    order, smaller than the keyword partial it replaces; called with a ``tx``, it runs."""
+    args = ("j1", "viettel", ["a1"], ["A1"], False, [OutboxEvent("t/j1", b"e")])
+    names = ("job_id", "carrier", "normalized_ids", "raw_ids", "final", "events")
+    call = Call(store_ops.mark_submitted, *args)
+    sent = pickle.dumps(call, frames.PROTOCOL)
+    keyword = partial(store_ops.mark_submitted, **dict(zip(names, args, strict=True)))
+    assert len(sent) < len(pickle.dumps(keyword, frames.PROTOCOL))
+    back = pickle.loads(sent)
+    assert back.fn is store_ops.mark_submitted and back.args[:5] == args[:5]
+    conn = connect(str(tmp_path / "gw.db"), busy_timeout=1.0, synchronous="NORMAL")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        store_ops.add_jobs(Tx(conn, 0.0), [job("j1")])
+        assert Call(store_ops.lookup, "viettel", "a1")(Tx(conn, 0.0)) is None
+        back(Tx(conn, 0.0))
+        assert Call(store_ops.lookup, "viettel", "a1")(Tx(conn, 0.0)) == ("j1", 0, 1)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
