@@ -13,6 +13,8 @@ import gc
 import os
 import pickle
 import sqlite3
+import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -157,3 +159,27 @@ def test_a_call_pickles_positionally_and_runs_its_operation_sqlite(tmp_path: Pat
         conn.execute("COMMIT")
     finally:
         conn.close()
+
+
+async def test_a_batch_of_jobs_answers_new_or_known_per_job_in_order(backend: Backend) -> None:
+    """Jobs go in many to a statement: still one answer per job, in order; an id already
+    stored, or repeated within the call (the first is new), is known; over 256 jobs (two
+    statements) the same; the queue depth counts only the new ones; events of new jobs
+    only, in job order."""
+    async with backend.open() as store:
+        assert await store.add_jobs([job("old")]) == [True]
+        ids = ["old", "n0", "n1", "n0", *(f"m{i}" for i in range(300)), "m5", "tail"]
+        jobs = [replace(job(i), events=(OutboxEvent(f"t/{i}", b"e"),)) for i in ids]
+        added = await store.add_jobs(jobs)
+        assert added == [False, True, True, False, *([True] * 300), False, True]
+        assert (await store.queue_depths())[(CARRIER, 1)] == 1 + 303
+        topics = [e.topic for e in await store.pending_events(1000)]
+        assert topics == ["t/n0", "t/n1", *(f"t/m{i}" for i in range(300)), "t/tail"]
+        claimed = await store.claim(CARRIER, 1000, time.time())
+        assert [j.job_id for j in claimed] == [
+            "old",
+            "n0",
+            "n1",
+            *(f"m{i}" for i in range(300)),
+            "tail",
+        ]
