@@ -76,6 +76,7 @@ def open_counted(
 
 
 def _raw(tx: Tx, fn: Callable[[sqlite3.Connection], T]) -> T:
+    tx.flush()  # raw SQL sees what the batch's earlier operations wrote
     return fn(tx.conn)
 
 

@@ -30,6 +30,7 @@ from smppgw.store.model import (
     StoredJob,
     Usage,
 )
+from smppgw.store.msgid_rows import INSERT_MSGID
 from smppgw.store.outbox_rows import INSERT_EVENT, insert_events
 from smppgw.store.routes import decode_attempts
 from smppgw.store.rows import (
@@ -541,10 +542,6 @@ _SUBMIT_ONE = (
     "UPDATE jobs SET state = ?, status = 'submitted', parts = 1, message_ids = json_array(?),"
     " norm_ids = json_array(?), part_states = '[null]', done_at = ?{} WHERE job_id = ?"
 )
-_MSGID = (
-    "INSERT OR REPLACE INTO msgids (carrier, normalized_id, job_id, part, parts)"
-    " VALUES (?, ?, ?, ?, ?)"
-)
 
 
 #: What a submitted job needs for its reply window, if it asked for one.
@@ -625,12 +622,15 @@ def mark_submitted(
     if row[0] is not None:
         _open_reply(tx, job_id, *row)
     # A recycled message id (SMSC counters wrap) now points at the newer job.
-    if parts == 1:
-        execute(_MSGID, (carrier, normalized_ids[0], job_id, 0, 1))
+    msgids = tx.msgids
+    if parts == 1 and msgids is not None:  # kept for the batch's multi-row INSERT
+        msgids.append((carrier, normalized_ids[0], job_id, 0, 1))
     else:
-        tx.conn.executemany(
-            _MSGID, [(carrier, nid, job_id, part, parts) for part, nid in enumerate(normalized_ids)]
-        )
+        rows = [(carrier, nid, job_id, part, parts) for part, nid in enumerate(normalized_ids)]
+        if msgids is not None:
+            msgids += rows
+        else:
+            tx.conn.executemany(INSERT_MSGID, rows)
     _add_events(tx, events)
 
 
@@ -713,6 +713,7 @@ def list_jobs(
 
 
 def lookup(tx: Tx, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
+    tx.flush()  # a submit earlier in this batch maps its ids too
     row = tx.conn.execute(
         "SELECT job_id, part, parts FROM msgids WHERE carrier = ? AND normalized_id = ?",
         (carrier, normalized_id),
@@ -816,14 +817,14 @@ def apply_receipt(
 def add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
     """``events`` into the outbox now (their ids are the answer), after the batch's kept
     ones (ids in the order the events were added)."""
-    tx.flush_events()
+    tx.flush()
     tx.outbox += len(events)
     insert_events(tx.conn, events)
     return [event.event_id for event in events]
 
 
 def pending_events(tx: Tx, limit: int, after_id: int) -> list[OutboxEvent]:
-    tx.flush_events()  # the batch's own events are pending too
+    tx.flush()  # the batch's own events are pending too
     rows = tx.conn.execute(
         "SELECT event_id, topic, payload, correlation_data FROM outbox"
         " WHERE event_id > ? ORDER BY event_id LIMIT ?",
@@ -833,7 +834,7 @@ def pending_events(tx: Tx, limit: int, after_id: int) -> list[OutboxEvent]:
 
 
 def ack_events(tx: Tx, event_ids: Sequence[int]) -> int:
-    tx.flush_events()  # ids known to a caller were inserted already; kept in order anyway
+    tx.flush()  # ids known to a caller were inserted already; kept in order anyway
     deleted = _each_chunk(tx, "DELETE FROM outbox WHERE event_id IN ({})", event_ids)
     tx.outbox -= deleted
     return deleted
@@ -848,7 +849,7 @@ _SET_ASIDE = (
 def set_aside(tx: Tx, reasons: Sequence[tuple[int, str]]) -> int:
     """Move each (event_id, reason) from the outbox to ``dead_events``; an id no longer in
     the outbox is skipped. Returns how many moved."""
-    tx.flush_events()
+    tx.flush()
     moved = 0
     execute = tx.conn.execute
     for event_id, reason in reasons:
@@ -907,6 +908,7 @@ def recover(
 
 
 def purge_some(tx: Tx, older_than: float, limit: int) -> int:
+    tx.flush()
     rows = tx.conn.execute(
         "SELECT seq, job_id, carrier, norm_ids FROM jobs WHERE done_at < ? LIMIT ?",
         (older_than, limit),
@@ -939,7 +941,7 @@ def count_queued(tx: Tx) -> dict[tuple[str, int], int]:
 
 
 def count_outbox(tx: Tx) -> int:
-    tx.flush_events()
+    tx.flush()
     return int(tx.conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
 

@@ -12,7 +12,7 @@ The ids come out as before: a statement's rows get consecutive ids in the order 
 (AUTOINCREMENT: each new id is one more than the largest ever used, and the store has
 one writer), so the last row's id (``lastrowid``) gives every one of them; and a batch
 inserts what it kept before anything reads the outbox or adds an event at once (see
-``Tx.flush_events``), so ids still follow the order in which the operations added them.
+``Tx.flush``), so ids still follow the order in which the operations added them.
 """
 
 from __future__ import annotations

@@ -76,7 +76,8 @@ _STATEMENTS: list[str] = []
 
 
 async def test_a_batchs_events_go_in_a_few_statements_sqlite(tmp_path: Path) -> None:
-    """20 submits in one batch: their 20 events in two INSERTs (16 + 4 rows), not 20."""
+    """20 submits in one batch: their 20 events in two INSERTs (16 + 4 rows), not 20, and
+    their 20 message ids likewise."""
     _STATEMENTS.clear()
     async with Store(str(tmp_path / "gw.db"), writer="thread") as store:
         await store.add_jobs([job(f"j{i}") for i in range(20)])
@@ -93,6 +94,8 @@ async def test_a_batchs_events_go_in_a_few_statements_sqlite(tmp_path: Path) -> 
         pending = await store.pending_events(50)
     inserts = [s for s in _STATEMENTS if s.startswith("INSERT INTO outbox")]
     assert len(inserts) == 2
+    mappings = [s for s in _STATEMENTS if s.startswith("INSERT OR REPLACE INTO msgids")]
+    assert len(mappings) == 2
     assert [e.topic for e in pending] == [f"t/{i}" for i in range(20)]
 
 
@@ -183,3 +186,24 @@ async def test_a_batch_of_jobs_answers_new_or_known_per_job_in_order(backend: Ba
             *(f"m{i}" for i in range(300)),
             "tail",
         ]
+
+
+async def test_a_batchs_message_ids_are_found_in_it_and_the_newest_wins(backend: Backend) -> None:
+    """Mappings go in with the batch's others: a lookup later in the same batch finds one;
+    an id two submits of one batch share points at the later job (a recycled id); a
+    multi-part job maps every part."""
+    async with backend.open() as store:
+        await store.add_jobs([job("a"), job("b"), job("c")])
+        _, found, _, _, recycled, multi = await asyncio.gather(
+            store.mark_submitted("a", CARRIER, ["r"], ["R"], False, []),
+            store.lookup(CARRIER, "r"),
+            store.mark_submitted("b", CARRIER, ["r"], ["R"], False, []),
+            store.mark_submitted("c", CARRIER, ["c1", "c2"], ["C1", "C2"], False, []),
+            store.lookup(CARRIER, "r"),
+            store.lookup(CARRIER, "c2"),
+        )
+        assert found == ("a", 0, 1)
+        assert recycled == ("b", 0, 1)
+        assert multi == ("c", 1, 2)
+        assert await store.lookup(CARRIER, "r") == ("b", 0, 1)
+        assert await store.lookup(CARRIER, "c1") == ("c", 0, 2)
