@@ -162,7 +162,7 @@ def _inserted(tx: Tx, jobs: Sequence[StoredJob]) -> list[bool]:
     """Per job whether it was inserted (False: its id was known, or came earlier in
     ``jobs``). One statement per power-of-two run of rows (at most 9 forms with a cached
     plan): a statement's start, binding and reset once for up to 256 jobs instead of once
-    a job (~2 µs a job less; docs/performance.md, step 44)."""
+    a job (~1 µs a job less; docs/performance.md, step 44)."""
     if len(jobs) == 1:
         return [tx.conn.execute(_INSERT_JOB, _job_row(jobs[0])).rowcount == 1]
     added: list[bool] = []
