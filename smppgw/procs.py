@@ -14,7 +14,9 @@ redis-server, bearerbox, the gateway's metrics listener) is handed a port planne
 (bound to port 0, then closed). Another process can take that port before the child binds
 it (an outgoing connection draws its local port from the same ephemeral range; the
 machine is shared), and the child exits with "address already in use". :func:`fresh_ports`
-is the one retry for that, used by every starter that plans ports: plan anew, start again.
+is the one retry for that, used by every starter that plans ports: plan anew, start again;
+:func:`start_planned` is that retry for the usual case, a child ready once it listens on
+its planned port (mosquitto, PostgreSQL, redis-server, bearerbox, the benchmark's gateway).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +46,7 @@ __all__ = [
     "listens",
     "port_taken",
     "sample",
+    "start_planned",
     "wait_port",
 ]
 
@@ -167,10 +170,13 @@ class Child:
         return self.proc.poll() if self.proc is not None else None
 
     def check(self) -> None:
-        """Raise :class:`ChildError`, with the tail of the log, if the process has exited."""
+        """Raise :class:`ChildError`, with the tail of this start's output, if the process
+        has exited. This start's only: an earlier start's "address already in use" must
+        not make another failure pass for a lost port (:func:`port_taken`)."""
         code = self.exited()
         if code is not None:
-            raise ChildError(f"{self.name} exited with code {code}:\n{self.log_tail()}")
+            tail = self.log_tail(this_start=True)
+            raise ChildError(f"{self.name} exited with code {code}:\n{tail}")
 
     def sample(self) -> ProcSample:
         return sample(self.pid)
@@ -181,8 +187,13 @@ class Child:
             return self.log_path.read_text(errors="replace")
         return ""
 
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+    def log_tail(self, lines: int = 30, *, this_start: bool = False) -> str:
+        """The last ``lines`` of the log (``this_start``: of what this start wrote)."""
+        text = ""
+        with contextlib.suppress(OSError), open(self.log_path, "rb") as fh:
+            fh.seek(self._log_start if this_start else 0)
+            text = fh.read().decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
     # ------------------------------------------------------------------ readiness
 
@@ -394,3 +405,40 @@ def fresh_ports(*, may_replan: bool = True, attempts: int = PORT_ATTEMPTS) -> It
         yield attempt
         if attempt.lost is None:
             return
+
+
+def start_planned(
+    child: Child,
+    host: str,
+    port: int,
+    *,
+    replan: Callable[[], int],
+    timeout: float,
+    may_replan: bool = True,
+    ready: Callable[[], None] | None = None,
+) -> int:
+    """Start ``child`` and wait until it listens on ``host:port`` (then until ``ready()``
+    returns, when given); the port it listens on.
+
+    When the child exits because a planned port was taken meanwhile (:func:`port_taken`),
+    ``replan()`` plans new ports, rewrites what the child reads them from (its argv or
+    config file) and returns the port to wait on; the child is started again, at most
+    :data:`PORT_ATTEMPTS` times in all (once when ``may_replan`` is False: a restart on a
+    port clients already know, or a port the caller was given). Any other failure
+    raises its :class:`ChildError` at once, and a failed start leaves nothing running:
+    the child is stopped before the error propagates."""
+    try:
+        for attempt in fresh_ports(may_replan=may_replan):
+            with attempt:
+                if attempt.number > 1:
+                    child.stop()  # reaps the child that lost its port
+                    port = replan()
+                child.start()
+                child.wait_port(host, port, timeout)
+                if ready is not None:
+                    ready()
+                return port
+    except ChildError:
+        child.stop()
+        raise
+    raise AssertionError("unreachable: the last attempt raises")

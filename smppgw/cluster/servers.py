@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 
 from smppgw.mqtt.broker import free_port
-from smppgw.procs import Child, ChildError, fresh_ports
+from smppgw.procs import Child, ChildError, start_planned
 
 __all__ = [
     "Postgres",
@@ -105,8 +105,9 @@ class Postgres:
         if user is not None:
             os.chown(self.dir, user.pw_uid, user.pw_gid)
         self._initdb(user)
-        self._planned = port is None
-        self._started = False
+        #: The port was planned here (not given) and no start used it yet: a start that
+        #: loses it may plan anew (a restart keeps the port clients know).
+        self._may_replan = port is None
         self._settings = {
             "listen_addresses": self.host,
             "unix_socket_directories": str(self.dir),
@@ -158,16 +159,23 @@ class Postgres:
         plans a new one if another process took it meanwhile."""
         if self.running:
             return self
-        for attempt in fresh_ports(may_replan=self._planned and not self._started):
-            with attempt:
-                if attempt.number > 1:
-                    self.port = free_port(self.host)
-                    self._child.argv = self._argv()
-                self._child.start()
-                self._child.wait_port(self.host, self.port, timeout)
-                self._wait_ready(timeout)
-                self._started = True
+        self.port = start_planned(
+            self._child,
+            self.host,
+            self.port,
+            replan=self._replan,
+            timeout=timeout,
+            may_replan=self._may_replan,
+            ready=lambda: self._wait_ready(timeout),
+        )
+        self._may_replan = False
         return self
+
+    def _replan(self) -> int:
+        """A new free port, in the server's argv (a first start lost its port)."""
+        self.port = free_port(self.host)
+        self._child.argv = self._argv()
+        return self.port
 
     def _wait_ready(self, timeout: float) -> None:
         """The port opens before crash recovery ends: wait until a query succeeds."""
@@ -178,7 +186,8 @@ class Postgres:
                 return
             self._child.check()
             if time.monotonic() > deadline:
-                raise ChildError(f"postgres not ready: {done.stderr}\n{self.log_tail()}")
+                tail = self._child.log_tail(this_start=True)
+                raise ChildError(f"postgres not ready: {done.stderr}\n{tail}")
             time.sleep(0.1)
 
     def _psql(
@@ -250,8 +259,9 @@ class Redis:
             raise ServerMissing("redis-server is not installed (apt-get install redis-server)")
         self.host = "127.0.0.1"
         self.port = port if port is not None else free_port(self.host)
-        self._planned = port is None
-        self._started = False
+        #: The port was planned here (not given) and no start used it yet: a start that
+        #: loses it may plan anew (a restart keeps the port clients know).
+        self._may_replan = port is None
         self._binary = binary
         self.dir = Path(tempfile.mkdtemp(prefix="smppgw-redis-"))
         self._child = Child("redis-server", self._argv(), self.dir / "redis.log")
@@ -290,15 +300,22 @@ class Redis:
         plans a new one if another process took it meanwhile."""
         if self.running:
             return self
-        for attempt in fresh_ports(may_replan=self._planned and not self._started):
-            with attempt:
-                if attempt.number > 1:
-                    self.port = free_port(self.host)
-                    self._child.argv = self._argv()
-                self._child.start()
-                self._child.wait_port(self.host, self.port, timeout)
-                self._started = True
+        self.port = start_planned(
+            self._child,
+            self.host,
+            self.port,
+            replan=self._replan,
+            timeout=timeout,
+            may_replan=self._may_replan,
+        )
+        self._may_replan = False
         return self
+
+    def _replan(self) -> int:
+        """A new free port, in the server's argv (a first start lost its port)."""
+        self.port = free_port(self.host)
+        self._child.argv = self._argv()
+        return self.port
 
     def stop(self, timeout: float = 10.0) -> None:
         self._child.stop(timeout)

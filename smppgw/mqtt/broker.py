@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from smppgw.procs import Child, ChildError, fresh_ports
+from smppgw.procs import Child, ChildError, start_planned
 
 INSTALL_HINT = "apt-get install mosquitto"
 #: What a broker started for a run logs, to its log file: enough to say why it failed.
@@ -125,9 +125,9 @@ class Mosquitto:
             raise BrokerError(f"mosquitto is not installed ({INSTALL_HINT})")
         self.host = host
         self.port = port if port is not None else free_port(host)
-        #: The port was planned here (not given): a first start that loses it may plan anew.
-        self._planned = port is None
-        self._started = False
+        #: The port was planned here (not given) and no start used it yet: a start that
+        #: loses it may plan anew (a restart keeps the port clients know).
+        self._may_replan = port is None
         self._owns_dir = directory is None
         self.dir = Path(directory or tempfile.mkdtemp(prefix="smppgw-mosquitto-"))
         self.config_path = self.dir / "mosquitto.conf"
@@ -172,23 +172,29 @@ class Mosquitto:
         """Start (or restart) on the same port; return once the port accepts connections.
 
         The first start on a port planned here plans a new one when another process took
-        it meanwhile (:func:`smppgw.procs.fresh_ports`); a restart keeps its port, which
+        it meanwhile (:func:`smppgw.procs.start_planned`); a restart keeps its port, which
         clients and the persisted sessions know."""
         if self.running:
             return self
-        for attempt in fresh_ports(may_replan=self._planned and not self._started):
-            with attempt:
-                if attempt.number > 1:
-                    self.port = free_port(self.host)
-                    self._write_config()
-                self._child.start()
-                try:
-                    self._child.wait_port(self.host, self.port, timeout)
-                except ChildError as exc:
-                    self._child.kill()
-                    raise BrokerError(str(exc)) from None
-                self._started = True
+        try:
+            self.port = start_planned(
+                self._child,
+                self.host,
+                self.port,
+                replan=self._replan,
+                timeout=timeout,
+                may_replan=self._may_replan,
+            )
+        except ChildError as exc:
+            raise BrokerError(str(exc)) from None
+        self._may_replan = False
         return self
+
+    def _replan(self) -> int:
+        """A new free port, in the config file (a first start lost its port)."""
+        self.port = free_port(self.host)
+        self._write_config()
+        return self.port
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM and wait: mosquitto saves its persistence file on the way out."""
