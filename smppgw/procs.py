@@ -35,11 +35,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import ClassVar, Self
 
 __all__ = [
     "PORT_ATTEMPTS",
     "Child",
     "ChildError",
+    "PlannedServer",
     "PortAttempt",
     "ProcSample",
     "fresh_ports",
@@ -442,3 +444,68 @@ def start_planned(
         child.stop()
         raise
     raise AssertionError("unreachable: the last attempt raises")
+
+
+class PlannedServer:
+    """A server run as one :class:`Child` on ``host:port`` (mosquitto, PostgreSQL,
+    redis-server): ``start()`` (or restart), ``kill()``, ``running``, ``pid``, its log.
+
+    A port planned here (none given) that another process took before the first start
+    bound it is planned anew (:func:`start_planned`); a restart keeps its port, which
+    clients (and a broker's persisted sessions) know. A subclass sets ``host``, ``port``,
+    ``_child`` and ``_may_replan`` (``port is None`` at construction), and defines
+    ``_replan`` (a new port, written where the child reads it: argv or config file) and,
+    when the open port is not yet "ready", ``_ready``."""
+
+    #: ``start()``'s default timeout, seconds.
+    START_TIMEOUT: ClassVar[float] = 10.0
+
+    host: str
+    port: int
+    _child: Child
+    #: The port was planned here (not given) and no start used it yet.
+    _may_replan: bool
+
+    @property
+    def running(self) -> bool:
+        return self._child.running
+
+    @property
+    def pid(self) -> int | None:
+        """The running server's pid; None when stopped or killed."""
+        return self._child.pid if self.running else None
+
+    def start(self, timeout: float | None = None) -> Self:
+        """Start (or restart) on its port; return once it is ready (the port accepts
+        connections, then ``_ready``). ChildError (the end of this start's log) if not."""
+        if self.running:
+            return self
+        wait = self.START_TIMEOUT if timeout is None else timeout
+        self.port = start_planned(
+            self._child,
+            self.host,
+            self.port,
+            replan=self._replan,
+            timeout=wait,
+            may_replan=self._may_replan,
+            ready=lambda: self._ready(wait),
+        )
+        self._may_replan = False
+        return self
+
+    def _replan(self) -> int:
+        """A new port planned free, written where the child reads it; that port."""
+        raise NotImplementedError
+
+    def _ready(self, timeout: float) -> None:
+        """After the port opened: until the server serves (nothing more by default)."""
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut would."""
+        self._child.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self._child.log_tail(lines)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.host}:{self.port}, running={self.running})"
