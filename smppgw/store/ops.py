@@ -90,7 +90,6 @@ def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
         cursor = execute(_INSERT_EVENT, (event.topic, event.payload, event.correlation_data))
         event_id = cursor.lastrowid
         assert event_id is not None
-        event.event_id = event_id
         ids.append(event_id)
     tx.outbox += len(events)
     return ids
