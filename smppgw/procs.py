@@ -14,7 +14,9 @@ redis-server, bearerbox, the gateway's metrics listener) is handed a port planne
 (bound to port 0, then closed). Another process can take that port before the child binds
 it (an outgoing connection draws its local port from the same ephemeral range; the
 machine is shared), and the child exits with "address already in use". :func:`fresh_ports`
-is the one retry for that, used by every starter that plans ports: plan anew, start again.
+is the one retry for that, used by every starter that plans ports: plan anew, start again;
+:func:`start_planned` is that retry for the usual case, a child ready once it listens on
+its planned port (mosquitto, PostgreSQL, redis-server, bearerbox, the benchmark's gateway).
 """
 
 from __future__ import annotations
@@ -29,21 +31,24 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import ClassVar, Self
 
 __all__ = [
     "PORT_ATTEMPTS",
     "Child",
     "ChildError",
+    "PlannedServer",
     "PortAttempt",
     "ProcSample",
     "fresh_ports",
     "listens",
     "port_taken",
     "sample",
+    "start_planned",
     "wait_port",
 ]
 
@@ -167,10 +172,13 @@ class Child:
         return self.proc.poll() if self.proc is not None else None
 
     def check(self) -> None:
-        """Raise :class:`ChildError`, with the tail of the log, if the process has exited."""
+        """Raise :class:`ChildError`, with the tail of this start's output, if the process
+        has exited. This start's only: an earlier start's "address already in use" must
+        not make another failure pass for a lost port (:func:`port_taken`)."""
         code = self.exited()
         if code is not None:
-            raise ChildError(f"{self.name} exited with code {code}:\n{self.log_tail()}")
+            tail = self.log_tail(this_start=True)
+            raise ChildError(f"{self.name} exited with code {code}:\n{tail}")
 
     def sample(self) -> ProcSample:
         return sample(self.pid)
@@ -181,8 +189,13 @@ class Child:
             return self.log_path.read_text(errors="replace")
         return ""
 
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+    def log_tail(self, lines: int = 30, *, this_start: bool = False) -> str:
+        """The last ``lines`` of the log (``this_start``: of what this start wrote)."""
+        text = ""
+        with contextlib.suppress(OSError), open(self.log_path, "rb") as fh:
+            fh.seek(self._log_start if this_start else 0)
+            text = fh.read().decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
     # ------------------------------------------------------------------ readiness
 
@@ -394,3 +407,105 @@ def fresh_ports(*, may_replan: bool = True, attempts: int = PORT_ATTEMPTS) -> It
         yield attempt
         if attempt.lost is None:
             return
+
+
+def start_planned(
+    child: Child,
+    host: str,
+    port: int,
+    *,
+    replan: Callable[[], int],
+    timeout: float,
+    may_replan: bool = True,
+    ready: Callable[[], None] | None = None,
+) -> int:
+    """Start ``child`` and wait until it listens on ``host:port`` (then until ``ready()``
+    returns, when given); the port it listens on.
+
+    When the child exits because a planned port was taken meanwhile (:func:`port_taken`),
+    ``replan()`` plans new ports, rewrites what the child reads them from (its argv or
+    config file) and returns the port to wait on; the child is started again, at most
+    :data:`PORT_ATTEMPTS` times in all (once when ``may_replan`` is False: a restart on a
+    port clients already know, or a port the caller was given). Any other failure
+    raises its :class:`ChildError` at once, and a failed start leaves nothing running:
+    the child is stopped before the error propagates."""
+    try:
+        for attempt in fresh_ports(may_replan=may_replan):
+            with attempt:
+                if attempt.number > 1:
+                    child.stop()  # reaps the child that lost its port
+                    port = replan()
+                child.start()
+                child.wait_port(host, port, timeout)
+                if ready is not None:
+                    ready()
+                return port
+    except ChildError:
+        child.stop()
+        raise
+    raise AssertionError("unreachable: the last attempt raises")
+
+
+class PlannedServer:
+    """A server run as one :class:`Child` on ``host:port`` (mosquitto, PostgreSQL,
+    redis-server): ``start()`` (or restart), ``kill()``, ``running``, ``pid``, its log.
+
+    A port planned here (none given) that another process took before the first start
+    bound it is planned anew (:func:`start_planned`); a restart keeps its port, which
+    clients (and a broker's persisted sessions) know. A subclass sets ``host``, ``port``,
+    ``_child`` and ``_may_replan`` (``port is None`` at construction), and defines
+    ``_replan`` (a new port, written where the child reads it: argv or config file) and,
+    when the open port is not yet "ready", ``_ready``."""
+
+    #: ``start()``'s default timeout, seconds.
+    START_TIMEOUT: ClassVar[float] = 10.0
+
+    host: str
+    port: int
+    _child: Child
+    #: The port was planned here (not given) and no start used it yet.
+    _may_replan: bool
+
+    @property
+    def running(self) -> bool:
+        return self._child.running
+
+    @property
+    def pid(self) -> int | None:
+        """The running server's pid; None when stopped or killed."""
+        return self._child.pid if self.running else None
+
+    def start(self, timeout: float | None = None) -> Self:
+        """Start (or restart) on its port; return once it is ready (the port accepts
+        connections, then ``_ready``). ChildError (the end of this start's log) if not."""
+        if self.running:
+            return self
+        wait = self.START_TIMEOUT if timeout is None else timeout
+        self.port = start_planned(
+            self._child,
+            self.host,
+            self.port,
+            replan=self._replan,
+            timeout=wait,
+            may_replan=self._may_replan,
+            ready=lambda: self._ready(wait),
+        )
+        self._may_replan = False
+        return self
+
+    def _replan(self) -> int:
+        """A new port planned free, written where the child reads it; that port."""
+        raise NotImplementedError
+
+    def _ready(self, timeout: float) -> None:
+        """After the port opened: until the server serves (nothing more by default)."""
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut would."""
+        self._child.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self._child.log_tail(lines)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.host}:{self.port}, running={self.running})"

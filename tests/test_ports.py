@@ -1,6 +1,7 @@
 """A port planned free and taken before the child bound it: every starter that plans ports
 (mosquitto, PostgreSQL, redis-server, the gateway of the fault-injection stack and of the
-benchmark) plans new ones and starts again, through :func:`smppgw.procs.fresh_ports`.
+benchmark, bearerbox) plans new ones and starts again, through :func:`smppgw.procs.fresh_ports`
+(:func:`smppgw.procs.start_planned` for a child that is ready once it listens).
 
 Each test holds a port with a listening socket (the "squatter") and makes the first
 planned port that one, which is what another process taking it looks like to the child:
@@ -10,6 +11,7 @@ it exits with "address already in use".
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +21,15 @@ import smppgw.bench.procs as bench_procs
 import smppgw.cluster.servers as cluster_servers
 import smppgw.mqtt.broker as mqtt_broker
 from smppgw.bench.scenarios import carrier
-from smppgw.procs import PORT_ATTEMPTS, ChildError, fresh_ports, port_taken
+from smppgw.procs import (
+    PORT_ATTEMPTS,
+    Child,
+    ChildError,
+    fresh_ports,
+    listens,
+    port_taken,
+    start_planned,
+)
 
 import reliability.stack as reliability_stack
 from reliability.stack import GatewayProc, SimProc, carrier_entry
@@ -78,6 +88,99 @@ def test_fresh_ports_retries_only_a_lost_port_and_not_after_the_last_attempt() -
         start(lambda n: _lost())
     assert tries == list(range(1, PORT_ATTEMPTS + 1))
     assert port_taken(OSError(98, "[Errno 98] error while attempting to bind"))
+
+
+#: A child that listens on the port in its argv, or exits as told ("exit N: why").
+_LISTENER = """
+import socket, sys, time
+if sys.argv[1].startswith("exit"):
+    print(sys.argv[1], flush=True)
+    sys.exit(int(sys.argv[1].split()[1].rstrip(":")))
+if sys.argv[1] != "mute":
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", int(sys.argv[1])))
+    sock.listen()
+time.sleep(60)
+"""
+
+
+class Planned:
+    """A :class:`Child` running ``_LISTENER`` and the ``replan`` that moves it to a new
+    port (``following``: what it is started with after a replan)."""
+
+    def __init__(self, tmp_path: Path, first: str, following: str | None = None) -> None:
+        self.child = Child("listener", [sys.executable, "-c", _LISTENER, first], tmp_path / "log")
+        self.following = following
+        self.replans: list[int] = []
+
+    def replan(self) -> int:
+        port = mqtt_broker.free_port()
+        self.replans.append(port)
+        self.child.argv[-1] = self.following or str(port)
+        return port
+
+    def starts(self) -> int:
+        """How many times it was started (each start that failed wrote one line or one
+        traceback)."""
+        return self.child.log_text().count("Traceback") + self.child.log_text().count("exit ")
+
+
+def test_start_planned_starts_again_on_a_fresh_port_when_the_planned_one_was_taken(
+    tmp_path: Path, squatter: int
+) -> None:
+    planned = Planned(tmp_path, str(squatter))
+    try:
+        port = start_planned(
+            planned.child, "127.0.0.1", squatter, replan=planned.replan, timeout=10
+        )
+        assert planned.replans == [port] and port != squatter
+        assert planned.child.running and listens(planned.child.pid, port) is not False
+        assert "Address already in use" in planned.child.log_text()
+    finally:
+        planned.child.stop()
+
+
+def test_start_planned_fails_at_once_and_precisely_for_any_other_failure(
+    tmp_path: Path, squatter: int
+) -> None:
+    planned = Planned(tmp_path, "exit 3: bad config")
+    with pytest.raises(ChildError, match=r"(?s)exited with code 3.*exit 3: bad config"):
+        start_planned(planned.child, "127.0.0.1", squatter, replan=planned.replan, timeout=10)
+    assert planned.replans == [] and planned.starts() == 1
+    # A lost port, then another failure: that failure, after one replan.
+    planned = Planned(tmp_path / "second", str(squatter), following="exit 4: broken")
+    (tmp_path / "second").mkdir()
+    with pytest.raises(ChildError, match="code 4"):
+        start_planned(planned.child, "127.0.0.1", squatter, replan=planned.replan, timeout=10)
+    assert len(planned.replans) == 1
+
+
+def test_start_planned_does_not_replan_when_told_not_to_and_stops_what_never_listened(
+    tmp_path: Path, squatter: int
+) -> None:
+    planned = Planned(tmp_path, str(squatter))
+    with pytest.raises(ChildError, match="already in use"):
+        start_planned(
+            planned.child,
+            "127.0.0.1",
+            squatter,
+            replan=planned.replan,
+            timeout=10,
+            may_replan=False,
+        )
+    assert planned.replans == []
+    mute = Planned(tmp_path, "mute")
+    with pytest.raises(ChildError, match="nothing listens"):
+        start_planned(mute.child, "127.0.0.1", squatter, replan=mute.replan, timeout=0.5)
+    assert not mute.child.running and mute.replans == []
+
+
+def test_start_planned_gives_up_after_the_last_attempt(tmp_path: Path, squatter: int) -> None:
+    planned = Planned(tmp_path, str(squatter), following=str(squatter))  # lost every time
+    with pytest.raises(ChildError, match="already in use"):
+        start_planned(planned.child, "127.0.0.1", squatter, replan=planned.replan, timeout=10)
+    assert len(planned.replans) == PORT_ATTEMPTS - 1 and planned.starts() == PORT_ATTEMPTS
+    assert not planned.child.running
 
 
 def test_mosquitto_plans_a_new_port_when_its_first_was_taken(

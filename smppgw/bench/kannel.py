@@ -28,7 +28,7 @@ from pathlib import Path
 from smppgw.bench.httpload import DLR_DELIVERED, DlrSink, Injector, SendSms
 from smppgw.bench.load import index_of_destination
 from smppgw.bench.procs import Child, SimProcess, free_port, start_sim
-from smppgw.procs import ChildError, fresh_ports
+from smppgw.procs import start_planned
 
 __all__ = [
     "INSTALL_HINT",
@@ -113,25 +113,23 @@ def _start_bearerbox(
 ) -> tuple[Child, KannelPorts, Path]:
     """bearerbox on three ports planned free; planned anew when one was taken before
     bearerbox bound it (the machine is shared; bearerbox then exits at once)."""
-    for attempt in fresh_ports():
-        with attempt:
-            ports = KannelPorts.free()
-            config = workdir / "kannel.conf"
-            text = kannel_config(workdir, ports, smsc_port, spool=spool, binds=binds, window=window)
-            config.write_text(text)
-            # -v 2: warnings and worse on stderr (the default, debug, would cost Kannel dearly).
-            bearerbox = Child(
-                "bearerbox",
-                [binaries.bearerbox, "-v", "2", str(config)],
-                workdir / "bearerbox.out",
-            ).start()
-            try:
-                bearerbox.wait_port("127.0.0.1", ports.smsbox, 20.0)
-            except ChildError:
-                bearerbox.stop()
-                raise
-            return bearerbox, ports, config
-    raise AssertionError("unreachable: the last attempt raises")
+    config = workdir / "kannel.conf"
+    planned: list[KannelPorts] = []
+
+    def plan() -> int:
+        """Three ports planned free, in the config file; the one to wait on."""
+        ports = KannelPorts.free()
+        planned.append(ports)
+        text = kannel_config(workdir, ports, smsc_port, spool=spool, binds=binds, window=window)
+        config.write_text(text)
+        return ports.smsbox
+
+    # -v 2: warnings and worse on stderr (the default, debug, would cost Kannel dearly).
+    bearerbox = Child(
+        "bearerbox", [binaries.bearerbox, "-v", "2", str(config)], workdir / "bearerbox.out"
+    )
+    start_planned(bearerbox, "127.0.0.1", plan(), replan=plan, timeout=20.0)
+    return bearerbox, planned[-1], config
 
 
 def kannel_config(

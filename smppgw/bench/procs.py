@@ -22,7 +22,7 @@ import orjson
 import yaml
 
 from smppgw.mqtt.broker import Mosquitto, free_port
-from smppgw.procs import Child, ChildError, ProcSample, fresh_ports, sample
+from smppgw.procs import Child, ProcSample, sample, start_planned
 
 __all__ = [
     "Broker",
@@ -252,25 +252,7 @@ def start_gateway(
     ``name`` names its files (several gateways in one workdir); ``mqtt`` / ``cluster``:
     settings added to those sections (a cluster run's client id, shared group, node).
     A metrics port taken by another process before the gateway bound it is planned anew
-    (:func:`smppgw.procs.fresh_ports`)."""
-    for attempt in fresh_ports():
-        with attempt:
-            return _start_gateway(workdir, broker, carriers, log_level, store, name, mqtt, cluster)
-    raise AssertionError("unreachable: the last attempt raises")
-
-
-def _start_gateway(
-    workdir: Path,
-    broker: Broker,
-    carriers: list[dict[str, Any]],
-    log_level: str,
-    store: dict[str, Any] | None,
-    name: str,
-    mqtt: dict[str, Any] | None,
-    cluster: dict[str, Any] | None,
-) -> GatewayProcess:
-    """One start of :func:`start_gateway` on a newly planned metrics port."""
-    metrics_port = free_port()
+    (:func:`smppgw.procs.start_planned`)."""
     store_path = workdir / f"{name}.db"
     config: dict[str, Any] = {
         "mqtt": {
@@ -280,7 +262,7 @@ def _start_gateway(
             **(mqtt or {}),
         },
         "store": {"path": str(store_path), **(store or {})},
-        "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
+        "metrics": {},
         "ctl": {"socket": None},  # never the host's /run/smppgw
         "log": {"level": log_level, "format": "json"},
         "carriers": carriers,
@@ -288,20 +270,24 @@ def _start_gateway(
     if cluster:
         config["cluster"] = cluster
     config_path = workdir / f"{name}.yaml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def plan() -> int:
+        """A metrics port planned free, in the config file."""
+        port = free_port()
+        config["metrics"]["listen"] = f"127.0.0.1:{port}"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return port
+
+    metrics_port = plan()
     argv = [sys.executable, "-m", "smppgw", "run", "--config", str(config_path)]
     prelude = os.environ.get("SMPPGW_BENCH_PRELUDE")
     if prelude:  # experiments: code run in the gateway process before smppgw starts
         code = f"import sys\n{prelude}\nfrom smppgw.cli import main\nsys.exit(main())"
         argv = [sys.executable, "-c", code, "run", "--config", str(config_path)]
     gateway = GatewayProcess(f"smppgw run ({name})", argv, workdir / f"{name}.log")
-    gateway.start()
-    gateway.metrics_port = metrics_port
     gateway.config_path = config_path
     gateway.store_path = store_path
-    try:
-        gateway.wait_port("127.0.0.1", metrics_port, 20.0)
-    except ChildError:
-        gateway.stop()
-        raise
+    gateway.metrics_port = start_planned(
+        gateway, "127.0.0.1", metrics_port, replan=plan, timeout=20.0
+    )
     return gateway

@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 
 from smppgw.mqtt.broker import free_port
-from smppgw.procs import Child, ChildError, fresh_ports
+from smppgw.procs import Child, ChildError, PlannedServer
 
 __all__ = [
     "Postgres",
@@ -82,7 +82,7 @@ def _as_user() -> tuple[list[str], pwd.struct_passwd | None]:
     return prefix, user
 
 
-class Postgres:
+class Postgres(PlannedServer):
     """One throw-away PostgreSQL cluster: ``start()``, ``stop()`` (fast shutdown),
     ``kill()`` (SIGKILL: crash recovery at the next start), ``close()`` (stop and remove
     the directory). ``durable=False`` turns fsync off (tests: faster); commits still
@@ -90,6 +90,7 @@ class Postgres:
     transaction, only an OS crash could. The benchmark keeps the durable defaults."""
 
     SUPERUSER = "postgres"
+    START_TIMEOUT = 30.0
 
     def __init__(self, *, port: int | None = None, durable: bool = False) -> None:
         bindir = find_postgres_bin()
@@ -105,8 +106,7 @@ class Postgres:
         if user is not None:
             os.chown(self.dir, user.pw_uid, user.pw_gid)
         self._initdb(user)
-        self._planned = port is None
-        self._started = False
+        self._may_replan = port is None
         self._settings = {
             "listen_addresses": self.host,
             "unix_socket_directories": str(self.dir),
@@ -145,31 +145,13 @@ class Postgres:
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{self.SUPERUSER}@{self.host}:{self.port}/{database}"
 
-    @property
-    def running(self) -> bool:
-        return self._child.running
+    def _replan(self) -> int:
+        """A new free port, in the server's argv (a first start lost its port)."""
+        self.port = free_port(self.host)
+        self._child.argv = self._argv()
+        return self.port
 
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self.running else None
-
-    def start(self, timeout: float = 30.0) -> Postgres:
-        """Start (or restart on the same port); the first start on a port planned here
-        plans a new one if another process took it meanwhile."""
-        if self.running:
-            return self
-        for attempt in fresh_ports(may_replan=self._planned and not self._started):
-            with attempt:
-                if attempt.number > 1:
-                    self.port = free_port(self.host)
-                    self._child.argv = self._argv()
-                self._child.start()
-                self._child.wait_port(self.host, self.port, timeout)
-                self._wait_ready(timeout)
-                self._started = True
-        return self
-
-    def _wait_ready(self, timeout: float) -> None:
+    def _ready(self, timeout: float) -> None:
         """The port opens before crash recovery ends: wait until a query succeeds."""
         deadline = time.monotonic() + timeout
         while True:
@@ -178,7 +160,8 @@ class Postgres:
                 return
             self._child.check()
             if time.monotonic() > deadline:
-                raise ChildError(f"postgres not ready: {done.stderr}\n{self.log_tail()}")
+                tail = self._child.log_tail(this_start=True)
+                raise ChildError(f"postgres not ready: {done.stderr}\n{tail}")
             time.sleep(0.1)
 
     def _psql(
@@ -226,23 +209,16 @@ class Postgres:
         self._child.signal(signal.SIGINT)
         self._child.stop(timeout)
 
-    def kill(self) -> None:
-        self._child.kill()
-
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def log_tail(self, lines: int = 40) -> str:
-        return self._child.log_tail(lines)
 
-    def __repr__(self) -> str:
-        return f"Postgres({self.host}:{self.port}, running={self.running})"
-
-
-class Redis:
+class Redis(PlannedServer):
     """One redis-server on a free loopback port, nothing saved to disk; ``kill()`` and
     ``start()`` again (same port) for the "Redis went away" tests."""
+
+    START_TIMEOUT = 15.0
 
     def __init__(self, *, port: int | None = None) -> None:
         binary = find_redis()
@@ -250,8 +226,7 @@ class Redis:
             raise ServerMissing("redis-server is not installed (apt-get install redis-server)")
         self.host = "127.0.0.1"
         self.port = port if port is not None else free_port(self.host)
-        self._planned = port is None
-        self._started = False
+        self._may_replan = port is None
         self._binary = binary
         self.dir = Path(tempfile.mkdtemp(prefix="smppgw-redis-"))
         self._child = Child("redis-server", self._argv(), self.dir / "redis.log")
@@ -274,44 +249,18 @@ class Redis:
         ]
 
     @property
-    def pid(self) -> int | None:
-        return self._child.pid if self.running else None
-
-    @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
-    @property
-    def running(self) -> bool:
-        return self._child.running
-
-    def start(self, timeout: float = 15.0) -> Redis:
-        """Start (or restart on the same port); the first start on a port planned here
-        plans a new one if another process took it meanwhile."""
-        if self.running:
-            return self
-        for attempt in fresh_ports(may_replan=self._planned and not self._started):
-            with attempt:
-                if attempt.number > 1:
-                    self.port = free_port(self.host)
-                    self._child.argv = self._argv()
-                self._child.start()
-                self._child.wait_port(self.host, self.port, timeout)
-                self._started = True
-        return self
+    def _replan(self) -> int:
+        """A new free port, in the server's argv (a first start lost its port)."""
+        self.port = free_port(self.host)
+        self._child.argv = self._argv()
+        return self.port
 
     def stop(self, timeout: float = 10.0) -> None:
         self._child.stop(timeout)
 
-    def kill(self) -> None:
-        self._child.kill()
-
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log_tail(self, lines: int = 40) -> str:
-        return self._child.log_tail(lines)
-
-    def __repr__(self) -> str:
-        return f"Redis({self.host}:{self.port}, running={self.running})"

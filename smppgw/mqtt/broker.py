@@ -19,8 +19,9 @@ import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
-from smppgw.procs import Child, ChildError, fresh_ports
+from smppgw.procs import Child, ChildError, PlannedServer
 
 INSTALL_HINT = "apt-get install mosquitto"
 #: What a broker started for a run logs, to its log file: enough to say why it failed.
@@ -97,7 +98,7 @@ def config_lines(
     return lines
 
 
-class Mosquitto:
+class Mosquitto(PlannedServer):
     """One mosquitto on a free loopback port, with its config, log and (optionally)
     persistence file in a directory (a temporary one, removed by ``close()``, if none is
     given). ``start()`` after ``stop()`` or ``kill()`` reuses the port and, with
@@ -125,9 +126,7 @@ class Mosquitto:
             raise BrokerError(f"mosquitto is not installed ({INSTALL_HINT})")
         self.host = host
         self.port = port if port is not None else free_port(host)
-        #: The port was planned here (not given): a first start that loses it may plan anew.
-        self._planned = port is None
-        self._started = False
+        self._may_replan = port is None
         self._owns_dir = directory is None
         self.dir = Path(directory or tempfile.mkdtemp(prefix="smppgw-mosquitto-"))
         self.config_path = self.dir / "mosquitto.conf"
@@ -155,48 +154,27 @@ class Mosquitto:
             own_session=own_session,
         )
 
-    @property
-    def running(self) -> bool:
-        return self._child.running
-
-    @property
-    def pid(self) -> int | None:
-        """The running broker's pid; None when stopped or killed."""
-        return self._child.pid if self.running else None
-
     def _write_config(self) -> None:
         lines = [listener_line(self.host, self.port), *self._lines]
         self.config_path.write_text("\n".join(lines) + "\n")
 
-    def start(self, timeout: float = 10.0) -> Mosquitto:
-        """Start (or restart) on the same port; return once the port accepts connections.
+    def start(self, timeout: float | None = None) -> Self:
+        """Start (or restart) on its port (:meth:`PlannedServer.start`); BrokerError, with
+        the end of the log, when it does not listen."""
+        try:
+            return super().start(timeout)
+        except ChildError as exc:
+            raise BrokerError(str(exc)) from None
 
-        The first start on a port planned here plans a new one when another process took
-        it meanwhile (:func:`smppgw.procs.fresh_ports`); a restart keeps its port, which
-        clients and the persisted sessions know."""
-        if self.running:
-            return self
-        for attempt in fresh_ports(may_replan=self._planned and not self._started):
-            with attempt:
-                if attempt.number > 1:
-                    self.port = free_port(self.host)
-                    self._write_config()
-                self._child.start()
-                try:
-                    self._child.wait_port(self.host, self.port, timeout)
-                except ChildError as exc:
-                    self._child.kill()
-                    raise BrokerError(str(exc)) from None
-                self._started = True
-        return self
+    def _replan(self) -> int:
+        """A new free port, in the config file (a first start lost its port)."""
+        self.port = free_port(self.host)
+        self._write_config()
+        return self.port
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM and wait: mosquitto saves its persistence file on the way out."""
         self._child.stop(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL: whatever was not autosaved is lost, like a power cut."""
-        self._child.kill()
 
     def close(self) -> None:
         """Stop and remove the directory if it was made for this broker."""
@@ -204,14 +182,8 @@ class Mosquitto:
         if self._owns_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def log_tail(self, lines: int = 40) -> str:
-        return self._child.log_tail(lines)
-
     def __enter__(self) -> Mosquitto:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return f"Mosquitto({self.host}:{self.port}, running={self.running})"

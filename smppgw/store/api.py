@@ -7,8 +7,9 @@ process of its own (``store.writer: process``, ``smppgw.store.process``: the eve
 keeps its GIL) or a thread of this one (``thread``, ``smppgw.store.writer``); operations
 are therefore module-level functions over plain, picklable data, including the callables
 some of them take (``make_events``, ``gate``, ``hold``, ``pick``), and what they are given
-is a copy in the writer process: an ``OutboxEvent`` passed to ``mark_submitted`` (and the
-like) does not get its ``event_id`` set here; ``add_events`` returns (and sets) them.
+is a copy in the writer process. Hence one rule for every writer and both backends: the
+store never changes an ``OutboxEvent`` it is given (its ``event_id`` stays as it was);
+``add_events`` returns the ids, and events read back (``pending_events``) carry theirs.
 
 A cancelled caller does not cancel its operation: it may still commit. That is safe by
 design (adding a job twice is deduplicated; state changes are idempotent).
@@ -392,11 +393,9 @@ class Store:
 
     # -- outbox ----------------------------------------------------------------------
     async def add_events(self, events: Sequence[OutboxEvent]) -> list[int]:
-        """Queue events (MO, unmatched receipts); sets and returns their event ids."""
-        ids = await self._run(partial(ops.add_events, events=list(events)))
-        for event, event_id in zip(events, ids, strict=True):  # a writer process set a copy's
-            event.event_id = event_id
-        return ids
+        """Queue events (MO, unmatched receipts); their event ids, in order (``events``
+        themselves are not changed: see the module's docstring)."""
+        return await self._run(partial(ops.add_events, events=list(events)))
 
     async def pending_events(self, limit: int, after_id: int = 0) -> list[OutboxEvent]:
         """Oldest first, ids greater than ``after_id``."""

@@ -155,6 +155,8 @@ class OutboxEvent:
     payload: bytes
     correlation_data: bytes | None = None
     #: Assigned by the store; increasing, never reused (so ``after_id`` paging is safe).
+    #: Set on events read back (``pending_events``) only: the store never changes an event
+    #: it is given (a writer process would change a copy), ``add_events`` returns the ids.
     event_id: int = 0
 
 

@@ -86,7 +86,9 @@ def _view_from_row(row: Sequence[Any]) -> JobView:
 
 def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> None:
     """``events`` into the outbox: kept on a batch's ``tx`` and inserted with the rest of
-    its events (``outbox_rows``), or at once by a ``tx`` that keeps none."""
+    its events (``outbox_rows``), or at once by a ``tx`` that keeps none. The events
+    themselves are not changed (``api``'s rule: ids come back from ``add_events`` and on
+    events read back)."""
     tx.outbox += len(events)
     deferred = tx.deferred
     if deferred is not None:
@@ -94,10 +96,7 @@ def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> None:
         return
     execute = tx.conn.execute
     for event in events:
-        cursor = execute(INSERT_EVENT, (event.topic, event.payload, event.correlation_data))
-        event_id = cursor.lastrowid
-        assert event_id is not None
-        event.event_id = event_id
+        execute(INSERT_EVENT, (event.topic, event.payload, event.correlation_data))
 
 
 #: Most values bound in one ``IN (...)`` (SQLite allows 32,766 since 3.32; far below).
@@ -819,8 +818,7 @@ def add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
     ones (ids in the order the events were added)."""
     tx.flush()
     tx.outbox += len(events)
-    insert_events(tx.conn, events)
-    return [event.event_id for event in events]
+    return insert_events(tx.conn, events)
 
 
 def pending_events(tx: Tx, limit: int, after_id: int) -> list[OutboxEvent]:

@@ -682,6 +682,44 @@ def reconcile(
     return ledger
 
 
+def assert_settled(
+    ids: Iterable[str],
+    obs: Observer,
+    submits: list[Submit],
+    *,
+    scenario: str,
+    report: Callable[..., None] | None,
+    store: StoreView | None = None,
+    outbox: int | None = None,
+    mo_texts: Iterable[str] = (),
+    allow_unknown: bool = True,
+    delivered: int | None = None,
+    **figures: Any,
+) -> Ledger:
+    """The end of a fault-injection run, once the gateway has stopped: reconcile the jobs
+    with the SMSC's record and the store (``store``: its view, SQLite), record the figures
+    (``report``, the reliability suite's fixture; None: printed), then assert it clean
+    (:meth:`Ledger.assert_clean`), every job ``delivered`` when that count is given, and
+    the outbox empty (``store.outbox``, or ``outbox`` counted by the caller; not checked
+    when neither is known). The ledger, for the scenario's own assertions."""
+    ledger = reconcile(ids, obs, submits, mo_texts=mo_texts, store=store)
+    if store is not None:
+        outbox = store.outbox
+    if outbox is not None:
+        figures["outbox_left"] = outbox
+    (report or _print_figures)(scenario=scenario, **figures, **ledger.summary())
+    ledger.assert_clean(allow_unknown=allow_unknown)
+    if delivered is not None:
+        assert ledger.outcomes == {"delivered": delivered}
+    if outbox is not None:
+        assert outbox == 0
+    return ledger
+
+
+def _print_figures(**figures: Any) -> None:
+    print(figures)
+
+
 # ----------------------------------------------------------------------------- one run
 
 

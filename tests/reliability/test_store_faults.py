@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from reliability.conftest import size
-from reliability.stack import GatewayProc, Observer, SimProc, carrier_entry, job, reconcile
+from reliability.stack import GatewayProc, Observer, SimProc, assert_settled, carrier_entry, job
 from support.broker import Mosquitto
 
 
@@ -117,23 +117,24 @@ async def _flow(
     finally:
         gw.close()
         sim.stop()
-    store = gw.read_store()
-    ledger = reconcile(ids, obs, submits, store=store)
-    report(
+    assert_settled(
+        ids,
+        obs,
+        submits,
         scenario=scenario,
+        report=report,
+        store=gw.read_store(),
+        allow_unknown=False,
+        delivered=len(ids),
         seconds_faulty=fault_seconds,
         jobs_received_while_faulty=received_during,
         events_while_faulty=events_during,
         store_errors=store_errors,
         seconds_to_recover=round(recovery, 1),
         receipts_redelivered_by_smsc=stats["receipts_sent"] - stats["receipts_acknowledged"],
-        **ledger.summary(),
     )
     assert alive_during
     assert received_during <= n_during * 0.05, "jobs were taken while the store was failing"
-    ledger.assert_clean(allow_unknown=False)
-    assert ledger.outcomes == {"delivered": len(ids)}
-    assert store.outbox == 0
 
 
 def fill_with_wal_empty(database: Path, attempts: int = 5) -> Path:

@@ -20,7 +20,7 @@ import yaml
 from smppgw.bench.procs import children
 from smppgw.procs import gone
 
-from reliability.stack import GatewayProc, Observer, SimProc, carrier_entry, job, reconcile
+from reliability.stack import GatewayProc, Observer, SimProc, assert_settled, carrier_entry, job
 from support.broker import Mosquitto
 
 JOBS = 300
@@ -79,11 +79,14 @@ async def test_kill9_of_the_gateway_takes_its_writer_process_and_a_restart_recov
     finally:
         gw.close()
         sim.stop()
-    store = gw.read_store()
-    ledger = reconcile(ids, obs, submits, store=store)
-    report(scenario="kill -9 of the gateway, writer process", **ledger.summary())
-    ledger.assert_clean()
-    assert store.outbox == 0
+    assert_settled(
+        ids,
+        obs,
+        submits,
+        scenario="kill -9 of the gateway, writer process",
+        report=report,
+        store=gw.read_store(),
+    )
 
 
 async def test_a_killed_writer_process_stops_the_gateway_and_a_restart_recovers(
@@ -109,8 +112,11 @@ async def test_a_killed_writer_process_stops_the_gateway_and_a_restart_recovers(
     finally:
         gw.close()
         sim.stop()
-    store = gw.read_store()
-    ledger = reconcile(ids, obs, submits, store=store)
-    report(scenario="writer process killed under the gateway", **ledger.summary())
-    ledger.assert_clean()
-    assert store.outbox == 0
+    assert_settled(
+        ids,
+        obs,
+        submits,
+        scenario="writer process killed under the gateway",
+        report=report,
+        store=gw.read_store(),
+    )

@@ -308,6 +308,31 @@ async def test_mark_submitted_maps_every_part_and_stores_events(store: Store) ->
     assert 0 < pending[0].event_id < pending[1].event_id
 
 
+async def test_the_store_never_changes_the_events_it_is_given(store: Store) -> None:
+    """One rule for every writer and backend: an ``OutboxEvent`` handed to the store keeps
+    its ``event_id`` (a writer process could only number a copy); ids come back from
+    ``add_events`` and on the events ``pending_events`` reads."""
+    await store.add_jobs([job("e1"), job("e2")])
+    await store.claim(CARRIER, 10, time.time())
+    await store.mark_in_flight(["e1", "e2"])
+    given = {
+        "add_events": [OutboxEvent("sms/inbound/x", b"mo")],
+        "mark_submitted": [OutboxEvent("sms/status/e1", b"submitted")],
+        "finish": [OutboxEvent("sms/status/e2", b"failed"), OutboxEvent("app/r", b"f", b"c")],
+    }
+    ids = await store.add_events(given["add_events"])
+    await store.mark_submitted("e1", CARRIER, ["1"], ["1"], False, given["mark_submitted"])
+    assert await store.finish("e2", "failed", given["finish"])
+    assert {name: [e.event_id for e in events] for name, events in given.items()} == {
+        "add_events": [0],
+        "mark_submitted": [0],
+        "finish": [0, 0],
+    }
+    pending = await store.pending_events(10)
+    assert [e.topic for e in pending] == [e.topic for events in given.values() for e in events]
+    assert pending[0].event_id == ids[0] and all(e.event_id > 0 for e in pending)
+
+
 async def test_mark_submitted_without_dlr_is_final(store: Store) -> None:
     await store.add_jobs([job("nodlr", dlr=False)])
     await store.mark_submitted("nodlr", CARRIER, ["1"], ["1"], True, [])

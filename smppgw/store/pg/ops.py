@@ -133,10 +133,7 @@ async def _add_events(tx: PgTx, events: Sequence[OutboxEvent]) -> list[int]:
     if not events:
         return []
     rows = await tx.conn.fetch(_INSERT_EVENTS, *_event_args(events), tx.node)
-    ids = [int(row[0]) for row in rows]
-    for event, event_id in zip(events, ids, strict=True):
-        event.event_id = event_id
-    return ids
+    return [int(row[0]) for row in rows]
 
 
 # -- jobs in ----------------------------------------------------------------------------
@@ -313,7 +310,7 @@ async def mark_submitted(
 ) -> None:
     if len(normalized_ids) != len(raw_ids) or not raw_ids:
         raise ValueError("normalized_ids and raw_ids must be non-empty and of equal length")
-    changed, event_ids = await tx.conn.fetchrow(
+    changed, _ = await tx.conn.fetchrow(
         _SUBMIT,
         job_id,
         FINAL if final else SUBMITTED,
@@ -330,8 +327,6 @@ async def mark_submitted(
         if state is None:
             raise KeyError(f"unknown job {job_id!r}")
         raise ValueError(f"job {job_id!r} is already final")
-    for event, event_id in zip(events, event_ids, strict=True):
-        event.event_id = int(event_id)
 
 
 async def finish(
@@ -742,7 +737,7 @@ async def mark_submitted_many(tx: PgTx, items: list[tuple[Any, ...]]) -> list[No
         for event in evs:
             ev_job.append(j)
             events.append(event)
-    changed, event_ids = await tx.conn.fetchrow(
+    changed, _ = await tx.conn.fetchrow(
         _SUBMIT_MANY,
         part_job,
         nids,
@@ -758,8 +753,6 @@ async def mark_submitted_many(tx: PgTx, items: list[tuple[Any, ...]]) -> list[No
     )
     if changed != len(items):
         raise _Replay
-    for event, event_id in zip(events, event_ids, strict=True):
-        event.event_id = int(event_id)
     return [None] * len(items)
 
 
