@@ -29,6 +29,7 @@ from typing import Literal, TypeVar
 
 from smppgw.pipeline.marketing import Go, Hold, MarketingGate, Reject
 from smppgw.store import ops, routes
+from smppgw.store.calls import Call
 from smppgw.store.model import (
     ConsentChange,
     ConsentRecord,
@@ -76,6 +77,7 @@ def open_counted(
 
 
 def _raw(tx: Tx, fn: Callable[[sqlite3.Connection], T]) -> T:
+    tx.flush()  # raw SQL sees what the batch's earlier operations wrote
     return fn(tx.conn)
 
 
@@ -197,7 +199,7 @@ class Store:
     async def add_jobs(self, jobs: Sequence[StoredJob]) -> list[bool]:
         """Queue jobs; per job True if new, False if its id is already known (in any
         state, until purged: nothing is written for it)."""
-        return await self._run(partial(ops.add_jobs, jobs=list(jobs)))
+        return await self._run(Call(ops.add_jobs, list(jobs)))
 
     async def add_counted(
         self, jobs: Sequence[StoredJob], usage: Sequence[Usage | None]
@@ -205,7 +207,7 @@ class Store:
         """``add_jobs`` with each tenant job's parts counted in ``tenant_usage`` in the
         same transaction (``usage[i]`` for ``jobs[i]``, None for an uncounted job). Per
         job True (new), False (known id) or None (over the tenant's daily limit: not added)."""
-        return await self._run(partial(ops.add_counted, jobs=list(jobs), usage=list(usage)))
+        return await self._run(Call(ops.add_counted, list(jobs), list(usage)))
 
     async def add_admitted(
         self,
@@ -218,9 +220,7 @@ class Store:
         it against the number's rolling 24 h, in the same transaction: per job True, False,
         None (tenant quota), a ``Reject`` (not added) or a ``Hold`` (added, held: as
         ``hold`` makes it, see ``ops.add_admitted``)."""
-        return await self._run(
-            partial(ops.add_admitted, jobs=list(jobs), usage=list(usage), gate=gate, hold=hold)
-        )
+        return await self._run(Call(ops.add_admitted, list(jobs), list(usage), gate, hold))
 
     async def marketing_release(
         self, job_id: str, gate: MarketingGate, now: float
@@ -306,7 +306,7 @@ class Store:
     async def claim(self, carrier: str, limit: int, now: float) -> list[StoredJob]:
         """Up to ``limit`` queued jobs of ``carrier`` due at ``now``, lane by lane in
         arrival order, now marked ``sending``."""
-        return await self._run(partial(ops.claim, carrier=carrier, limit=limit, now=now))
+        return await self._run(Call(ops.claim, carrier, limit, now))
 
     async def release(self, job_ids: Sequence[str]) -> int:
         """Put claimed (``sending`` or ``in_flight``) jobs back in their lanes at their
@@ -324,7 +324,7 @@ class Store:
     async def mark_in_flight(self, job_ids: Sequence[str]) -> None:
         """Record that a submit_sm for these claimed jobs is about to be written: from
         here on a crash leaves their outcome unknown (see ``recover``)."""
-        await self._run(partial(ops.mark_in_flight, job_ids=list(job_ids)))
+        await self._run(Call(ops.mark_in_flight, list(job_ids)))
 
     async def retry_later(self, job_id: str, attempt: int, next_attempt: float) -> bool:
         """Back to its lane, not claimable before ``next_attempt`` (wall clock). False if
@@ -351,14 +351,14 @@ class Store:
         ``events``, all in one transaction. Raises KeyError for an unknown job and
         ValueError for a final one or mismatched id lists (nothing written)."""
         await self._run(
-            partial(
+            Call(
                 ops.mark_submitted,
-                job_id=job_id,
-                carrier=carrier,
-                normalized_ids=list(normalized_ids),
-                raw_ids=list(raw_ids),
-                final=final,
-                events=list(events),
+                job_id,
+                carrier,
+                list(normalized_ids),
+                list(raw_ids),
+                final,
+                list(events),
             )
         )
 
@@ -379,7 +379,7 @@ class Store:
     # -- receipts --------------------------------------------------------------------
     async def lookup(self, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
         """(job_id, part, parts) for a carrier's normalised message id."""
-        return await self._run(partial(ops.lookup, carrier=carrier, normalized_id=normalized_id))
+        return await self._run(Call(ops.lookup, carrier, normalized_id))
 
     async def apply_receipt(
         self, job_id: str, part: int, state: str, make_events: EventMaker
@@ -389,11 +389,7 @@ class Store:
         ``expired`` as soon as one part failed) set the final status and store
         ``make_events(view, status)`` in the same transaction, and return the status.
         ``make_events`` runs in the writer thread: keep it pure and quick."""
-        return await self._run(
-            partial(
-                ops.apply_receipt, job_id=job_id, part=part, state=state, make_events=make_events
-            )
-        )
+        return await self._run(Call(ops.apply_receipt, job_id, part, state, make_events))
 
     # -- outbox ----------------------------------------------------------------------
     async def add_events(self, events: Sequence[OutboxEvent]) -> list[int]:
@@ -403,11 +399,11 @@ class Store:
 
     async def pending_events(self, limit: int, after_id: int = 0) -> list[OutboxEvent]:
         """Oldest first, ids greater than ``after_id``."""
-        return await self._run(partial(ops.pending_events, limit=limit, after_id=after_id))
+        return await self._run(Call(ops.pending_events, limit, after_id))
 
     async def ack_events(self, event_ids: Sequence[int]) -> int:
         """Delete published (PUBACKed) events; returns how many existed."""
-        return await self._run(partial(ops.ack_events, event_ids=list(event_ids)))
+        return await self._run(Call(ops.ack_events, list(event_ids)))
 
     async def set_aside(self, reasons: Sequence[tuple[int, str]]) -> int:
         """Move events the broker will not take from the outbox to ``dead_events``, each

@@ -21,7 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from smppgw.store.model import StoreError
+from smppgw.store.model import OutboxEvent, StoreError
+from smppgw.store.msgid_rows import MsgidRow, insert_msgids
+from smppgw.store.outbox_rows import insert_events
 
 #: One operation's outcome: its value, or the exception its caller gets.
 Result = tuple[Any, BaseException | None]
@@ -41,6 +43,24 @@ class Tx:
     outbox: int = 0
     #: hold reason → change in held jobs, for this operation.
     held: Counter[str] = field(default_factory=Counter)
+    #: Outbox events the operations added and not inserted yet (:meth:`flush`); None:
+    #: each is inserted at once (a ``Tx`` made outside a batch: the commands', the
+    #: store's open).
+    deferred: list[OutboxEvent] | None = None
+    #: Message id mappings of submitted jobs not inserted yet (:meth:`flush`); None: each
+    #: is inserted at once.
+    msgids: list[MsgidRow] | None = None
+
+    def flush(self) -> None:
+        """Insert the events (``smppgw.store.outbox_rows``) and message id mappings
+        (``smppgw.store.msgid_rows``) kept so far: before COMMIT, and before an operation
+        reads the outbox or ``msgids``, or needs an event's id at once."""
+        if self.deferred:
+            insert_events(self.conn, self.deferred)
+            self.deferred.clear()
+        if self.msgids:
+            insert_msgids(self.conn, self.msgids)
+            self.msgids.clear()
 
     def add(self, other: Tx) -> None:
         """Fold ``other``'s counter changes into this one (a batch's sum)."""
@@ -86,11 +106,12 @@ def _run_fast(
     """The batch in one transaction without SAVEPOINTs (nearly every batch has no failing
     operation). None, with the transaction rolled back, when an operation raised."""
     conn.execute("BEGIN IMMEDIATE")
-    tx = Tx(conn, now)
+    tx = Tx(conn, now, deferred=[], msgids=[])
     results: list[Result] = []
     try:
         for fn in fns:
             results.append((fn(tx), None))
+        tx.flush()  # a row the tables refuse: replayed, its operation fails alone
     except (sqlite3.OperationalError, sqlite3.InternalError):
         raise  # the database, not an operation: fail the batch
     except Exception:
@@ -108,10 +129,11 @@ def _run_guarded(
     results: list[Result] = []
     conn.execute("BEGIN IMMEDIATE")
     for fn in fns:
-        tx = Tx(conn, now)
+        tx = Tx(conn, now, deferred=[], msgids=[])
         conn.execute("SAVEPOINT op")
         try:
             value = fn(tx)
+            tx.flush()  # inside the operation's SAVEPOINT: its rows are its own
         except (sqlite3.OperationalError, sqlite3.InternalError):
             raise
         except Exception as exc:

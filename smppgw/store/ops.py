@@ -30,6 +30,8 @@ from smppgw.store.model import (
     StoredJob,
     Usage,
 )
+from smppgw.store.msgid_rows import INSERT_MSGID
+from smppgw.store.outbox_rows import INSERT_EVENT, insert_events
 from smppgw.store.routes import decode_attempts
 from smppgw.store.rows import (
     JOB_COLUMNS,
@@ -68,7 +70,6 @@ _COUNT_USAGE = (
 #: Set in the UPDATE that makes a job submitted or final when texts are not kept
 #: (``schema.StoreConnection``): one write of the row, not a second by the trigger.
 _BLANK = ", text = NULL"
-_INSERT_EVENT = "INSERT INTO outbox (topic, payload, correlation_data) VALUES (?, ?, ?)"
 
 
 def _job_row(job: StoredJob) -> tuple[Any, ...]:
@@ -83,16 +84,19 @@ def _view_from_row(row: Sequence[Any]) -> JobView:
     return view_from_row(row, _json_list)
 
 
-def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
-    ids: list[int] = []
+def _add_events(tx: Tx, events: Sequence[OutboxEvent]) -> None:
+    """``events`` into the outbox: kept on a batch's ``tx`` and inserted with the rest of
+    its events (``outbox_rows``), or at once by a ``tx`` that keeps none. The events
+    themselves are not changed (``api``'s rule: ids come back from ``add_events`` and on
+    events read back)."""
+    tx.outbox += len(events)
+    deferred = tx.deferred
+    if deferred is not None:
+        deferred += events
+        return
     execute = tx.conn.execute
     for event in events:
-        cursor = execute(_INSERT_EVENT, (event.topic, event.payload, event.correlation_data))
-        event_id = cursor.lastrowid
-        assert event_id is not None
-        ids.append(event_id)
-    tx.outbox += len(events)
-    return ids
+        execute(INSERT_EVENT, (event.topic, event.payload, event.correlation_data))
 
 
 #: Most values bound in one ``IN (...)`` (SQLite allows 32,766 since 3.32; far below).
@@ -142,13 +146,48 @@ def _leave_queue(
         tx.held[reason or ""] -= 1
 
 
+#: Most rows in one multi-row job INSERT (22 values each: 5,632 of SQLite's 32,766).
+_MOST_JOBS = 256
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_jobs(rows: int) -> str:
+    """``rows`` jobs in one statement, answering the ids it inserted (not those ignored)."""
+    values = "(" + ", ".join("?" * _INSERT_JOB.count("?")) + ")"
+    return _INSERT_JOB + f", {values}" * (rows - 1) + " RETURNING job_id"
+
+
+def _inserted(tx: Tx, jobs: Sequence[StoredJob]) -> list[bool]:
+    """Per job whether it was inserted (False: its id was known, or came earlier in
+    ``jobs``). One statement per power-of-two run of rows (at most 9 forms with a cached
+    plan): a statement's start, binding and reset once for up to 256 jobs instead of once
+    a job (~1 µs a job less; docs/performance.md, step 44)."""
+    if len(jobs) == 1:
+        return [tx.conn.execute(_INSERT_JOB, _job_row(jobs[0])).rowcount == 1]
+    added: list[bool] = []
+    start = 0
+    left = len(jobs)
+    execute = tx.conn.execute
+    while left:
+        rows = min(_MOST_JOBS, 1 << (left.bit_length() - 1))
+        chunk = jobs[start : start + rows]
+        values: list[Any] = []
+        for job in chunk:
+            values += _job_row(job)
+        new = {job_id for (job_id,) in execute(_insert_jobs(rows), values)}
+        for job in chunk:
+            # The first of a repeated id is the one inserted: the next finds it known.
+            added.append(job.job_id in new)
+            new.discard(job.job_id)
+        start += rows
+        left -= rows
+    return added
+
+
 # -- operations --------------------------------------------------------------------------
 def add_jobs(tx: Tx, jobs: Sequence[StoredJob]) -> list[bool]:
-    execute = tx.conn.execute
-    added: list[bool] = []
-    for job in jobs:
-        new = execute(_INSERT_JOB, _job_row(job)).rowcount == 1
-        added.append(new)
+    added = _inserted(tx, jobs)
+    for job, new in zip(jobs, added, strict=True):
         if not new:
             continue
         if job.held_until is None:
@@ -502,10 +541,6 @@ _SUBMIT_ONE = (
     "UPDATE jobs SET state = ?, status = 'submitted', parts = 1, message_ids = json_array(?),"
     " norm_ids = json_array(?), part_states = '[null]', done_at = ?{} WHERE job_id = ?"
 )
-_MSGID = (
-    "INSERT OR REPLACE INTO msgids (carrier, normalized_id, job_id, part, parts)"
-    " VALUES (?, ?, ?, ?, ?)"
-)
 
 
 #: What a submitted job needs for its reply window, if it asked for one.
@@ -586,12 +621,15 @@ def mark_submitted(
     if row[0] is not None:
         _open_reply(tx, job_id, *row)
     # A recycled message id (SMSC counters wrap) now points at the newer job.
-    if parts == 1:
-        execute(_MSGID, (carrier, normalized_ids[0], job_id, 0, 1))
+    msgids = tx.msgids
+    if parts == 1 and msgids is not None:  # kept for the batch's multi-row INSERT
+        msgids.append((carrier, normalized_ids[0], job_id, 0, 1))
     else:
-        tx.conn.executemany(
-            _MSGID, [(carrier, nid, job_id, part, parts) for part, nid in enumerate(normalized_ids)]
-        )
+        rows = [(carrier, nid, job_id, part, parts) for part, nid in enumerate(normalized_ids)]
+        if msgids is not None:
+            msgids += rows
+        else:
+            tx.conn.executemany(INSERT_MSGID, rows)
     _add_events(tx, events)
 
 
@@ -674,6 +712,7 @@ def list_jobs(
 
 
 def lookup(tx: Tx, carrier: str, normalized_id: str) -> tuple[str, int, int] | None:
+    tx.flush()  # a submit earlier in this batch maps its ids too
     row = tx.conn.execute(
         "SELECT job_id, part, parts FROM msgids WHERE carrier = ? AND normalized_id = ?",
         (carrier, normalized_id),
@@ -775,10 +814,15 @@ def apply_receipt(
 
 
 def add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
-    return _add_events(tx, events)
+    """``events`` into the outbox now (their ids are the answer), after the batch's kept
+    ones (ids in the order the events were added)."""
+    tx.flush()
+    tx.outbox += len(events)
+    return insert_events(tx.conn, events)
 
 
 def pending_events(tx: Tx, limit: int, after_id: int) -> list[OutboxEvent]:
+    tx.flush()  # the batch's own events are pending too
     rows = tx.conn.execute(
         "SELECT event_id, topic, payload, correlation_data FROM outbox"
         " WHERE event_id > ? ORDER BY event_id LIMIT ?",
@@ -788,6 +832,7 @@ def pending_events(tx: Tx, limit: int, after_id: int) -> list[OutboxEvent]:
 
 
 def ack_events(tx: Tx, event_ids: Sequence[int]) -> int:
+    tx.flush()  # ids known to a caller were inserted already; kept in order anyway
     deleted = _each_chunk(tx, "DELETE FROM outbox WHERE event_id IN ({})", event_ids)
     tx.outbox -= deleted
     return deleted
@@ -802,6 +847,7 @@ _SET_ASIDE = (
 def set_aside(tx: Tx, reasons: Sequence[tuple[int, str]]) -> int:
     """Move each (event_id, reason) from the outbox to ``dead_events``; an id no longer in
     the outbox is skipped. Returns how many moved."""
+    tx.flush()
     moved = 0
     execute = tx.conn.execute
     for event_id, reason in reasons:
@@ -860,6 +906,7 @@ def recover(
 
 
 def purge_some(tx: Tx, older_than: float, limit: int) -> int:
+    tx.flush()
     rows = tx.conn.execute(
         "SELECT seq, job_id, carrier, norm_ids FROM jobs WHERE done_at < ? LIMIT ?",
         (older_than, limit),
@@ -892,6 +939,7 @@ def count_queued(tx: Tx) -> dict[tuple[str, int], int]:
 
 
 def count_outbox(tx: Tx) -> int:
+    tx.flush()
     return int(tx.conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
 

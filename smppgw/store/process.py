@@ -4,7 +4,8 @@ Same interface and guarantees as the writer thread (``smppgw.store.writer.Writer
 ``submit(fn)`` returns a future that resolves after the transaction carrying ``fn``
 committed; the counter changes of a batch are applied before any of its callers hears.
 What differs is where ``fn`` runs: in ``python -m smppgw.store.worker``, so ``fn`` must
-pickle (a module-level function, or a ``functools.partial`` of one over plain data).
+pickle (a module-level function, a ``functools.partial`` of one over plain data, or a
+``smppgw.store.calls.Call``).
 
 Group commit moves to this side of the socket: while the child runs a batch, operations
 wait here, and go as one frame when its answer arrives (the next batch: everything that

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import pickle
 import signal
@@ -134,10 +135,26 @@ def serve(channel: Channel) -> None:
         channel.send(frames.OPENED, 0, (None, exc))
         return
     channel.send(frames.OPENED, 0, (initial, None))
+    collect_seldom()
     try:
         _loop(channel, conn, max_batch)
     finally:
         conn.close()
+
+
+#: The cyclic collector's thresholds here (the gateway's own, ``smppgw.gateway``): a batch
+#: unpickles and builds thousands of short-lived objects (operations, jobs, events,
+#: results) and none of them forms a cycle that reference counting would not free, yet at
+#: the default 700 the collector ran ~2.7 % of this process's samples flat out.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def collect_seldom() -> None:
+    """Freeze what start-up built (it lives as long as the process) and collect the
+    youngest generation every 50,000 allocations instead of 700."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _loop(channel: Channel, conn: sqlite3.Connection, max_batch: int) -> None:

@@ -52,7 +52,10 @@ class Writer:
     def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.thread_time()
         self.conn.execute("BEGIN IMMEDIATE")
-        result = fn(Tx(self.conn, time.time()), *args)
+        # As ``store.batch.run_batch`` does: the batch's events and msgids inserted before COMMIT.
+        tx = Tx(self.conn, time.time(), deferred=[], msgids=[])
+        result = fn(tx, *args)
+        tx.flush()
         self.conn.execute("COMMIT")
         self.spent[name] = self.spent.get(name, 0.0) + time.thread_time() - t0
         return result
