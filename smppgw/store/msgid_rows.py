@@ -12,9 +12,10 @@ the newer job. A batch inserts what it kept before anything reads ``msgids`` (a 
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from collections.abc import Sequence
+
+from smppgw.store import row_runs
 
 #: (carrier, normalized_id, job_id, part, parts)
 MsgidRow = tuple[str, str, str, int, int]
@@ -24,24 +25,11 @@ INSERT_MSGID = (
     " VALUES (?, ?, ?, ?, ?)"
 )
 
-#: Most rows in one statement (five values each).
-_MOST = 256
-
-
-@functools.lru_cache(maxsize=16)
-def _insert_rows(rows: int) -> str:
-    return INSERT_MSGID + ", (?, ?, ?, ?, ?)" * (rows - 1)
-
 
 def insert_msgids(conn: sqlite3.Connection, rows: Sequence[MsgidRow]) -> None:
     """Insert (or replace) ``rows`` in order."""
-    start = 0
-    left = len(rows)
-    while left:
-        count = min(_MOST, 1 << (left.bit_length() - 1))
+    for start, count in row_runs.runs(len(rows)):
         values: list[object] = []
         for row in rows[start : start + count]:
             values += row
-        conn.execute(_insert_rows(count), values)
-        start += count
-        left -= count
+        conn.execute(row_runs.many(INSERT_MSGID, count), values)

@@ -18,6 +18,7 @@ from typing import Any
 
 from smppgw.outcome import job_status
 from smppgw.pipeline.marketing import DAY, Go, Hold, MarketingGate, NumberState, Reject
+from smppgw.store import row_runs
 from smppgw.store.model import (
     ConsentChange,
     ConsentRecord,
@@ -146,15 +147,10 @@ def _leave_queue(
         tx.held[reason or ""] -= 1
 
 
-#: Most rows in one multi-row job INSERT (22 values each: 5,632 of SQLite's 32,766).
-_MOST_JOBS = 256
-
-
 @functools.lru_cache(maxsize=16)
 def _insert_jobs(rows: int) -> str:
     """``rows`` jobs in one statement, answering the ids it inserted (not those ignored)."""
-    values = "(" + ", ".join("?" * _INSERT_JOB.count("?")) + ")"
-    return _INSERT_JOB + f", {values}" * (rows - 1) + " RETURNING job_id"
+    return row_runs.many(_INSERT_JOB, rows) + " RETURNING job_id"
 
 
 def _inserted(tx: Tx, jobs: Sequence[StoredJob]) -> list[bool]:
@@ -165,11 +161,8 @@ def _inserted(tx: Tx, jobs: Sequence[StoredJob]) -> list[bool]:
     if len(jobs) == 1:
         return [tx.conn.execute(_INSERT_JOB, _job_row(jobs[0])).rowcount == 1]
     added: list[bool] = []
-    start = 0
-    left = len(jobs)
     execute = tx.conn.execute
-    while left:
-        rows = min(_MOST_JOBS, 1 << (left.bit_length() - 1))
+    for start, rows in row_runs.runs(len(jobs)):
         chunk = jobs[start : start + rows]
         values: list[Any] = []
         for job in chunk:
@@ -179,8 +172,6 @@ def _inserted(tx: Tx, jobs: Sequence[StoredJob]) -> list[bool]:
             # The first of a repeated id is the one inserted: the next finds it known.
             added.append(job.job_id in new)
             new.discard(job.job_id)
-        start += rows
-        left -= rows
     return added
 
 

@@ -18,21 +18,13 @@ operations added them.
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from collections.abc import Sequence
 
+from smppgw.store import row_runs
 from smppgw.store.model import OutboxEvent
 
 INSERT_EVENT = "INSERT INTO outbox (topic, payload, correlation_data) VALUES (?, ?, ?)"
-
-#: Most rows in one statement (three values each: far below SQLite's 32,766 variables).
-_MOST = 256
-
-
-@functools.lru_cache(maxsize=16)
-def _insert_rows(rows: int) -> str:
-    return INSERT_EVENT + ", (?, ?, ?)" * (rows - 1)
 
 
 def insert_events(conn: sqlite3.Connection, events: Sequence[OutboxEvent]) -> list[int]:
@@ -42,16 +34,11 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[OutboxEvent]) -> li
     The rows go in statements of a power of two rows each (at most 9 forms with a cached
     plan, whatever the count: 100 events are 64 + 32 + 4 rows)."""
     ids: list[int] = []
-    start = 0
-    left = len(events)
-    while left:
-        rows = min(_MOST, 1 << (left.bit_length() - 1))
+    for start, rows in row_runs.runs(len(events)):
         values: list[object] = []
         for event in events[start : start + rows]:
             values += (event.topic, event.payload, event.correlation_data)
-        last = conn.execute(_insert_rows(rows), values).lastrowid
+        last = conn.execute(row_runs.many(INSERT_EVENT, rows), values).lastrowid
         assert last is not None
         ids.extend(range(last - rows + 1, last + 1))
-        start += rows
-        left -= rows
     return ids
