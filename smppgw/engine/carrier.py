@@ -61,9 +61,6 @@ log = get_logger("smppgw.carrier")
 
 #: The dispatcher yields to the event loop after this many sends in a row.
 _BURST = 64
-#: Most submit_sm held for one write (``Session.cork``): bounds how much later than the
-#: throttle let it go the first of a burst reaches the SMSC (tens of microseconds each).
-_CORK_MAX = 16
 
 
 class Carrier:
@@ -128,9 +125,6 @@ class Carrier:
         self._housekeeper: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._dirty = False
-        #: Sessions holding this stretch's submit_sm for one write, and how many they hold.
-        self._corked: list[Session] = []
-        self._sent_corked = 0
         self._started = False
         self._closing = False
         #: ``smppgw ctl pause``: binds stay up, no new job starts (see :meth:`hold`).
@@ -424,43 +418,27 @@ class Carrier:
     async def _dispatch_loop(self) -> None:
         loop = asyncio.get_running_loop()
         burst = 0
-        try:
-            while True:
-                self._dirty = False
-                wait = self._step()
-                if wait is None:
-                    burst += 1
-                    if burst >= _BURST:
-                        burst = 0
-                        self._uncork()
-                        await asyncio.sleep(0)
-                    elif self._sent_corked >= _CORK_MAX:
-                        self._uncork()
-                    continue
-                burst = 0
-                if self._dirty:
-                    continue
-                self._uncork()
-                fut: asyncio.Future[None] = loop.create_future()
-                self._wakeup = fut
-                timer = loop.call_later(wait, _resolve, fut) if wait != INF else None
-                try:
-                    await fut
-                finally:
-                    self._wakeup = None
-                    if timer is not None:
-                        timer.cancel()
-        finally:
-            self._uncork()
-
-    def _uncork(self) -> None:
-        """Write the submit_sm this stretch of the dispatcher held (see ``Session.cork``)."""
-        corked = self._corked
-        if corked:
-            self._corked = []
-            self._sent_corked = 0
-            for session in corked:
-                session.uncork()
+        while True:
+            self._dirty = False
+            wait = self._step()
+            if wait is None:
+                burst += 1
+                if burst >= _BURST:
+                    burst = 0
+                    await asyncio.sleep(0)
+                continue
+            burst = 0
+            if self._dirty:
+                continue
+            fut: asyncio.Future[None] = loop.create_future()
+            self._wakeup = fut
+            timer = loop.call_later(wait, _resolve, fut) if wait != INF else None
+            try:
+                await fut
+            finally:
+                self._wakeup = None
+                if timer is not None:
+                    timer.cancel()
 
     def _end(self, job: SendJob, status: str, code: str, reason: str) -> None:
         """The job ends here, before (another of) its parts is sent."""
@@ -507,9 +485,6 @@ class Carrier:
             self._throttled_since = None
         assert job.pdus is not None
         part = job.todo[0]
-        if not session.corked:
-            session.cork()
-            self._corked.append(session)
         try:
             fut = session.request(PduBuilder.stamp(job.pdus[part], msg))
         except NotBound:
@@ -518,7 +493,6 @@ class Carrier:
             self._end(job, "rejected", "encode", str(exc))
             return None
         self.throttle.take()
-        self._sent_corked += 1
         self.counters.submit_sm_sent += 1
         self.observer.submit_sent(self.name)
         job.todo.pop(0)

@@ -236,12 +236,8 @@ class Session(asyncio.Protocol):
         #: written as one ``transport.write`` (one ``send`` system call) at its end: the
         #: deliver_sm_resp to the receipts of one read cost two calls instead of one
         #: each. None: nothing was sent this turn (the next response goes at once).
-        #: Requests are written at once (:meth:`request`), or as one when the caller's
-        #: corked stretch ends (:meth:`cork`), never at the turn's end.
+        #: Requests are always written at once (:meth:`request`).
         self._out: list[bytes] | None = None
-        #: Requests encoded while corked (:meth:`cork`), written as one at
-        #: :meth:`uncork`; None: not corked (a request is written at once).
-        self._corked: list[bytes] | None = None
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, _Pending] = {}
         #: (loop-time deadline, sequence) of the requests awaiting a response, in send
@@ -329,7 +325,6 @@ class Session(asyncio.Protocol):
         self._set_state(State.CLOSED)
         self._transport = None
         self._out = None
-        self._corked = None
         pending, self._pending = self._pending, {}
         self._deadlines.clear()
         if self._deadline_timer is not None:
@@ -445,47 +440,13 @@ class Session(asyncio.Protocol):
         # A request is written now, never at the turn's end: a throttled carrier's sends
         # must reach the SMSC when the throttle let them go (an exact-limit SMSC refuses
         # the 101st submit of any second it sees). Responses queued this turn go first.
-        # Corked (the dispatcher's synchronous stretch), it goes with the stretch's others
-        # when the stretch ends, before the dispatcher yields: microseconds, not a turn.
         out = self._out
         if out:
             out.append(data)
             data = b"".join(out)
             out.clear()
-        corked = self._corked
-        if corked is not None:
-            corked.append(data)
-        else:
-            transport.write(data)
+        transport.write(data)
         return fut
-
-    @property
-    def corked(self) -> bool:
-        """Requests are being held for one write (:meth:`cork`)."""
-        return self._corked is not None
-
-    def cork(self) -> None:
-        """Hold the requests sent from now until :meth:`uncork` and write them as one.
-
-        For a caller that sends several requests in one synchronous stretch (the
-        carrier's dispatcher, a burst of submit_sm the throttle let go at once): one
-        ``send`` instead of one per request, microseconds later than the first would
-        have gone, never a loop turn later (step 8 in docs/performance.md: a submit
-        written at the turn's end reached an exact-limit SMSC later than the throttle let
-        it go). The caller must uncork before it yields to the event loop."""
-        if self._corked is None:
-            self._corked = []
-
-    def uncork(self) -> None:
-        """Write the requests held since :meth:`cork` (dropped if the connection went:
-        their futures resolve on close as for unsent bytes in the transport's buffer)."""
-        corked = self._corked
-        self._corked = None
-        if not corked:
-            return
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def _write(self, data: bytes) -> None:
         """Write the response ``data`` now if it is this turn's first, else queue it for
@@ -755,7 +716,6 @@ class Session(asyncio.Protocol):
         """Graceful close: what is written is flushed first."""
         if reason and not self.close_reason:
             self.close_reason = reason
-        self.uncork()
         self._flush()
         if self._transport is not None:
             self._transport.close()
@@ -767,7 +727,6 @@ class Session(asyncio.Protocol):
         log.warning("closing session", session=self.name, reason=reason)
         if self._out:
             self._out = []
-        self._corked = None
         if self._transport is not None:
             self._transport.abort()
 
