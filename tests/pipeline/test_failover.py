@@ -378,7 +378,9 @@ class Message:
         self.context = None
 
 
-async def wait_for(check: Any, seconds: float = 5.0) -> bool:
+async def wait_for(check: Any, seconds: float = 15.0) -> bool:
+    """Bounded; generous because it returns as soon as ``check`` holds: 2 s alone, but a
+    full suite beside a benchmark once took over 5 s to see the hand-back."""
     for _ in range(int(seconds / 0.05)):  # bounded
         if await check():
             return True
