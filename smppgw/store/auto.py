@@ -31,6 +31,7 @@ counters may no longer match the file) and ``lost_event`` stops the gateway.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -43,6 +44,8 @@ from smppgw.store.writer import Writer, stats_of
 
 T = TypeVar("T")
 log = get_logger("smppgw.store")
+#: See ``SwitchPolicy.from_env``.
+ENV = "SMPPGW_STORE_AUTO"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,16 @@ class SwitchPolicy:
     #: Process → thread when ``down_ticks`` ticks in a row averaged at most this many.
     down: float = 6.0
     down_ticks: int = 8
+
+    @classmethod
+    def from_env(cls) -> SwitchPolicy:
+        """The defaults, or ``SMPPGW_STORE_AUTO=tick,up,down,down_ticks`` (for tests that
+        make a gateway process flap, and for measuring other thresholds; not a setting)."""
+        raw = os.environ.get(ENV)
+        if not raw:
+            return cls()
+        tick, up, down, down_ticks = raw.split(",")
+        return cls(float(tick), float(up), float(down), int(down_ticks))
 
 
 class AutoWriter:
@@ -73,7 +86,7 @@ class AutoWriter:
         self.thread = thread
         self.process = process
         self._stats = stats
-        self.policy = policy or SwitchPolicy()
+        self.policy = policy or SwitchPolicy.from_env()
         self.active: Writer | ProcessWriter = thread
         #: While a switch waits for quiescence: the operations held meanwhile, in order.
         self._held: list[tuple[Callable[[Tx], Any], asyncio.Future[Any]]] | None = None
