@@ -4,7 +4,8 @@ Every method queues one small operation (``smppgw.store.ops``) to the writer and
 only after the transaction that carried it COMMITTED; reads go through the same writer, so
 what they see is consistent with every write acknowledged before them. The writer is a
 process of its own (``store.writer: process``, ``smppgw.store.process``: the event loop
-keeps its GIL) or a thread of this one (``thread``, ``smppgw.store.writer``); operations
+keeps its GIL) or a thread of this one (``thread``, ``smppgw.store.writer``), or both with
+one active at a time, chosen by the load (``auto``, ``smppgw.store.auto``); operations
 are therefore module-level functions over plain, picklable data, including the callables
 some of them take (``make_events``, ``gate``, ``hold``, ``pick``), and what they are given
 is a copy in the writer process. Hence one rule for every writer and both backends: the
