@@ -74,7 +74,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--store-writer",
-        choices=("process", "thread"),
+        choices=("process", "thread", "auto"),
         help="the gateway's store.writer (default: the gateway's own default)",
     )
     parser.add_argument(

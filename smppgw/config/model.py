@@ -130,7 +130,9 @@ class StoreConfig:
     lease: float = 15.0
     #: Where the SQLite writer runs: ``process`` (a child process with its own GIL, so the
     #: event loop keeps a core to itself: +10-25 % jobs/s where a second core is free,
-    #: docs/performance.md) or ``thread`` (in the gateway's process, sharing its GIL).
+    #: docs/performance.md), ``thread`` (in the gateway's process, sharing its GIL;
+    #: cheaper per job well below capacity) or ``auto`` (both open, the active one chosen
+    #: by the load, handed over at a quiescent point: ``smppgw.store.auto``).
     writer: str = "process"
 
 

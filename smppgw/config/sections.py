@@ -52,7 +52,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 CODINGS = ("auto", "gsm", "latin1", "ucs2")
 CONCATS = ("udh8", "udh16", "sar", "payload")
 ID_BASES = ("string", "hex", "decimal")
-WRITER_MODES = ("process", "thread")
+WRITER_MODES = ("process", "thread", "auto")
 _STORE_KEYS = (
     "path",
     "retention",

@@ -4,7 +4,8 @@ Every method queues one small operation (``smppgw.store.ops``) to the writer and
 only after the transaction that carried it COMMITTED; reads go through the same writer, so
 what they see is consistent with every write acknowledged before them. The writer is a
 process of its own (``store.writer: process``, ``smppgw.store.process``: the event loop
-keeps its GIL) or a thread of this one (``thread``, ``smppgw.store.writer``); operations
+keeps its GIL) or a thread of this one (``thread``, ``smppgw.store.writer``), or both with
+one active at a time, chosen by the load (``auto``, ``smppgw.store.auto``); operations
 are therefore module-level functions over plain, picklable data, including the callables
 some of them take (``make_events``, ``gate``, ``hold``, ``pick``), and what they are given
 is a copy in the writer process. Hence one rule for every writer and both backends: the
@@ -29,6 +30,8 @@ from typing import Literal, TypeVar
 
 from smppgw.pipeline.marketing import Go, Hold, MarketingGate, Reject
 from smppgw.store import ops, routes
+from smppgw.store.auto import AutoWriter
+from smppgw.store.batch import BatchStats
 from smppgw.store.calls import Call
 from smppgw.store.model import (
     ConsentChange,
@@ -54,7 +57,7 @@ EventMaker = Callable[[JobView, str], list[OutboxEvent]]
 #: to hold up the jobs and receipts queued behind it.
 PURGE_CHUNK = 2000
 
-WriterMode = Literal["process", "thread"]
+WriterMode = Literal["process", "thread", "auto"]
 #: What the writer reads at open and the main side keeps in step from then on:
 #: queue depths, held jobs by reason, outbox rows, dead events.
 Counts = tuple[dict[tuple[str, int], int], dict[str, int], int, int]
@@ -74,6 +77,19 @@ def open_counted(
         ops.count_dead_events(tx),
     )
     return conn, counts
+
+
+def open_plain(
+    path: str, busy_timeout: float, synchronous: str, keep_text: bool
+) -> tuple[sqlite3.Connection, None]:
+    """Open the database for the second writer of ``store.writer: auto`` (the child): the
+    first one already created or upgraded it and read the counters."""
+    conn = connect(path, busy_timeout=busy_timeout, synchronous=synchronous, keep_text=keep_text)
+    return conn, None
+
+
+def _ignore(initial: None) -> None:
+    """The child of ``store.writer: auto`` reads no counters (the thread did)."""
 
 
 def _raw(tx: Tx, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -116,26 +132,55 @@ class Store:
         transaction, ``seconds`` None when it failed (for metrics; must be cheap).
         ``keep_text``: keep a job's text after it is submitted or final (``store.keep_text``;
         off by default, see ``smppgw.store.schema``).
-        ``writer``: ``process`` (the writer in a child process, ``store.writer``) or
-        ``thread``."""
+        ``writer``: ``process`` (the writer in a child process, ``store.writer``),
+        ``thread``, or ``auto`` (both, the active one chosen by the load:
+        ``smppgw.store.auto``)."""
         self.path = path
         self._depths: Counter[tuple[str, int]] = Counter()
         self._held: Counter[str] = Counter()
         self._outbox = 0
         self._dead = 0
         self.writer_mode: WriterMode = writer
-        self._writer: Writer | ProcessWriter = (ProcessWriter if writer == "process" else Writer)(
-            partial(open_counted, path, busy_timeout, synchronous, keep_text),
-            commit_interval=commit_interval,
-            max_batch=max_batch,
-            on_open=self._opened,
-            on_commit=self._committed,
-            on_batch=on_batch,
-        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        opening = partial(open_counted, path, busy_timeout, synchronous, keep_text)
+        self._writer: Writer | ProcessWriter | AutoWriter
+        if writer == "auto":
+            stats = BatchStats()
+            self._writer = AutoWriter(
+                Writer(
+                    opening,
+                    commit_interval=commit_interval,
+                    max_batch=max_batch,
+                    on_open=self._opened,
+                    on_commit=self._committed_soon,
+                    on_batch=on_batch,
+                    stats=stats,
+                ),
+                ProcessWriter(
+                    partial(open_plain, path, busy_timeout, synchronous, keep_text),
+                    commit_interval=commit_interval,
+                    max_batch=max_batch,
+                    on_open=_ignore,
+                    on_commit=self._committed,
+                    on_batch=on_batch,
+                    stats=stats,
+                ),
+                stats,
+            )
+        else:
+            self._writer = (ProcessWriter if writer == "process" else Writer)(
+                opening,
+                commit_interval=commit_interval,
+                max_batch=max_batch,
+                on_open=self._opened,
+                on_commit=self._committed,
+                on_batch=on_batch,
+            )
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
         """Create or upgrade the database and start the writer thread."""
+        self._loop = asyncio.get_running_loop()
         await self._writer.start()
 
     async def close(self) -> None:
@@ -157,12 +202,17 @@ class Store:
     @property
     def writer_pid(self) -> int | None:
         """The writer process's id (``writer="process"``, while it runs), else None."""
+        if isinstance(self._writer, AutoWriter):
+            return self._writer.process.pid
         return self._writer.pid if isinstance(self._writer, ProcessWriter) else None
 
     @property
     def writer_lost(self) -> asyncio.Event | None:
-        """Set when the writer process died without being stopped (``writer="process"``):
-        every operation fails from then on, and the gateway stops."""
+        """Set when the writer process died without being stopped (``writer="process"``
+        or ``"auto"``, whichever writer was active): every operation fails from then on,
+        and the gateway stops."""
+        if isinstance(self._writer, AutoWriter):
+            return self._writer.process.lost_event
         return self._writer.lost_event if isinstance(self._writer, ProcessWriter) else None
 
     def _opened(self, counts: Counts) -> None:
@@ -172,6 +222,13 @@ class Store:
         self._held = Counter(held)
         self._outbox = outbox
         self._dead = dead
+
+    def _committed_soon(self, tx: Tx) -> None:
+        """``auto``'s writer thread after a COMMIT: the changes are applied in the event
+        loop (posted before the batch's answers, so still before any caller hears), so the
+        counters have one owner whichever writer is active."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._committed, tx)
 
     def _committed(self, tx: Tx) -> None:
         """After a COMMIT (writer thread, or event loop for a writer process): apply the
@@ -458,14 +515,14 @@ class Store:
 
     async def queue_depths(self) -> dict[tuple[str, int], int]:
         """(carrier, lane) → queued jobs, from counters kept in step with each commit."""
-        if self.writer_mode == "process":  # kept by this thread: as of the last commit
+        if self.writer_mode != "thread":  # kept by this thread: as of the last commit
             return dict(self._depths)
         # Kept by the writer thread: read there, between two batches.
         return await self._run(lambda tx: dict(self._depths))
 
     async def outbox_size(self) -> int:
         """Events waiting for the broker."""
-        if self.writer_mode == "process":
+        if self.writer_mode != "thread":
             return self._outbox
         return await self._run(lambda tx: self._outbox)
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from smppgw.config.model import Config, StoreBackend
-from smppgw.store.api import Store
+from smppgw.store.api import Store, WriterMode
 from smppgw.store.contract import StoreAPI
+
+#: ``store.writer`` (checked by the config reader) as the store's own type.
+_WRITERS: dict[str, WriterMode] = {"process": "process", "thread": "thread", "auto": "auto"}
 
 
 def make_store(
@@ -33,7 +36,7 @@ def make_store(
         commit_interval=store.commit_interval,
         keep_text=store.keep_text,
         on_batch=on_batch,
-        writer="process" if store.writer == "process" else "thread",
+        writer=_WRITERS[store.writer],
     )
 
 

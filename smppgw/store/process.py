@@ -78,16 +78,20 @@ class ProcessWriter:
         on_open: Callable[[Any], None],
         on_commit: Callable[[Tx], None],
         on_batch: Callable[[int, float | None], None] | None = None,
+        stats: BatchStats | None = None,
     ) -> None:
         """``connect`` runs in the child (so it must pickle) and returns the connection and
-        what ``on_open`` gets in this process (the counters read at open)."""
+        what ``on_open`` gets in this process (the counters read at open). ``stats``: as
+        for the writer thread (shared by the two writers of ``store.writer: auto``)."""
         self._connect = connect
         self._commit_interval = commit_interval
         self._max_batch = max_batch
         self._on_open = on_open
         self._on_commit = on_commit
         self._on_batch = on_batch
-        self._stats = BatchStats()
+        self._stats = BatchStats() if stats is None else stats
+        #: What runs once nothing is outstanding (``on_drained``).
+        self._drained: list[Callable[[], None]] = []
         self._outgoing: list[Callable[[Tx], Any]] = []
         self._waiting: deque[asyncio.Future[Any]] = deque()
         #: Operations sent and not answered yet: while there are, new ones wait here.
@@ -152,16 +156,33 @@ class ProcessWriter:
 
     def submit(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
         """Queue ``fn`` for this turn's frame; resolves after its batch committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.put(fn, future)
+        return future
+
+    def put(self, fn: Callable[[Tx], T], future: asyncio.Future[T]) -> None:
+        """``submit`` with the caller's future (as ``Writer.put``)."""
         if self._closed:
             future.set_exception(StoreError(self.lost or "store is not open"))
-            return future
+            return
         if not self._outgoing and not self._in_child and self._linger is None:
-            loop.call_soon(self._flush)  # the child is idle: at this turn's end
+            future.get_loop().call_soon(self._flush)  # the child is idle: at turn's end
         self._outgoing.append(fn)
         self._waiting.append(future)
-        return future
+
+    def on_drained(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once every operation queued so far has been answered (its
+        batch's results arrived, or the child was lost): next turn when none is."""
+        if self._waiting:
+            self._drained.append(callback)
+        else:
+            asyncio.get_running_loop().call_soon(callback)
+
+    def _quiescent(self) -> None:
+        if not self._waiting and self._drained:
+            callbacks, self._drained = self._drained, []
+            for callback in callbacks:
+                callback()
 
     async def stop(self) -> None:
         """Send what is queued, let the child commit it, checkpoint and exit."""
@@ -267,6 +288,7 @@ class ProcessWriter:
                     future.set_exception(error)
                 else:
                     future.set_result(value)
+            self._quiescent()
 
     def _lost_channel(self, exc: Exception | None) -> None:
         """The socket closed: after STOPPED that is the end; otherwise the child died."""
@@ -293,6 +315,7 @@ class ProcessWriter:
             if self._stopped is not None:
                 self._stopped.set_result(None)
             self.lost_event.set()
+            self._quiescent()
 
     async def _wait_exit(self) -> None:
         proc = self._proc

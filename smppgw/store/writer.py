@@ -80,11 +80,13 @@ class Writer:
         on_open: Callable[[Any], None],
         on_commit: Callable[[Tx], None],
         on_batch: Callable[[int, float | None], None] | None = None,
+        stats: BatchStats | None = None,
     ) -> None:
         """``connect()`` returns the connection and what ``on_open`` gets (both run in the
         writer thread, before ``start()`` returns). ``on_batch(operations, seconds)`` runs
         in the writer thread after every batch: ``seconds`` from BEGIN to the end of
-        COMMIT, or None when the batch failed."""
+        COMMIT, or None when the batch failed. ``stats``: where to count batches (shared
+        with the other writer of ``store.writer: auto``, which is idle meanwhile)."""
         self._connect = connect
         self._on_open = on_open
         self._commit_interval = commit_interval
@@ -98,7 +100,11 @@ class Writer:
         # what is queued", so no operation can slip in after the last drain and hang.
         self._gate = threading.Lock()
         self._stopped: asyncio.Future[None] | None = None
-        self._batch_stats = BatchStats()
+        self._batch_stats = BatchStats() if stats is None else stats
+        #: Operations queued and not answered yet (event-loop side only), and what runs
+        #: when that reaches zero (``on_drained``: ``store.writer: auto`` switches then).
+        self._unanswered = 0
+        self._drained: list[Callable[[], None]] = []
 
     # -- event-loop side -------------------------------------------------------------
     async def start(self) -> None:
@@ -114,14 +120,36 @@ class Writer:
 
     def submit(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
         """Queue ``fn``; the future resolves after the transaction carrying it committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.put(fn, future)
+        return future
+
+    def put(self, fn: Callable[[Tx], T], future: asyncio.Future[T]) -> None:
+        """``submit`` with the caller's future (``store.writer: auto`` hands over the
+        operations it held during a switch with the futures their callers already have)."""
         with self._gate:
             if not self._closed and self._thread is not None:
-                self._queue.put(Op(fn, loop, future))
-                return future
+                self._unanswered += 1
+                self._queue.put(Op(fn, future.get_loop(), future))
+                return
         future.set_exception(StoreError("store is not open"))
-        return future
+
+    def on_drained(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (in the event loop) once every operation queued so far has
+        been answered: at once (next turn) when none is outstanding."""
+        if self._unanswered:
+            self._drained.append(callback)
+        else:
+            asyncio.get_running_loop().call_soon(callback)
+
+    def _answer(self, results: list[Result]) -> None:
+        """Runs in the event loop: the callers hear, then whoever waits for quiescence."""
+        _resolve(results)
+        self._unanswered -= len(results)
+        if not self._unanswered and self._drained:
+            callbacks, self._drained = self._drained, []
+            for callback in callbacks:
+                callback()
 
     async def stop(self) -> None:
         """Finish everything queued so far, commit, close the connection, end the thread."""
@@ -221,7 +249,7 @@ class Writer:
             if isinstance(item, Op):
                 failed: list[Result] = [(item.future, None, error)]
                 with contextlib.suppress(RuntimeError):
-                    item.loop.call_soon_threadsafe(_resolve, failed)
+                    item.loop.call_soon_threadsafe(self._answer, failed)
 
     def _drain_after_stop(self, conn: sqlite3.Connection) -> None:
         """Operations queued after stop() was called (a race) still get an answer."""
@@ -254,7 +282,7 @@ class Writer:
             by_loop.setdefault(op.loop, []).append((op.future, value, outcome))
         for loop, items in by_loop.items():
             with contextlib.suppress(RuntimeError):  # caller's loop closed: nobody waits
-                loop.call_soon_threadsafe(_resolve, items)
+                loop.call_soon_threadsafe(self._answer, items)
 
 
 def commit_or_fail(

@@ -759,7 +759,10 @@ def test_tls_key_needs_a_cert(tmp_path: Path) -> None:
             "log.level: must be one of debug, info, warning, error, critical, got 'verbose'",
         ),
         (doc(log={"format": "text"}), "log.format: must be one of json, console, auto, got 'text'"),
-        (doc(store={"writer": "fork"}), "store.writer: must be one of process, thread, got 'fork'"),
+        (
+            doc(store={"writer": "fork"}),
+            "store.writer: must be one of process, thread, auto, got 'fork'",
+        ),
         (
             doc(metrics={"listen": "9464"}),
             'metrics.listen: must be "host:port" (like "127.0.0.1:9464") or null, got \'9464\'',

@@ -1,6 +1,6 @@
 """One store contract, two backends: every contract test runs on SQLite (with its writer
-in a child process and as a thread: ``store.writer``) and on a real PostgreSQL
-(``backend`` is parametrized; the PostgreSQL one skips only where PostgreSQL is not
+in a child process, as a thread, and both following the load: ``store.writer``) and on a
+real PostgreSQL (``backend`` is parametrized; the PostgreSQL one skips only where PostgreSQL is not
 installed, and CI installs it).
 
 ``Backend.open()`` opens the same database each time it is called in a test, so "reopen"
@@ -68,10 +68,10 @@ class PostgresBackend:
         return [tuple(row) for row in rows]
 
 
-@pytest.fixture(params=["sqlite", "sqlite-thread", "postgres"])
+@pytest.fixture(params=["sqlite", "sqlite-thread", "sqlite-auto", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param.startswith("sqlite"):
-        writer = "thread" if request.param == "sqlite-thread" else "process"
+        writer = request.param.removeprefix("sqlite-") if "-" in request.param else "process"
         yield SqliteBackend(tmp_path / "gw.db", writer)
         return
     server = request.getfixturevalue("postgres_server")

@@ -787,7 +787,7 @@ def max_pages(conn: sqlite3.Connection, pages: int) -> None:
     conn.execute(f"PRAGMA max_page_count={pages}")
 
 
-WRITERS = pytest.mark.parametrize("writer", ["process", "thread"])
+WRITERS = pytest.mark.parametrize("writer", ["process", "thread", "auto"])
 
 
 @WRITERS
@@ -961,7 +961,7 @@ async def test_kill_9_loses_no_acknowledged_job(backend: Backend) -> None:
         child.wait(timeout=10)
     assert child.returncode == -signal.SIGKILL
     assert len(acked) >= 3000
-    assert (writer_pid is not None) == (writer == "process")
+    assert (writer_pid is not None) == (writer in ("process", "auto"))
     if writer_pid is not None:
         assert wait_gone(writer_pid), "the writer process outlived its parent"
     async with backend.open() as store:
