@@ -353,45 +353,87 @@ async def _flow(obs: Observer, sim: Simulator, prefix: str, during: Any = None) 
     return LOAD_JOBS / elapsed
 
 
+#: The ctl client in a process of its own, as `smppgw ctl` runs: started before the load,
+#: it waits for a line on stdin, then makes the calls and prints their latencies.
+_STATUS_CLIENT = """
+import json, sys, time
+from smppgw.commands.ctl import ask
+sock, calls = sys.argv[1], int(sys.argv[2])
+print("ready", flush=True)
+while sys.stdin.readline():
+    latencies = []
+    for _ in range(calls):
+        began = time.perf_counter()
+        answer = ask(sock, {"command": "status", "args": {}}, 10.0)
+        latencies.append(time.perf_counter() - began)
+        assert answer["ok"], answer
+        time.sleep(0.005)
+    print(json.dumps(latencies), flush=True)
+"""
+
+
 async def test_ctl_under_load_is_fast_and_costs_no_throughput(
     tmp_path: Path, mosquitto: Mosquitto, sock_dir: Path
 ) -> None:
-    """7,500 jobs flow in three runs of 2,500 at an unthrottled carrier (the gateway,
+    """12,500 jobs flow in five runs of 2,500 at an unthrottled carrier (the gateway,
     the simulator and the publisher share this one event loop, so it is CPU-bound): the
-    middle run with 100 ``status`` calls made meanwhile, the outer two without, so drift
-    between runs shows. Every call is answered, half of them in < 25 ms (the worst one
-    is printed, not asserted: on two shared cores a stall of the whole machine lands on
-    whichever call is open), and the throughput stays within 20 % of the runs without."""
+    second and fourth with 50 ``status`` calls each made meanwhile, the others without,
+    interleaved so that drift between runs (the store grows: later runs are slower) and
+    one run's noise average out. The calls come from a client process of its own, as `smppgw ctl`
+    does (a client thread in this process took the GIL from the event loop it measures:
+    77 % of the throughput in one CI run, level in others). Every call is answered, half
+    of them in < 25 ms (the worst one is printed, not asserted: on two shared cores a
+    stall of the whole machine lands on whichever call is open), and the throughput stays
+    within 20 % of the runs without."""
     sock = sock_dir / "ctl.sock"
     latencies: list[float] = []
+    client = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _STATUS_CLIENT,
+        str(sock),
+        str(STATUS_CALLS // 2),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert client.stdin is not None and client.stdout is not None
+    client_in, client_out = client.stdin, client.stdout
 
     async def statuses() -> None:
-        for _ in range(STATUS_CALLS):
-            began = time.perf_counter()
-            answer = await ctl(sock, "status")
-            latencies.append(time.perf_counter() - began)
-            assert answer["ok"]
-            await asyncio.sleep(0.005)
+        client_in.write(b"go\n")
+        await client_in.drain()
+        latencies.extend(json.loads(await client_out.readline()))
 
-    async with Simulator(sim_config(name="viettel")) as sim:
-        config = _config(tmp_path, mosquitto, sim, sock, carrier={"tps": 5000, "window": 100})
-        async with running(config), Observer(mosquitto) as obs:
-            await _flow(obs, sim, "warm")
-            before = await _flow(obs, sim, "before")
-            busy = await _flow(obs, sim, "busy", statuses)
-            after = await _flow(obs, sim, "after")
-    quiet = (before + after) / 2
+    try:
+        assert await asyncio.wait_for(client_out.readline(), 30) == b"ready\n"
+        async with Simulator(sim_config(name="viettel")) as sim:
+            config = _config(tmp_path, mosquitto, sim, sock, carrier={"tps": 5000, "window": 100})
+            async with running(config), Observer(mosquitto) as obs:
+                await _flow(obs, sim, "warm")
+                quiet_runs, busy_runs = [await _flow(obs, sim, "quiet-0")], []
+                for n in (1, 2):
+                    busy_runs.append(await _flow(obs, sim, f"busy-{n}", statuses))
+                    quiet_runs.append(await _flow(obs, sim, f"quiet-{n}"))
+        client_in.close()
+        assert await asyncio.wait_for(client.wait(), 10) == 0
+    finally:
+        if client.returncode is None:
+            client.kill()
+            await client.wait()
+    quiet = statistics.mean(quiet_runs)
+    busy = statistics.mean(busy_runs)
     ms = sorted(x * 1000 for x in latencies)
     print(
-        f"\nthroughput: {before:.0f} / {after:.0f} jobs/s without ctl, {busy:.0f} jobs/s "
-        f"with {len(ms)} status calls ({busy / quiet:.0%}); status latency ms: "
+        f"\nthroughput: {' / '.join(f'{r:.0f}' for r in quiet_runs)} jobs/s without ctl, "
+        f"{' / '.join(f'{r:.0f}' for r in busy_runs)} jobs/s with {len(ms)} status calls "
+        f"({busy / quiet:.0%}); status latency ms: "
         f"median {statistics.median(ms):.1f}, p95 {ms[int(0.95 * len(ms))]:.1f}, "
         f"max {ms[-1]:.1f}",
         file=sys.stderr,
     )
     assert len(ms) == STATUS_CALLS
     assert statistics.median(ms) < 25, ms
-    assert busy >= 0.8 * quiet, (before, busy, after)
+    assert busy >= 0.8 * quiet, (quiet_runs, busy_runs)
 
 
 async def test_the_command_line_for_people_and_scripts(
