@@ -201,13 +201,13 @@ def compare(
     options: Options, progress: Progress, binaries: KannelBinaries, runs: int
 ) -> ScenarioResult:
     """``runs`` interleaved runs of each side; medians, ratios and the targets."""
-    ours: list[ScenarioResult] = []
-    theirs: list[ScenarioResult] = []
-    for k in range(runs):
-        progress.line(f"   run {k + 1}/{runs}: smppgw")
-        ours.append(throughput(options, progress))
-        progress.line(f"   run {k + 1}/{runs}: kannel")
-        theirs.append(kannel_run(options, progress, binaries))
+    ours, theirs = _interleaved(
+        progress,
+        runs,
+        "",
+        lambda: throughput(options, progress),
+        lambda: kannel_run(options, progress, binaries),
+    )
     for r in ours:  # the receipt delay is the handset network's time, not the gateway's
         busy = r.figures["seconds"] - options.receipt_delay
         r.figures["jobs_per_second"] = round(r.figures["delivered"] / busy, 1)
@@ -295,14 +295,32 @@ def half_load(
     smppgw through the latency scenario (its paced publisher, its publish → submit_sm),
     Kannel through the paced injector."""
     paced = dataclasses.replace(options, rate=rate, latency_seconds=options.half_seconds)
-    ours: list[ScenarioResult] = []
-    theirs: list[ScenarioResult] = []
+    return _interleaved(
+        progress,
+        runs,
+        f"half load {rate:,.0f}/s, ",
+        lambda: latency(paced, progress),
+        lambda: kannel_run(options, progress, binaries, rate),
+    )
+
+
+def _interleaved(
+    progress: Progress,
+    runs: int,
+    label: str,
+    ours: Callable[[], ScenarioResult],
+    theirs: Callable[[], ScenarioResult],
+) -> tuple[list[ScenarioResult], list[ScenarioResult]]:
+    """``runs`` runs of each side, alternating (smppgw first), so that a change in the
+    machine's load over the minutes lands on both columns alike."""
+    our_runs: list[ScenarioResult] = []
+    their_runs: list[ScenarioResult] = []
     for k in range(runs):
-        progress.line(f"   half load {rate:,.0f}/s, run {k + 1}/{runs}: smppgw")
-        ours.append(latency(paced, progress))
-        progress.line(f"   half load {rate:,.0f}/s, run {k + 1}/{runs}: kannel")
-        theirs.append(kannel_run(options, progress, binaries, rate))
-    return ours, theirs
+        progress.line(f"   {label}run {k + 1}/{runs}: smppgw")
+        our_runs.append(ours())
+        progress.line(f"   {label}run {k + 1}/{runs}: kannel")
+        their_runs.append(theirs())
+    return our_runs, their_runs
 
 
 def _half_figures(
