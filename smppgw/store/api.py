@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from smppgw.pipeline.marketing import Go, Hold, MarketingGate, Reject
 from smppgw.store import ops, routes
@@ -51,6 +51,8 @@ from smppgw.store.schema import connect
 from smppgw.store.writer import Tx, Writer
 
 T = TypeVar("T")
+#: Either writer (``make`` in ``Store.__init__`` builds both the same way).
+_W = TypeVar("_W", Writer, ProcessWriter)
 EventMaker = Callable[[JobView, str], list[OutboxEvent]]
 
 #: Jobs deleted per transaction by ``purge``: long enough to be efficient, short enough not
@@ -144,37 +146,40 @@ class Store:
         self._loop: asyncio.AbstractEventLoop | None = None
         opening = partial(open_counted, path, busy_timeout, synchronous, keep_text)
         self._writer: Writer | ProcessWriter | AutoWriter
-        if writer == "auto":
-            stats = BatchStats()
-            self._writer = AutoWriter(
-                Writer(
-                    opening,
-                    commit_interval=commit_interval,
-                    max_batch=max_batch,
-                    on_open=self._opened,
-                    on_commit=self._committed_soon,
-                    on_batch=on_batch,
-                    stats=stats,
-                ),
-                ProcessWriter(
-                    partial(open_plain, path, busy_timeout, synchronous, keep_text),
-                    commit_interval=commit_interval,
-                    max_batch=max_batch,
-                    on_open=_ignore,
-                    on_commit=self._committed,
-                    on_batch=on_batch,
-                    stats=stats,
-                ),
-                stats,
-            )
-        else:
-            self._writer = (ProcessWriter if writer == "process" else Writer)(
-                opening,
+
+        def make(
+            kind: type[_W],
+            connect: Callable[[], tuple[sqlite3.Connection, Any]],
+            on_open: Callable[[Any], None],
+            on_commit: Callable[[Tx], None],
+            stats: BatchStats | None = None,
+        ) -> _W:
+            return kind(
+                connect,
                 commit_interval=commit_interval,
                 max_batch=max_batch,
-                on_open=self._opened,
-                on_commit=self._committed,
+                on_open=on_open,
+                on_commit=on_commit,
                 on_batch=on_batch,
+                stats=stats,
+            )
+
+        if writer == "auto":
+            stats = BatchStats()
+            thread = make(Writer, opening, self._opened, self._committed_soon, stats)
+            child = make(
+                ProcessWriter,
+                partial(open_plain, path, busy_timeout, synchronous, keep_text),
+                _ignore,
+                self._committed,
+                stats,
+            )
+            self._writer = AutoWriter(thread, child, stats)
+        else:
+            self._writer = (
+                make(ProcessWriter, opening, self._opened, self._committed)
+                if writer == "process"
+                else make(Writer, opening, self._opened, self._committed)
             )
 
     # -- lifecycle -------------------------------------------------------------------
