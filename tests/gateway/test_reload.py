@@ -22,13 +22,12 @@ from structlog.testing import capture_logs
 
 from smppgw.commands.ctl import ask
 from smppgw.config.loader import load_config
-from smppgw.engine.throttle import Throttle
 from smppgw.gateway import Gateway
 from smppgw.sim.server import Simulator
 
 from gateway.harness import Observer, sim_config
 from support.broker import Mosquitto
-from support.rates import in_span, most_in_second_ending_at
+from support.rates import SendTimes, in_span, most_in_second_ending_at
 
 
 def _carrier(
@@ -134,28 +133,6 @@ async def _backlog(obs: Observer, total: int, prefix: str = "j") -> list[str]:
     for i, job_id in enumerate(ids):
         await obs.submit(id=job_id, to=f"0981{i:06d}", text="backlog")
     return ids
-
-
-class SendTimes:
-    """The times the carrier's throttle granted its sends (``Throttle.take``'s own clock
-    reading, taken where the PDU is written): the times the throttle keeps to the limit.
-
-    Read from the throttle rather than stamped again by an observer: a second stamp can
-    land a thread switch (``sys.getswitchinterval``, 5 ms) after the grant, longer than
-    the throttle's guard, and then a window of stamps can hold one send too many although
-    the grants kept to the limit. Recording only; every call goes through."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, carrier: Any) -> None:
-        self.times: list[float] = []
-        take = Throttle.take
-
-        def recording_take(throttle: Throttle, now: float | None = None) -> float:
-            sent = take(throttle, now)
-            if throttle is carrier.throttle:
-                self.times.append(sent)
-            return sent
-
-        monkeypatch.setattr(Throttle, "take", recording_take)
 
 
 async def test_tps_change_mid_backlog_keeps_every_bind_and_shows_within_a_second(
