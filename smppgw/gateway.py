@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import signal
 import time
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from smppgw.aio import Spawn, supervised
+from smppgw.collector import collect_seldom
 from smppgw.config import CarrierConfig, Config, ConfigError
 from smppgw.config.loader import load_config
 from smppgw.engine.carrier import Carrier
@@ -719,12 +719,7 @@ def run_gateway(config: Config, *, config_path: str | None = None) -> int:
         except GmqttChanged as exc:  # an upgrade broke what the flow control relies on
             log.error("gmqtt_incompatible", error=str(exc))
             return 1
-        # Everything built at start-up lives as long as the process: take it out of the
-        # cyclic collector's generations, and collect less often (a job allocates a few
-        # short-lived objects; default thresholds made collection ~15 % of CPU per job).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        collect_seldom()
         return await gateway.run()
 
     return runner(main())

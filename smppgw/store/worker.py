@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import gc
 import os
 import pickle
 import signal
@@ -37,6 +36,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from smppgw.collector import collect_seldom
 from smppgw.store import frames
 from smppgw.store.batch import Outcome, Result, Tx, run_batch
 from smppgw.store.model import StoreError
@@ -140,21 +140,6 @@ def serve(channel: Channel) -> None:
         _loop(channel, conn, max_batch)
     finally:
         conn.close()
-
-
-#: The cyclic collector's thresholds here (the gateway's own, ``smppgw.gateway``): a batch
-#: unpickles and builds thousands of short-lived objects (operations, jobs, events,
-#: results) and none of them forms a cycle that reference counting would not free, yet at
-#: the default 700 the collector ran ~2.7 % of this process's samples flat out.
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def collect_seldom() -> None:
-    """Freeze what start-up built (it lives as long as the process) and collect the
-    youngest generation every 50,000 allocations instead of 700."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _loop(channel: Channel, conn: sqlite3.Connection, max_batch: int) -> None:

@@ -18,12 +18,12 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+from smppgw.collector import THRESHOLDS
 from smppgw.store import OutboxEvent, Store, StoreError, frames
 from smppgw.store import ops as store_ops
 from smppgw.store.batch import Tx
 from smppgw.store.calls import Call
 from smppgw.store.schema import connect
-from smppgw.store.worker import GC_THRESHOLDS
 from store.conftest import Backend
 from store.test_store import CARRIER, job
 
@@ -137,7 +137,7 @@ def collector_thresholds(conn: sqlite3.Connection) -> tuple[int, int, int]:
 async def test_the_writer_process_collects_cycles_seldom_sqlite(tmp_path: Path) -> None:
     """The writer process uses the gateway's collector thresholds, not the default 700."""
     async with Store(str(tmp_path / "gw.db"), writer="process") as store:
-        assert await store.run(collector_thresholds) == GC_THRESHOLDS
+        assert await store.run(collector_thresholds) == THRESHOLDS
         assert os.getpid() != store.writer_pid
 
 
