@@ -78,6 +78,10 @@ _INSERT_EVENTS = """
         WITH ORDINALITY AS u(t, p, c, o) ORDER BY o
     RETURNING event_id
 """
+#: One round trip: the job's row, its reply window, its message ids and its events. The
+#: ``w``/``m``/``e`` statements return nothing: PostgreSQL runs a data-modifying ``WITH``
+#: to completion whether or not the query reads it, and the events' ids are assigned in
+#: the outbox (nobody reads them back here).
 _SUBMIT = """
     WITH j AS (
         UPDATE jobs SET state = $2, status = 'submitted', parts = $3, message_ids = $4,
@@ -99,9 +103,8 @@ _SUBMIT = """
         INSERT INTO outbox (topic, payload, correlation_data, owner)
         SELECT t, p, c, $11 FROM j, unnest($8::text[], $9::bytea[], $10::bytea[])
             WITH ORDINALITY AS u(t, p, c, o) ORDER BY o
-        RETURNING event_id
     )
-    SELECT (SELECT count(*) FROM j), ARRAY(SELECT event_id FROM e ORDER BY event_id)
+    SELECT count(*) FROM j
 """
 
 
@@ -310,7 +313,7 @@ async def mark_submitted(
 ) -> None:
     if len(normalized_ids) != len(raw_ids) or not raw_ids:
         raise ValueError("normalized_ids and raw_ids must be non-empty and of equal length")
-    changed, _ = await tx.conn.fetchrow(
+    changed = await tx.conn.fetchval(
         _SUBMIT,
         job_id,
         FINAL if final else SUBMITTED,
@@ -700,9 +703,8 @@ _SUBMIT_MANY = """
         FROM unnest($9::int[], $10::text[], $11::bytea[], $12::bytea[])
             WITH ORDINALITY AS ev(j, t, p, c, o)
         JOIN u ON u.j = ev.j ORDER BY ev.o
-        RETURNING event_id
     )
-    SELECT (SELECT count(*) FROM u), ARRAY(SELECT event_id FROM e ORDER BY event_id)
+    SELECT count(*) FROM u
 """
 
 
@@ -737,7 +739,7 @@ async def mark_submitted_many(tx: PgTx, items: list[tuple[Any, ...]]) -> list[No
         for event in evs:
             ev_job.append(j)
             events.append(event)
-    changed, _ = await tx.conn.fetchrow(
+    changed = await tx.conn.fetchval(
         _SUBMIT_MANY,
         part_job,
         nids,
