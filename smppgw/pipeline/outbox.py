@@ -156,10 +156,12 @@ class OutboxPublisher:
         #: round (of events after that round's) is published; awaited before the next
         #: round's, so the acks go in order, and before a read from the start.
         settling: asyncio.Task[None] | None = None
-        #: The next round's read (the events after this round's), sent to the store as this
-        #: round's PUBLISHes go out, so that the store's round trip overlaps the wait for
-        #: the PUBACKs instead of following it (docs/performance.md, step 73). Dropped
-        #: unread when the round fails: the next read starts from the beginning.
+        #: After a full round, the next round's read (the events after this round's), sent
+        #: to the store as this round's PUBLISHes go out, so that the store's round trip
+        #: overlaps the wait for the PUBACKs instead of following it (docs/performance.md,
+        #: step 73). Not after a partial round: at half load it was one more store
+        #: operation a round, mostly empty (step 75). Dropped unread when the round
+        #: fails: the next read starts from the beginning.
         ahead: asyncio.Task[list[OutboxEvent]] | None = None
         try:
             while not self._stopping:
@@ -198,9 +200,10 @@ class OutboxPublisher:
                     await self._sleep(1.0)
                     continue
                 self._idle.clear()
-                ahead = asyncio.ensure_future(
-                    self._store.pending_events(self._batch, after_id=events[-1].event_id)
-                )
+                if len(events) >= self._batch:  # a full round: more are likely waiting
+                    ahead = asyncio.ensure_future(
+                        self._store.pending_events(self._batch, after_id=events[-1].event_id)
+                    )
                 result = await self._send(events)
                 if result.lost:
                     self._after_drop(result)
