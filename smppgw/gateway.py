@@ -23,7 +23,7 @@ import structlog
 
 from smppgw.aio import Spawn, supervised
 from smppgw.collector import collect_seldom
-from smppgw.config import CarrierConfig, Config, ConfigError
+from smppgw.config import CarrierConfig, Config, ConfigError, MqttConfig
 from smppgw.config.loader import load_config
 from smppgw.engine.carrier import Carrier
 from smppgw.engine.reconfig import diff
@@ -85,6 +85,8 @@ class Gateway:
         self.started = asyncio.Event()
         self._signals = 0
         self._accepting = False
+        #: Whether the intake's and the outbox's MQTT connections are up (health: both).
+        self._mqtt_up = (False, False)
         #: Set while running: feeders live in one task group, the services in another.
         self._feeder_tasks_spawn: Spawn | None = None
         self._services_spawn: Spawn | None = None
@@ -191,10 +193,19 @@ class Gateway:
             self.telemetry,
             self._events_committed,
         )
-        # 4. store's outbox → MQTT.
+        # 4. store's outbox → MQTT, on a connection of its own: on the intake's, the
+        # PUBACKs of the events queue behind the jobs the broker streams to us, and during
+        # a burst an outbox round waited up to 1.2 s for them (docs/performance.md, step
+        # 72). No session: it subscribes to nothing, and the outbox publishes again
+        # whatever was not acknowledged.
+        self.events_mqtt = MqttClient(
+            replace(config.mqtt, client_id=events_client_id(config.mqtt), session_expiry=0),
+            on_connection_change=self._on_events_connection_change,
+            replay_inflight=False,
+        )
         self.outbox = OutboxPublisher(
             self.store,
-            self.mqtt,
+            self.events_mqtt,
             on_set_aside=self.telemetry.event_set_aside,
             on_published=self.telemetry.events_counter(config.mqtt),
         )
@@ -259,6 +270,8 @@ class Gateway:
         for carrier_config in config.carriers:
             await self._add_carrier(carrier_config)
         self._accepting = True
+        # First in, so it closes last: the outbox publishes until the services stop.
+        await lifetimes.enter_async_context(self.events_mqtt)
         await lifetimes.enter_async_context(self.mqtt)
         for client in self.tenant_mqtt.values():
             await lifetimes.enter_async_context(client)
@@ -510,8 +523,14 @@ class Gateway:
         return self.intake.handle(message)
 
     def _on_connection_change(self, connected: bool) -> None:
-        self.health.set_mqtt_connected(connected)
+        self._mqtt_up = (connected, self._mqtt_up[1])
+        self.health.set_mqtt_connected(all(self._mqtt_up))
         self.telemetry.mqtt_connection(connected)
+
+    def _on_events_connection_change(self, connected: bool) -> None:
+        """The outbox's connection: ready needs it too (events would only pile up)."""
+        self._mqtt_up = (self._mqtt_up[0], connected)
+        self.health.set_mqtt_connected(all(self._mqtt_up))
         if connected:
             self.outbox.wake()
 
@@ -685,6 +704,12 @@ class Gateway:
         if change.sessions:
             how["sessions"] = f"{change.sessions:+d}"
         log.info("carrier_reconfigured", carrier=new.name, **how)
+
+
+def events_client_id(mqtt: MqttConfig) -> str:
+    """The client id of the outbox's connection: the gateway's, with ``-events`` (a
+    tenant's connection adds ``.<tenant>``, so the two never meet)."""
+    return f"{mqtt.client_id}-events"
 
 
 def log_warnings(config: Config) -> None:

@@ -29,6 +29,7 @@ disconnect the client again before the outbox could isolate it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -151,10 +152,17 @@ class OutboxPublisher:
 
     async def run(self) -> None:
         after = 0
-        #: The previous round's ack / set-aside, still going to the store: the next read
-        #: (of events after that round's) is queued beside it, one writer round trip for
-        #: both instead of two in a row.
+        #: The previous round's ack / set-aside, still going to the store while the next
+        #: round (of events after that round's) is published; awaited before the next
+        #: round's, so the acks go in order, and before a read from the start.
         settling: asyncio.Task[None] | None = None
+        #: After a full round, the next round's read (the events after this round's), sent
+        #: to the store as this round's PUBLISHes go out, so that the store's round trip
+        #: overlaps the wait for the PUBACKs instead of following it (docs/performance.md,
+        #: step 73). Not after a partial round: at half load it was one more store
+        #: operation a round, mostly empty (step 75). Dropped unread when the round
+        #: fails: the next read starts from the beginning.
+        ahead: asyncio.Task[list[OutboxEvent]] | None = None
         try:
             while not self._stopping:
                 if settling is not None and (after == 0 or not self._mqtt.connected):
@@ -162,24 +170,28 @@ class OutboxPublisher:
                     await settling
                     settling = None
                 if not self._mqtt.connected:
+                    await _drop(ahead)
+                    ahead = None
                     self._idle.clear()
                     await self._sleep(0.2)
                     continue
                 if self._suspects:
+                    await _drop(ahead)
+                    ahead = None
                     self._idle.clear()
                     await self._isolate(self._suspects.popleft())
                     after = 0  # then one pass from the start, as after any failure
                     continue
                 try:
-                    events = await self._store.pending_events(self._batch, after_id=after)
+                    if ahead is not None:
+                        reading, ahead = ahead, None
+                        events = await reading
+                    else:
+                        events = await self._store.pending_events(self._batch, after_id=after)
                 except StoreError as exc:
                     log.warning("outbox_read_failed", error=str(exc))
                     await self._sleep(1.0)
                     continue
-                finally:
-                    if settling is not None:
-                        await settling
-                        settling = None
                 if not events:
                     if after:
                         after = 0  # one pass from the start picks up anything skipped
@@ -188,10 +200,19 @@ class OutboxPublisher:
                     await self._sleep(1.0)
                     continue
                 self._idle.clear()
+                if len(events) >= self._batch:  # a full round: more are likely waiting
+                    ahead = asyncio.ensure_future(
+                        self._store.pending_events(self._batch, after_id=events[-1].event_id)
+                    )
                 result = await self._send(events)
                 if result.lost:
                     self._after_drop(result)
+                if settling is not None:  # one ack in flight at a time, in round order
+                    await settling
+                    settling = None
                 if result.lost or result.unsent:
+                    await _drop(ahead)
+                    ahead = None
                     await self._settle(result)
                     after = 0
                     await self._sleep(0.5)
@@ -199,6 +220,7 @@ class OutboxPublisher:
                     settling = asyncio.ensure_future(self._settle(result))
                     after = events[-1].event_id
         finally:
+            await _drop(ahead)
             if settling is not None:
                 await settling
 
@@ -349,3 +371,11 @@ class OutboxPublisher:
     def stop(self) -> None:
         self._stopping = True
         self._wakeup.set()
+
+
+async def _drop(read: asyncio.Task[list[OutboxEvent]] | None) -> None:
+    """A read ahead that will not be used: let it finish (it only reads) and forget it,
+    its error included (the next read reports the store's state)."""
+    if read is not None:
+        with contextlib.suppress(Exception):
+            await read

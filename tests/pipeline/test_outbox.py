@@ -144,3 +144,59 @@ async def test_events_wait_in_the_store_while_the_broker_is_away(
     await rig.received.wait_for(1, timeout=15.0)
     assert rig.received.messages[0].topic == "sms/status/late"
     assert await rig.outbox.flush(5.0)
+
+
+class _ReadLog(Store):
+    """The real store, noting each outbox read (``pending_events``) as it is asked."""
+
+    def __init__(self, path: str, log: list[tuple[str, int]]) -> None:
+        super().__init__(path, writer="process")
+        self.log = log
+
+    async def pending_events(self, limit: int, after_id: int = 0) -> list[OutboxEvent]:
+        self.log.append(("read", after_id))
+        return await super().pending_events(limit, after_id)
+
+
+async def test_the_next_round_is_read_while_this_one_is_acknowledged(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The next round's read goes to the store with this round's PUBLISHes, not after its
+    last PUBACK (issue 13, step 73: one outbox round at a time left the events 17,000
+    behind the receipts in a 20,000-job burst); every event still goes once, in order, and
+    leaves the store only once acknowledged."""
+    log: list[tuple[str, int]] = []
+    config = mqtt_config(mosquitto)
+    async with _ReadLog(str(tmp_path / "gw.db"), log) as store:
+        ids = await store.add_events(
+            [OutboxEvent(f"sms/status/r{i}", str(i).encode()) for i in range(35)]
+        )
+        outbox = OutboxPublisher(
+            store,
+            client := MqttClient(config, replay_inflight=False, **_QUICK),
+            batch=10,
+            on_published=lambda topics: log.append(("published", len(topics))),
+        )
+        received = Collector()
+        async with (
+            client,
+            MqttClient(mqtt_config(mosquitto), on_message=received, **_QUICK) as sub,
+        ):
+            await sub.subscribe("sms/status/#", qos=1)
+            assert await client.wait_connected(10.0)
+            task = asyncio.get_running_loop().create_task(outbox.run())
+            try:
+                await received.wait_for(35, timeout=10.0)
+                assert await outbox.flush(5.0)
+            finally:
+                outbox.stop()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    assert [m.payload for m in received.messages] == [str(i).encode() for i in range(35)]
+    rounds = [n for what, n in log if what == "published"]
+    assert rounds == [10, 10, 10, 5]
+    reads = [n for what, n in log if what == "read"]
+    assert reads[:4] == [0, ids[9], ids[19], ids[29]]
+    # Round 1's read-ahead (after its last event) was asked before round 1 was published.
+    assert log.index(("read", ids[9])) < log.index(("published", 10))
