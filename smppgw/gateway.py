@@ -523,16 +523,27 @@ class Gateway:
         return self.intake.handle(message)
 
     def _on_connection_change(self, connected: bool) -> None:
-        self._mqtt_up = (connected, self._mqtt_up[1])
-        self.health.set_mqtt_connected(all(self._mqtt_up))
-        self.telemetry.mqtt_connection(connected)
+        """The intake's connection: jobs, cancels and their subscriptions."""
+        self._mqtt_changed((connected, self._mqtt_up[1]), connected)
 
     def _on_events_connection_change(self, connected: bool) -> None:
         """The outbox's connection: ready needs it too (events would only pile up)."""
-        self._mqtt_up = (self._mqtt_up[0], connected)
-        self.health.set_mqtt_connected(all(self._mqtt_up))
+        self._mqtt_changed((self._mqtt_up[0], connected), connected)
         if connected:
             self.outbox.wake()
+
+    def _mqtt_changed(self, up: tuple[bool, bool], connected: bool) -> None:
+        """Readiness and ``smppgw_mqtt_connected`` need both connections up (the gateway
+        is of no use without either); ``smppgw_mqtt_connects_total`` counts each connect
+        of either."""
+        self._mqtt_up = up
+        self.health.set_mqtt_connected(all(up))
+        self.telemetry.mqtt_connection(all(up), connected=connected)
+
+    @property
+    def mqtt_connections(self) -> dict[str, bool]:
+        """Each of the gateway's own broker connections, up or not (``smppgw ctl status``)."""
+        return {"jobs": self._mqtt_up[0], "events": self._mqtt_up[1]}
 
     def _job_committed(self, carrier: str) -> None:
         feeder = self.feeders.get(carrier)

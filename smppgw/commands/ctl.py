@@ -166,9 +166,18 @@ def _status(status: dict[str, Any]) -> str:
         f"outbox {status['outbox']}, dead events {status['dead_events']}, "
         f"held at intake {status['held_total']} ({held}), "
         f"scheduled {sum(scheduled.values())} ({by_reason}), "
-        f"mqtt {'connected' if status['mqtt_connected'] else 'NOT connected'}"
+        f"mqtt {_mqtt_state(status)}"
     )
     return "\n".join(lines)
+
+
+def _mqtt_state(status: dict[str, Any]) -> str:
+    """``connected``, or which of the gateway's connections is down (an older gateway
+    reports only ``mqtt_connected``)."""
+    if status["mqtt_connected"]:
+        return "connected"
+    down = [name for name, up in status.get("mqtt_connections", {}).items() if not up]
+    return f"NOT connected ({', '.join(down)})" if down else "NOT connected"
 
 
 def _job_line(job: dict[str, Any]) -> str:

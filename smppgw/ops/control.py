@@ -87,7 +87,9 @@ class Control:
             "dead_events": gw.store.dead_events_count(),
             # Jobs held until a time (status scheduled), by reason: send_at, window, cap.
             "scheduled": gw.store.held_counts(),
-            "mqtt_connected": gw.mqtt.connected,
+            # Both of the gateway's connections (jobs in, events out), and each.
+            "mqtt_connected": all(gw.mqtt_connections.values()),
+            "mqtt_connections": gw.mqtt_connections,
         }
 
     async def jobs_list(self, request: Request) -> list[dict[str, Any]]:

@@ -395,9 +395,11 @@ class Telemetry:
     def config_reload(self, ok: bool) -> None:
         self.metrics.config_reloads.labels("ok" if ok else "failed").inc()
 
-    def mqtt_connection(self, connected: bool) -> None:
-        """The MQTT client's connection changed (it reports transitions only)."""
-        self.metrics.mqtt_connected.set(1 if connected else 0)
+    def mqtt_connection(self, up: bool, *, connected: bool) -> None:
+        """One of the gateway's broker connections changed (its client reports transitions
+        only): ``up`` whether all of them are up now, ``connected`` whether this change was
+        a connect (counted)."""
+        self.metrics.mqtt_connected.set(1 if up else 0)
         if connected:
             self.metrics.mqtt_connects.inc()
 

@@ -82,7 +82,13 @@ async def test_status_pause_resume_at_the_smsc(
         assert carrier["queued"] == {"high": 0, "normal": 0, "low": 0}
         for key in ("held", "held_total", "outbox", "dead_events", "mqtt_connected"):
             assert key in status["result"], key
+        assert status["result"]["mqtt_connected"] is True
+        assert status["result"]["mqtt_connections"] == {"jobs": True, "events": True}
         print(render("status", status["result"]))
+        assert "mqtt connected" in render("status", status["result"])
+        events_down = {"jobs": True, "events": False}
+        down = {**status["result"], "mqtt_connected": False, "mqtt_connections": events_down}
+        assert "mqtt NOT connected (events)" in render("status", down)
 
         paused = await ctl(sock, "pause", carrier="viettel")
         assert paused == {

@@ -201,7 +201,7 @@ async def test_running_gateway_reports_every_engine_metric(
     assert v("smppgw_store_commit_writes_sum") >= v("smppgw_store_commit_writes_count")
     assert v("smppgw_store_errors_total") == 0
     assert in_process("smppgw_store_commit_seconds_count") == commits  # every commit, once
-    assert v("smppgw_mqtt_connects_total") == 1
+    assert v("smppgw_mqtt_connects_total") == 2  # jobs in, events out: once each
     assert v("smppgw_events_published_total", kind="rejected") == 1  # the garbage payload
     assert v("smppgw_events_published_total", kind="inbound") == 1
     statuses = sum(1 for topic, _ in obs.messages if topic.startswith("sms/status/"))
