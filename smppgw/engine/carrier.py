@@ -61,6 +61,10 @@ log = get_logger("smppgw.carrier")
 
 #: The dispatcher yields to the event loop after this many sends in a row.
 _BURST = 64
+#: Longest a burst of submits is held for one write (``Session.request(hold=True)``):
+#: well inside the throttle's guard (5 ms), so an exact-limit SMSC still sees each send
+#: within its second.
+HOLD_MAX = 0.001
 
 
 class Carrier:
@@ -124,6 +128,9 @@ class Carrier:
         self._dispatcher: asyncio.Task[None] | None = None
         self._housekeeper: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
+        #: Sessions holding this burst's submits for one write each, and since when.
+        self._held: list[Session] = []
+        self._held_since = 0.0
         self._dirty = False
         self._started = False
         self._closing = False
@@ -425,8 +432,10 @@ class Carrier:
                 burst += 1
                 if burst >= _BURST:
                     burst = 0
+                    self._write_held()
                     await asyncio.sleep(0)
                 continue
+            self._write_held()
             burst = 0
             if self._dirty:
                 continue
@@ -439,6 +448,14 @@ class Carrier:
                 self._wakeup = None
                 if timer is not None:
                     timer.cancel()
+
+    def _write_held(self) -> None:
+        """The burst ends: each session writes the submits it held, in one write."""
+        held = self._held
+        if held:
+            for session in held:
+                session.write_held()
+            held.clear()
 
     def _end(self, job: SendJob, status: str, code: str, reason: str) -> None:
         """The job ends here, before (another of) its parts is sent."""
@@ -486,13 +503,21 @@ class Carrier:
         assert job.pdus is not None
         part = job.todo[0]
         try:
-            fut = session.request(PduBuilder.stamp(job.pdus[part], msg))
+            fut = session.request(PduBuilder.stamp(job.pdus[part], msg), hold=True)
         except NotBound:
             return None  # the session just went; pick again
         except ValueError as exc:
             self._end(job, "rejected", "encode", str(exc))
             return None
         self.throttle.take()
+        held = self._held
+        if not held:
+            self._held_since = now
+            held.append(session)
+        elif session not in held:
+            held.append(session)
+        if now - self._held_since >= HOLD_MAX:
+            self._write_held()
         self.counters.submit_sm_sent += 1
         self.observer.submit_sent(self.name)
         job.todo.pop(0)

@@ -32,8 +32,9 @@ by ``GUARD`` (up to ``GUARD_MAX``: the rate stays above 98 %), so a jittery SMSC
 cheap throttle, not one per second.
 
 Times come from ``time.monotonic()`` (not ``loop.time()``, which uvloop rounds to
-milliseconds and caches per loop iteration), and the caller writes the PDU in the same
-synchronous step as :meth:`Throttle.take`, so the recorded time is the send time.
+milliseconds and caches per loop iteration), and the caller writes the PDU at most
+``engine.carrier.HOLD_MAX`` (1 ms) after :meth:`Throttle.take` (a burst's submits go out
+in one write), so the recorded time is the send time to within a fifth of the guard.
 """
 
 from __future__ import annotations

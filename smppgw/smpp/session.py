@@ -404,9 +404,19 @@ class Session(asyncio.Protocol):
 
     # ------------------------------------------------------------------ requests
     def request(
-        self, pdu: Pdu, timeout: float | None = None, *, in_window: bool = True
+        self,
+        pdu: Pdu,
+        timeout: float | None = None,
+        *,
+        in_window: bool = True,
+        hold: bool = False,
     ) -> asyncio.Future[Result]:
         """Send ``pdu`` with a fresh sequence number; the future resolves to its outcome.
+
+        ``hold``: queue the bytes for :meth:`write_held` (at the latest, the end of this
+        loop turn) instead of a write of their own, so that a dispatcher sending a burst
+        of submits makes one write (one system call, one wake-up of the SMSC) for all of
+        them. The caller bounds how long it holds (``engine.carrier``: 1 ms).
 
         Raises :class:`NotBound` when the connection is gone (nothing was sent) and
         ``ValueError`` when the PDU cannot be encoded (nothing was sent either).
@@ -437,10 +447,18 @@ class Session(asyncio.Protocol):
         self._pending[seq] = _Pending(fut, timer, in_window, pdu.command_id)
         if in_window:
             self._in_window += 1
-        # A request is written now, never at the turn's end: a throttled carrier's sends
-        # must reach the SMSC when the throttle let them go (an exact-limit SMSC refuses
-        # the 101st submit of any second it sees). Responses queued this turn go first.
         out = self._out
+        if hold:
+            if out is None:
+                self._out = [data]
+                self._loop.call_soon(self._flush)
+            else:
+                out.append(data)
+            return fut
+        # Otherwise a request is written now, never at the turn's end: a throttled
+        # carrier's sends must reach the SMSC when the throttle let them go (an
+        # exact-limit SMSC refuses the 101st submit of any second it sees). Responses
+        # queued this turn go first.
         if out:
             out.append(data)
             data = b"".join(out)
@@ -460,6 +478,11 @@ class Session(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         transport.write(data)
+
+    def write_held(self) -> None:
+        """Write what ``request(..., hold=True)`` queued (and responses queued after this
+        turn's first write), now."""
+        self._flush()
 
     def _flush(self) -> None:
         """Write what this turn queued after its first write, in order; dropped if the
