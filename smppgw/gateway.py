@@ -85,8 +85,6 @@ class Gateway:
         self.started = asyncio.Event()
         self._signals = 0
         self._accepting = False
-        #: Whether the intake's and the outbox's MQTT connections are up (health: both).
-        self._mqtt_up = (False, False)
         #: Set while running: feeders live in one task group, the services in another.
         self._feeder_tasks_spawn: Spawn | None = None
         self._services_spawn: Spawn | None = None
@@ -524,26 +522,26 @@ class Gateway:
 
     def _on_connection_change(self, connected: bool) -> None:
         """The intake's connection: jobs, cancels and their subscriptions."""
-        self._mqtt_changed((connected, self._mqtt_up[1]), connected)
+        self._mqtt_changed(connected)
 
     def _on_events_connection_change(self, connected: bool) -> None:
         """The outbox's connection: ready needs it too (events would only pile up)."""
-        self._mqtt_changed((self._mqtt_up[0], connected), connected)
+        self._mqtt_changed(connected)
         if connected:
             self.outbox.wake()
 
-    def _mqtt_changed(self, up: tuple[bool, bool], connected: bool) -> None:
+    def _mqtt_changed(self, connected: bool) -> None:
         """Readiness and ``smppgw_mqtt_connected`` need both connections up (the gateway
         is of no use without either); ``smppgw_mqtt_connects_total`` counts each connect
-        of either."""
-        self._mqtt_up = up
-        self.health.set_mqtt_connected(all(up))
-        self.telemetry.mqtt_connection(all(up), connected=connected)
+        of either. Each client sets its own state before it calls back."""
+        up = all(self.mqtt_connections.values())
+        self.health.set_mqtt_connected(up)
+        self.telemetry.mqtt_connection(up, connected=connected)
 
     @property
     def mqtt_connections(self) -> dict[str, bool]:
         """Each of the gateway's own broker connections, up or not (``smppgw ctl status``)."""
-        return {"jobs": self._mqtt_up[0], "events": self._mqtt_up[1]}
+        return {"jobs": self.mqtt.connected, "events": self.events_mqtt.connected}
 
     def _job_committed(self, carrier: str) -> None:
         feeder = self.feeders.get(carrier)
