@@ -513,8 +513,7 @@ class Carrier:
         held = self._held
         if not held:
             self._held_since = now
-            held.append(session)
-        elif session not in held:
+        if session not in held:
             held.append(session)
         if now - self._held_since >= HOLD_MAX:
             self._write_held()

@@ -10,7 +10,7 @@ from smppgw.sim.server import Faults
 from smppgw.smpp.codec import decode, encode
 from smppgw.smpp.constants import CommandId, Status
 from smppgw.smpp.errors import PduError
-from smppgw.smpp.framing import FrameReader
+from smppgw.smpp.framing import FrameReader, peek_header
 from smppgw.smpp.pdu import BindTransceiverResp, DeliverSm
 
 from .conftest import CarrierFactory, Recorder, SimFactory, job_of, message, until
@@ -61,12 +61,12 @@ class _CountingTransport:
 
 
 def _command_ids(data: bytes) -> list[int]:
-    """The command_id of each whole PDU in ``data`` (a write of joined PDUs)."""
+    """The command_id of each PDU in ``data`` (a write of joined PDUs)."""
     ids = []
-    at = 0
-    while at + 8 <= len(data):
-        ids.append(int.from_bytes(data[at + 4 : at + 8], "big"))
-        at += int.from_bytes(data[at : at + 4], "big")
+    for frame in FrameReader().feed(data):
+        header = peek_header(frame)
+        assert header is not None
+        ids.append(header[1])
     return ids
 
 
