@@ -48,13 +48,6 @@ log = structlog.get_logger("smppgw.outbox")
 #: them under the broker's Receive Maximum).
 BATCH = 500
 
-#: Events held in memory as they are committed, at most, in rounds (a backlog beyond
-#: that is read from the store, where it is anyway).
-FED_ROUNDS: Final = 4
-#: Seconds between passes from the start of the store while rounds come from memory: what
-#: a failed ack left there, and events other processes wrote (``smppgw consent``).
-PASS_EVERY: Final = 1.0
-
 #: How many times an event published alone must be followed by the connection dropping
 #: before it is taken for the cause: once could be an outage that happened to hit it.
 POISON_STRIKES: Final = 2
@@ -143,15 +136,7 @@ class OutboxPublisher:
         self._on_set_aside = on_set_aside
         self._on_published = on_published
         self._wakeup = asyncio.Event()
-        #: Events the store handed over as they were committed (``Store.watch_events``),
-        #: in id order, not yet published: kept only while ``_live``.
-        self._fed: deque[OutboxEvent] = deque()
-        self._fed_max = FED_ROUNDS * batch
-        #: The store hands over every event it commits (SQLite; not PostgreSQL).
-        self._feeds = store.watch_events(self._feed)
-        #: True from a read of the store on, while every event committed since is in
-        #: ``_fed``: rounds are then taken from memory, with no read (step 101).
-        self._live = False
+        self._idle = asyncio.Event()
         self._stopping = False
         #: Groups of events still to publish after a drop, in order (see module doc).
         self._suspects: deque[list[OutboxEvent]] = deque()
@@ -178,10 +163,6 @@ class OutboxPublisher:
         #: operation a round, mostly empty (step 75). Dropped unread when the round
         #: fails: the next read starts from the beginning.
         ahead: asyncio.Task[list[OutboxEvent]] | None = None
-        loop = asyncio.get_running_loop()
-        #: When the next pass from the start of the store is due while events come in
-        #: memory (``_live``): what a failed ack left behind, and other processes' events.
-        next_pass = loop.time() + PASS_EVERY
         try:
             while not self._stopping:
                 if settling is not None and (after == 0 or not self._mqtt.connected):
@@ -191,55 +172,35 @@ class OutboxPublisher:
                 if not self._mqtt.connected:
                     await _drop(ahead)
                     ahead = None
-                    self._unlive()
+                    self._idle.clear()
                     await self._sleep(0.2)
                     continue
                 if self._suspects:
                     await _drop(ahead)
                     ahead = None
-                    self._unlive()
+                    self._idle.clear()
                     await self._isolate(self._suspects.popleft())
                     after = 0  # then one pass from the start, as after any failure
                     continue
-                from_store = True
                 try:
                     if ahead is not None:
                         reading, ahead = ahead, None
                         events = await reading
-                    elif self._live and loop.time() < next_pass:
-                        events = self._take_fed(after)
-                        from_store = False
-                        if not events:  # until something is committed, or the pass
-                            await self._sleep(next_pass - loop.time())
-                            continue
                     else:
-                        if self._live:  # a pass from the start is due
-                            after = 0
-                            if settling is not None:
-                                await settling
-                                settling = None
-                        next_pass = loop.time() + PASS_EVERY
-                        # Everything committed from here on is fed (the batch carrying
-                        # this read included), and everything before it this read sees:
-                        # a partial answer leaves nothing behind in the store.
-                        self._go_live()
                         events = await self._store.pending_events(self._batch, after_id=after)
                 except StoreError as exc:
                     log.warning("outbox_read_failed", error=str(exc))
-                    self._unlive()
                     await self._sleep(1.0)
                     continue
                 if not events:
-                    if after and not self._live:
+                    if after:
                         after = 0  # one pass from the start picks up anything skipped
                         continue
-                    if not self._live:
-                        await self._sleep(1.0)
+                    self._idle.set()
+                    await self._sleep(1.0)
                     continue
-                if from_store and len(events) >= self._batch:
-                    # A full round: more are likely waiting in the store, and what was fed
-                    # meanwhile may lie beyond them.
-                    self._unlive()
+                self._idle.clear()
+                if len(events) >= self._batch:  # a full round: more are likely waiting
                     ahead = asyncio.ensure_future(
                         self._store.pending_events(self._batch, after_id=events[-1].event_id)
                     )
@@ -252,7 +213,6 @@ class OutboxPublisher:
                 if result.lost or result.unsent:
                     await _drop(ahead)
                     ahead = None
-                    self._unlive()
                     await self._settle(result)
                     after = 0
                     await self._sleep(0.5)
@@ -263,38 +223,6 @@ class OutboxPublisher:
             await _drop(ahead)
             if settling is not None:
                 await settling
-
-    def _feed(self, events: list[OutboxEvent]) -> None:
-        """A batch committed ``events`` (in id order; ``Store.watch_events``): kept in
-        memory while live, and the outbox woken either way."""
-        if self._live:
-            fed = self._fed
-            fed.extend(events)
-            if len(fed) > self._fed_max:  # a backlog: the store holds them anyway
-                self._unlive()
-        self._wakeup.set()
-
-    def _go_live(self) -> None:
-        """A read from the store is on its way: events committed from now on are kept."""
-        self._fed.clear()
-        self._live = self._feeds
-
-    def _unlive(self) -> None:
-        """Events are read from the store again (until the next read goes live)."""
-        self._live = False
-        self._fed.clear()
-
-    def _take_fed(self, after: int) -> list[OutboxEvent]:
-        """The next round from memory: fed events after ``after`` (the ones a read from
-        the store already brought are skipped), at most a batch."""
-        fed = self._fed
-        while fed and fed[0].event_id <= after:
-            fed.popleft()
-        if len(fed) <= self._batch:
-            events = list(fed)
-            fed.clear()
-            return events
-        return [fed.popleft() for _ in range(self._batch)]
 
     async def _isolate(self, group: list[OutboxEvent]) -> None:
         """Publish one group of suspects; split it again if the connection drops."""
@@ -421,10 +349,9 @@ class OutboxPublisher:
             if self._on_set_aside is not None:
                 self._on_set_aside(kind)
 
-    async def _sleep(self, seconds: float) -> bool:
-        """Until woken (True) or ``seconds`` passed (False)."""
+    async def _sleep(self, seconds: float) -> None:
         self._wakeup.clear()
-        return await wait_event(self._wakeup, seconds)
+        await wait_event(self._wakeup, seconds)
 
     async def flush(self, timeout: float) -> bool:
         """Wait until the outbox is empty (or ``timeout``); True when it is."""

@@ -144,8 +144,6 @@ class Store:
         self._dead = 0
         self.writer_mode: WriterMode = writer
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: Who hears of every event committed (``watch_events``).
-        self._watcher: Callable[[list[OutboxEvent]], None] | None = None
         opening = partial(open_counted, path, busy_timeout, synchronous, keep_text)
         self._writer: Writer | ProcessWriter | AutoWriter
 
@@ -255,16 +253,9 @@ class Store:
             held = self._held
             for reason, change in tx.held.items():
                 held[reason] += change
-        fresh = tx.fresh
-        if fresh and self._watcher is not None:
-            if self.writer_mode == "thread":  # this is the writer thread: to the loop
-                assert self._loop is not None
-                self._loop.call_soon_threadsafe(self._watcher, fresh)
-            else:
-                self._watcher(fresh)
 
-    def _run(self, fn: Callable[[Tx], T], *, lazy: bool = False) -> asyncio.Future[T]:
-        return self._writer.submit(fn, lazy=lazy)
+    def _run(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
+        return self._writer.submit(fn)
 
     # -- jobs in ---------------------------------------------------------------------
     async def add_jobs(self, jobs: Sequence[StoredJob]) -> list[bool]:
@@ -379,14 +370,6 @@ class Store:
         arrival order, now marked ``sending``."""
         return await self._run(Call(ops.claim, carrier, limit, now))
 
-    async def claim_due(
-        self, carrier: str, limit: int, now: float
-    ) -> tuple[list[StoredJob], float | None]:
-        """``claim``, and when fewer than ``limit`` jobs came, ``next_due(carrier)`` from
-        the same transaction (None otherwise): a feeder that found its queue short asks
-        when to look again in the same round trip (docs/performance.md, step 102)."""
-        return await self._run(Call(ops.claim_due, carrier, limit, now))
-
     async def release(self, job_ids: Sequence[str]) -> int:
         """Put claimed (``sending`` or ``in_flight``) jobs back in their lanes at their
         original place in arrival order; returns how many moved. Releasing an in-flight
@@ -471,16 +454,6 @@ class Store:
         return await self._run(Call(ops.apply_receipt, job_id, part, state, make_events))
 
     # -- outbox ----------------------------------------------------------------------
-    def watch_events(self, watcher: Callable[[list[OutboxEvent]], None]) -> bool:
-        """From now on ``watcher(events)`` gets, in the event loop, the events of every
-        batch this store commits (with their ids, in id order), after the COMMIT and before
-        that batch's callers hear of it: the outbox publishes them without reading them
-        back (docs/performance.md, step 101). True: every event this gateway commits
-        comes that way (one writer owns the file). Events another process writes
-        (``smppgw consent``) do not; the outbox still reads the store for those."""
-        self._watcher = watcher
-        return True
-
     async def add_events(self, events: Sequence[OutboxEvent]) -> list[int]:
         """Queue events (MO, unmatched receipts); their event ids, in order (``events``
         themselves are not changed: see the module's docstring)."""
@@ -491,11 +464,8 @@ class Store:
         return await self._run(Call(ops.pending_events, limit, after_id))
 
     async def ack_events(self, event_ids: Sequence[int]) -> int:
-        """Delete published (PUBACKed) events; returns how many existed. Lazy (see
-        ``ProcessWriter.submit``): nobody waits for it, so it rides with the next operation
-        to the writer process instead of a commit of its own (docs/performance.md, step
-        103); a crash before it commits publishes them again, as at-least-once allows."""
-        return await self._run(Call(ops.ack_events, list(event_ids)), lazy=True)
+        """Delete published (PUBACKed) events; returns how many existed."""
+        return await self._run(Call(ops.ack_events, list(event_ids)))
 
     async def set_aside(self, reasons: Sequence[tuple[int, str]]) -> int:
         """Move events the broker will not take from the outbox to ``dead_events``, each

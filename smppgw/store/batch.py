@@ -50,39 +50,23 @@ class Tx:
     #: Message id mappings of submitted jobs not inserted yet (:meth:`flush`); None: each
     #: is inserted at once.
     msgids: list[MsgidRow] | None = None
-    #: The events this batch inserted, with their ids, in id order (None: not kept, a
-    #: ``Tx`` made outside a batch): handed to the outbox after COMMIT so that it need not
-    #: read them back (``Store.watch_events``, docs/performance.md step 101).
-    fresh: list[OutboxEvent] | None = None
 
     def flush(self) -> None:
         """Insert the events (``smppgw.store.outbox_rows``) and message id mappings
         (``smppgw.store.msgid_rows``) kept so far: before COMMIT, and before an operation
         reads the outbox or ``msgids``, or needs an event's id at once."""
         if self.deferred:
-            self.inserted(self.deferred, insert_events(self.conn, self.deferred))
+            insert_events(self.conn, self.deferred)
             self.deferred.clear()
         if self.msgids:
             insert_msgids(self.conn, self.msgids)
             self.msgids.clear()
 
-    def inserted(self, events: Sequence[OutboxEvent], ids: Sequence[int]) -> None:
-        """``events`` went into the outbox as ``ids``: kept for ``fresh`` (as new objects:
-        the store never changes an event it is given)."""
-        fresh = self.fresh
-        if fresh is not None:
-            fresh += [
-                OutboxEvent(e.topic, e.payload, e.correlation_data, i)
-                for e, i in zip(events, ids, strict=True)
-            ]
-
     def add(self, other: Tx) -> None:
-        """Fold ``other``'s counter changes (and fresh events) into this one (a batch's sum)."""
+        """Fold ``other``'s counter changes into this one (a batch's sum)."""
         self.depth.update(other.depth)
         self.outbox += other.outbox
         self.held.update(other.held)
-        if self.fresh is not None and other.fresh:
-            self.fresh += other.fresh
 
 
 @dataclass(slots=True)
@@ -122,7 +106,7 @@ def _run_fast(
     """The batch in one transaction without SAVEPOINTs (nearly every batch has no failing
     operation). None, with the transaction rolled back, when an operation raised."""
     conn.execute("BEGIN IMMEDIATE")
-    tx = Tx(conn, now, deferred=[], msgids=[], fresh=[])
+    tx = Tx(conn, now, deferred=[], msgids=[])
     results: list[Result] = []
     try:
         for fn in fns:
@@ -141,11 +125,11 @@ def _run_guarded(
 ) -> tuple[Tx, list[Result]]:
     """The batch with each operation in a SAVEPOINT, so one that fails on its own is
     rolled back alone and its caller gets the error while the rest commits."""
-    batch_tx = Tx(conn, now, fresh=[])
+    batch_tx = Tx(conn, now)
     results: list[Result] = []
     conn.execute("BEGIN IMMEDIATE")
     for fn in fns:
-        tx = Tx(conn, now, deferred=[], msgids=[], fresh=[])
+        tx = Tx(conn, now, deferred=[], msgids=[])
         conn.execute("SAVEPOINT op")
         try:
             value = fn(tx)

@@ -7,8 +7,7 @@ Kinds, parent → child: ``CONFIG`` (the import path; how to open the database, 
 ran a batch), ``STOP`` (commit what was
 sent, checkpoint, answer ``STOPPED``). Child → parent: ``OPENED`` (the counters read at
 open, or the exception opening raised), ``RESULTS`` (one batch: per operation its value
-or exception in order, the counter changes and the events inserted (with their ids)
-when it committed, its commit time),
+or exception in order, the counter changes when it committed, its commit time),
 ``STOPPED``. Pickles never travel anywhere but between these two processes of one user.
 """
 

@@ -471,13 +471,6 @@ def claim(tx: Tx, carrier: str, limit: int, now: float) -> list[StoredJob]:
     return jobs
 
 
-def claim_due(tx: Tx, carrier: str, limit: int, now: float) -> tuple[list[StoredJob], float | None]:
-    """``claim``, and when it found fewer than ``limit`` jobs the carrier's ``next_due``:
-    the feeder's two questions in one operation."""
-    jobs = claim(tx, carrier, limit, now)
-    return jobs, (next_due(tx, carrier) if len(jobs) < limit else None)
-
-
 def release(tx: Tx, job_ids: Sequence[str]) -> int:
     execute = tx.conn.execute
     released = 0
@@ -816,9 +809,7 @@ def add_events(tx: Tx, events: Sequence[OutboxEvent]) -> list[int]:
     ones (ids in the order the events were added)."""
     tx.flush()
     tx.outbox += len(events)
-    ids = insert_events(tx.conn, events)
-    tx.inserted(events, ids)
-    return ids
+    return insert_events(tx.conn, events)
 
 
 def pending_events(tx: Tx, limit: int, after_id: int) -> list[OutboxEvent]:

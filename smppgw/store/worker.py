@@ -184,7 +184,7 @@ def _answer(channel: Channel, outcome: Outcome) -> bool:
     tx = outcome.tx
     counters = None
     if tx is not None:
-        counters = (dict(tx.depth), tx.outbox, dict(tx.held), tx.fresh or None)
+        counters = (dict(tx.depth), tx.outbox, dict(tx.held))
     failure = None if outcome.failure is None else str(outcome.failure)
     try:
         channel.send(
