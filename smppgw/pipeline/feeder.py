@@ -111,11 +111,8 @@ class Feeder:
                 if room <= 0:
                     continue
             self._wakeup.clear()
-            want = min(room, CLAIM_LIMIT)
             try:
-                # When the queue runs short, when to look again comes in the same round
-                # trip (docs/performance.md, step 102).
-                jobs, due = await self._store.claim_due(self.name, want, time.time())
+                jobs = await self._store.claim(self.name, min(room, CLAIM_LIMIT), time.time())
             except StoreError as exc:
                 log.warning("claim_failed", carrier=self.name, error=str(exc))
                 await self._sleep(1.0)
@@ -127,8 +124,8 @@ class Feeder:
             for job in jobs:
                 self._carrier.submit(job.outbound())  # the StoredJob travels with it
             self.claimed += len(jobs)
-            if len(jobs) < want and not urgent:
-                await self._sleep(IDLE if due is None else max(0.0, min(IDLE, due - time.time())))
+            if len(jobs) < min(room, CLAIM_LIMIT) and not urgent:
+                await self._sleep(await self._idle_for())
 
     async def _napped(self, seconds: float) -> bool:
         """Sleep ``seconds``; True if a wake-up (a job committed) cut the sleep short.
@@ -164,6 +161,16 @@ class Feeder:
             return 0
         name = self.name
         return sum(n for (carrier, lane), n in depths.items() if carrier == name and lane < lowest)
+
+    async def _idle_for(self) -> float:
+        """Sleep until the next retry is due, a wake-up, or ``IDLE``."""
+        try:
+            due = await self._store.next_due(self.name)
+        except StoreError:
+            return IDLE
+        if due is None:
+            return IDLE
+        return max(0.0, min(IDLE, due - time.time()))
 
     async def _sleep(self, seconds: float) -> None:
         await wait_event(self._wakeup, seconds)

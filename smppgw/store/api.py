@@ -254,8 +254,8 @@ class Store:
             for reason, change in tx.held.items():
                 held[reason] += change
 
-    def _run(self, fn: Callable[[Tx], T], *, lazy: bool = False) -> asyncio.Future[T]:
-        return self._writer.submit(fn, lazy=lazy)
+    def _run(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
+        return self._writer.submit(fn)
 
     # -- jobs in ---------------------------------------------------------------------
     async def add_jobs(self, jobs: Sequence[StoredJob]) -> list[bool]:
@@ -370,14 +370,6 @@ class Store:
         arrival order, now marked ``sending``."""
         return await self._run(Call(ops.claim, carrier, limit, now))
 
-    async def claim_due(
-        self, carrier: str, limit: int, now: float
-    ) -> tuple[list[StoredJob], float | None]:
-        """``claim``, and when fewer than ``limit`` jobs came, ``next_due(carrier)`` from
-        the same transaction (None otherwise): a feeder that found its queue short asks
-        when to look again in the same round trip (docs/performance.md, step 102)."""
-        return await self._run(Call(ops.claim_due, carrier, limit, now))
-
     async def release(self, job_ids: Sequence[str]) -> int:
         """Put claimed (``sending`` or ``in_flight``) jobs back in their lanes at their
         original place in arrival order; returns how many moved. Releasing an in-flight
@@ -472,11 +464,8 @@ class Store:
         return await self._run(Call(ops.pending_events, limit, after_id))
 
     async def ack_events(self, event_ids: Sequence[int]) -> int:
-        """Delete published (PUBACKed) events; returns how many existed. Lazy (see
-        ``ProcessWriter.submit``): nobody waits for it, so it rides with the next operation
-        to the writer process instead of a commit of its own (docs/performance.md, step
-        103); a crash before it commits publishes them again, as at-least-once allows."""
-        return await self._run(Call(ops.ack_events, list(event_ids)), lazy=True)
+        """Delete published (PUBACKed) events; returns how many existed."""
+        return await self._run(Call(ops.ack_events, list(event_ids)))
 
     async def set_aside(self, reasons: Sequence[tuple[int, str]]) -> int:
         """Move events the broker will not take from the outbox to ``dead_events``, each

@@ -145,10 +145,10 @@ class AutoWriter:
         return self.process.lost
 
     # -- operations ------------------------------------------------------------------
-    def submit(self, fn: Callable[[Tx], T], *, lazy: bool = False) -> asyncio.Future[T]:
+    def submit(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
         held = self._held
         if held is None and not self._closed and self.process.lost is None:
-            return self.active.submit(fn, lazy=lazy)
+            return self.active.submit(fn)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         if self.process.lost is not None:
             future.set_exception(StoreError(self.process.lost))

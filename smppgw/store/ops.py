@@ -471,13 +471,6 @@ def claim(tx: Tx, carrier: str, limit: int, now: float) -> list[StoredJob]:
     return jobs
 
 
-def claim_due(tx: Tx, carrier: str, limit: int, now: float) -> tuple[list[StoredJob], float | None]:
-    """``claim``, and when it found fewer than ``limit`` jobs the carrier's ``next_due``:
-    the feeder's two questions in one operation."""
-    jobs = claim(tx, carrier, limit, now)
-    return jobs, (next_due(tx, carrier) if len(jobs) < limit else None)
-
-
 def release(tx: Tx, job_ids: Sequence[str]) -> int:
     execute = tx.conn.execute
     released = 0

@@ -46,11 +46,6 @@ from smppgw.store.writer import commit_or_fail, stats_of
 T = TypeVar("T")
 log = get_logger("smppgw.store")
 
-#: Longest a lazy operation (``submit(..., lazy=True)``) waits for an eager one to go
-#: with: long enough that at any load worth the name one comes first (at half load the
-#: frames are ~0.5 ms apart), short enough that nothing notices.
-LAZY_WAIT = 0.005
-
 #: How long ``stop()`` waits for the child to exit after it said STOPPED (or died).
 EXIT_TIMEOUT = 10.0
 
@@ -102,12 +97,6 @@ class ProcessWriter:
         #: Operations sent and not answered yet: while there are, new ones wait here.
         self._in_child = 0
         self._linger: asyncio.TimerHandle | None = None
-        #: A frame is due at this turn's end (``call_soon``).
-        self._soon = False
-        #: The frame of lazy operations alone, due ``LAZY_WAIT`` after the first of them.
-        self._lazy: asyncio.TimerHandle | None = None
-        #: Operations in ``_outgoing`` that are not lazy.
-        self._eager = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._transport: asyncio.Transport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -165,32 +154,19 @@ class ProcessWriter:
             await self._wait_exit()
             raise
 
-    def submit(self, fn: Callable[[Tx], T], *, lazy: bool = False) -> asyncio.Future[T]:
-        """Queue ``fn`` for this turn's frame; resolves after its batch committed.
-        ``lazy``: nobody waits for it soon (an outbox ack), so it does not start a frame of
-        its own: it goes with the next operation that does, or :data:`LAZY_WAIT` later."""
+    def submit(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
+        """Queue ``fn`` for this turn's frame; resolves after its batch committed."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self.put(fn, future, lazy=lazy)
+        self.put(fn, future)
         return future
 
-    def put(self, fn: Callable[[Tx], T], future: asyncio.Future[T], *, lazy: bool = False) -> None:
+    def put(self, fn: Callable[[Tx], T], future: asyncio.Future[T]) -> None:
         """``submit`` with the caller's future (as ``Writer.put``)."""
         if self._closed:
             future.set_exception(StoreError(self.lost or "store is not open"))
             return
-        if not self._in_child and self._linger is None and not self._soon:
-            # The child is idle and no frame is on its way: at the turn's end, or for a
-            # lazy operation a while later unless an eager one comes first.
-            if not lazy:
-                if self._lazy is not None:
-                    self._lazy.cancel()
-                    self._lazy = None
-                self._soon = True
-                future.get_loop().call_soon(self._flush)
-            elif self._lazy is None:
-                self._lazy = future.get_loop().call_later(LAZY_WAIT, self._flush)
-        if not lazy:
-            self._eager += 1
+        if not self._outgoing and not self._in_child and self._linger is None:
+            future.get_loop().call_soon(self._flush)  # the child is idle: at turn's end
         self._outgoing.append(fn)
         self._waiting.append(future)
 
@@ -212,9 +188,6 @@ class ProcessWriter:
         """Send what is queued, let the child commit it, checkpoint and exit."""
         if self._linger is not None:
             self._linger.cancel()
-        if self._lazy is not None:
-            self._lazy.cancel()
-            self._lazy = None
         if not self._closed and self._transport is not None:
             self._flush()
             self._closed = True
@@ -234,11 +207,6 @@ class ProcessWriter:
     # -- sending ---------------------------------------------------------------------
     def _flush(self) -> None:
         self._linger = None
-        self._soon = False
-        if self._lazy is not None:
-            self._lazy.cancel()
-            self._lazy = None
-        self._eager = 0
         ops, self._outgoing = self._outgoing, []
         if not ops or self._transport is None or self._transport.is_closing():
             return
@@ -303,14 +271,10 @@ class ProcessWriter:
         waiting = self._waiting
         futures = [waiting.popleft() for _ in range(len(results))]
         self._in_child -= len(results)
-        if self._outgoing and not self._in_child and self._linger is None and not self._soon:
+        if self._outgoing and not self._in_child and self._linger is None:
             # What waited while the child ran this batch: the next batch, at once, or
-            # after commit_interval when this one showed concurrency; lazy operations
-            # alone wait for an eager one (or LAZY_WAIT).
-            if not self._eager:
-                if self._lazy is None and self._loop is not None:
-                    self._lazy = self._loop.call_later(LAZY_WAIT, self._flush)
-            elif self._commit_interval > 0 and len(results) > 1 and self._loop is not None:
+            # after commit_interval when this one showed concurrency.
+            if self._commit_interval > 0 and len(results) > 1 and self._loop is not None:
                 self._linger = self._loop.call_later(self._commit_interval, self._flush)
             else:
                 self._flush()
@@ -346,9 +310,6 @@ class ProcessWriter:
             if self._linger is not None:
                 self._linger.cancel()
                 self._linger = None
-            if self._lazy is not None:
-                self._lazy.cancel()
-                self._lazy = None
             if self._opened is not None and not self._opened.done():
                 self._opened.set_exception(error)
             if self._stopped is not None:

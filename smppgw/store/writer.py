@@ -118,15 +118,13 @@ class Writer:
         self._thread.start()
         await started
 
-    def submit(self, fn: Callable[[Tx], T], *, lazy: bool = False) -> asyncio.Future[T]:
-        """Queue ``fn``; the future resolves after the transaction carrying it committed.
-        ``lazy`` means something to the writer process only (``ProcessWriter.submit``):
-        here an operation costs no wake-up of another process."""
+    def submit(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
+        """Queue ``fn``; the future resolves after the transaction carrying it committed."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.put(fn, future)
         return future
 
-    def put(self, fn: Callable[[Tx], T], future: asyncio.Future[T], *, lazy: bool = False) -> None:
+    def put(self, fn: Callable[[Tx], T], future: asyncio.Future[T]) -> None:
         """``submit`` with the caller's future (``store.writer: auto`` hands over the
         operations it held during a switch with the futures their callers already have)."""
         with self._gate:

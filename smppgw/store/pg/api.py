@@ -180,14 +180,6 @@ class PostgresStore:
     async def claim(self, carrier: str, limit: int, now: float) -> list[StoredJob]:
         return await self._run(partial(ops.claim, carrier=carrier, limit=limit, now=now))
 
-    async def claim_due(
-        self, carrier: str, limit: int, now: float
-    ) -> tuple[list[StoredJob], float | None]:
-        """``claim``, then ``next_due`` when fewer than ``limit`` came (two round trips:
-        a claim here is batched with other nodes' claims by kind)."""
-        jobs = await self.claim(carrier, limit, now)
-        return jobs, (await self.next_due(carrier) if len(jobs) < limit else None)
-
     async def release(self, job_ids: Sequence[str]) -> int:
         return await self._run(partial(ops.release, job_ids=list(job_ids)))
 
