@@ -46,7 +46,6 @@ from smppgw.pipeline.inbound import MoEvents
 from smppgw.pipeline.intake import Intake
 from smppgw.pipeline.marketing import DAY
 from smppgw.pipeline.marketing_check import marketing_check
-from smppgw.pacing import LoopPacer
 from smppgw.pipeline.outbox import OutboxPublisher
 from smppgw.pipeline.outcomes import EventFactory, GatewayEvents
 from smppgw.pipeline.routing import Router
@@ -755,13 +754,6 @@ def run_gateway(config: Config, *, config_path: str | None = None) -> int:
             log.error("gmqtt_incompatible", error=str(exc))
             return 1
         collect_seldom()
-        # At most one loop iteration every 0.5 ms while there is work: below capacity the
-        # gateway's CPU a job follows how often it wakes (docs/performance.md, step 108).
-        pacer = LoopPacer()
-        pacer.start()
-        try:
-            return await gateway.run()
-        finally:
-            pacer.stop()
+        return await gateway.run()
 
     return runner(main())
