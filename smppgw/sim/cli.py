@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from smppgw.collector import collect_seldom
 from smppgw.sim.config import (
     Faults,
     SimConfig,
@@ -179,6 +180,12 @@ async def serve(configs: Sequence[SimConfig]) -> None:
                     f"sim {config.name} control on http://{config.control_host}:{sim.control_port}",
                     flush=True,
                 )
+        # The simulator keeps every accepted submit (``keep_submits``, for the control
+        # API): at CPython's default thresholds a full collection walked them all, ~30 ms
+        # at 17,000 kept and growing with them, during which no submit_sm was read; that
+        # pause landed in a benchmark's publish → submit_sm tail (docs/performance.md,
+        # step 111). The gateway's setting: collect once, freeze start-up, then seldom.
+        collect_seldom()
         await stop.wait()
     finally:
         await asyncio.gather(*(sim.stop() for sim in sims), return_exceptions=True)

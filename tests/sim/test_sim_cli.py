@@ -181,3 +181,41 @@ def test_demo_yaml_loads() -> None:
 def test_yaml_errors_name_the_setting(raw: object, message: str) -> None:
     with pytest.raises(SimConfigError, match=re.escape(message)):
         configs_from_mapping(raw)
+
+
+_GC_PROBE = """
+import asyncio, gc, json, sys
+from smppgw.sim.cli import configs_from_args, configure, serve
+import argparse
+parser = argparse.ArgumentParser()
+configure(parser)
+configs = configs_from_args(parser.parse_args(["--listen", "127.0.0.1:0", "--accounts", "a:b:10"]))
+before = (gc.get_threshold(), gc.get_freeze_count())
+
+async def main():
+    task = asyncio.ensure_future(serve(configs))
+    for _ in range(500):
+        if gc.get_freeze_count() or task.done():
+            break
+        await asyncio.sleep(0.01)
+    print(json.dumps({"before": before, "after": (gc.get_threshold(), gc.get_freeze_count())}))
+    task.cancel()
+
+asyncio.run(main())
+"""
+
+
+def test_serving_sim_collects_seldom_like_the_gateway() -> None:
+    """Once serving, the simulator has frozen its start-up objects and collects at the
+    gateway's thresholds: at CPython's defaults a full collection over the submits it
+    keeps paused its reads ~30 ms mid-benchmark (docs/performance.md, step 111)."""
+    from smppgw.collector import THRESHOLDS
+
+    out = subprocess.run(
+        [sys.executable, "-c", _GC_PROBE], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    assert probe["before"][0] != list(THRESHOLDS)  # the probe starts from the defaults
+    assert probe["after"][0] == list(THRESHOLDS)
+    assert probe["after"][1] > 0
