@@ -37,7 +37,6 @@ from smppgw.ops.http import HttpEndpoint
 from smppgw.ops.logs import register_secret, set_level, setup_logging
 from smppgw.ops.metrics import Metrics
 from smppgw.ops.telemetry import Telemetry
-from smppgw.pacing import LoopPacer
 from smppgw.pipeline.cancel import CancelHandler
 from smppgw.pipeline.consent import ConsentDesk
 from smppgw.pipeline.failover import Failover
@@ -755,13 +754,6 @@ def run_gateway(config: Config, *, config_path: str | None = None) -> int:
             log.error("gmqtt_incompatible", error=str(exc))
             return 1
         collect_seldom()
-        # After an empty iteration, wait 0.1 ms before the next poll: below capacity the
-        # gateway's CPU a job follows how often it wakes (docs/performance.md, step 112).
-        pacer = LoopPacer()
-        pacer.start()
-        try:
-            return await gateway.run()
-        finally:
-            pacer.stop()
+        return await gateway.run()
 
     return runner(main())
