@@ -5,9 +5,7 @@ short-lived objects a second (PDUs, MQTT packets, jobs, events, store operations
 them in a reference cycle that reference counting would not free; at CPython's default
 thresholds (700, 10, 10) the collector took ~15 % of the gateway's CPU per job and ~2.7 %
 of the writer's samples flat out (docs/performance.md). Both processes call
-:func:`collect_seldom` once start-up is done, so they share one setting. So does the SMSC
-simulator (``smppgw sim``), whose full collections over the submits it keeps paused its
-reads for ~30 ms in the middle of a benchmark (docs/performance.md, step 111).
+:func:`collect_seldom` once start-up is done, so they share one setting.
 """
 
 from __future__ import annotations
