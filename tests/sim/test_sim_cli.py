@@ -185,8 +185,7 @@ def test_yaml_errors_name_the_setting(raw: object, message: str) -> None:
 
 _GC_PROBE = """
 import asyncio, gc, json, weakref
-from smppgw.sim.cli import configs_from_args, configure, serve
-FREEZE_EVERY = 0.25  # smppgw.sim.cli.FREEZE_EVERY
+from smppgw.sim.cli import FREEZE_EVERY, configs_from_args, configure, serve
 import argparse
 parser = argparse.ArgumentParser()
 configure(parser)
