@@ -23,6 +23,29 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return True
 
 
+class RunningLoop:
+    """The event loop an object runs on, asked of asyncio once.
+
+    On CPython 3.11 every ``asyncio.get_running_loop()`` (and every ``current_task()`` or
+    future made without a loop) is a ``getpid()`` system call: asyncio's check that the
+    loop was not inherited through ``fork``. The hot path asked ~10 times a job, ~10 of
+    the event loop's ~15 system calls a job (issue 13); an object that creates futures
+    per job asks this instead, which asks asyncio the first time it is called (so it
+    binds to the loop the object is first used on, and must not outlive it).
+    """
+
+    __slots__ = ("_loop",)
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __call__(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+
 #: Starts a coroutine as a supervised task (see :func:`supervised`); returns the task.
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[None]"]
 

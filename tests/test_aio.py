@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from smppgw.aio import supervised
+from smppgw.aio import RunningLoop, supervised
 
 log = structlog.get_logger("test")
 
@@ -54,3 +55,14 @@ async def test_leaving_the_block_waits_for_cancelled_tasks_to_finish() -> None:
         spawn(holding(), "holding")
         await asyncio.sleep(0)
     assert cleaned.is_set()
+
+
+async def test_running_loop_answers_the_loop_it_first_ran_on() -> None:
+    running = RunningLoop()
+    assert running() is asyncio.get_running_loop()
+    assert running() is running()
+
+
+def test_running_loop_outside_a_loop_is_asyncio_s_error() -> None:
+    with pytest.raises(RuntimeError):
+        RunningLoop()()

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from smppgw.aio import RunningLoop
 from smppgw.engine.observers import CarrierStats
 from smppgw.ops.logs import get_logger
 
@@ -20,15 +21,16 @@ log = get_logger("smppgw.carrier")
 class Background:
     """Tasks of one carrier, and the retry loop for events that must not be lost."""
 
-    __slots__ = ("_counters", "_name", "tasks")
+    __slots__ = ("_counters", "_name", "_running", "tasks")
 
     def __init__(self, carrier: str, counters: CarrierStats) -> None:
         self._name = carrier
         self._counters = counters
         self.tasks: set[asyncio.Task[Any]] = set()
+        self._running = RunningLoop()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # not ensure_future's checks
+        task = self._running().create_task(coro)  # not ensure_future's checks
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

@@ -260,9 +260,12 @@ class GmqttClient(gmqtt.Client):  # type: ignore[misc]
 Dispatch = Callable[[Any, str, bytes, int, dict[str, Any]], Coroutine[Any, Any, int]]
 
 
-def dispatch_qos1(client: gmqtt.Client, dispatch: Dispatch) -> None:
-    """Run ``dispatch`` for each incoming QoS 1 PUBLISH of ``client`` as a task and send
-    its PUBACK with the code it returns, without gmqtt's generic path around it.
+def dispatch_qos1(
+    client: gmqtt.Client, dispatch: Dispatch, running: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """Run ``dispatch`` for each incoming QoS 1 PUBLISH of ``client`` as a task (on the
+    loop ``running`` answers) and send its PUBACK with the code it returns, without
+    gmqtt's generic path around it.
 
     gmqtt's ``_handle_qos_1_publish_packet`` does the same through
     ``run_coroutine_or_function`` (``inspect.iscoroutinefunction`` of the callback,
@@ -289,9 +292,7 @@ def dispatch_qos1(client: gmqtt.Client, dispatch: Dispatch) -> None:
             send_puback(handler, mid, reason_code=task.result())
 
     def handle_qos1(mid: int, packet: bytes, print_topic: str, properties: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(
-            dispatch(client, print_topic, packet, 1, properties)
-        )
+        task = running().create_task(dispatch(client, print_topic, packet, 1, properties))
         task.add_done_callback(partial(acknowledge, mid))
 
     handler._handle_qos_1_publish_packet = handle_qos1

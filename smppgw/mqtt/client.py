@@ -75,6 +75,7 @@ import gmqtt
 import structlog
 from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv50, PubAckReasonCode
 
+from smppgw.aio import RunningLoop
 from smppgw.config import MqttConfig
 from smppgw.mqtt._gmqtt import (
     WITHHOLD,
@@ -271,7 +272,9 @@ class MqttClient:
         self._gm.on_disconnect = self._handle_disconnect
         self._gm.on_subscribe = self._handle_suback
         self._gm.on_message = self._dispatch  # QoS 0 and 2
-        dispatch_qos1(self._gm, self._dispatch)
+        #: The loop this client runs on, asked of asyncio once (``smppgw.aio``).
+        self._running = RunningLoop()
+        dispatch_qos1(self._gm, self._dispatch, self._running)
         self._gm.reconnect_delay = reconnect_min
         self._gm.reconnect_retries = UNLIMITED_RECONNECTS
 
@@ -490,7 +493,7 @@ class MqttClient:
         own, so a round costs no task per event; only past the window does it fall back to
         a task running :meth:`publish`. Every failure :meth:`publish` would raise is the
         future's exception instead."""
-        loop = asyncio.get_running_loop()
+        loop = self._running()
         try:
             if (
                 self.connected
@@ -687,7 +690,7 @@ class MqttClient:
         handler = self._on_message
         if self._closing or handler is None:
             return WITHHOLD  # redelivered to whoever runs next
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._running())
         if task is not None:
             self._handlers.add(task)
             self._handlers_idle.clear()
@@ -799,7 +802,7 @@ class MqttClient:
         """A QoS 1 PUBLISH written now (``properties`` from :func:`publish_properties`):
         the future of its PUBACK."""
         self._require_connected()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = self._running().create_future()
         self._pending_future = future
         try:
             send_qos1_publish(self._gm, topic, payload, properties, retain)

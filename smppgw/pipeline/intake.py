@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import structlog
 
+from smppgw.aio import RunningLoop
 from smppgw.config import Config
 from smppgw.mqtt import Message
 from smppgw.mqtt.schema import (
@@ -91,6 +92,8 @@ class Intake:
         self._carriers = {c.name: c for c in config.carriers}
         #: Jobs waiting for the end of this event-loop turn, with their handlers' futures.
         self._batch: list[_Pending] = []
+        #: The loop intake runs on, asked of asyncio once (``smppgw.aio``).
+        self._running = RunningLoop()
         self._commits: set[asyncio.Future[None]] = set()
 
     def reconfigure(self, config: Config, router: Router) -> None:
@@ -256,7 +259,7 @@ class Intake:
         """Queue ``job`` for this turn's ``add_jobs``; resolves to True if it was new,
         None if its tenant's daily quota refused it, a Reject / Hold from the marketing
         rules (``smppgw.store.ops.add_admitted``)."""
-        loop = asyncio.get_running_loop()
+        loop = self._running()
         future: asyncio.Future[Admission] = loop.create_future()
         if not self._batch:
             loop.call_soon(self._flush)

@@ -26,6 +26,7 @@ Intake looks a number up, for each job whose chain it plans:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import sqlite3
@@ -34,6 +35,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from smppgw.aio import RunningLoop
 from smppgw.ops.logs import get_logger
 from smppgw.pipeline.routing import RoutingError, normalize_msisdn
 from smppgw.store.contract import StoreAPI
@@ -108,11 +110,25 @@ def _read_only(path: str, timeout: float) -> sqlite3.Connection:
 
 
 class PortedLookup:
-    """number → carrier from the store's ``ported`` table, for intake (read-only)."""
+    """number → carrier from the store's ``ported`` table, for intake (read-only).
+
+    From its second lookup on, one event-loop turn's lookups share one read transaction,
+    ended by a callback at the next turn: a statement run on its own opens and closes a
+    WAL read transaction (two ``fcntl`` locks, and the table's pages read again whenever
+    the writer committed since), ~2 system calls and ~5 µs a job flat out against ~3 µs
+    in a shared one (issue 13). A turn with one job (low load) keeps the single
+    statement: ``BEGIN`` and ``COMMIT`` would cost it ~1.7 µs more. A turn's lookups see
+    the table as of its second one; the writer is never blocked by that, and a checkpoint
+    waits at most until the next turn."""
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
+        #: This turn has looked up already (reset by a callback at the next turn).
+        self._looked = False
+        #: A read transaction is open on ``_conn`` until the next turn.
+        self._reading = False
+        self._running = RunningLoop()
 
     def open(self) -> None:
         """After the store opened (and created or upgraded) the database."""
@@ -122,8 +138,9 @@ class PortedLookup:
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            self._conn.close()  # rolls back a read transaction still open
             self._conn = None
+        self._looked = self._reading = False
 
     def count(self) -> int | None:
         """Mappings in use, counted on a connection of its own (call it in a thread: a
@@ -144,10 +161,33 @@ class PortedLookup:
         if conn is None:
             return None
         try:
+            if not self._looked:
+                self._looked = True
+                self._running().call_soon(self._end_turn, conn)
+            elif not self._reading:
+                conn.execute("BEGIN")
+                self._reading = True
             return ported_carrier(conn, number, time.time())
         except sqlite3.Error as exc:
             log.warning("ported_lookup_failed", error=str(exc))
             return None
+
+    def _end_turn(self, conn: sqlite3.Connection) -> None:
+        """End the turn's read transaction, if any (the next turn sees what was committed)."""
+        if conn is not self._conn:
+            return  # closed (or reopened) since: nothing of ours is open
+        self._looked = False
+        if not self._reading:
+            return
+        self._reading = False
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.warning("ported_lookup_failed", error=str(exc))
+            if conn.in_transaction:  # never leave the next turn's BEGIN to fail
+                # if that fails too, the next BEGIN fails and logs (routed by prefix)
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
 
 
 class SharedPortedLookup:

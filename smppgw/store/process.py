@@ -156,7 +156,8 @@ class ProcessWriter:
 
     def submit(self, fn: Callable[[Tx], T]) -> asyncio.Future[T]:
         """Queue ``fn`` for this turn's frame; resolves after its batch committed."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = self._loop  # set by start: get_running_loop() is a system call (aio.py)
+        future: asyncio.Future[T] = (loop or asyncio.get_running_loop()).create_future()
         self.put(fn, future)
         return future
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ from smppgw.pipeline.ported import PortedLookup, parse_ported_csv
 from smppgw.pipeline.routing import Router
 from smppgw.store import JobState, Store, StoreAPI, StoredJob
 from smppgw.store.pg import PostgresStore
+from smppgw.store.routes import learn
 from smppgw.store.schema import _CREATE, _CREATE_V2, SCHEMA_VERSION
+from smppgw.store.writer import Tx
 
 from support.servers import Postgres
 
@@ -431,3 +434,35 @@ async def test_a_carrier_down_on_one_gateway_only_stays_with_the_cluster(
                     await task
         jobs = await a.claim("vinaphone", 10, 2e9)
         assert [j.attempts for j in jobs] == [(("viettel", "down"),)] * 3
+
+
+async def test_a_turns_ported_lookups_share_one_read_transaction_ended_next_turn(
+    tmp_path: Path,
+) -> None:
+    """SQLite: from its second lookup on, a turn's lookups read one snapshot (one WAL read
+    transaction instead of one per job); the next turn ends it, so a mapping committed
+    meanwhile is seen from then on and no read transaction outlives its turn. A turn
+    with one lookup opens none."""
+    async with Store(str(tmp_path / "gw.db"), writer="process") as store:
+        lookup = PortedLookup(store.path)
+        lookup.open()
+        other = sqlite3.connect(store.path, isolation_level=None, timeout=5.0)
+        try:
+            assert lookup.carrier("84981110009") is None
+            conn = lookup._conn
+            assert conn is not None and not conn.in_transaction  # one lookup: a statement
+            assert lookup.carrier("84981110000") is None
+            assert conn.in_transaction  # the second: held for the rest of the turn
+            tx = Tx(other, time.time())
+            learn(tx, "84981110000", "vinaphone", 3600.0)  # another connection commits
+            assert lookup.carrier("84981110000") is None  # the turn's snapshot
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert not conn.in_transaction  # ended by the next turn
+            assert lookup.carrier("84981110000") == "vinaphone"
+            assert lookup.carrier("84981110001") is None
+            assert conn.in_transaction
+        finally:
+            other.close()
+            lookup.close()
+        assert lookup._conn is None
