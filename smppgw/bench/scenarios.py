@@ -394,7 +394,8 @@ class CpuMeter:
         spent = {t: c - self._threads0.get(t, 0.0) for t, c in self._threads1.items()}
         main = spent.pop(pid, 0.0)
         own = self.last["gateway"].cpu - self.first["gateway"].cpu
-        children = own - (self._own1 - self._own0)
+        # The tree and the process are read a moment apart: with no child, a hair below 0.
+        children = max(0.0, own - (self._own1 - self._own0))
         return {
             "event_loop": round(main, 2),
             "other_threads": round(sum(spent.values()), 2),
