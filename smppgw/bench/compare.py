@@ -53,6 +53,7 @@ from smppgw.bench.scenarios import (
     achieved_rate,
     latency,
     latency_figures,
+    system_cpu_us_per_job,
     throughput,
 )
 from smppgw.bench.stats import Latency
@@ -212,7 +213,7 @@ def compare(
         busy = r.figures["seconds"] - options.receipt_delay
         r.figures["jobs_per_second"] = round(r.figures["delivered"] / busy, 1)
     rate = _median([r.figures["jobs_per_second"] for r in ours])
-    cpu = _median([r.figures["gateway_cpu_us_per_job"] for r in ours])
+    cpu = _median([system_cpu_us_per_job(r.figures) for r in ours])
     peer_rate = _median([r.figures["messages_per_second"] for r in theirs])
     peer_cpu = _median([r.figures["kannel_cpu_us_per_message"] for r in theirs])
     rate_ratio = rate / peer_rate if peer_rate else float("nan")
@@ -232,11 +233,12 @@ def compare(
         cpu_ratio=round(cpu_ratio, 2),
         smppgw_runs_jobs_per_second=[r.figures["jobs_per_second"] for r in ours],
         kannel_runs_messages_per_second=[r.figures["messages_per_second"] for r in theirs],
-        smppgw_runs_cpu_us=[r.figures["gateway_cpu_us_per_job"] for r in ours],
+        smppgw_runs_cpu_us=[system_cpu_us_per_job(r.figures) for r in ours],
         kannel_runs_cpu_us=[r.figures["kannel_cpu_us_per_message"] for r in theirs],
         smppgw_delivered=[r.figures["delivered"] for r in ours],
         kannel_delivered=[r.figures["delivered"] for r in theirs],
         kannel_cpu_us_by_box=theirs[len(theirs) // 2].figures["kannel_cpu_us_by_box"],
+        **_shared_store(options, ours),
         smppgw_load_cpu_us_per_job=_median([r.figures["load_cpu_us_per_job"] for r in ours]),
         kannel_load_cpu_us_per_message=_median(
             [r.figures["load_cpu_us_per_message"] for r in theirs]
@@ -279,6 +281,21 @@ def compare(
         smppgw=[r.series for r in ours], kannel=[r.series for r in theirs], rates=(rate, peer_rate)
     )
     return result
+
+
+def _shared_store(options: Options, ours: list[ScenarioResult]) -> dict[str, Any]:
+    """With ``--backend postgres``: what smppgw's CPU a job is made of (medians), since it
+    counts the shared PostgreSQL and Redis beside the gateways."""
+    if options.backend != "postgres":
+        return {}
+    return {
+        "smppgw_backend": f"postgres, {options.gateways} gateway(s)",
+        "smppgw_cpu_us_by_process": {
+            "gateways": _median([r.figures["gateway_cpu_us_per_job"] for r in ours]),
+            "postgres": _median([r.figures["database_cpu_us_per_job"] for r in ours]),
+            "redis": _median([r.figures["redis_cpu_us_per_job"] for r in ours]),
+        },
+    }
 
 
 def _middle(runs: list[ScenarioResult], key: str) -> dict[str, Any]:
@@ -327,9 +344,10 @@ def _half_figures(
     options: Options, rate: float, ours: list[ScenarioResult], theirs: list[ScenarioResult]
 ) -> dict[str, Any]:
     """The half-load block: medians of each side, the CPU ratio, every run's figures."""
-    cpu = _median([r.figures["gateway_cpu_us_per_job"] for r in ours])
+    cpu = _median([system_cpu_us_per_job(r.figures) for r in ours])
     peer_cpu = _median([r.figures["kannel_cpu_us_per_message"] for r in theirs])
     return {
+        **_shared_store(options, ours),
         "rate": round(rate, 1),
         "rate_from": "--half-rate" if options.half_rate else "half the lower flat-out rate",
         "seconds": options.half_seconds,
@@ -435,6 +453,13 @@ def format_side_by_side(result: ScenarioResult) -> str:
         lines.append("  ".join(cells))
     others = ", ".join(f"{x:.2f}" for x in f["other_processes_cores"])
     lines.append(f"other processes (cores, run by run): {others}")
+    by_process = f.get("smppgw_cpu_us_by_process")
+    if by_process is not None:
+        parts = ", ".join(f"{name} {us:,.0f}" for name, us in by_process.items())
+        lines.append(
+            f"smppgw on {f['smppgw_backend']}: its CPU per job counts the gateways, "
+            f"PostgreSQL and Redis (µs, flat out: {parts})"
+        )
     if h is not None:
         others = ", ".join(f"{x:.2f}" for x in h["other_processes_cores"])
         lines.append(f"other processes at half load (cores, run by run): {others}")

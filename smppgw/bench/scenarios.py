@@ -578,13 +578,7 @@ def throughput(options: Options, progress: Progress) -> ScenarioResult:
     delivered = sum(1 for status, _ in events.final.values() if status == "delivered")
     rate = n / elapsed
     cpu_us = meter.gateways_seconds() / n * 1e6
-    if options.backend == "postgres":
-        result.figures.update(
-            backend="postgres",
-            gateways=options.gateways,
-            database_cpu_us_per_job=round(meter.seconds("postgres") / n * 1e6, 1),
-            redis_cpu_us_per_job=round(meter.seconds("redis") / n * 1e6, 1),
-        )
+    result.figures.update(shared_store_figures(options, meter, n))
     result.figures.update(
         jobs=n,
         seconds=round(elapsed, 3),
@@ -667,7 +661,8 @@ def latency(options: Options, progress: Progress) -> ScenarioResult:
     result.series.update(
         rate=rate, publish_to_submit_sm=smsc_seconds, publish_to_delivered=final_seconds
     )
-    cpu_us = meter.seconds("gateway") / count * 1e6
+    cpu_us = meter.gateways_seconds() / count * 1e6
+    result.figures.update(shared_store_figures(options, meter, count))
     delivered = sum(
         1 for i, (status, _) in events.final.items() if i < count and status == "delivered"
     )
@@ -700,6 +695,28 @@ def latency(options: Options, progress: Progress) -> ScenarioResult:
     if to_smsc.count != count:
         result.notes.append(f"{count - to_smsc.count} submits missing at the simulator")
     return result
+
+
+def shared_store_figures(options: Options, meter: CpuMeter, jobs: int) -> dict[str, Any]:
+    """With ``--backend postgres``: the backend, the gateways and the CPU a job of the
+    PostgreSQL and the Redis they share (part of what smppgw costs, as Kannel's store is
+    part of bearerbox: :func:`system_cpu_us_per_job`). Nothing for SQLite, whose writer
+    process is in the gateway's own tree."""
+    if options.backend != "postgres":
+        return {}
+    return {
+        "backend": "postgres",
+        "gateways": options.gateways,
+        "database_cpu_us_per_job": round(meter.seconds("postgres") / jobs * 1e6, 1),
+        "redis_cpu_us_per_job": round(meter.seconds("redis") / jobs * 1e6, 1),
+    }
+
+
+def system_cpu_us_per_job(figures: dict[str, Any]) -> float:
+    """Everything smppgw runs on, a job: every gateway (its writer process included) and,
+    on PostgreSQL, the database and Redis."""
+    parts = ("gateway_cpu_us_per_job", "database_cpu_us_per_job", "redis_cpu_us_per_job")
+    return round(sum(float(figures.get(name, 0.0)) for name in parts), 1)
 
 
 def achieved_rate(delivered: int, start: float, end: float | None, delay: float) -> float:
