@@ -390,7 +390,7 @@ async def test_ctl_under_load_is_fast_and_costs_no_throughput(
     77 % of the throughput in one CI run, level in others). Every call is answered, half
     of them in < 25 ms (the worst one is printed, not asserted: on two shared cores a
     stall of the whole machine lands on whichever call is open), and the throughput stays
-    within 20 % of the runs without."""
+    within 20 % of the runs without (their median)."""
     sock = sock_dir / "ctl.sock"
     latencies: list[float] = []
     client = await asyncio.create_subprocess_exec(
@@ -426,7 +426,9 @@ async def test_ctl_under_load_is_fast_and_costs_no_throughput(
         if client.returncode is None:
             client.kill()
             await client.wait()
-    quiet = statistics.mean(quiet_runs)
+    # The median of the runs without: one run of the shared machine's outliers (2,720
+    # jobs/s beside 1,968 and 2,019 in one CI run) must not set the bar alone.
+    quiet = statistics.median(quiet_runs)
     busy = statistics.mean(busy_runs)
     ms = sorted(x * 1000 for x in latencies)
     print(
