@@ -124,10 +124,9 @@ class PortedLookup:
     def __init__(self, path: str) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
-        #: This turn has looked up already (reset by a callback at the next turn).
+        #: This turn has looked up already (reset by a callback at the next turn); a read
+        #: transaction open on ``_conn`` (``in_transaction``) lasts until then too.
         self._looked = False
-        #: A read transaction is open on ``_conn`` until the next turn.
-        self._reading = False
         self._running = RunningLoop()
 
     def open(self) -> None:
@@ -140,7 +139,7 @@ class PortedLookup:
         if self._conn is not None:
             self._conn.close()  # rolls back a read transaction still open
             self._conn = None
-        self._looked = self._reading = False
+        self._looked = False
 
     def count(self) -> int | None:
         """Mappings in use, counted on a connection of its own (call it in a thread: a
@@ -164,9 +163,8 @@ class PortedLookup:
             if not self._looked:
                 self._looked = True
                 self._running().call_soon(self._end_turn, conn)
-            elif not self._reading:
+            elif not conn.in_transaction:
                 conn.execute("BEGIN")
-                self._reading = True
             return ported_carrier(conn, number, time.time())
         except sqlite3.Error as exc:
             log.warning("ported_lookup_failed", error=str(exc))
@@ -177,15 +175,14 @@ class PortedLookup:
         if conn is not self._conn:
             return  # closed (or reopened) since: nothing of ours is open
         self._looked = False
-        if not self._reading:
+        if not conn.in_transaction:
             return
-        self._reading = False
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.warning("ported_lookup_failed", error=str(exc))
-            if conn.in_transaction:  # never leave the next turn's BEGIN to fail
-                # if that fails too, the next BEGIN fails and logs (routed by prefix)
+            if conn.in_transaction:  # never carry a stale snapshot into the next turn
+                # if that fails too, the next turn's end tries again
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
 
