@@ -87,7 +87,8 @@ class Postgres(PlannedServer):
     ``kill()`` (SIGKILL: crash recovery at the next start), ``close()`` (stop and remove
     the directory). ``durable=False`` turns fsync off (tests: faster); commits still
     write their WAL before returning, so a kill -9 of the server loses no committed
-    transaction, only an OS crash could. The benchmark keeps the durable defaults."""
+    transaction, only an OS crash could. The benchmark runs it so too (see
+    ``smppgw.bench.scenarios._cluster_servers``)."""
 
     SUPERUSER = "postgres"
     START_TIMEOUT = 30.0
