@@ -176,12 +176,11 @@ class Gateway:
             self.factory,
             self.telemetry,
             self.tenants,
-            on_job=self._intake_committed,
+            on_job=self._job_committed,
             on_events=self._events_committed,
             failover=self.failover,
             holds=self.holds,
             consent=self.consent,
-            on_adding=self._intake_adding,
         )
         # Cancels from MQTT (main connection): queued jobs end ``cancelled``.
         self.cancels = CancelHandler(
@@ -548,16 +547,6 @@ class Gateway:
         feeder = self.feeders.get(carrier)
         if feeder is not None:
             feeder.wake()
-
-    def _intake_adding(self, carrier: str) -> None:
-        feeder = self.feeders.get(carrier)
-        if feeder is not None:
-            feeder.adding()
-
-    def _intake_committed(self, carrier: str) -> None:
-        feeder = self.feeders.get(carrier)
-        if feeder is not None:
-            feeder.committed()
 
     def _events_committed(self) -> None:
         self.outbox.wake()

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import structlog
 
+from smppgw.aio import wait_event
 from smppgw.engine.message import OutboundMessage, Priority
 from smppgw.store import StoreAPI, StoreError
 
@@ -58,11 +59,6 @@ class Feeder:
         #: Set by failover while the carrier is down and its jobs go elsewhere.
         self._diverted = False
         self.claimed = 0
-        #: Intake batches announced by :meth:`adding`, and how many of them had been
-        #: announced when the latest claim was queued to the store (which runs its
-        #: operations in order, so that claim sees every one of them).
-        self._announced = 0
-        self._claim_covers = 0
 
     def wake(self) -> None:
         """A job for this carrier was committed: look at the queue now."""
@@ -70,30 +66,6 @@ class Feeder:
         nap = self._nap
         if nap is not None and not nap.done():
             nap.set_result(None)
-
-    def adding(self) -> None:
-        """Intake is about to queue a batch holding jobs for this carrier to the store, in
-        this same step: wake now rather than after its commit.
-
-        Why: the store runs its operations in the order they were queued, so a claim
-        queued after the batch's insert sees its jobs, and one queued within the next
-        turn goes in the same transaction (the writer sends a turn's operations as one
-        frame). A job then reaches the carrier one store round trip sooner, and the
-        feeder's wake-up is off its path (issue 13). :meth:`committed` follows.
-
-        A carrier with no room is not woken now: it would only look for urgent jobs
-        (``_urgent``, a count of the queue on some stores), and does so after the
-        commit, as for any other job."""
-        self._announced += 1
-        if not self._diverted and self._carrier.wants() > 0:
-            self.wake()
-
-    def committed(self) -> None:
-        """A batch announced by :meth:`adding` was committed: wake unless a claim queued
-        after every announced batch already looked (a carrier that was full, or
-        paused, has not claimed since, and is woken as before)."""
-        if self._claim_covers < self._announced:
-            self.wake()
 
     @property
     def stopping(self) -> bool:
@@ -139,8 +111,6 @@ class Feeder:
                 if room <= 0:
                     continue
             self._wakeup.clear()
-            # The store queues the claim before this coroutine first yields.
-            self._claim_covers = self._announced
             try:
                 jobs = await self._store.claim(self.name, min(room, CLAIM_LIMIT), time.time())
             except StoreError as exc:
@@ -157,16 +127,13 @@ class Feeder:
             if len(jobs) < min(room, CLAIM_LIMIT) and not urgent:
                 await self._sleep(await self._idle_for())
 
-    async def _napped(self, seconds: float, *, consume: bool = True) -> bool:
+    async def _napped(self, seconds: float) -> bool:
         """Sleep ``seconds``; True if a wake-up (a job committed) cut the sleep short.
-        ``consume=False`` leaves the wake-up set for the loop's next look (a full
-        carrier's check for urgent jobs must still see it).
 
         A future and a timer rather than ``wait_event``: this runs every ``POLL`` while a
         carrier is full, and ``asyncio.wait_for`` costs a task per call."""
         if self._wakeup.is_set():
-            if consume:
-                self._wakeup.clear()
+            self._wakeup.clear()
             return True
         loop = asyncio.get_running_loop()
         nap: asyncio.Future[None] = loop.create_future()
@@ -178,8 +145,7 @@ class Feeder:
             timer.cancel()
             self._nap = None
         woken = self._wakeup.is_set()
-        if consume:
-            self._wakeup.clear()
+        self._wakeup.clear()
         return woken
 
     async def _urgent(self) -> int:
@@ -207,10 +173,7 @@ class Feeder:
         return max(0.0, min(IDLE, due - time.time()))
 
     async def _sleep(self, seconds: float) -> None:
-        """Until a wake-up or ``seconds``: a nap, resumed in the turn after :meth:`wake`
-        (``wait_event`` takes three), so that the claim :meth:`adding` asks for is
-        queued in the same turn as intake's insert."""
-        await self._napped(seconds, consume=False)
+        await wait_event(self._wakeup, seconds)
 
     async def _release(self, job_ids: list[str]) -> None:
         if job_ids:

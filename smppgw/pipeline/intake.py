@@ -70,16 +70,13 @@ class Intake:
         failover: Failover | None = None,
         holds: Holds | None = None,
         consent: ConsentDesk | None = None,
-        on_adding: Callable[[str], None] | None = None,
     ) -> None:
         """``failover``: plans each job's carrier chain (ported numbers first); without
         it a job goes to its prefix (or forced) carrier and never moves. ``holds``: where
         a job with a future ``send_at`` (or one a release check holds) is held; ``None``:
         no holds (``send_at`` is then ignored). ``consent``: the marketing rules (the
         gateway's, shared with MO handling and reconfigured with it); None builds one from
-        ``config`` and ``router``. ``on_adding(carrier)``: a batch holding jobs for
-        ``carrier`` is queued to the store in this same step (``Feeder.adding``);
-        ``on_job(carrier)`` follows once one of them is committed."""
+        ``config`` and ``router``."""
         self._failover = failover
         self._holds = holds
         self._config = config
@@ -90,7 +87,6 @@ class Intake:
         self._factory = factory
         self._telemetry = telemetry
         self._on_job = on_job
-        self._on_adding = on_adding
         self._on_events = on_events
         self._tenants = tenants
         self._carriers = {c.name: c for c in config.carriers}
@@ -278,11 +274,6 @@ class Intake:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         jobs = [job for job, _, _ in batch]
-        if self._on_adding is not None:
-            # Before the store call below, which queues the insert before it first
-            # yields: the feeders' claims then come after it (``Feeder.adding``).
-            for carrier in {job.carrier for job in jobs if job.held_until is None}:
-                self._on_adding(carrier)
         try:
             added: list[bool] | list[Admission]
             if any(u is not None or j.category == "marketing" for j, u, _ in batch):
