@@ -82,7 +82,7 @@ def after_recv(unit: Callable[[], None], gap: float, units: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--units", type=int, default=3000)
     parser.add_argument("--dir", default=None, help="where the SQLite file goes")
     args = parser.parse_args()
