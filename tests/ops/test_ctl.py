@@ -389,8 +389,16 @@ async def test_ctl_under_load_is_fast_and_costs_no_throughput(
     does (a client thread in this process took the GIL from the event loop it measures:
     77 % of the throughput in one CI run, level in others). Every call is answered, half
     of them in < 25 ms (the worst one is printed, not asserted: on two shared cores a
-    stall of the whole machine lands on whichever call is open), and the throughput stays
-    within 20 % of the runs without (their median)."""
+    stall of the whole machine lands on whichever call is open).
+
+    What the calls cost the gateway is taken on its own first: the event loop's CPU while
+    the client makes 50 calls to the idle gateway, less the same span without calls,
+    under 3 ms a call (0.6-1.3 ms on a slow 2-vCPU VM), so 50 calls cost a run of ~1 s
+    under ~15 %. The runs' throughput is held only to what a loop blocked by ctl would
+    break, 60 % of the runs without (their median): wall-clock throughput also moves with
+    the client process, mosquitto and the writer process taking turns on two cores (79 %
+    in one CI run, and the loop's CPU a job +15-27 % in busy runs beside calls costing
+    +4 %)."""
     sock = sock_dir / "ctl.sock"
     latencies: list[float] = []
     client = await asyncio.create_subprocess_exec(
@@ -405,10 +413,14 @@ async def test_ctl_under_load_is_fast_and_costs_no_throughput(
     assert client.stdin is not None and client.stdout is not None
     client_in, client_out = client.stdin, client.stdout
 
-    async def statuses() -> None:
+    async def calls() -> list[float]:
         client_in.write(b"go\n")
         await client_in.drain()
-        latencies.extend(json.loads(await client_out.readline()))
+        answered: list[float] = json.loads(await client_out.readline())
+        return answered
+
+    async def statuses() -> None:
+        latencies.extend(await calls())
 
     try:
         assert await asyncio.wait_for(client_out.readline(), 30) == b"ready\n"
@@ -416,6 +428,15 @@ async def test_ctl_under_load_is_fast_and_costs_no_throughput(
             config = _config(tmp_path, mosquitto, sim, sock, carrier={"tps": 5000, "window": 100})
             async with running(config), Observer(mosquitto) as obs:
                 await _flow(obs, sim, "warm")
+                await asyncio.sleep(0.5)  # the warm run's events published
+                cpu_started, wall_started = time.thread_time(), time.monotonic()
+                alone = len(await calls())
+                cpu_calls = time.thread_time() - cpu_started
+                span = time.monotonic() - wall_started
+                cpu_started = time.thread_time()
+                await asyncio.sleep(span)
+                cpu_idle = time.thread_time() - cpu_started
+                call_us = max(0.0, cpu_calls - cpu_idle) / alone * 1e6
                 quiet_runs, busy_runs = [await _flow(obs, sim, "quiet-0")], []
                 for n in (1, 2):
                     busy_runs.append(await _flow(obs, sim, f"busy-{n}", statuses))
@@ -434,14 +455,15 @@ async def test_ctl_under_load_is_fast_and_costs_no_throughput(
     print(
         f"\nthroughput: {' / '.join(f'{r:.0f}' for r in quiet_runs)} jobs/s without ctl, "
         f"{' / '.join(f'{r:.0f}' for r in busy_runs)} jobs/s with {len(ms)} status calls "
-        f"({busy / quiet:.0%}); status latency ms: "
+        f"({busy / quiet:.0%}); event loop CPU a call {call_us:.0f} µs; status latency ms: "
         f"median {statistics.median(ms):.1f}, p95 {ms[int(0.95 * len(ms))]:.1f}, "
         f"max {ms[-1]:.1f}",
         file=sys.stderr,
     )
     assert len(ms) == STATUS_CALLS
     assert statistics.median(ms) < 25, ms
-    assert busy >= 0.8 * quiet, (quiet_runs, busy_runs)
+    assert call_us < 3000, (cpu_calls, cpu_idle, alone)
+    assert busy >= 0.6 * quiet, (quiet_runs, busy_runs)
 
 
 async def test_the_command_line_for_people_and_scripts(
