@@ -22,8 +22,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
-#: The gaps tried between two units, in seconds (0: back to back).
-GAPS = (0.0, 0.0002, 0.001, 0.002)
+#: The gaps tried between two units, in seconds (besides none: back to back).
+GAPS = (0.0002, 0.001, 0.002)
 
 
 def sqlite_unit(path: str) -> Callable[[], None]:
@@ -44,7 +44,7 @@ def sqlite_unit(path: str) -> Callable[[], None]:
 
 
 def python_unit() -> None:
-    """Interpreted work only: a small dict and string churn, ~30 µs hot."""
+    """Interpreted work only: a small dict and string churn, ~60 µs hot on a 2.45 GHz EPYC."""
     rows = [{"id": i, "to": f"8490{i:07d}", "state": i % 5} for i in range(60)]
     "".join(str(row["to"]) for row in rows if row["state"] != 3)
 
@@ -94,7 +94,7 @@ def main() -> None:
         for name, unit in units.items():
             hot = after_sleep(unit, 0.0, args.units)
             print(f"{name}: back to back {hot:.1f} µs a unit")
-            for gap in GAPS[1:]:
+            for gap in GAPS:
                 slept = after_sleep(unit, gap, args.units)
                 woken = after_recv(unit, gap, args.units)
                 print(
